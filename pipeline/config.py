@@ -1,0 +1,110 @@
+"""Loads params.yaml and validates each section into a small frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read params.yaml as a mapping, with a one-line error if it is missing or malformed."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def section(cls: type[T], name: str, path: Path = DEFAULT_PARAMS) -> T:
+    """Validate the params section `name` into dataclass `cls`."""
+    params = load_params(path)
+    if name not in params:
+        raise ConfigError(f"{path}: missing section '{name}'")
+    return from_mapping(cls, params[name], f"{path}:{name}")
+
+
+def from_mapping(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass `cls` from `data`, rejecting unknown, missing and mistyped keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing key '{name}'")
+            continue
+        values[name] = _coerce(hints[name], data[name], f"{where}.{name}")
+    obj = cls(**values)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        problem = validate()
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+    return obj
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against type `tp`, converting lists to tuples and nested mappings to dataclasses."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        ktp, vtp = args or (Any, Any)
+        return types.MappingProxyType(
+            {_coerce(ktp, k, where): _coerce(vtp, v, f"{where}.{k}") for k, v in value.items()}
+        )
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got bool")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value

@@ -1,0 +1,55 @@
+"""Errors shared by every stage: configuration errors stop at once, bad records are counted."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+
+class PipelineError(Exception):
+    """An error reported to the user as one line, with a non-zero exit code."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """A bad configuration (params, paths, model): the stage stops before doing any work."""
+
+    exit_code = 2
+
+
+class InputError(PipelineError):
+    """Unusable input data (a file or a record) that stops the stage."""
+
+    exit_code = 1
+
+
+@dataclass
+class BadRecords:
+    """Collects bad records of one stage: each is reported on stderr, skipped and counted."""
+
+    stage: str
+    max_share: float
+    problems: list[dict[str, str]] = field(default_factory=list)
+    quiet: bool = False
+
+    def add(self, where: str, message: str) -> None:
+        """Record and report one bad record; `where` names the file and line or field."""
+        self.problems.append({"where": where, "error": message})
+        if not self.quiet:
+            print(f"{self.stage}: skipped {where}: {message}", file=sys.stderr)
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def check(self, total: int) -> None:
+        """Fail the stage when the share of bad records among `total` passes the threshold."""
+        if total == 0 and not self.problems:
+            return
+        share = len(self.problems) / max(total, 1)
+        if share > self.max_share:
+            raise InputError(
+                f"{self.stage}: {len(self.problems)} of {total} records are bad "
+                f"({share:.0%} > max_bad_share {self.max_share:.0%}); first: "
+                f"{self.problems[0]['where']}: {self.problems[0]['error']}"
+            )

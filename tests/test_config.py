@@ -1,0 +1,81 @@
+"""Unit tests of params validation: unknown, missing and mistyped keys are clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from pipeline.config import from_mapping, section
+from pipeline.errors import BadRecords, ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class Inner:
+    size: int
+
+
+@dataclass(frozen=True)
+class Cfg:
+    model: str
+    share: float
+    labels: tuple[str, ...]
+    mode: Literal["a", "b"]
+    inner: Inner
+    optional: int = 3
+
+
+GOOD = {"model": "m", "share": 1, "labels": ["X", "Y"], "mode": "a", "inner": {"size": 2}}
+
+
+def test_valid_mapping_builds_frozen_dataclass() -> None:
+    cfg = from_mapping(Cfg, GOOD, "params.yaml:test")
+    assert cfg == Cfg("m", 1.0, ("X", "Y"), "a", Inner(2), 3)
+    with pytest.raises(AttributeError):
+        cfg.model = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"extra": 1}, "params.yaml:test: unknown key(s) extra"),
+        ({"model": None}, "params.yaml:test.model: expected str"),
+        ({"mode": "c"}, "params.yaml:test.mode: 'c' is not one of"),
+        ({"labels": "X"}, "params.yaml:test.labels: expected a list"),
+        ({"inner": {"size": "2"}}, "params.yaml:test.inner.size: expected int"),
+        ({"share": True}, "params.yaml:test.share: expected float, got bool"),
+    ],
+)
+def test_bad_values_name_the_key(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        from_mapping(Cfg, {**GOOD, **change}, "params.yaml:test")
+
+
+def test_missing_key_is_named() -> None:
+    data = dict(GOOD)
+    del data["model"]
+    with pytest.raises(ConfigError, match="missing key 'model'"):
+        from_mapping(Cfg, data, "params.yaml:test")
+
+
+def test_section_reports_missing_file_and_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="params file not found"):
+        section(Cfg, "test", tmp_path / "nope.yaml")
+    params = tmp_path / "params.yaml"
+    params.write_text("other: {}\n")
+    with pytest.raises(ConfigError, match="missing section 'test'"):
+        section(Cfg, "test", params)
+    params.write_text("test: [1\n")
+    with pytest.raises(ConfigError, match=r"params.yaml:\d+: invalid YAML"):
+        section(Cfg, "test", params)
+
+
+def test_bad_records_threshold() -> None:
+    bad = BadRecords("stage", max_share=0.25, quiet=True)
+    bad.add("f.jsonl:3", "invalid JSON")
+    bad.check(total=4)  # 25% is allowed
+    bad.add("f.jsonl:4", "missing text")
+    with pytest.raises(InputError, match="2 of 4 records are bad.*first: f.jsonl:3: invalid JSON"):
+        bad.check(total=4)
