@@ -39,6 +39,63 @@ def ingest(
     stage.main(corpus=corpus, output=output, report=report, patterns=patterns, params=params)
 
 
+PreannotatedOpt = Annotated[Path, typer.Option("--input", help="Pre-annotated articles (JSON Lines).")]
+GuidelinesOpt = Annotated[Path, typer.Option(help="Annotation guidelines (Markdown), shown as the project's instructions.")]
+
+
+@app.command("label-studio")
+def label_studio(
+    input: PreannotatedOpt = Path("data/preannotated.jsonl"),
+    guidelines: GuidelinesOpt = Path("resources/guidelines.md"),
+    data_dir: Annotated[Path, typer.Option(help="The local server's data (git-ignored).")] = Path(".labelstudio"),
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the local server instead.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Start a local Label Studio (first run: admin + token into .env), set up the project, push the tasks."""
+    from pipeline import labelstudio as stage
+
+    if stop:
+        stage.down_main(data_dir)
+    else:
+        stage.up_main(input=input, guidelines=guidelines, params=params, data_dir=data_dir)
+
+
+@app.command()
+def push(
+    input: PreannotatedOpt = Path("data/preannotated.jsonl"),
+    guidelines: GuidelinesOpt = Path("resources/guidelines.md"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Push pre-annotated articles to Label Studio (LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY); only new ones are added."""
+    from pipeline import labelstudio as stage
+
+    stage.push_main(input=input, guidelines=guidelines, params=params)
+
+
+@app.command()
+def pull(
+    output: Annotated[Path, typer.Option(help="Folder of annotation snapshots.")] = Path("annotations"),
+    articles: Annotated[Path | None, typer.Option(help="Current articles, to flag stale annotations.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the pull report here (JSON).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Pull every annotation from Label Studio into a new snapshot annotations/<UTC timestamp>.jsonl."""
+    from pipeline import labelstudio as stage
+
+    stage.pull_main(out_dir=output, params=params, articles=articles, report_path=report)
+
+
+@app.command("ls-config")
+def ls_config(
+    output: Annotated[Path | None, typer.Option(help="Write the XML here instead of stdout.")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Print the Label Studio labeling config generated from params."""
+    from pipeline import labelstudio as stage
+
+    stage.config_main(params=params, output=output)
+
+
 def main() -> None:
     """Run the app, turning pipeline errors into one line on stderr and a non-zero exit."""
     try:

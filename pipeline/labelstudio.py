@@ -1,0 +1,718 @@
+"""The Label Studio round trip: a labeling config generated from params, idempotent push of pre-annotations, pull of corrections.
+
+push: one task per article (`data`: text, title, date, source, url, article_id, text_hash; `predictions`:
+entities as `labels` regions, stances as relations, with the model version and a task score). A task is
+identified by (article_id, text_hash), so a push adds only what is missing, even after a push that died.
+pull: a Label Studio JSON export snapshot, streamed to `annotations/<UTC timestamp>.jsonl`, never overwritten.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from xml.etree import ElementTree as ET
+
+from pipeline.config import from_mapping, load_params
+from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
+from pipeline.jsonl import dumps, read_jsonl
+from pipeline.ls_api import LabelStudioAPI, LabelStudioError, mask
+from pipeline.provenance import sha256_text
+
+FROM_NAME = "label"
+TO_NAME = "text"
+SAMPLING = {"least_confident_first": "Uncertainty sampling", "input_order": "Sequential sampling"}
+DISPLAY_FIELDS = ("title", "date", "source", "url")
+
+
+@dataclass(frozen=True)
+class ServerParams:
+    """The local server started by `python -m pipeline label-studio`."""
+
+    port: int
+    start_timeout_s: float
+
+
+@dataclass(frozen=True)
+class LabelStudioParams:
+    """params.yaml `labelstudio:` section."""
+
+    project_title: str
+    entity_colors: dict[str, str]
+    entity_hotkeys: dict[str, str]
+    stance_colors: dict[str, str]
+    queue_order: Literal["least_confident_first", "input_order"]
+    task_score: Literal["min", "mean"]
+    import_batch_size: int
+    page_size: int
+    timeout_s: float
+    retries: int
+    export_timeout_s: float
+    max_bad_share: float
+    server: ServerParams
+
+    def validate(self) -> str | None:
+        """Cross-field checks."""
+        if len(self.project_title) < 3:
+            return "project_title: Label Studio needs at least 3 characters"
+        if self.import_batch_size < 1 or self.page_size < 1:
+            return "import_batch_size and page_size must be at least 1"
+        keys = list(self.entity_hotkeys.values())
+        if len(set(keys)) != len(keys):
+            return f"entity_hotkeys: duplicate hotkey in {dict(self.entity_hotkeys)}"
+        for name, colour in {**self.entity_colors, **self.stance_colors}.items():
+            if not (colour.startswith("#") and len(colour) in (4, 7)):
+                return f"colour of {name}: expected #rgb or #rrggbb, got {colour!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the round trip needs from params.yaml: this stage's section plus the label sets of preannotate."""
+
+    ls: LabelStudioParams
+    entity_labels: tuple[str, ...]
+    stance_labels: tuple[str, ...]
+
+
+def load_config(params_path: Path) -> Config:
+    """Read the `labelstudio:` section and the label sets (`preannotate.entity_labels`, `preannotate.stance_labels`)."""
+    params = load_params(params_path)
+    if "labelstudio" not in params:
+        raise ConfigError(f"{params_path}: missing section 'labelstudio'")
+    ls = from_mapping(LabelStudioParams, params["labelstudio"], f"{params_path}:labelstudio")
+    pre = params.get("preannotate") or {}
+    labels = {}
+    for key in ("entity_labels", "stance_labels"):
+        value = pre.get(key)
+        if isinstance(value, Mapping):
+            value = list(value)
+        if not value or not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{params_path}:preannotate.{key}: expected a non-empty list of label names")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{params_path}:preannotate.{key}: duplicate label")
+        labels[key] = tuple(value)
+    for key, mapping, known in (
+        ("entity_colors", ls.entity_colors, labels["entity_labels"]),
+        ("entity_hotkeys", ls.entity_hotkeys, labels["entity_labels"]),
+        ("stance_colors", ls.stance_colors, labels["stance_labels"]),
+    ):
+        stray = sorted(set(mapping) - set(known))
+        if stray:
+            raise ConfigError(
+                f"{params_path}:labelstudio.{key}: {', '.join(stray)} not in preannotate's labels ({', '.join(known)})"
+            )
+    return Config(ls, labels["entity_labels"], labels["stance_labels"])
+
+
+# -- labeling config ----------------------------------------------------------------------------
+
+
+def _palette_colour(label: str) -> str:
+    """A stable colour for a label without one in params (hue from a hash of the name)."""
+    hue = int(hashlib.sha256(label.encode()).hexdigest()[:4], 16) / 0xFFFF
+    r, g, b = colorsys.hls_to_rgb(hue, 0.6, 0.65)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def label_config(cfg: Config) -> str:
+    """The Label Studio labeling config XML: metadata header, text, entity labels, stance relations."""
+    view = ET.Element("View")
+    meta = ET.SubElement(view, "View", style="margin-bottom: 0.5em")
+    ET.SubElement(meta, "Header", name="title", value="$title", size="4")
+    line = ET.SubElement(meta, "View", style="display: flex; gap: 1em; color: #666; font-size: 0.9em")
+    ET.SubElement(line, "Text", name="date", value="$date")
+    ET.SubElement(line, "Text", name="source", value="$source")
+    labels = ET.SubElement(view, "Labels", name=FROM_NAME, toName=TO_NAME, showInline="true")
+    for name in cfg.entity_labels:
+        attrs = {"value": name, "background": cfg.ls.entity_colors.get(name) or _palette_colour(name)}
+        if name in cfg.ls.entity_hotkeys:
+            attrs["hotkey"] = cfg.ls.entity_hotkeys[name]
+        ET.SubElement(labels, "Label", attrs)
+    relations = ET.SubElement(view, "Relations")
+    for name in cfg.stance_labels:
+        attrs = {"value": name}
+        if name in cfg.ls.stance_colors:
+            attrs["background"] = cfg.ls.stance_colors[name]
+        ET.SubElement(relations, "Relation", attrs)
+    ET.SubElement(view, "Text", name=TO_NAME, value="$text")
+    ET.indent(view, space="  ")
+    return ET.tostring(view, encoding="unicode") + "\n"
+
+
+def instructions_html(markdown_text: str) -> str:
+    """The annotation guidelines (Markdown) as the HTML Label Studio shows as the project's instructions."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
+
+
+# -- push: pre-annotated articles -> tasks ------------------------------------------------------
+
+
+def model_version(provenance: Mapping[str, Any]) -> str:
+    """`{model}@{model_version}+rules.{rules_version}+code.{code_revision}` from a record's provenance."""
+    try:
+        return (
+            f"{provenance['model']}@{provenance['model_version']}"
+            f"+rules.{provenance['rules_version']}+code.{provenance['code_revision']}"
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"provenance lacks {exc}") from None
+
+
+def check_record(record: Mapping[str, Any], cfg: Config) -> str | None:
+    """What is wrong with a pre-annotated record, or None."""
+    text = record.get("text")
+    if not isinstance(record.get("id"), str) or not record["id"]:
+        return "missing 'id'"
+    if not isinstance(text, str) or not text:
+        return "missing 'text'"
+    try:
+        model_version(record.get("provenance") or {})
+    except ValueError as exc:
+        return str(exc)
+    entities = record.get("entities")
+    if not isinstance(entities, list):
+        return "missing 'entities'"
+    for i, ent in enumerate(entities):
+        try:
+            start, end, label = ent["start"], ent["end"], ent["label"]
+        except (KeyError, TypeError):
+            return f"entities[{i}]: needs start, end and label"
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+            return f"entities[{i}]: offsets {start}-{end} outside the text (length {len(text)})"
+        if label not in cfg.entity_labels:
+            return f"entities[{i}]: label {label!r} not in preannotate.entity_labels"
+        if "text" in ent and ent["text"] != text[start:end]:
+            return f"entities[{i}]: text {ent['text']!r} does not match the offsets ({text[start:end]!r})"
+    for i, st in enumerate(record.get("stances") or []):
+        try:
+            holder, target, label = st["holder"], st["target"], st["label"]
+        except (KeyError, TypeError):
+            return f"stances[{i}]: needs holder, target and label"
+        if not all(isinstance(x, int) and 0 <= x < len(entities) for x in (holder, target)) or holder == target:
+            return f"stances[{i}]: holder/target {holder}/{target} are not two entities of the record"
+        if label not in cfg.stance_labels:
+            return f"stances[{i}]: label {label!r} not in preannotate.stance_labels"
+    return None
+
+
+def region_id(article_id: str, index: int) -> str:
+    """Stable id of the index-th predicted entity region of an article."""
+    return f"{article_id[:10]}_e{index}"
+
+
+def task_score(record: Mapping[str, Any], how: str) -> float:
+    """Task-level confidence from entity and stance scores (min or mean); 0 when nothing was proposed."""
+    scores = [float(x["score"]) for key in ("entities", "stances") for x in record.get(key) or [] if "score" in x]
+    if not scores:
+        return 0.0
+    return round(min(scores) if how == "min" else sum(scores) / len(scores), 6)
+
+
+def prediction(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
+    """The model's proposals for one article as a Label Studio prediction."""
+    text, aid = record["text"], record["id"]
+    result: list[dict[str, Any]] = []
+    for i, ent in enumerate(record["entities"]):
+        region = {
+            "id": region_id(aid, i),
+            "from_name": FROM_NAME,
+            "to_name": TO_NAME,
+            "type": "labels",
+            "value": {"start": ent["start"], "end": ent["end"], "text": text[ent["start"]:ent["end"]],
+                      "labels": [ent["label"]]},
+        }
+        if "score" in ent:
+            region["score"] = float(ent["score"])
+        result.append(region)
+    seen = set()
+    for st in sorted(record.get("stances") or [], key=lambda s: -float(s.get("score", 0))):
+        pair = (st["holder"], st["target"])
+        if pair in seen:  # one relation per ordered pair in Label Studio: keep the most confident stance
+            continue
+        seen.add(pair)
+        result.append(
+            {
+                "from_id": region_id(aid, st["holder"]),
+                "to_id": region_id(aid, st["target"]),
+                "type": "relation",
+                "direction": "right",
+                "labels": [st["label"]],
+            }
+        )
+    return {
+        "model_version": model_version(record["provenance"]),
+        "score": task_score(record, cfg.ls.task_score),
+        "result": result,
+    }
+
+
+def to_task(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
+    """One Label Studio task for one pre-annotated article."""
+    data: dict[str, Any] = {"text": record["text"]}
+    for key in DISPLAY_FIELDS:  # "" rather than null: Label Studio would render a missing value as "$title"
+        data[key] = record.get(key) or ""
+    data["article_id"] = record["id"]
+    data["text_hash"] = sha256_text(record["text"])
+    return {"data": data, "predictions": [prediction(record, cfg)]}
+
+
+def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, where: Path, bad: BadRecords) -> list[dict]:
+    """Check records and turn the good ones into tasks, ordered for the annotators' queue."""
+    tasks = []
+    before = len(bad)
+    rejected = 0
+    for lineno, record in records:
+        problem = check_record(record, cfg)
+        if problem:
+            bad.add(f"{where}:{lineno}", problem)
+            rejected += 1
+            continue
+        tasks.append(to_task(record, cfg))
+    unreadable = len(bad) - before - rejected  # lines that were not even JSON objects
+    bad.check(len(tasks) + rejected + unreadable)
+    if cfg.ls.queue_order == "least_confident_first":
+        tasks.sort(key=lambda t: t["predictions"][0]["score"])  # stable: input order among equal scores
+    return tasks
+
+
+@dataclass
+class PushReport:
+    """What a push did."""
+
+    created: int = 0
+    refreshed: int = 0
+    unchanged: int = 0
+    text_changed: list[tuple[str, int]] | None = None
+
+    def line(self) -> str:
+        """One summary line."""
+        changed = len(self.text_changed or [])
+        return (
+            f"push: {self.created} new task(s), {self.refreshed} with refreshed predictions, "
+            f"{self.unchanged} unchanged, {changed} article(s) whose text changed (new task, old one kept)"
+        )
+
+
+def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
+    """The project with this title (None if there is none; an error if several)."""
+    found = [
+        p for p in api.pages("/api/projects", what="listing projects", page_size=100, key="results",
+                             params={"title": title})
+        if p.get("title") == title
+    ]
+    if len(found) > 1:
+        raise LabelStudioError(f"{len(found)} projects are titled {title!r}; rename all but one")
+    return found[0] if found else None
+
+
+def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str, model_ver: str | None) -> dict[str, Any]:
+    """Create the project, or bring its config, instructions and queue order up to date."""
+    settings = {
+        "title": cfg.ls.project_title,
+        "label_config": label_config(cfg),
+        "expert_instruction": instructions_html(guidelines),
+        "show_instruction": True,
+        "sampling": SAMPLING[cfg.ls.queue_order],
+        "show_collab_predictions": True,
+    }
+    if model_ver:
+        settings["model_version"] = model_ver
+    project = find_project(api, cfg.ls.project_title)
+    if project is None:
+        return api.post("/api/projects", settings, what=f"creating project {cfg.ls.project_title!r}")
+    changed = {k: v for k, v in settings.items() if project.get(k) != v}
+    if changed:
+        project = api.patch(f"/api/projects/{project['id']}", changed, what=f"updating project {cfg.ls.project_title!r}")
+    return project
+
+
+def existing_tasks(api: LabelStudioAPI, project_id: int, page_size: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """(article_id, text_hash) -> {id, model_versions} of every task in the project, paged."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for task in api.pages(
+        "/api/tasks", what="listing tasks", page_size=page_size,
+        params={"project": project_id, "fields": "all", "include": "id,data,predictions"},
+    ):
+        data = task.get("data") or {}
+        key = (str(data.get("article_id")), str(data.get("text_hash")))
+        versions = {p.get("model_version") for p in task.get("predictions") or [] if isinstance(p, dict)}
+        preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+        found.setdefault(key, {"id": task["id"], "model_versions": versions, "predictions": preds})
+    return found
+
+
+def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, Any]], page_size: int) -> int:
+    """Import one batch; after a failure that may have half-landed, import only what is still missing."""
+    for attempt in range(1 + api.retries):
+        try:
+            answer = api.post(
+                f"/api/projects/{project_id}/import", batch, what="importing tasks",
+                timeout_s=max(api.timeout_s, 120.0),
+            )
+            return int(answer.get("task_count", len(batch)))
+        except LabelStudioError as exc:
+            if "HTTP 4" in str(exc) or attempt == api.retries:
+                raise
+            time.sleep(min(api.backoff_s * 2**attempt, 10.0))
+            have = existing_tasks(api, project_id, page_size)
+            batch = [t for t in batch if (t["data"]["article_id"], t["data"]["text_hash"]) not in have]
+            if not batch:
+                return 0
+    return 0
+
+
+def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelines: str,
+         progress: bool = True) -> tuple[dict[str, Any], PushReport]:
+    """Create/update the project and add the tasks it lacks; refresh predictions of an older model version."""
+    from tqdm import tqdm
+
+    versions = Counter(t["predictions"][0]["model_version"] for t in tasks)
+    project = ensure_project(api, cfg, guidelines, versions.most_common(1)[0][0] if versions else None)
+    have = existing_tasks(api, project["id"], cfg.ls.page_size)
+    by_article: dict[str, list[int]] = {}
+    for (aid, _), info in have.items():
+        by_article.setdefault(aid, []).append(info["id"])
+    report = PushReport(text_changed=[])
+    new, refresh = [], []
+    for task in tasks:
+        key = (task["data"]["article_id"], task["data"]["text_hash"])
+        if key not in have:
+            new.append(task)
+            for old_id in by_article.get(key[0], []):
+                report.text_changed.append((key[0], old_id))
+        elif task["predictions"][0]["model_version"] not in have[key]["model_versions"]:
+            refresh.append((have[key], task))
+        else:
+            report.unchanged += 1
+    batches = [new[i:i + cfg.ls.import_batch_size] for i in range(0, len(new), cfg.ls.import_batch_size)]
+    bar = tqdm(total=len(new), desc="push", unit="task", disable=not progress or len(new) < 200, file=sys.stderr)
+    for batch in batches:
+        report.created += _import_batch(api, project["id"], batch, cfg.ls.page_size)
+        bar.update(len(batch))
+    bar.close()
+    for info, task in tqdm(refresh, desc="refresh", unit="task", disable=not progress or len(refresh) < 200,
+                           file=sys.stderr):
+        pred = task["predictions"][0]
+        api.post("/api/predictions", {**pred, "task": info["id"]}, what=f"adding predictions to task {info['id']}")
+        for old in info["predictions"]:
+            if old.get("model_version") != pred["model_version"]:
+                api.delete(f"/api/predictions/{old['id']}", what=f"removing old predictions of task {info['id']}")
+        report.refreshed += 1
+    return project, report
+
+
+# -- pull: export snapshot -> annotations/<timestamp>.jsonl -------------------------------------
+
+EXPORT_OPTIONS = {
+    # completed_by as the user id (no e-mail addresses in committed snapshots); predictions in full.
+    "serialization_options": {
+        "drafts": {"only_id": True},
+        "predictions": {"only_id": False},
+        "annotations__completed_by": {"only_id": True},
+        "include_annotation_history": False,
+    },
+}
+
+
+def snapshot_name(now: dt.datetime | None = None) -> str:
+    """`YYYYMMDDTHHMMSSZ.jsonl` for the current UTC time."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".jsonl"
+
+
+def iter_json_array(handle, chunk_size: int = 1 << 20) -> Iterator[Any]:
+    """Yield the elements of a top-level JSON array read from a text stream, one at a time."""
+    decoder = json.JSONDecoder()
+    buf = ""
+    pos = 0
+    started = False
+    eof = False
+    while True:
+        if not eof and len(buf) - pos < chunk_size:
+            more = handle.read(chunk_size)
+            eof = not more
+            buf = buf[pos:] + more
+            pos = 0
+        while pos < len(buf) and buf[pos] in " \t\r\n,":
+            pos += 1
+        if not started:
+            if pos >= len(buf):
+                if eof:
+                    raise ValueError("empty export")
+                continue
+            if buf[pos] != "[":
+                raise ValueError("export is not a JSON array")
+            started = True
+            pos += 1
+            continue
+        if pos < len(buf) and buf[pos] == "]":
+            return
+        if pos >= len(buf):
+            if eof:
+                raise ValueError("export ends inside the array")
+            continue
+        try:
+            item, end = decoder.raw_decode(buf, pos)
+        except json.JSONDecodeError:
+            if eof:
+                raise
+            more = handle.read(chunk_size)  # an element longer than what is buffered: read on
+            eof = not more
+            buf = buf[pos:] + more
+            pos = 0
+            continue
+        yield item
+        pos = end
+
+
+def _write_new_file(path: Path, lines: Iterable[str]) -> int:
+    """Write lines to a temp file and link it to `path` only if `path` does not exist yet; return the count."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            for line in lines:
+                out.write(line)
+                n += 1
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)  # fails if the name is taken: a pull never overwrites a snapshot
+        except FileExistsError:
+            raise PipelineError(f"{path} already exists; a pull never overwrites a snapshot") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return n
+
+
+def export_snapshot(api: LabelStudioAPI, project_id: int, out_json: Path, timeout_s: float) -> None:
+    """Have Label Studio write a JSON export snapshot of the whole project and stream it to `out_json`."""
+    export = api.post(
+        f"/api/projects/{project_id}/exports", {"title": "pipeline pull", **EXPORT_OPTIONS},
+        what="creating an export snapshot", timeout_s=timeout_s,
+    )
+    export_id = export["id"]
+    deadline = time.monotonic() + timeout_s
+    while export.get("status") not in ("completed", "failed"):
+        if time.monotonic() > deadline:
+            raise LabelStudioError(f"export snapshot {export_id} not ready after {timeout_s:g} s")
+        time.sleep(1.0)
+        export = api.get(f"/api/projects/{project_id}/exports/{export_id}", what="checking the export snapshot")
+    if export["status"] == "failed":
+        raise LabelStudioError(f"Label Studio failed to build export snapshot {export_id} (see the server log)")
+    resp = api.request(
+        "GET", f"/api/projects/{project_id}/exports/{export_id}/download", what="downloading the export",
+        params={"exportType": "JSON"}, stream=True, timeout_s=timeout_s,
+    )
+    with resp, open(out_json, "wb") as out:
+        for chunk in resp.iter_content(1 << 20):
+            out.write(chunk)
+    api.delete(f"/api/projects/{project_id}/exports/{export_id}", what="removing the export snapshot on the server")
+
+
+def load_article_hashes(path: Path) -> dict[str, str]:
+    """article id -> sha256 of its current text, from data/articles.jsonl."""
+    return {rec["id"]: sha256_text(rec["text"]) for _, rec in read_jsonl(path) if "id" in rec and "text" in rec}
+
+
+def annotation_status(task: Mapping[str, Any], current: Mapping[str, str] | None) -> str:
+    """'ok', or why the task's annotations are stale (text changed since they were made)."""
+    data = task.get("data") or {}
+    text_hash = data.get("text_hash")
+    if not isinstance(data.get("text"), str) or sha256_text(data["text"]) != text_hash:
+        return "text_hash does not match the task's text"
+    if current is not None:
+        aid = data.get("article_id")
+        if aid not in current:
+            return "article no longer in the articles file"
+        if current[aid] != text_hash:
+            return "article text changed since the task was pushed"
+    return "ok"
+
+
+@dataclass
+class PullReport:
+    """What a pull found."""
+
+    snapshot: str
+    tasks: int = 0
+    annotated_tasks: int = 0
+    annotations: int = 0
+    cancelled: int = 0
+    annotators: Counter | None = None
+    stale: list[dict[str, Any]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for a JSON report."""
+        return {
+            "snapshot": self.snapshot, "tasks": self.tasks, "annotated_tasks": self.annotated_tasks,
+            "annotations": self.annotations, "cancelled": self.cancelled,
+            "annotations_per_annotator": {str(k): v for k, v in sorted((self.annotators or {}).items())},
+            "stale": self.stale or [],
+        }
+
+    def line(self) -> str:
+        """One summary line."""
+        return (
+            f"pull: {self.snapshot}: {self.tasks} task(s), {self.annotated_tasks} annotated, "
+            f"{self.annotations} submitted annotation(s) by {len(self.annotators or {})} annotator(s), "
+            f"{self.cancelled} skipped/cancelled, {len(self.stale or [])} stale"
+        )
+
+
+def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None = None,
+         now: dt.datetime | None = None) -> PullReport:
+    """Export every task with every annotation into a new snapshot `out_dir/<UTC timestamp>.jsonl`."""
+    project = find_project(api, cfg.ls.project_title)
+    if project is None:
+        raise LabelStudioError(f"no project titled {cfg.ls.project_title!r} on {api.url}; push first")
+    current = load_article_hashes(articles) if articles else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / snapshot_name(now)
+    if target.exists():
+        raise PipelineError(f"{target} already exists; a pull never overwrites a snapshot (wait a second)")
+    report = PullReport(snapshot=str(target), annotators=Counter(), stale=[])
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".pull.") as tmp:
+        raw = Path(tmp) / "export.json"
+        export_snapshot(api, project["id"], raw, cfg.ls.export_timeout_s)
+
+        def lines() -> Iterator[str]:
+            with open(raw, encoding="utf-8") as handle:
+                try:
+                    for task in iter_json_array(handle):
+                        _count(task, report, current)
+                        yield dumps(task) + "\n"
+                except ValueError as exc:
+                    raise LabelStudioError(f"the export is not valid JSON: {exc}") from None
+
+        _write_new_file(target, lines())
+    return report
+
+
+def _count(task: Mapping[str, Any], report: PullReport, current: Mapping[str, str] | None) -> None:
+    report.tasks += 1
+    annotations = task.get("annotations") or []
+    submitted = [a for a in annotations if not a.get("was_cancelled")]
+    report.cancelled += len(annotations) - len(submitted)
+    report.annotations += len(submitted)
+    report.annotated_tasks += bool(submitted)
+    for ann in submitted:
+        report.annotators[ann.get("completed_by")] += 1
+    status = annotation_status(task, current)
+    if annotations and status != "ok":
+        report.stale.append(
+            {"task": task.get("id"), "article_id": (task.get("data") or {}).get("article_id"),
+             "annotations": [a.get("id") for a in annotations], "reason": status}
+        )
+
+
+# -- command entry points -----------------------------------------------------------------------
+
+
+def connect(cfg: Config, env_file: Path = Path(".env")) -> LabelStudioAPI:
+    """A client for the server named by LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (environment first, then .env)."""
+    from pipeline.ls_server import read_env_file
+
+    file_env = read_env_file(env_file)
+    url = os.environ.get("LABEL_STUDIO_URL") or file_env.get("LABEL_STUDIO_URL")
+    token = os.environ.get("LABEL_STUDIO_API_KEY") or file_env.get("LABEL_STUDIO_API_KEY", "")
+    if not url:
+        raise ConfigError("LABEL_STUDIO_URL is not set (environment or .env); `make label-studio` starts a local server")
+    return LabelStudioAPI(url, token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
+
+
+def read_guidelines(path: Path) -> str:
+    """The annotation guidelines (Markdown)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: guidelines file not found") from None
+
+
+def push_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path(".env"),
+              limit: int | None = None) -> PushReport:
+    """Push pre-annotated articles to the Label Studio project named in params."""
+    cfg = load_config(params)
+    text = read_guidelines(guidelines)
+    bad = BadRecords("push", cfg.ls.max_bad_share)
+    tasks = build_tasks(read_jsonl(input, bad), cfg, input, bad)
+    if limit is not None:
+        tasks = tasks[:limit]
+    api = connect(cfg, env_file)
+    project, report = push(api, tasks, cfg, text)
+    print(report.line(), file=sys.stderr)
+    for aid, old in report.text_changed or []:
+        print(f"push: article {aid}: text changed; old task {old} left as it is", file=sys.stderr)
+    print(f"push: project {project['id']} at {api.url}/projects/{project['id']}/data", file=sys.stderr)
+    return report
+
+
+def pull_main(out_dir: Path, params: Path, articles: Path | None = None, report_path: Path | None = None,
+              env_file: Path = Path(".env")) -> PullReport:
+    """Pull a new annotations snapshot."""
+    cfg = load_config(params)
+    api = connect(cfg, env_file)
+    report = pull(api, cfg, out_dir, articles)
+    print(report.line(), file=sys.stderr)
+    for item in report.stale or []:
+        print(f"pull: stale: task {item['task']} (article {item['article_id']}): {item['reason']}", file=sys.stderr)
+    if report_path:
+        from pipeline.jsonl import write_json
+
+        write_json(report_path, report.as_dict())
+    return report
+
+
+def config_main(params: Path, output: Path | None = None) -> str:
+    """Print (or write) the labeling config generated from params."""
+    xml = label_config(load_config(params))
+    if output:
+        from pipeline.jsonl import atomic_writer
+
+        with atomic_writer(output) as out:
+            out.write(xml)
+    else:
+        sys.stdout.write(xml)
+    return xml
+
+
+def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path(".labelstudio"),
+            env_file: Path = Path(".env")) -> None:
+    """Bring up the local server, create/update the project, push the tasks, say how to log in."""
+    from pipeline import ls_server
+
+    cfg = load_config(params)
+    text = read_guidelines(guidelines)
+    bad = BadRecords("push", cfg.ls.max_bad_share)
+    tasks = build_tasks(read_jsonl(input, bad), cfg, input, bad)
+    url, creds, started = ls_server.server_main(data_dir, env_file, cfg.ls.server.port, cfg.ls.server.start_timeout_s)
+    api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
+    project, report = push(api, tasks, cfg, text)
+    print(report.line(), file=sys.stderr)
+    print(
+        f"\nLabel Studio is {'up' if started else 'already running'}: {url}/projects/{project['id']}/data\n"
+        f"  log in as {creds.email}; the password is LABEL_STUDIO_PASSWORD in {env_file} "
+        f"(`grep LABEL_STUDIO_PASSWORD {env_file}`)\n"
+        f"  API token {mask(creds.token)} is LABEL_STUDIO_API_KEY in {env_file}\n"
+        f"  stop it with `python -m pipeline label-studio --stop`; data stays in {data_dir}/"
+    )
+
+
+def down_main(data_dir: Path = Path(".labelstudio")) -> None:
+    """Stop the local server."""
+    from pipeline import ls_server
+
+    print("label-studio: stopped" if ls_server.stop_main(data_dir) else "label-studio: no local server running")

@@ -1,0 +1,186 @@
+"""A small Label Studio REST client: token handling, retries with back-off, one-line errors.
+
+Raw JSON in and out (the export is kept byte-for-byte as Label Studio gives it), and retries only
+where they are safe: reads always, writes only when the caller says the request is idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from pipeline.errors import ConfigError, PipelineError
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class LabelStudioError(PipelineError):
+    """A Label Studio request that failed for good (after retries)."""
+
+
+def mask(secret: str) -> str:
+    """Show a secret as its first four characters and its length, never in full."""
+    return f"{secret[:4]}…({len(secret)} chars)" if secret else "(empty)"
+
+
+def _is_jwt(token: str) -> bool:
+    """True for a personal access token (a JWT refresh token), False for a legacy API token."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(header, dict) and "alg" in header
+
+
+@dataclass
+class LabelStudioAPI:
+    """Authenticated requests to one Label Studio server."""
+
+    url: str
+    token: str
+    timeout_s: float = 60.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    session: requests.Session = field(default_factory=requests.Session, repr=False)
+    _access: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.url = self.url.rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"LABEL_STUDIO_URL must start with http:// or https://, got {self.url!r}")
+        if not self.token:
+            raise ConfigError("no Label Studio API token: set LABEL_STUDIO_API_KEY (environment or .env)")
+
+    # -- authentication -------------------------------------------------------------------------
+
+    def _auth_header(self, refresh: bool = False) -> str:
+        if not _is_jwt(self.token):
+            return f"Token {self.token}"
+        if self._access is None or refresh:
+            resp = self._send("POST", "/api/token/refresh/", json={"refresh": self.token}, auth=False)
+            if resp.status_code != 200:
+                raise LabelStudioError(
+                    f"Label Studio at {self.url} rejected the personal access token {mask(self.token)} "
+                    f"(HTTP {resp.status_code}); create a new one under Account & Settings"
+                )
+            self._access = resp.json()["access"]
+        return f"Bearer {self._access}"
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, *, auth: bool = True, idempotent: bool | None = None,
+              timeout_s: float | None = None, **kwargs: Any) -> requests.Response:
+        """Send one request, retrying connection errors, timeouts and 5xx with exponential back-off."""
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "PATCH")
+        attempts = 1 + (self.retries if idempotent else 0)
+        url = self.url + path
+        problem = ""
+        refreshed = False
+        attempt = 0
+        while attempt < attempts:
+            attempt += 1
+            headers = kwargs.pop("headers", {}) or {}
+            if auth:
+                headers["Authorization"] = self._auth_header()
+            try:
+                resp = self.session.request(method, url, headers=headers, timeout=timeout_s or self.timeout_s, **kwargs)
+            except requests.exceptions.ConnectionError:
+                problem = f"cannot connect to Label Studio at {self.url} (is the server running? `make label-studio`)"
+            except requests.exceptions.Timeout:
+                problem = f"Label Studio at {self.url} did not answer within {timeout_s or self.timeout_s:g} s"
+            else:
+                if resp.status_code == 401 and auth and _is_jwt(self.token) and not refreshed:
+                    refreshed = True  # an expired access token: refresh once, not counted as a retry
+                    self._auth_header(refresh=True)
+                    attempt -= 1
+                    continue
+                if resp.status_code not in RETRY_STATUS:
+                    return resp
+                problem = f"Label Studio at {self.url} answered HTTP {resp.status_code} to {method} {path}"
+            if attempt < attempts:
+                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 10.0))
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        raise LabelStudioError(problem + tries)
+
+    def request(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200, 201, 204),
+                **kwargs: Any) -> requests.Response:
+        """Send a request and turn any unexpected answer into a one-line LabelStudioError naming `what`."""
+        resp = self._send(method, path, **kwargs)
+        if resp.status_code in ok:
+            return resp
+        if resp.status_code == 401:
+            hint = (
+                " (a legacy token needs LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server; "
+                "or use a personal access token)"
+                if not _is_jwt(self.token) else ""
+            )
+            raise LabelStudioError(
+                f"{what}: Label Studio at {self.url} rejected the API token {mask(self.token)} (HTTP 401){hint}"
+            )
+        raise LabelStudioError(f"{what}: HTTP {resp.status_code}: {_detail(resp)}")
+
+    def get(self, path: str, *, what: str, **kwargs: Any) -> Any:
+        """GET a JSON document."""
+        return self.request("GET", path, what=what, **kwargs).json()
+
+    def post(self, path: str, payload: Any, *, what: str, idempotent: bool = False, **kwargs: Any) -> Any:
+        """POST JSON and return the JSON answer (None when empty)."""
+        resp = self.request("POST", path, what=what, json=payload, idempotent=idempotent, **kwargs)
+        return resp.json() if resp.content else None
+
+    def patch(self, path: str, payload: Any, *, what: str) -> Any:
+        """PATCH JSON and return the JSON answer."""
+        return self.request("PATCH", path, what=what, json=payload).json()
+
+    def delete(self, path: str, *, what: str) -> None:
+        """DELETE a resource (a resource already gone is fine)."""
+        self.request("DELETE", path, what=what, ok=(200, 204, 404))
+
+    def pages(self, path: str, *, what: str, page_size: int, params: dict[str, Any] | None = None,
+              key: str = "tasks") -> Iterator[dict[str, Any]]:
+        """Yield every item of a paged list endpoint (`page`/`page_size`), one page in memory at a time."""
+        page = 1
+        while True:
+            resp = self.request(
+                "GET", path, what=what, params={**(params or {}), "page": page, "page_size": page_size}, ok=(200, 404)
+            )
+            if resp.status_code == 404 and page > 1:
+                return  # Label Studio answers 404 for a page past the end
+            if resp.status_code == 404:
+                raise LabelStudioError(f"{what}: HTTP 404: {_detail(resp)}")
+            body = resp.json()
+            items = body.get(key, body.get("results", [])) if isinstance(body, dict) else body
+            yield from items
+            if len(items) < page_size or (isinstance(body, dict) and body.get("next") is None and "next" in body):
+                return
+            page += 1
+
+    def whoami(self) -> dict[str, Any]:
+        """The user the token belongs to (checks URL and token)."""
+        return self.get("/api/current-user/whoami", what="checking the API token")
+
+
+def _detail(resp: requests.Response) -> str:
+    """The most useful short message in an error answer."""
+    try:
+        body = resp.json()
+    except ValueError:
+        text = " ".join(resp.text.split())
+        return (text[:200] + "…") if len(text) > 200 else text or resp.reason
+    if isinstance(body, dict):
+        for key in ("validation_errors", "detail", "error"):
+            if body.get(key):
+                value = body[key]
+                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                return " ".join(text.split())[:300]
+    return json.dumps(body, ensure_ascii=False)[:300]

@@ -1,0 +1,262 @@
+"""A local Label Studio server: the pinned package from `.venv-ls`, on 127.0.0.1, with its data in one folder.
+
+The first start creates the admin account and its API token non-interactively; the secrets go to a
+git-ignored `.env` (mode 600) and are never printed in full.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from pipeline.errors import ConfigError, PipelineError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BIN = ROOT / ".venv-ls" / "bin" / "label-studio"
+ADMIN_EMAIL = "admin@localhost"
+
+# No network here and no reason to phone home: telemetry, update checks and Sentry off.
+QUIET_ENV = {
+    "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+    "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+    "COLLECT_ANALYTICS": "false",
+    "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+    "LATEST_VERSION_CHECK": "false",
+    "SENTRY_DSN": "",
+    "FRONTEND_SENTRY_DSN": "",
+    "SENTRY_RATE": "0",
+    "CONVERTER_DOWNLOAD_RESOURCES": "false",
+    "DEBUG": "false",
+    "LOG_LEVEL": "WARNING",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The admin account of a local server."""
+
+    email: str
+    password: str
+    token: str
+
+    @classmethod
+    def new(cls) -> Credentials:
+        """Fresh random credentials."""
+        return cls(ADMIN_EMAIL, secrets.token_urlsafe(18), secrets.token_hex(20))
+
+
+def free_port(preferred: int = 0) -> int:
+    """`preferred` if it is free on 127.0.0.1, else a free port chosen by the OS."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise PipelineError("no free TCP port on 127.0.0.1")
+
+
+def executable() -> Path:
+    """The pinned label-studio command (LABEL_STUDIO_BIN overrides), with a hint when it is missing."""
+    path = Path(os.environ.get("LABEL_STUDIO_BIN", DEFAULT_BIN))
+    if not path.exists():
+        raise ConfigError(f"{path} not found: install the Label Studio server with `make label-studio-venv`")
+    return path
+
+
+def start(data_dir: Path, port: int, creds: Credentials, log_path: Path, detach: bool = False) -> subprocess.Popen:
+    """Start label-studio on 127.0.0.1:`port` with its data in `data_dir`; the admin is created on first run."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "HEARTEX_"))}
+    env.pop("USERNAME", None)  # Label Studio would take a plain USERNAME/PASSWORD as its admin account
+    env.pop("PASSWORD", None)
+    env.update(QUIET_ENV)
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir.resolve()),
+            "LABEL_STUDIO_USERNAME": creds.email,
+            "LABEL_STUDIO_PASSWORD": creds.password,
+            "LABEL_STUDIO_USER_TOKEN": creds.token,
+        }
+    )
+    cmd = [str(executable()), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
+           "--data-dir", str(data_dir.resolve()), "--log-level", "WARNING"]
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=detach, cwd=data_dir,
+        )
+    finally:
+        log.close()
+
+
+def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+    """Wait until `url`/health answers UP; a clear error if the server exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise PipelineError(
+                f"Label Studio exited with code {proc.returncode} during start-up"
+                + (f"; see {log_path}: {_last_line(log_path)}" if log_path else "")
+            )
+        if is_healthy(url):
+            return
+        time.sleep(1.0)
+    raise PipelineError(
+        f"Label Studio at {url} was not up after {timeout_s:g} s" + (f"; see {log_path}" if log_path else "")
+    )
+
+
+def is_healthy(url: str) -> bool:
+    """True when the server at `url` answers its health check."""
+    try:
+        resp = requests.get(url.rstrip("/") + "/health", timeout=3)
+    except requests.exceptions.RequestException:
+        return False
+    return resp.status_code == 200 and "UP" in resp.text
+
+
+def stop(proc_or_pid: subprocess.Popen | int, timeout_s: float = 20.0) -> None:
+    """Stop a server we started: SIGTERM to its process group, SIGKILL if it does not go."""
+    pid = proc_or_pid if isinstance(proc_or_pid, int) else proc_or_pid.pid
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    target = pgid if pgid == pid else None  # only a whole group if the server leads its own session
+    _signal(pid, target, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not isinstance(proc_or_pid, int):
+            if proc_or_pid.poll() is not None:
+                return
+        elif not _alive(pid):
+            return
+        time.sleep(0.2)
+    _signal(pid, target, signal.SIGKILL)
+    if not isinstance(proc_or_pid, int):
+        proc_or_pid.wait(timeout=5)
+
+
+def _signal(pid: int, group: int | None, sig: int) -> None:
+    try:
+        if group is not None:
+            os.killpg(group, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _last_line(path: Path | None) -> str:
+    if not path or not path.exists():
+        return ""
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+# -- .env: the local server's URL, token and admin password, git-ignored ------------------------
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file (missing file: empty)."""
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def update_env_file(path: Path, updates: dict[str, str]) -> None:
+    """Set keys in a .env file, keeping its other lines; the file is readable by its owner only."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    done = set()
+    for i, line in enumerate(lines):
+        key = line.split("=", 1)[0].strip()
+        if key in updates and not line.lstrip().startswith("#"):
+            lines[i] = f"{key}={updates[key]}"
+            done.add(key)
+    lines += [f"{k}={v}" for k, v in updates.items() if k not in done]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+
+
+def server_main(data_dir: Path, env_file: Path, port: int, start_timeout_s: float) -> tuple[str, Credentials, bool]:
+    """Bring up the local server (reusing a running one); return its URL, the admin credentials, and if it was started."""
+    env = read_env_file(env_file)
+    creds = Credentials(
+        env.get("LABEL_STUDIO_USERNAME", ""), env.get("LABEL_STUDIO_PASSWORD", ""), env.get("LABEL_STUDIO_API_KEY", "")
+    )
+    first_run = not (data_dir / "label_studio.sqlite3").exists()
+    if first_run or not all((creds.email, creds.password, creds.token)):
+        if not first_run:
+            raise ConfigError(
+                f"{data_dir} holds a Label Studio database but {env_file} lacks its credentials "
+                f"(LABEL_STUDIO_USERNAME/PASSWORD/API_KEY); restore them or move {data_dir} away to start afresh"
+            )
+        creds = Credentials.new()
+    url = env.get("LABEL_STUDIO_URL", "")
+    pid_file = data_dir / "server.pid"
+    if url and pid_file.exists() and is_healthy(url):
+        return url, creds, False
+    port = free_port(port)
+    url = f"http://127.0.0.1:{port}"
+    log_path = data_dir / "server.log"
+    proc = start(data_dir, port, creds, log_path, detach=True)
+    pid_file.write_text(f"{proc.pid}\n")
+    update_env_file(
+        env_file,
+        {
+            "LABEL_STUDIO_URL": url,
+            "LABEL_STUDIO_API_KEY": creds.token,
+            "LABEL_STUDIO_USERNAME": creds.email,
+            "LABEL_STUDIO_PASSWORD": creds.password,
+        },
+    )
+    print(f"label-studio: starting the server on {url} (log: {log_path}); first start takes a minute…", file=sys.stderr)
+    wait_healthy(url, start_timeout_s, proc, log_path)
+    return url, creds, True
+
+
+def stop_main(data_dir: Path) -> bool:
+    """Stop the local server started by `server_main`; False if none was running."""
+    pid_file = data_dir / "server.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().strip() or 0)
+    pid_file.unlink()
+    if pid <= 0 or not _alive(pid):
+        return False
+    stop(pid)
+    return True

