@@ -96,6 +96,42 @@ def ls_config(
     stage.config_main(params=params, output=output)
 
 
+@app.command()
+def preannotate(
+    input: Annotated[Path, typer.Option("--input", help="JSONL records, each with 'id' and 'text'.")],
+    output: Annotated[Path, typer.Option(help="The records plus sentences, entities, stances, provenance.")],
+    params: ParamsOpt = Path("params.yaml"),
+    cache: Annotated[Path | None, typer.Option(help="Annotation cache folder; omit to annotate everything.")] = None,
+    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
+    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
+    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
+) -> None:
+    """Pre-annotate entities, actor links and stances with spaCy (data/articles.jsonl -> data/preannotated.jsonl)."""
+    from pipeline import preannotate as stage
+
+    stage.main(
+        input=input, output=output, params=params, cache=cache, patterns=patterns, actors=actors, lexicon=lexicon
+    )
+
+
+@app.command()
+def bench(
+    stage: Annotated[str, typer.Argument(help="Stage to benchmark: preannotate.")],
+    docs: Annotated[int, typer.Option(help="Size of the generated corpus.")] = 500,
+    n_process: Annotated[int, typer.Option("--n-process", help="Processes for the parallel run.")] = 2,
+    params: ParamsOpt = Path("params.yaml"),
+    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
+    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
+    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
+) -> None:
+    """Throughput of a stage beside the bare library on a generated corpus (docs/s, chars/s, ratio)."""
+    from pipeline import bench as stage_bench
+
+    stage_bench.main(
+        stage=stage, docs=docs, n_process=n_process, params=params, patterns=patterns, actors=actors, lexicon=lexicon
+    )
+
+
 def main() -> None:
     """Run the app, turning pipeline errors into one line on stderr and a non-zero exit."""
     try:
