@@ -132,6 +132,43 @@ def bench(
     )
 
 
+@app.command()
+def merge(
+    preannotated: Annotated[Path, typer.Option(help="Pre-annotated articles (data/preannotated.jsonl).")],
+    annotations: Annotated[Path, typer.Option(help="Folder of Label Studio snapshots; the newest is used, none modified.")],
+    output: Annotated[Path, typer.Option(help="Labeled articles: resolved gold/silver labels, versions, split.")],
+    report: Annotated[Path, typer.Option(help="JSON report: stale tasks, ties, bad records, counts.")],
+    patterns: Annotated[Path, typer.Option(help="Entity patterns of the preannotate stage (actor linking).")],
+    actors: Annotated[Path, typer.Option(help="Actor table of the preannotate stage (actor linking).")],
+    lexicon: Annotated[Path, typer.Option(help="Stance lexicon of the preannotate stage (rules version).")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Merge human corrections from the newest Label Studio snapshot over the predictions into data/labeled.jsonl."""
+    from pipeline import merge as stage
+
+    stage.main(preannotated=preannotated, annotations=annotations, output=output, report=report, params=params,
+               rules=(patterns, actors, lexicon))
+
+
+@app.command()
+def publish(
+    input: Annotated[Path, typer.Option("--input", help="Labeled articles (data/labeled.jsonl).")],
+    output: Annotated[Path, typer.Option(help="Dataset folder to (re)build: Parquet per config/split, card, figure.")],
+    metrics: Annotated[Path, typer.Option(help="The evaluate stage's metrics folder (read if present).")] = Path("metrics"),
+    releases: Annotated[Path, typer.Option(help="Committed manifests of published versions, for the changelog.")] = Path("releases"),
+    guidelines: Annotated[Path, typer.Option(help="Annotation guidelines quoted in the card.")] = Path("resources/guidelines.md"),
+    lock: Annotated[Path, typer.Option(help="dvc.lock, for the md5 of the upstream inputs.")] = Path("dvc.lock"),
+    push: Annotated[str | None, typer.Option("--push", metavar="REPO_ID", help="Upload to this Hub dataset repo and tag v<version>.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --push: list what would be uploaded, upload nothing.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Build the Hugging Face dataset folder from data/labeled.jsonl; optionally push it to the Hub."""
+    from pipeline import publish as stage
+
+    stage.main(input=input, output=output, params=params, metrics=metrics, releases=releases, guidelines=guidelines,
+               lock=lock, push_to=push, dry_run=dry_run)
+
+
 def main() -> None:
     """Run the app, turning pipeline errors into one line on stderr and a non-zero exit."""
     try:

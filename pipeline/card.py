@@ -1,0 +1,390 @@
+"""The dataset card (README.md with a Hub YAML header) and its actor-by-actor stance figure.
+
+Everything in the card comes from the pipeline's own records (labeled.jsonl, params, the evaluate
+stage's metrics, dvc.lock, the annotation guidelines), never from the clock, so rebuilds are identical.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENTITY_DEFINITIONS = {
+    "PERSON": "People, including fictional ones and named officials (\"Sergei Ryabkov\", \"Blinken\").",
+    "NORP": "Nationalities, religious or political groups (\"Russian\", \"Ukrainians\").",
+    "ORG": "Organisations: alliances, ministries, companies, agencies (\"NATO\", \"the Kremlin\").",
+    "GPE": "Geopolitical entities: countries, cities, states, also as actors (\"Russia\", \"Moscow\").",
+    "LOC": "Non-GPE locations: regions, bodies of water, mountain ranges (\"Black Sea\").",
+    "FAC": "Facilities: buildings, airports, bridges.",
+    "EVENT": "Named events: wars, summits, talks (\"the Geneva talks\").",
+    "LAW": "Named treaties and laws (\"the INF Treaty\").",
+}
+STANCE_DEFINITIONS = {
+    "none": "A candidate pair (both entities can hold a stance, same sentence) with no annotated stance.",
+    "against": "The holder opposes, criticises, threatens or rejects the target.",
+    "favor": "The holder supports, endorses, defends or agrees with the target.",
+}
+RESOLUTION_RULE = (
+    "Where several annotators labelled one article, each annotator's version is kept in the `articles` "
+    "data of `data/labeled.jsonl` and the published labels are resolved as follows: (1) an annotation a "
+    "reviewer marked as *ground truth* in Label Studio wins; (2) otherwise an entity (start, end, label) "
+    "or stance (holder span, target span, label) is kept when more than half of the annotators have it; "
+    "on an exact tie (e.g. one of two annotators) the machine's proposal casts the deciding vote — kept "
+    "if the model proposed it, dropped if not — and every tie is listed in the merge report. A stance is "
+    "kept only if both its entities are. A relation drawn in both directions (`bi`) is a stance each way."
+)
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """What the card is rendered from."""
+
+    cfg: Any
+    records: list[dict[str, Any]]
+    counts: dict[str, dict[str, int]]
+    features: dict[str, Any]
+    stats: dict[str, int]
+    metrics: dict[str, Any]
+    changelog: dict[str, Any] | None
+    labeled_md5: str
+    labeled_path: str
+    upstream_md5: dict[str, str]
+    guidelines: str | None
+    guidelines_path: str | None
+    figure: str
+
+
+# ---------------------------------------------------------------- figure
+
+
+def actor_stances(records: list[dict[str, Any]]) -> Counter[tuple[str, str, str]]:
+    """Counts of gold stances by (holder actor, target actor, label); an unlinked entity is named by its text."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for rec in records:
+        if rec["status"] != "gold":
+            continue
+        ents = rec["entities"]
+        for s in rec["stances"]:
+            h, t = ents[s["holder"]], ents[s["target"]]
+            counts[(h.get("actor") or f'"{h["text"]}"', t.get("actor") or f'"{t["text"]}"', s["label"])] += 1
+    return counts
+
+
+def stance_by_actor(records: list[dict[str, Any]], path: Path, max_actors: int) -> None:
+    """Draw the holder x target matrix of gold stances (blue favour, red against) as a deterministic PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = actor_stances(records)
+    plt.rcParams.update({"svg.hashsalt": "geonews", "font.family": "DejaVu Sans"})
+    fig, ax = plt.subplots(figsize=(8, 6.5), dpi=100)
+    if not counts:
+        ax.text(0.5, 0.5, "No human-annotated (gold) stances yet", ha="center", va="center", fontsize=14)
+        ax.set_axis_off()
+    else:
+        weight: Counter[str] = Counter()
+        for (h, t, _), n in counts.items():
+            weight[h] += n
+            weight[t] += n
+        actors = sorted(sorted(weight), key=lambda a: -weight[a])[:max_actors]
+        holders = [a for a in actors if any(h == a for h, _, _ in counts)]
+        targets = [a for a in actors if any(t == a for _, t, _ in counts)]
+        favor = np.zeros((len(holders), len(targets)))
+        against = np.zeros_like(favor)
+        for (h, t, label), n in counts.items():
+            if h in holders and t in targets:
+                (favor if label == "favor" else against)[holders.index(h), targets.index(t)] += n
+        net = favor - against
+        lim = max(1.0, float(np.abs(net).max()))
+        im = ax.imshow(net, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        for i in range(len(holders)):
+            for j in range(len(targets)):
+                if favor[i, j] or against[i, j]:
+                    ax.text(j, i, f"+{favor[i, j]:.0f}/−{against[i, j]:.0f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(targets)), targets, rotation=45, ha="right", fontsize=9)
+        ax.set_yticks(range(len(holders)), holders, fontsize=9)
+        ax.set_xlabel("target (the stance is about)")
+        ax.set_ylabel("holder (who takes the stance)")
+        fig.colorbar(im, ax=ax, label="favour − against (gold stances)")
+        ax.set_title("Who is for or against whom: gold stances by actor\n(cell: +favour/−against counts)", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- YAML header
+
+
+def size_category(n: int) -> str:
+    """The Hub's size_categories bucket for `n` rows."""
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def header(ctx: CardContext) -> str:
+    """The card's YAML metadata: configs with data files, features, license, language, task and size tags."""
+    from datasets import DatasetInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    from pipeline.publish import SILVER, SPLITS, data_file
+
+    names = sorted(ctx.counts, key=lambda n: (n.endswith(SILVER), ["articles", "entities", "stance"].index(n.removesuffix(SILVER))))
+    configs = []
+    for name in names:
+        cfg: dict[str, Any] = {"config_name": name,
+                               "data_files": [{"split": s, "path": data_file(name, s)} for s in SPLITS if s in ctx.counts[name]]}
+        if name == "articles":
+            cfg["default"] = True
+        configs.append(cfg)
+    data = DatasetCardData(
+        pretty_name=ctx.cfg.pretty_name,
+        license=ctx.cfg.license,
+        license_name=ctx.cfg.license_name,
+        language=["en"],
+        language_creators=["found", "machine-generated"],
+        multilinguality=["monolingual"],
+        annotations_creators=["expert-generated", "machine-generated"],
+        source_datasets=["original"],
+        task_categories=["token-classification", "text-classification"],
+        task_ids=["named-entity-recognition"],
+        size_categories=[size_category(max((sum(c.values()) for c in ctx.counts.values()), default=0))],
+        tags=["news", "geopolitics", "stance-detection", "named-entity-recognition", "relation-extraction"],
+        configs=configs,
+    )
+    infos = DatasetInfosDict(
+        {name: DatasetInfo(features=ctx.features[name.removesuffix(SILVER)], config_name=name) for name in names}
+    )
+    infos.to_dataset_card_data(data)
+    return data.to_yaml()
+
+
+# ---------------------------------------------------------------- body
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else ("–" if x is None else str(x))
+
+
+def stance_definition(guidelines: str | None) -> str | None:
+    """The guidelines' section defining stance (first heading mentioning 'stance'), without its heading."""
+    if not guidelines:
+        return None
+    lines = guidelines.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(#+)\s+(.*)", line)
+        if m and "stance" in m.group(2).lower():
+            level, body = len(m.group(1)), []
+            for nxt in lines[i + 1 :]:
+                n = re.match(r"^(#+)\s", nxt)
+                if n and len(n.group(1)) <= level:
+                    break
+                body.append(nxt)
+            text = "\n".join(body).strip()
+            # demote nested headings so they sit under the card's own section
+            return re.sub(r"^(#+)", lambda h: "#" * min(6, len(h.group(1)) + 2), text, flags=re.M) or None
+    return None
+
+
+def _distinct(records: list[dict[str, Any]], key: str) -> str:
+    values = sorted({str((r.get("provenance") or {}).get(key)) for r in records})
+    return ", ".join(f"`{v}`" for v in values)
+
+
+def quality_section(ctx: CardContext) -> str:
+    """Pre-annotation quality against the human corrections and inter-annotator agreement."""
+    gold = [r for r in ctx.records if r["status"] == "gold"]
+    if not gold:
+        return "No article has been annotated by a human yet, so there is nothing to measure the pre-annotation against."
+    out = []
+    pre = ctx.metrics.get("preannotation")
+    if pre:
+        out.append("Numbers from the pipeline's evaluate stage (`metrics/preannotation.json`), comparing the "
+                   "model's proposals with the final human labels of every gold article:\n")
+        out.append(_metrics_table(pre))
+    else:
+        from pipeline.publish import preannotation_quality
+
+        q = preannotation_quality(gold)
+        out.append(f"The model's proposals compared with the final human labels of the {len(gold)} gold articles "
+                   "(exact span and label match):\n")
+        out.append(_table(["task", "precision", "recall", "F1", "gold items"],
+                          [[k, _fmt(v["precision"]), _fmt(v["recall"]), _fmt(v["f1"]), v["support"]] for k, v in q.items()]))
+    multi = [r for r in gold if r.get("agreement")]
+    out.append("")
+    if multi:
+        f1 = [r["agreement"]["entity_f1"] for r in multi if r["agreement"].get("entity_f1") is not None]
+        kappa = [r["agreement"]["stance_kappa"] for r in multi if r["agreement"].get("stance_kappa") is not None]
+        mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+        out.append(f"**Agreement** on the {len(multi)} article(s) labelled by more than one annotator: mean entity "
+                   f"span F1 {_fmt(mean(f1))}, mean Cohen's kappa on the stance labels of matched pairs "
+                   f"{_fmt(mean(kappa))} (per article in the `agreement` column of the `articles` config).")
+    else:
+        out.append("**Agreement**: no article has more than one annotator yet, so agreement is not measured.")
+    return "\n".join(out)
+
+
+def _metrics_table(pre: dict[str, Any]) -> str:
+    """A flat table of the numeric leaves of a metrics document (at most three levels deep)."""
+    rows = []
+
+    def walk(obj: Any, path: list[str]) -> None:
+        if isinstance(obj, dict) and len(path) < 3:
+            for k in sorted(obj):
+                walk(obj[k], path + [str(k)])
+        elif isinstance(obj, int | float) and not isinstance(obj, bool):
+            rows.append([" / ".join(path), _fmt(float(obj) if isinstance(obj, float) else obj)])
+
+    walk(pre, [])
+    return _table(["metric", "value"], rows[:60])
+
+
+def render(ctx: CardContext) -> str:
+    """The whole card: YAML header and a Markdown body for ML practitioners."""
+    from pipeline.publish import SILVER, SPLITS, STANCE_CLASSES
+
+    cfg, records = ctx.cfg, ctx.records
+    gold = [r for r in records if r["status"] == "gold"]
+    silver = [r for r in records if r["status"] == "silver"]
+    annotators = sorted({a for r in gold for a in r.get("annotators") or []})
+    snapshots = sorted({r["provenance"].get("annotation_snapshot") for r in gold if r["provenance"].get("annotation_snapshot")})
+    dates = sorted(r["date"] for r in records if r.get("date"))
+    sources = Counter(r.get("source") or "unknown" for r in records)
+    ent_counts = {st: Counter(e["label"] for r in records if r["status"] == st for e in r["entities"]) for st in ("gold", "silver")}
+    stance_counts = {st: Counter(s["label"] for r in records if r["status"] == st for s in r["stances"]) for st in ("gold", "silver")}
+    parts = [f"---\n{header(ctx)}\n---", f"# {cfg.pretty_name}", ""]
+    parts.append(
+        f"**Version {cfg.version}.** English news articles on geopolitics with **named entities** (linked to "
+        f"canonical actors) and **entity-to-entity stances** — who is *for* or *against* whom. "
+        f"{len(records)} articles: **{len(gold)} gold** (corrected by {len(annotators)} human annotator(s) in Label "
+        f"Studio) and {len(silver)} silver (machine proposals no human has checked yet, published separately)."
+    )
+    parts += ["", "## Quick start", "", "```python", "from datasets import load_dataset", "",
+              'ner = load_dataset("<repo id or local folder>", "entities")      # token classification (BIO)',
+              'stance = load_dataset("<repo id or local folder>", "stance")     # sentence + (holder, target) -> label',
+              'articles = load_dataset("<repo id or local folder>", "articles") # full texts with offsets',
+              'labels = ner["train"].features["ner_tags"].feature.names', "```", "",
+              "Gold (human-annotated) rows are in `articles`, `entities` and `stance`. Machine-only rows are in the "
+              f"configs ending in `{SILVER}` — use them for pre-training or analysis, never as evaluation data. "
+              "Splits are shared by all configs and grouped by story: an article, its sentences, its pairs and its "
+              "near-duplicates are always in the same split (for gold and silver alike), so nothing leaks across splits."]
+    parts += ["", "## Configurations and splits", ""]
+    rows = [[f"`{name}`", *(ctx.counts[name].get(s, 0) for s in SPLITS), "one " + {"articles": "article", "entities": "sentence", "stance": "entity pair"}[name.removesuffix(SILVER)]]
+            for name in sorted(ctx.counts, key=lambda n: (n.endswith(SILVER), n))]
+    parts.append(_table(["config", *SPLITS, "row ="], rows))
+    parts.append("\nA split with no rows is not declared (an empty Parquet file cannot be loaded). Split assignment: "
+                 "a stable SHA-256 hash of the story id and a seed (params `merge.seed`, `merge.splits`), so an "
+                 "article keeps its split in later versions.")
+    parts += ["", "## Label schema", "", "### Entities", ""]
+    parts.append(_table(["label", "definition", "gold", "silver"],
+                        [[f"`{lab}`", ENTITY_DEFINITIONS.get(lab, ""), ent_counts["gold"][lab], ent_counts["silver"][lab]]
+                         for lab in cfg.entity_labels]))
+    parts.append(f"\n`ner_tags` is a `ClassLabel` sequence in BIO: `O`=0, then `B-`/`I-` per label in the order above "
+                 f"({', '.join(f'{t}={i}' for i, t in enumerate(cfg.bio_tags))}). Entities also carry `actor`, a "
+                 f"canonical id from the project's actor table (e.g. `RUS`, `NATO`; null when unlinked).")
+    parts += ["", "### Stances", ""]
+    parts.append("A stance is a directed relation from a *holder* entity to a *target* entity.\n")
+    definition = stance_definition(ctx.guidelines)
+    if definition:
+        parts += [f"From the annotation guidelines (`{ctx.guidelines_path}`):", "", definition, ""]
+    elif ctx.guidelines_path:
+        parts += [f"The full definition is in the annotation guidelines, `{ctx.guidelines_path}`.", ""]
+    parts.append(_table(["label", "id", "definition", "gold", "silver"],
+                        [[f"`{lab}`", i, STANCE_DEFINITIONS[lab], stance_counts["gold"][lab] if lab != "none" else "",
+                          stance_counts["silver"][lab] if lab != "none" else ""] for i, lab in enumerate(STANCE_CLASSES)]))
+    caps = ", ".join(f"`{lab}`" for lab in cfg.stance_ends)
+    parts.append(f"\nIn the `stance` config every annotated stance is a row; `none` rows are candidate pairs: all ordered "
+                 f"pairs of entities labelled {caps} in one sentence with no stance (at most "
+                 f"{cfg.max_candidates_per_sentence} per sentence, in document order; pairs of the same name skipped). "
+                 "A stance whose entities are in different sentences uses the span of sentences covering both.")
+    parts += ["", "## Data fields", ""]
+    for name in ("articles", "entities", "stance"):
+        parts.append(f"- **`{name}`**: " + ", ".join(f"`{k}` ({_type(v)})" for k, v in ctx.features[name].items()))
+    parts += ["", "## Source data", ""]
+    parts.append(
+        f"{len(records)} news articles dated {dates[0] if dates else '?'} to {dates[-1] if dates else '?'} from "
+        f"{len(sources)} source(s) ({', '.join(f'{s}: {n}' for s, n in sorted(sources.items()))}), scraped and cleaned "
+        "by the pipeline (site furniture removed, near-duplicates grouped into stories).\n\n"
+        "**Caveats.** Several sources were machine-translated into English, so wording, names and quotes may differ "
+        "from the originals and carry translation errors. The texts are copyrighted by their publishers: the dataset "
+        f"is released for research only (license `{cfg.license}`: {cfg.license_name}); do not redistribute the texts "
+        "commercially. The selection of outlets and events is small and not representative."
+    )
+    parts += ["", "## Annotation process", ""]
+    parts.append(
+        f"1. **Pre-annotation.** spaCy model {_distinct(records, 'model')} (version {_distinct(records, 'model_version')}) "
+        f"with the project's entity and stance rules (rules version {_distinct(records, 'rules_version')}, code revision "
+        f"{_distinct(records, 'code_revision')}) proposes entities, actor links and stances.\n"
+        "2. **Correction.** Annotators correct the proposals in Label Studio following the annotation guidelines"
+        + (f" (`{ctx.guidelines_path}`)" if ctx.guidelines_path else "") + ". Cancelled and skipped tasks are not gold; "
+        "annotations made on an older version of a text are detected by a text hash and left out.\n"
+        f"3. **Merge.** {RESOLUTION_RULE}\n\n"
+        f"Annotators are pseudonymous (`annotator-<Label Studio user id>`). Gold labels come from the Label Studio "
+        f"snapshot {', '.join(f'`{s}`' for s in snapshots) or '(none yet)'}. The `articles` config records per article "
+        "its status, resolution rule, annotators and agreement."
+    )
+    parts += ["", "## Quality", "", quality_section(ctx)]
+    if ctx.stats:
+        parts += ["", "What the token and pair views had to leave out (all articles):", "",
+                  _table(["count", "n"], [[k, v] for k, v in ctx.stats.items()])]
+    parts += ["", "## Who is for or against whom", "",
+              f"![Actor-by-actor stance matrix of the gold stances]({ctx.figure})", "",
+              "Rows are stance holders, columns targets, both as canonical actors (quoted text when unlinked); "
+              "blue cells are mostly favour, red mostly against, with the counts in each cell."]
+    parts += ["", "## Changelog", ""]
+    parts.append(_changelog(cfg.version, ctx.changelog))
+    parts += ["", "## Provenance", ""]
+    prov = [["`" + ctx.labeled_path + "` (md5, as in dvc.lock)", f"`{ctx.labeled_md5}`"]]
+    prov += [[f"`{p}` (md5 from dvc.lock)", f"`{m}`"] for p, m in sorted(ctx.upstream_md5.items())]
+    prov += [["Label Studio snapshot", ", ".join(f"`{s}`" for s in snapshots) or "none"],
+             ["pre-annotation model", _distinct(records, "model") + " " + _distinct(records, "model_version")],
+             ["rules version", _distinct(records, "rules_version")]]
+    parts.append(_table(["input", "value"], prov))
+    parts.append("\nRebuild with `dvc repro` from the repository at a commit with these hashes; the Parquet files, "
+                 "this card and the figure are byte-identical for identical inputs.")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _type(feature: Any) -> str:
+    """A short human name of a datasets feature type."""
+    name = type(feature).__name__
+    if name == "Value":
+        return feature.dtype
+    if name == "ClassLabel":
+        return "class label"
+    if name == "List":
+        return f"list of {_type(feature.feature)}"
+    if isinstance(feature, dict):
+        return "{" + ", ".join(feature) + "}"
+    return name
+
+
+def _changelog(version: str, change: dict[str, Any] | None) -> str:
+    if change is None:
+        return f"- **{version}**: first published version (no earlier release recorded in `releases/`)."
+    lines = [f"- **{version}** (against {change['previous_version']}): {len(change['added'])} article(s) added, "
+             f"{len(change['removed'])} removed, {len(change['changed'])} with changed labels, status or split "
+             f"({len(change['newly_gold'])} newly human-annotated)."]
+    for kind, deltas in change["label_deltas"].items():
+        if deltas:
+            lines.append(f"  - gold {kind}: " + ", ".join(f"`{k}` {v:+d}" for k, v in deltas.items()))
+    for key in ("added", "removed", "changed"):
+        if change[key]:
+            ids = change[key]
+            lines.append(f"  - {key}: " + ", ".join(f"`{a}`" for a in ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else ""))
+    return "\n".join(lines)
