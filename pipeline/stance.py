@@ -1,0 +1,466 @@
+"""Entity-to-entity stance: explainable rules over spaCy's dependency parse, driven by a cue lexicon.
+
+A stance goes from a HOLDER entity mention to a TARGET entity mention inside one sentence and is
+labelled by the cue word that carries it (resources/stance_cues.yaml). Each rule below finds the
+holder and the target of one cue in one syntactic pattern; the stance records the rule and the cue.
+
+Score = RULE_PRECISION[rule] x cue weight x INDIRECT_FACTOR per end reached through an affiliation
+("NATO foreign ministers" -> NATO). RULE_PRECISION is each rule's triplet precision measured on
+SEESAW train (`python -m pipeline evaluate-seesaw DIR --split train --by-rule`), so a score
+estimates the chance that an annotator keeps the proposal and orders the queue accordingly.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from spacy.tokens import Doc, Span, Token
+
+from pipeline.config import from_mapping
+from pipeline.errors import ConfigError
+from pipeline.provenance import sha256_text
+
+# Bump when the rules change in a way that changes their output (part of the lexicon version).
+RULES_VERSION = "1"
+
+# Entity labels that can hold or be the target of a stance.
+ENTITY_LABELS = frozenset({"PERSON", "NORP", "ORG", "GPE", "LOC"})
+
+# Triplet precision of each rule on SEESAW train (see module docstring); rounded, conservative.
+RULE_PRECISION: Mapping[str, float] = types.MappingProxyType(
+    {
+        "svo": 0.45,
+        "passive": 0.45,
+        "control": 0.35,
+        "clause": 0.35,
+        "possessive": 0.4,
+        "light_verb": 0.3,
+        "prep_against": 0.3,
+        "adjective": 0.4,
+        "speech": 0.25,
+    }
+)
+INDIRECT_FACTOR = 0.85
+
+_SECTIONS = {"verbs": "VERB", "nouns": "NOUN", "adjectives": "ADJ", "prepositions": "ADP"}
+_THIRD_PERSON = frozenset({"he", "she", "it", "they", "him", "her", "them", "its", "their", "his", "this", "that"})
+_RELATIVE = frozenset({"who", "which", "that", "whom"})
+_CONDITIONAL = frozenset({"if", "unless", "whether"})
+_MAX_CLIMB = 8
+
+
+@dataclass(frozen=True)
+class CueSpec:
+    """One cue entry as written in the lexicon file."""
+
+    label: str
+    weight: float = 1.0
+    preps: tuple[str, ...] | None = None
+    object: bool = True
+    clause: bool = False
+    negated: Literal["drop", "flip"] = "drop"
+
+    def validate(self) -> str | None:
+        """Reject weights outside (0, 1]."""
+        if not 0.0 < self.weight <= 1.0:
+            return f"weight {self.weight} is not in (0, 1]"
+        return None
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A cue ready to match: lemma, part of speech, required extra words and how it behaves."""
+
+    key: str
+    pos: str
+    lemma: str
+    required: tuple[str, ...]
+    label: str
+    weight: float
+    preps: frozenset[str]
+    object: bool
+    clause: bool
+    negated: str
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The loaded, frozen cue lexicon; `version` changes with the file or the rules."""
+
+    path: str
+    version: str
+    labels: tuple[str, ...]
+    cues: Mapping[tuple[str, str], tuple[Cue, ...]]
+    speech_verbs: frozenset[str]
+    negators: frozenset[str]
+
+    def match(self, tok: Token) -> Cue | None:
+        """The most specific cue that `tok` instantiates, or None."""
+        pos = "NOUN" if tok.pos_ == "PROPN" and not tok.ent_type_ else tok.pos_
+        candidates = self.cues.get((pos, tok.lemma_.lower()))
+        if not candidates:
+            return None
+        attached = {c.lower_ for c in tok.children if c.dep_ in ("prt", "prep", "advmod", "agent")}
+        for cue in candidates:  # sorted most specific first
+            if all(word in attached for word in cue.required):
+                return cue
+        return None
+
+    def flip(self, label: str) -> str:
+        """The opposite label (the lexicon has exactly two when a cue flips)."""
+        return next(other for other in self.labels if other != label)
+
+
+def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexicon:
+    """Load and validate the cue lexicon; `labels` (from params) must cover the lexicon's labels."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: lexicon file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    known = {"labels", "noun_preps", "speech_verbs", "negators", *_SECTIONS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+    file_labels = _words(data.get("labels"), path, "labels")
+    if not file_labels:
+        raise ConfigError(f"{path}: labels: expected a non-empty list of stance labels")
+    if labels is not None and set(file_labels) - set(labels):
+        extra = ", ".join(sorted(set(file_labels) - set(labels)))
+        raise ConfigError(f"{path}: labels: {extra} not in the configured stance labels ({', '.join(labels)})")
+    noun_preps = _words(data.get("noun_preps", []), path, "noun_preps")
+    cues: dict[tuple[str, str], list[Cue]] = {}
+    for section, pos in _SECTIONS.items():
+        entries = data.get(section) or {}
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{path}: {section}: expected a mapping of cue -> options")
+        for key, options in entries.items():
+            where = f"{path}: {section}.{key}"
+            words = str(key).lower().split()
+            if not words:
+                raise ConfigError(f"{where}: empty cue")
+            spec = from_mapping(CueSpec, options, where)
+            if spec.label not in file_labels:
+                raise ConfigError(f"{where}: label {spec.label!r} is not one of {', '.join(file_labels)}")
+            if spec.negated == "flip" and len(file_labels) != 2:
+                raise ConfigError(f"{where}: negated: flip needs exactly two labels")
+            preps = spec.preps if spec.preps is not None else (tuple(noun_preps) if pos == "NOUN" else ())
+            cue = Cue(
+                key=str(key),
+                pos=pos,
+                lemma=words[0],
+                required=tuple(words[1:]),
+                label=spec.label,
+                weight=spec.weight,
+                preps=frozenset(preps) | frozenset(words[1:]),
+                object=spec.object,
+                clause=spec.clause,
+                negated=spec.negated,
+            )
+            cues.setdefault((pos, cue.lemma), []).append(cue)
+    frozen = {k: tuple(sorted(v, key=lambda c: -len(c.required))) for k, v in cues.items()}
+    return Lexicon(
+        path=str(path),
+        version=f"{RULES_VERSION}-{sha256_text(text)[:12]}",
+        labels=tuple(file_labels),
+        cues=types.MappingProxyType(frozen),
+        speech_verbs=frozenset(_words(data.get("speech_verbs", []), path, "speech_verbs")),
+        negators=frozenset(_words(data.get("negators", []), path, "negators")),
+    )
+
+
+def _words(value: object, path: Path, key: str) -> list[str]:
+    """A list of lower-case words from the lexicon, or a one-line error naming the key."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{path}: {key}: expected a list of words")
+    return [v.strip().lower() for v in value]
+
+
+@dataclass
+class _Ends:
+    """Entity mentions found for one end of a stance: (entity index, reached indirectly)."""
+
+    mentions: list[tuple[int, bool]]
+    rule: str
+    speech_ok: bool = False  # no explicit holder: the speaker of a reported clause may hold it
+    negated: bool = False
+
+
+class _Finder:
+    """Applies the rules to one doc."""
+
+    def __init__(self, doc: Doc, entities: Sequence[Span], lexicon: Lexicon) -> None:
+        self.doc = doc
+        self.lex = lexicon
+        self.ent_of: list[int | None] = [None] * len(doc)
+        for index, span in enumerate(entities):
+            if span.label_ in ENTITY_LABELS:
+                for tok in span:
+                    self.ent_of[tok.i] = index
+        self.entities = entities
+
+    # --- mentions -------------------------------------------------------------------------------
+    def mentions(self, tok: Token | None) -> list[tuple[int, bool]]:
+        """Entities a noun phrase headed by `tok` refers to, with its conjuncts and affiliations."""
+        if tok is None:
+            return []
+        found: list[tuple[int, bool]] = []
+        self._collect(tok, found, depth=0)
+        seen: dict[int, bool] = {}
+        for ent, indirect in found:
+            seen[ent] = seen.get(ent, True) and indirect
+        return list(seen.items())
+
+    def _collect(self, tok: Token, found: list[tuple[int, bool]], depth: int) -> None:
+        ent = self.ent_of[tok.i]
+        if ent is not None:
+            found.append((ent, False))
+        elif tok.pos_ != "PRON" and depth < 3:
+            for child in tok.children:
+                child_ent = self.ent_of[child.i]
+                if child.dep_ in ("compound", "poss", "nmod", "amod") and child_ent is not None:
+                    found.append((child_ent, True))
+                elif child.dep_ == "appos" and child_ent is not None:
+                    found.append((child_ent, False))
+                elif child.dep_ == "prep" and child.lower_ == "of":
+                    for pobj in child.children:
+                        if pobj.dep_ == "pobj" and self.ent_of[pobj.i] is not None:
+                            found.append((self.ent_of[pobj.i], True))
+        for child in tok.children:
+            if child.dep_ == "conj" and depth < 6:
+                self._collect(child, found, depth + 1)
+
+    def prep_objects(self, tok: Token, preps: frozenset[str]) -> list[tuple[int, bool]]:
+        """Entities in the objects of `tok`'s prepositions listed in `preps`."""
+        out: list[tuple[int, bool]] = []
+        for child in tok.children:
+            if child.dep_ in ("prep", "agent", "dative") and child.lower_ in preps:
+                for pobj in child.children:
+                    if pobj.dep_ in ("pobj", "pcomp"):
+                        out += self.mentions(pobj)
+        return out
+
+    # --- holders ------------------------------------------------------------------------------
+    def verb_holders(self, verb: Token, hops: int = 0) -> _Ends:
+        """Who does what `verb` says: subject, passive agent, shared or controlling subject."""
+        negated = self.negated(verb)
+        agent = next((c for c in verb.children if c.dep_ == "agent"), None)
+        if agent is not None:
+            pobj = next((c for c in agent.children if c.dep_ == "pobj"), None)
+            return _Ends(self.mentions(pobj), "passive", negated=negated)
+        subj = next((c for c in verb.children if c.dep_ in ("nsubj", "csubj")), None)
+        if subj is not None:
+            if verb.dep_ == "relcl" and subj.lower_ in _RELATIVE:
+                return _Ends(self.mentions(verb.head), "svo", negated=negated)
+            mentions = self.mentions(subj)
+            speech_ok = not mentions and subj.lower_ not in _THIRD_PERSON
+            return _Ends(mentions, "svo", speech_ok=speech_ok, negated=negated)
+        if any(c.dep_ == "nsubjpass" for c in verb.children):
+            return _Ends([], "passive", speech_ok=True, negated=negated)
+        if hops >= _MAX_CLIMB:
+            return _Ends([], "svo", negated=negated)
+        gov = verb.head
+        if verb.dep_ == "pcomp" and gov.pos_ == "ADP":
+            gov = gov.head
+        if verb.dep_ == "conj" and gov.pos_ in ("VERB", "AUX"):
+            ends = self.verb_holders(gov, hops + 1)
+            ends.negated = ends.negated or negated
+            return ends
+        if verb.dep_ == "acl" and gov.pos_ in ("NOUN", "PROPN"):
+            ends = self.noun_holders(gov)
+            return _Ends(ends.mentions, "control", ends.speech_ok, negated or ends.negated)
+        if verb.dep_ in ("xcomp", "pcomp", "advcl") and gov.pos_ in ("VERB", "AUX") and gov is not verb:
+            gov_negated = self.negated(gov) or gov.lemma_.lower() in self.lex.negators
+            obj = next((c for c in gov.children if c.dep_ == "dobj"), None)
+            if obj is not None and verb.dep_ in ("xcomp", "pcomp"):
+                return _Ends(self.mentions(obj), "control", negated=negated or gov_negated)
+            ends = self.verb_holders(gov, hops + 1)
+            return _Ends(ends.mentions, "control", ends.speech_ok, negated or gov_negated)
+        return _Ends([], "svo", speech_ok=True, negated=negated)
+
+    def noun_holders(self, noun: Token) -> _Ends:
+        """Who holds a noun cue: possessor or modifier, `by`/`from` phrase, else the light verb's subject."""
+        negated = self.negated(noun)
+        direct: list[tuple[int, bool]] = []
+        for child in noun.children:
+            ent = self.ent_of[child.i]
+            if child.dep_ in ("poss", "compound", "amod", "nmod") and ent is not None:
+                direct.append((ent, False))
+            elif child.dep_ in ("prep", "agent") and child.lower_ in ("by", "from"):
+                for pobj in child.children:
+                    if pobj.dep_ == "pobj":
+                        direct += self.mentions(pobj)
+        if direct:
+            return _Ends(direct, "possessive", negated=negated)
+        head = noun.head
+        if noun.dep_ == "pobj" and head.pos_ == "ADP" and head.head.pos_ in ("VERB", "AUX"):
+            head = head.head
+        elif noun.dep_ not in ("dobj", "attr", "nsubjpass", "oprd", "conj") or head.pos_ not in ("VERB", "AUX"):
+            return _Ends([], "possessive", speech_ok=True, negated=negated)
+        if noun.dep_ == "conj":
+            return self.noun_holders(head) if head.pos_ == "NOUN" else _Ends([], "light_verb", negated=negated)
+        ends = self.verb_holders(head)
+        verb_negated = ends.negated or head.lemma_.lower() in self.lex.negators
+        return _Ends(ends.mentions, "light_verb", ends.speech_ok, negated or verb_negated)
+
+    # --- reported speech and conditions ---------------------------------------------------------
+    def speaker(self, tok: Token) -> list[tuple[int, bool]]:
+        """The entity reporting the clause around `tok` (its `say`-verb subject, `according to`), if any."""
+        node = tok
+        for _ in range(_MAX_CLIMB):
+            for child in node.children:
+                if child.dep_ == "parataxis" and child.lemma_.lower() in self.lex.speech_verbs:
+                    return self.verb_holders(child).mentions
+                if child.dep_ == "prep" and child.lower_ == "according":
+                    for to in child.children:
+                        for pobj in to.children:
+                            if pobj.dep_ == "pobj":
+                                return self.mentions(pobj)
+            parent = node.head
+            if parent is node:
+                return []
+            if node.dep_ in ("ccomp", "xcomp") and parent.lemma_.lower() in self.lex.speech_verbs:
+                speakers = self.verb_holders(parent).mentions
+                if speakers:
+                    return speakers
+            node = parent
+        return []
+
+    def conditional(self, tok: Token) -> bool:
+        """Whether `tok` sits in an if/unless clause (a hypothetical is not a stance)."""
+        node = tok
+        for _ in range(_MAX_CLIMB):
+            if node.dep_ == "advcl" and any(c.dep_ == "mark" and c.lower_ in _CONDITIONAL for c in node.children):
+                return True
+            if node.head is node:
+                return False
+            node = node.head
+        return False
+
+    @staticmethod
+    def negated(tok: Token) -> bool:
+        """Whether `tok` carries a negation (`not`, `never`, `no`)."""
+        return any(
+            c.dep_ == "neg" or (c.lower_ in ("no", "never") and c.dep_ in ("det", "advmod")) for c in tok.children
+        )
+
+    # --- rules ----------------------------------------------------------------------------------
+    def apply(self, tok: Token, cue: Cue) -> Iterator[tuple[list, list, str, bool]]:
+        """Holders, targets, rule and negation for one cue token."""
+        if cue.pos == "VERB":
+            holders = self.verb_holders(tok)
+            rule = holders.rule
+            if any(c.dep_ == "nsubjpass" for c in tok.children) or (tok.tag_ == "VBN" and tok.dep_ == "acl"):
+                subj = next((c for c in tok.children if c.dep_ == "nsubjpass"), None)
+                targets = self.mentions(subj) if subj is not None else self.mentions(tok.head)
+                rule = "passive" if holders.mentions else rule
+            else:
+                targets = []
+                if cue.object:
+                    for child in tok.children:
+                        if child.dep_ == "dobj":
+                            targets += self.mentions(child)
+            targets += self.prep_objects(tok, cue.preps)
+            if not targets and cue.clause:
+                targets = self.clause_subjects(tok)
+                rule = "clause" if rule == "svo" else rule
+        elif cue.pos == "NOUN":
+            holders = self.noun_holders(tok)
+            rule = holders.rule
+            targets = self.prep_objects(tok, cue.preps)
+        elif cue.pos == "ADJ":
+            head = tok.head if tok.dep_ in ("acomp", "amod") else tok
+            holders = self.verb_holders(head) if head.pos_ in ("VERB", "AUX") else _Ends([], "adjective")
+            holders.negated = holders.negated or self.negated(tok)
+            rule = "adjective"
+            targets = self.prep_objects(tok, cue.preps)
+        else:  # a preposition like "against": "measures against Russia"
+            if self.lex.match(tok.head) is not None:
+                return  # the head cue handles it
+            head = tok.head
+            holders = self.noun_holders(head) if head.pos_ in ("NOUN", "PROPN") else self.verb_holders(head)
+            rule = "prep_against"
+            targets = [m for pobj in tok.children if pobj.dep_ == "pobj" for m in self.mentions(pobj)]
+        if not targets:
+            return
+        if not holders.mentions and holders.speech_ok:
+            speakers = self.speaker(tok)
+            if speakers:
+                yield speakers, targets, "speech", holders.negated
+            return
+        yield holders.mentions, targets, rule, holders.negated or self.negated(tok)
+
+    def clause_subjects(self, verb: Token) -> list[tuple[int, bool]]:
+        """Subjects of the clause a verb of warning/accusing reports: `warned (of the risk) that X ...`."""
+        out: list[tuple[int, bool]] = []
+        clauses = [c for c in verb.children if c.dep_ == "ccomp"]
+        for prep in verb.children:
+            if prep.dep_ == "prep" and prep.lower_ in ("of", "about", "against"):
+                for pobj in prep.children:
+                    clauses += [c for c in pobj.children if c.dep_ in ("acl", "relcl", "ccomp")]
+                    clauses += [pobj] if pobj.dep_ == "pcomp" else []
+        for clause in clauses:
+            subj = next((c for c in clause.children if c.dep_ in ("nsubj", "nsubjpass")), None)
+            out += self.mentions(subj)
+        return out
+
+    def stances(self) -> list[dict]:
+        """All stances of the doc, one per (holder, target), best-scored, in cue order."""
+        best: dict[tuple[int, int], dict] = {}
+        for tok in self.doc:
+            cue = self.lex.match(tok)
+            if cue is None or self.conditional(tok):
+                continue
+            for holders, targets, rule, negated in self.apply(tok, cue):
+                label = cue.label
+                if negated:
+                    if cue.negated == "drop":
+                        continue
+                    label = self.lex.flip(label)
+                for holder, h_indirect in holders:
+                    for target, t_indirect in targets:
+                        if not self._valid_pair(tok, holder, target):
+                            continue
+                        score = RULE_PRECISION[rule] * cue.weight * INDIRECT_FACTOR ** (h_indirect + t_indirect)
+                        stance = {
+                            "holder": holder,
+                            "target": target,
+                            "label": label,
+                            "score": round(min(max(score, 0.0), 1.0), 4),
+                            "rule": rule,
+                            "cue": {"start": tok.idx, "end": tok.idx + len(tok.text), "text": tok.text},
+                        }
+                        key = (holder, target)
+                        if key not in best or stance["score"] > best[key]["score"]:
+                            best[key] = stance
+        return sorted(best.values(), key=lambda s: (s["cue"]["start"], s["holder"], s["target"]))
+
+    def _valid_pair(self, cue: Token, holder: int, target: int) -> bool:
+        """Both ends distinct, in the cue's sentence and not two mentions of the same name."""
+        if holder == target:
+            return False
+        h, t = self.entities[holder], self.entities[target]
+        if h.text.lower() == t.text.lower():
+            return False
+        sent = cue.sent
+        return sent.start <= h.start and h.end <= sent.end and sent.start <= t.start and t.end <= sent.end
+
+
+def find_stances(doc: Doc, entities: Sequence[Span], lexicon: Lexicon) -> list[dict]:
+    """Stances between `entities` (spans of `doc`, in document order) found by the rules and the lexicon."""
+    return _Finder(doc, entities, lexicon).stances()
+
+
+__all__ = ["Lexicon", "load_lexicon", "find_stances", "RULES_VERSION", "ENTITY_LABELS", "RULE_PRECISION"]
