@@ -656,7 +656,7 @@ def _read_jsonl(path: Path, rel: str, cfg: IngestParams, bad: BadRecords, report
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                bad.add(where, f"invalid JSON: {exc.msg} at column {exc.colno}")
+                bad.add(where, f"invalid JSON ({exc.msg}, column {exc.colno})")
                 continue
             if not isinstance(obj, dict):
                 bad.add(where, f"expected a JSON object, got {type(obj).__name__}")

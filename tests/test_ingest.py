@@ -1,0 +1,620 @@
+"""Tests of the ingest stage: seed cleaning, metadata, paragraphs, duplicates, JSONL/CSV input and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import ingest
+from pipeline.errors import BadRecords, ConfigError, InputError
+from pipeline.ingest import IngestParams, Raw, Report, clean, link_stories, load_rules, normalise_line
+from pipeline.provenance import sha256_file, sha256_text
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+PATTERNS = ROOT / "resources" / "boilerplate.yaml"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ingest"
+PARAMS = IngestParams(
+    language="en",
+    max_article_bytes=2_000_000,
+    min_text_chars=200,
+    near_duplicate_threshold=0.7,
+    shingle_size=5,
+    max_bad_share=0.1,
+)
+
+# What each seed must come out as: title, date, url, furniture that must be gone, body that must survive.
+SEEDS: dict[str, dict[str, Any]] = {
+    "000_26aa7dedf783269b.txt": {
+        "title": None,  # the first line is the lede itself, with a date label glued to its start
+        "date": "2022-01-09",
+        "url": None,
+        "gone": ["date 2022-01-09"],
+        "body": [
+            "Negotiations between Russia and the United States on Russian proposals on security guarantees",
+            "Serious Developments",
+            "“We are ready to respond forcefully to a new Russian aggression.",
+            "which allowed the former Soviet Union to control the Neighboring countries in Eastern Europe.",
+        ],
+        "removed": {"date_label"},
+    },
+    "001_7a33fa508537bb30.txt": {
+        "title": "Russia wants sure US guarantees during the Geneva talks, and the West is coordinating to deter it "
+        "from attacking Ukraine",
+        "date": None,  # "Thursday" and "January 10" only: the publication date is not in the text
+        "url": None,
+        "gone": ["Related Post", "Leave a Reply", "Your email address will not be published", "Required fields"],
+        "body": [
+            "Moscow said on Thursday it would seek assured security guarantees from Washington",
+            "In Moscow – and hours before the expected video call with his American counterpart – the Russian",
+            "in addition to the situation in the region.",
+        ],
+        "removed": {"title", "related_block"},
+    },
+    "002_6d11aee6ff882e7b.txt": {
+        "title": None,  # the page had no headline line: the first line after the date stamp is the lede
+        "date": "2021-12-28",
+        "url": None,
+        "gone": ["Last Updated", "28/12/2021", "Award-winning problem solver", "Incurable introvert"],
+        "body": [
+            "The United States and Russia have agreed to hold talks next month",
+            "“If we sit down to engage in dialogue, Russia can put its concerns on the table",
+            "It is preparing a military offensive to retake separatist-held land in the eastern Donbass region.",
+        ],
+        "removed": {"updated_stamp", "author_bio"},
+    },
+    "003_cc4b65b17f3a6c20.txt": {
+        "title": "The prospects are dim as the US and Russia prepare to meet in Ukraine",
+        "date": "2022-01-09",  # from the source link https://www.winknews.com/2022/01/09/...
+        "url": "https://www.winknews.com/2022/01/09/prospects-dim-as-us-russia-prepare-to-meet-over-ukraine/",
+        "gone": [
+            "blank",
+            "Copyright 2022 Fort Myers Broadcasting Company",
+            "https://",
+            "Aila Slisco",
+            "automatic aggregator",
+            "admin@dailynationtoday.com",
+            "Related Articles",
+            "Back to top button",
+        ],
+        "body": [
+            "WASHINGTON (AP)",
+            "With the fate of Ukraine and the stability of post-Cold War Europe likely at stake",
+            "“We have nowhere to turn,” Putin said last month",
+            "have become almost cliché in Washington",
+            "On Sunday night, Ryabkov and Sherman will meet for a working dinner to discuss topics for the next "
+            "day’s talks, a US official said.",
+        ],
+        "removed": {"section_label", "title", "placeholder", "copyright"},
+    },
+    "004_d6b7efd2f01de790.txt": {
+        "title": "Russia and NATO meet to seek common sense in the current standoff",
+        "date": None,
+        "url": None,
+        "gone": ["You might also like", "More from author", "Comments are closed"],
+        "body": [
+            "The West and Russia are facing each other several times this week",
+            "NATO fears that Russia is considering invading Ukraine.",
+            "In Ukraine, it monitors compliance with the ceasefire between pro-Russian separatists and the "
+            "Ukrainian government army.",
+        ],
+        "removed": {"title", "related_block"},
+    },
+}
+
+
+def write_params(path: Path, **changes: Any) -> Path:
+    """A params.yaml with an `ingest:` section (PARAMS with `changes`)."""
+    section = {**dataclasses.asdict(PARAMS), **changes}
+    path.write_text("ingest:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in section.items()), encoding="utf-8")
+    return path
+
+
+def run_stage(corpus: Path, out: Path, **changes: Any) -> tuple[list[dict], dict]:
+    """Run the stage in-process on `corpus`; return the articles and the report."""
+    out.mkdir(parents=True, exist_ok=True)
+    ingest.main(
+        corpus=corpus,
+        output=out / "articles.jsonl",
+        report=out / "report.json",
+        patterns=PATTERNS,
+        params=write_params(out / "params.yaml", **changes),
+    )
+    articles = [json.loads(line) for line in (out / "articles.jsonl").read_text(encoding="utf-8").splitlines()]
+    return articles, json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+
+def run_cli(corpus: Path, out: Path, **changes: Any) -> subprocess.CompletedProcess[str]:
+    """Run `python -m pipeline ingest` as a user would."""
+    out.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [
+            sys.executable, "-m", "pipeline", "ingest",
+            "--corpus", str(corpus),
+            "--output", str(out / "articles.jsonl"),
+            "--report", str(out / "report.json"),
+            "--patterns", str(PATTERNS),
+            "--params", str(write_params(out / "params.yaml", **changes)),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under `folder`."""
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def rules() -> ingest.Rules:
+    return load_rules(PATTERNS)
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict], dict, dict[str, str]]:
+    """The seed corpus ingested once: articles by file name, the report, and the corpus hashes before the run."""
+    before = hashes(CORPUS)
+    articles, report = run_stage(CORPUS, tmp_path_factory.mktemp("seeds"))
+    return {a["source_file"]: a for a in articles}, report, before
+
+
+# ---------------------------------------------------------------- the five seeds
+
+
+def test_seed_corpus_gives_five_articles_in_file_order(seeds) -> None:
+    articles, report, _ = seeds
+    assert list(articles) == sorted(SEEDS)
+    assert report["counts"] | {"removed_lines": 0} == {
+        "files": 5, "records": 5, "articles": 5, "bad_records": 0, "exact_duplicates": 0,
+        "near_duplicate_pairs": 0, "removed_lines": 0, "decoding_fallbacks": 0, "ignored_files": 0,
+    }  # fmt: skip
+    for article in articles.values():
+        assert list(article) == [
+            "id", "title", "text", "date", "url", "source", "language", "paragraphs", "source_file", "story_id",
+            "near_duplicates",
+        ]  # fmt: skip
+        assert article["language"] == "en"
+        assert article["story_id"] == article["id"] and article["near_duplicates"] == []
+
+
+@pytest.mark.parametrize("name", sorted(SEEDS))
+def test_seed_title_date_and_url(seeds, name: str) -> None:
+    article, expected = seeds[0][name], SEEDS[name]
+    assert article["title"] == expected["title"]
+    assert article["date"] == expected["date"]
+    assert article["url"] == expected["url"]
+    assert article["source"] == ("winknews.com" if expected["url"] else None)
+
+
+@pytest.mark.parametrize("name", sorted(SEEDS))
+def test_seed_furniture_gone_and_body_intact(seeds, name: str) -> None:
+    article, report, _ = seeds
+    article, expected = article[name], SEEDS[name]
+    for furniture in expected["gone"]:
+        assert furniture not in article["text"], furniture
+    for sentence in expected["body"]:
+        assert sentence in article["text"], sentence
+    if expected["title"]:
+        assert not article["text"].startswith(expected["title"])
+    patterns = {r["pattern"] for r in report["removed_lines"] if r["file"] == name}
+    assert patterns == expected["removed"]
+
+
+@pytest.mark.parametrize("name", sorted(SEEDS))
+def test_seed_nothing_disappears_silently(seeds, name: str) -> None:
+    """Every non-blank line of the raw file is in the text or listed in the report as removed."""
+    article, report, _ = seeds
+    paragraphs = [article[name]["text"][p["start"] : p["end"]] for p in article[name]["paragraphs"]]
+    removed: dict[int, list[str]] = {}
+    for r in report["removed_lines"]:
+        if r["file"] == name:
+            removed.setdefault(r["line"], []).append(r["text"])
+    raw = ingest.fix_text((CORPUS / name).read_text(encoding="utf-8")).split("\n")
+    for lineno, line in enumerate(raw, 1):
+        rest = normalise_line(line)
+        for text in removed.get(lineno, []):
+            assert rest.startswith(text), (lineno, text)
+            rest = rest[len(text) :].strip()
+        assert not rest or rest in paragraphs, (lineno, rest)
+
+
+def test_seed_quotes_dashes_and_unicode_kept(seeds) -> None:
+    articles = seeds[0]
+    text = articles["002_6d11aee6ff882e7b.txt"]["text"]
+    assert "Ukraine’s interests" in text and "Lavrov added that – in a televised interview –" in text
+    assert "“If we sit down" in text
+    assert "cliché" in articles["003_cc4b65b17f3a6c20.txt"]["text"]
+
+
+@pytest.mark.parametrize("name", sorted(SEEDS))
+def test_seed_paragraph_offsets(seeds, name: str) -> None:
+    article = seeds[0][name]
+    text, spans = article["text"], article["paragraphs"]
+    paragraphs = [text[s["start"] : s["end"]] for s in spans]
+    assert "\n\n".join(paragraphs) == text
+    assert all(p and p == p.strip() and "\n" not in p and "  " not in p for p in paragraphs)
+    assert all(a["end"] + 2 == b["start"] for a, b in zip(spans, spans[1:], strict=False))
+
+
+def test_seed_paragraph_structure(seeds) -> None:
+    articles = seeds[0]
+    # 002 has one paragraph per line and no blank lines; the others separate paragraphs by blank lines
+    assert len(articles["002_6d11aee6ff882e7b.txt"]["paragraphs"]) == 20
+    assert len(articles["004_d6b7efd2f01de790.txt"]["paragraphs"]) == 14
+
+
+def test_ids_are_content_hashes_and_output_is_reproducible(seeds, tmp_path: Path) -> None:
+    articles, report, _ = seeds
+    for article in articles.values():
+        assert article["id"] == sha256_text(article["text"])[:16]
+    again, again_report = run_stage(CORPUS, tmp_path)
+    assert {a["source_file"]: a for a in again} == articles
+    assert again_report == report
+
+
+def test_seed_corpus_not_modified(seeds) -> None:
+    assert hashes(CORPUS) == seeds[2]
+
+
+def test_report_lists_every_removed_line(seeds) -> None:
+    report = seeds[1]
+    assert report["counts"]["removed_lines"] == len(report["removed_lines"]) == sum(
+        report["removed_lines_by_pattern"].values()
+    )
+    assert {
+        "file": "001_7a33fa508537bb30.txt",
+        "line": 51,
+        "pattern": "related_block",
+        "kind": "cut_after",
+        "text": "Leave a Reply",
+    } in report["removed_lines"]
+
+
+# ---------------------------------------------------------------- cleaning rules on small texts
+
+
+def article(rules: ingest.Rules, text: str, **fields: Any) -> ingest.Cleaned:
+    return clean(Raw("t.txt", "t.txt", text, **fields), rules)
+
+
+BODY = [
+    f"Paragraph {i}: Russian and American diplomats met in Geneva to discuss security guarantees in Europe."
+    for i in range(1, 9)
+]
+
+
+def test_normalisation_whitespace_nfc_mojibake(rules) -> None:
+    text = "Title here\n\n  Ukraineâ€™s   border\u00a0 is\ttense — “quoted” -- e\u0301 \u200b \n\n\n\nSecond   para."
+    cleaned = article(rules, text)
+    assert cleaned.title == "Title here"
+    assert cleaned.text == "Ukraine’s border is tense — “quoted” -- é\n\nSecond para."
+
+
+def test_hard_wrapped_blocks_are_joined_and_single_lines_kept(rules) -> None:
+    wrapped = article(rules, "Headline\n\nFirst line of a wrapped\nparagraph goes on.\n\nSecond paragraph.")
+    assert wrapped.text == "First line of a wrapped paragraph goes on.\n\nSecond paragraph."
+    lines = article(rules, "First paragraph.\nSecond paragraph.\nThird paragraph.")
+    assert lines.title is None and len(lines.paragraphs) == 3
+
+
+def test_furniture_in_the_body_is_guarded(rules) -> None:
+    text = "\n\n".join(
+        ["US", "Headline", *BODY[:2], "US", "Related Articles", "Copyright 2022 Example.", *BODY[2:], "Leave a Reply"]
+    )
+    cleaned = article(rules, text)
+    gone = {(r.pattern, r.kind, r.text) for r in cleaned.removed}
+    # mid-article cut_after lines only drop themselves; a section label is furniture only at the head
+    assert ("related_block", "drop_line", "Related Articles") in gone
+    assert ("copyright", "drop_line", "Copyright 2022 Example.") in gone
+    assert ("section_label", "drop_line", "US") in gone and cleaned.text.count("\n\nUS\n\n") == 1
+    assert all(sentence in cleaned.text for sentence in BODY)
+    assert "Leave a Reply" not in cleaned.text
+
+
+def test_furniture_words_inside_sentences_are_kept(rules) -> None:
+    body = [
+        "He told reporters to leave a reply on the table. Comments are closed, he joked, to laughter.",
+        "Related Articles of the treaty were discussed at length by both delegations in Geneva.",
+        "Creator. Award-winning problem solver. Music evangelist. Incurable introvert.",  # not in the tail
+        *BODY,
+    ]
+    cleaned = article(rules, "\n\n".join(body))
+    assert all(p in cleaned.text for p in body)
+
+
+def test_trailing_block_is_cut(rules) -> None:
+    text = "\n\n".join([*BODY, "Related Post", "Some other headline", "Another headline", "Leave a Reply"])
+    cleaned = article(rules, text)
+    assert cleaned.text.endswith(BODY[-1])
+    assert [r.text for r in cleaned.removed if r.pattern == "related_block"] == [
+        "Related Post", "Some other headline", "Another headline", "Leave a Reply",
+    ]  # fmt: skip
+
+
+def test_cut_after_never_takes_more_than_the_tail(rules) -> None:
+    text = "\n\n".join([*BODY[:3], "You might also like", *BODY[3:]])
+    cleaned = article(rules, text)
+    assert all(sentence in cleaned.text for sentence in BODY)
+
+
+@pytest.mark.parametrize(
+    ("first", "date"),
+    [
+        ("date 2022-01-09 Moscow said on Thursday that talks would go ahead.", "2022-01-09"),
+        ("28/12/2021–|Last Updated: 12/28/202111:04 AM (Mecca)", "2021-12-28"),
+        ("January 9, 2022", "2022-01-09"),
+        ("Published: 2022-01-10 09:30", "2022-01-10"),
+        ("date 2022-13-45 Moscow said on Thursday that talks would go ahead.", None),  # not a calendar date
+    ],
+)
+def test_date_lines(rules, first: str, date: str | None) -> None:
+    cleaned = article(rules, "\n\n".join([first, *BODY]))
+    assert cleaned.date == date
+    if date:
+        first_paragraph = "Moscow said on Thursday that talks would go ahead." if first.startswith("date") else BODY[0]
+        assert cleaned.text.startswith(first_paragraph + "\n\n")
+        assert [(r.kind, r.line) for r in cleaned.removed] == [("metadata", 1)]
+    else:
+        assert cleaned.text.startswith(first)
+
+
+def test_date_inside_url_and_fields_win(rules) -> None:
+    body = "\n\n".join([*BODY, "https://news.example.com/world/2022/01/09/talks-open/"])
+    assert article(rules, body).date == "2022-01-09"
+    assert article(rules, body).url == "https://news.example.com/world/2022/01/09/talks-open/"
+    assert article(rules, body).source == "news.example.com"
+    fields = article(rules, body, date="2022-01-11T08:00:00Z", url="https://x.org/a", source="X")
+    assert (fields.date, fields.url, fields.source) == ("2022-01-11", "https://x.org/a", "X")
+    bad_date = article(rules, "date 2022-01-09 " + body, date="someday")
+    assert bad_date.date == "2022-01-09" and "unparseable date field 'someday'" in bad_date.warnings[0]
+
+
+def test_title_field_wins_and_its_repeat_is_removed(rules) -> None:
+    cleaned = article(rules, "\n\n".join(["Talks open in Geneva", *BODY]), title="Talks  open in Geneva")
+    assert cleaned.title == "Talks open in Geneva" and cleaned.text.startswith(BODY[0])
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def test_exact_and_near_duplicates(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(FIXTURES / "wire.jsonl", corpus)
+    shutil.copy(FIXTURES / "briefs.csv", corpus)
+    articles, report = run_stage(corpus, tmp_path / "out")
+    assert [a["source_file"] for a in articles] == ["briefs.csv:2", "briefs.csv:5", "wire.jsonl:1", "wire.jsonl:2"]
+    first, reprint = articles[2], articles[3]
+    # wire.jsonl:3 is wire.jsonl:1 with site furniture and extra whitespace: the same cleaned text
+    assert report["exact_duplicates"] == [{"id": first["id"], "source_file": "wire.jsonl:3", "duplicate_of": "wire.jsonl:1"}]
+    assert [p["id"] for p in report["near_duplicates"]] == [reprint["id"]]
+    similarity = report["near_duplicates"][0]["similarity"]
+    assert 0.7 <= similarity < 1
+    assert reprint["story_id"] == first["id"] and first["story_id"] == first["id"]
+    assert first["near_duplicates"] == [{"id": reprint["id"], "similarity": similarity}]
+    assert reprint["near_duplicates"] == [{"id": first["id"], "similarity": similarity}]
+    assert articles[0]["story_id"] == articles[0]["id"] and articles[0]["near_duplicates"] == []
+    # with a threshold above their similarity they are separate stories
+    articles, report = run_stage(corpus, tmp_path / "strict", near_duplicate_threshold=0.99)
+    assert report["near_duplicates"] == [] and len({a["story_id"] for a in articles}) == 4
+
+
+def test_near_duplicate_estimate_tracks_true_jaccard() -> None:
+    index = ingest.NearDuplicates(0.5, 3)
+    words = [f"w{i}" for i in range(400)]
+    a, b = " ".join(words), " ".join(words[:300] + [f"x{i}" for i in range(100)])
+    true = len(index.shingles(a) & index.shingles(b)) / len(index.shingles(a) | index.shingles(b))
+    assert index.add(a) == []
+    [(j, estimate)] = index.add(b)
+    assert j == 0 and abs(estimate - true) < 0.1
+
+
+def test_story_ids_chain_to_the_first_article() -> None:
+    pairs = [{"id": "b", "similar_to": "a", "similarity": 0.8}, {"id": "c", "similar_to": "b", "similarity": 0.9}]
+    linked = list(link_stories([{"id": x} for x in "abcd"], pairs))
+    assert [x["story_id"] for x in linked] == ["a", "a", "a", "d"]
+    assert linked[1]["near_duplicates"] == [{"id": "c", "similarity": 0.9}, {"id": "a", "similarity": 0.8}]
+
+
+# ---------------------------------------------------------------- JSONL and CSV input
+
+
+def test_jsonl_and_csv_fields(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(FIXTURES / "wire.jsonl", corpus)
+    shutil.copy(FIXTURES / "briefs.csv", corpus)
+    shutil.copy(CORPUS / "004_d6b7efd2f01de790.txt", corpus / "sub.txt")
+    articles, _ = run_stage(corpus, tmp_path / "out")
+    by_file = {a["source_file"]: a for a in articles}
+    assert list(by_file) == ["briefs.csv:2", "briefs.csv:5", "sub.txt", "wire.jsonl:1", "wire.jsonl:2"]
+    wire = by_file["wire.jsonl:1"]
+    assert (wire["title"], wire["date"], wire["url"], wire["source"]) == (
+        "US and Russia open Geneva talks on Ukraine", "2022-01-10",
+        "https://apnews.com/article/russia-ukraine-geneva-talks", "Associated Press",
+    )  # fmt: skip
+    assert wire["text"].startswith("GENEVA (AP) — Senior diplomats")
+    reprint = by_file["wire.jsonl:2"]
+    assert (reprint["date"], reprint["source"]) == ("2022-01-10", "example-daily.com")
+    brief = by_file["briefs.csv:2"]
+    assert (brief["title"], brief["date"], brief["url"], brief["source"]) == (
+        "Kuleba meets Stoltenberg in Brussels", "2022-01-10", None, "NATO press office",
+    )  # fmt: skip
+    assert len(brief["paragraphs"]) == 3  # one paragraph per line: the field has no blank lines
+    second = by_file["briefs.csv:5"]
+    assert second["title"] is None and second["date"] == "2022-01-13"
+    assert second["text"].startswith("The OSCE Permanent Council met in Vienna")
+
+
+# ---------------------------------------------------------------- bad input through the real CLI
+
+GOOD = "\n\n".join(["Talks open in Geneva", *BODY])
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with one of every kind of bad input, and a few good articles."""
+    corpus = tmp_path_factory.mktemp("bad") / "corpus"
+    corpus.mkdir()
+    (corpus / "a_good.txt").write_text(GOOD, encoding="utf-8")
+    (corpus / "b_empty.txt").write_bytes(b"")
+    (corpus / "c_blank.txt").write_text("  \n\n \t\n", encoding="utf-8")
+    (corpus / "d_binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (corpus / "e_big.txt").write_text(GOOD * 20, encoding="utf-8")
+    (corpus / "f_cp1252.txt").write_bytes(GOOD.replace("Geneva", "Geneva\x92s").encode("latin-1"))
+    (corpus / "g_furniture_only.txt").write_text("Leave a Reply\n\nComments are closed.\n", encoding="utf-8")
+    lines = [
+        json.dumps({"title": "Good", "text": GOOD.replace("Paragraph", "Para")}),
+        '{"title": "broken", "text": "no closing quote}',
+        "[1, 2, 3]",
+        json.dumps({"title": "no text"}),
+        json.dumps({"text": "   "}),
+        json.dumps({"text": 42}),
+        json.dumps({"text": GOOD * 20}),
+        "",
+        json.dumps({"text": GOOD.replace("Paragraph", "Graf"), "date": 20220109}),
+    ]
+    cp1252 = json.dumps({"text": GOOD.replace("Paragraph", "Section") + " Zakharova\u2019s"}, ensure_ascii=False)
+    (corpus / "h_records.jsonl").write_bytes("\n".join(lines).encode() + b"\n" + cp1252.encode("cp1252") + b"\n")
+    (corpus / "i_empty.jsonl").write_text("\n\n", encoding="utf-8")
+    (corpus / "j_rows.csv").write_text(
+        "title,text\n"
+        f'Good,"{GOOD.replace("Paragraph", "Row")}"\n'
+        "Extra,too,many,fields\n"
+        "Missing,\n"
+        'Unclosed,"this quote never ends\n',
+        encoding="utf-8",
+    )
+    (corpus / "k_nocolumn.csv").write_text("title,body\nx,y\n", encoding="utf-8")
+    (corpus / "l_binary.jsonl").write_bytes(b"\x00\x01\x02" * 10)
+    (corpus / "notes.md").write_text("not an article\n", encoding="utf-8")
+    return corpus
+
+
+BAD_CASES = [
+    ("b_empty.txt", "empty file"),
+    ("c_blank.txt", "empty file"),
+    ("d_binary.txt", "binary file (contains NUL bytes)"),
+    ("e_big.txt", "file too large"),
+    ("g_furniture_only.txt", "text too short after cleaning (0 < min_text_chars 200)"),
+    ("h_records.jsonl:2", "invalid JSON"),
+    ("h_records.jsonl:3", "expected a JSON object, got list"),
+    ("h_records.jsonl:4", "missing 'text' field"),
+    ("h_records.jsonl:5", "empty 'text' field"),
+    ("h_records.jsonl:6", "'text' must be a string, got int"),
+    ("h_records.jsonl:7", "record too large"),
+    ("h_records.jsonl:9", "'date' must be a string or null, got int"),
+    ("i_empty.jsonl", "empty file (no JSON Lines records)"),
+    ("j_rows.csv:19", "expected 2 fields as in the header, got 4"),
+    ("j_rows.csv:20", "missing 'text' field"),
+    ("j_rows.csv:21", "malformed CSV"),
+    ("k_nocolumn.csv:1", "no 'text' column in the header (columns: title, body)"),
+    ("l_binary.jsonl", "binary file (contains NUL bytes)"),
+]
+
+
+@pytest.fixture(scope="module")
+def lenient_run(bad_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The CLI on the bad corpus with a threshold that lets it finish."""
+    before = hashes(bad_corpus)
+    out = tmp_path_factory.mktemp("lenient")
+    result = run_cli(bad_corpus, out, max_article_bytes=5000, max_bad_share=1.0)
+    return result, out, before
+
+
+@pytest.mark.parametrize(("where", "message"), BAD_CASES)
+def test_bad_input_is_reported_on_one_line(lenient_run, bad_corpus: Path, where: str, message: str) -> None:
+    result = lenient_run[0]
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"ingest: skipped {bad_corpus / where}: ")]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+
+
+def test_bad_input_run_finishes_with_good_records(lenient_run, bad_corpus: Path) -> None:
+    result, out, before = lenient_run
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert all(line.startswith("ingest: ") for line in result.stderr.splitlines())
+    articles = [json.loads(line) for line in (out / "articles.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [a["source_file"] for a in articles] == ["a_good.txt", "f_cp1252.txt", "h_records.jsonl:1",
+                                                    "h_records.jsonl:10", "j_rows.csv:2"]  # fmt: skip
+    assert "Geneva’s" in articles[1]["text"] and "Zakharova’s" in articles[3]["text"]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["bad_records"] == [
+        {"where": str(bad_corpus / where), "error": error}
+        for where, error in (problem.split(": ", 1) for problem in _skipped(result.stderr, bad_corpus))
+    ]
+    assert len(report["bad_records"]) == len(BAD_CASES)
+    assert [(f["where"], f["encoding"]) for f in report["decoding_fallbacks"]] == [
+        (str(bad_corpus / "f_cp1252.txt"), "cp1252"),
+        (str(bad_corpus / "h_records.jsonl:10"), "cp1252"),
+    ]
+    assert f"ingest: warning {bad_corpus / 'f_cp1252.txt'}: not valid UTF-8" in result.stderr
+    assert report["ignored_files"] == ["notes.md"]
+    assert report["counts"]["records"] == len(BAD_CASES) + len(articles)
+    assert hashes(bad_corpus) == before
+
+
+def _skipped(stderr: str, corpus: Path) -> list[str]:
+    prefix = "ingest: skipped "
+    return [line[len(prefix) :].replace(f"{corpus}/", "", 1) for line in stderr.splitlines() if line.startswith(prefix)]
+
+
+def test_too_many_bad_records_fail_the_stage(bad_corpus: Path, tmp_path: Path) -> None:
+    result = run_cli(bad_corpus, tmp_path, max_article_bytes=5000, max_bad_share=0.5)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"error: ingest: {len(BAD_CASES)} of {len(BAD_CASES) + 5} records are bad")
+    assert f"first: {bad_corpus / 'b_empty.txt'}: empty file" in last
+    assert not (tmp_path / "articles.jsonl").exists()
+    assert (tmp_path / "report.json").exists()  # the report says what went wrong
+
+
+def test_missing_corpus_is_a_config_error(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "nowhere", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'nowhere'}: corpus folder not found"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"shingle_sizes": 5}, "unknown key(s) shingle_sizes"),
+        ({"near_duplicate_threshold": "high"}, "near_duplicate_threshold: expected float"),
+        ({"near_duplicate_threshold": 1.5}, "near_duplicate_threshold must be in (0, 1]"),
+        ({"language": "English"}, "is not a language code"),
+    ],
+)
+def test_bad_params_are_config_errors(tmp_path: Path, changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        ingest.main(
+            corpus=CORPUS,
+            output=tmp_path / "a.jsonl",
+            report=tmp_path / "r.json",
+            patterns=PATTERNS,
+            params=write_params(tmp_path / "params.yaml", **changes),
+        )
+
+
+def test_bad_patterns_file_is_a_config_error(tmp_path: Path) -> None:
+    patterns = tmp_path / "boilerplate.yaml"
+    patterns.write_text(PATTERNS.read_text(encoding="utf-8").replace("'Leave a (?:Reply", "'Leave a ((?:Reply"))
+    with pytest.raises(ConfigError, match="rule 'comment_widget': invalid regex"):
+        load_rules(patterns)
+    with pytest.raises(ConfigError, match="patterns file not found"):
+        load_rules(tmp_path / "nope.yaml")
+
+
+def test_empty_corpus_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "corpus").mkdir()
+    bad, report = BadRecords("ingest", 0.1, quiet=True), Report()
+    with pytest.raises(InputError, match="no .txt, .jsonl, .csv files to ingest"):
+        list(ingest.read_corpus(tmp_path / "corpus", PARAMS, bad, report))
