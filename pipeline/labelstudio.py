@@ -147,7 +147,7 @@ def label_config(cfg: Config) -> str:
         ET.SubElement(relations, "Relation", attrs)
     ET.SubElement(view, "Text", name=TO_NAME, value="$text")
     ET.indent(view, space="  ")
-    return ET.tostring(view, encoding="unicode") + "\n"
+    return ET.tostring(view, encoding="unicode")
 
 
 def instructions_html(markdown_text: str) -> str:
@@ -318,7 +318,7 @@ def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str, model_ver: str | None) -> dict[str, Any]:
+def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str) -> dict[str, Any]:
     """Create the project, or bring its config, instructions and queue order up to date."""
     settings = {
         "title": cfg.ls.project_title,
@@ -328,8 +328,6 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str, model_ver:
         "sampling": SAMPLING[cfg.ls.queue_order],
         "show_collab_predictions": True,
     }
-    if model_ver:
-        settings["model_version"] = model_ver
     project = find_project(api, cfg.ls.project_title)
     if project is None:
         return api.post("/api/projects", settings, what=f"creating project {cfg.ls.project_title!r}")
@@ -379,8 +377,7 @@ def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelin
     """Create/update the project and add the tasks it lacks; refresh predictions of an older model version."""
     from tqdm import tqdm
 
-    versions = Counter(t["predictions"][0]["model_version"] for t in tasks)
-    project = ensure_project(api, cfg, guidelines, versions.most_common(1)[0][0] if versions else None)
+    project = ensure_project(api, cfg, guidelines)
     have = existing_tasks(api, project["id"], cfg.ls.page_size)
     by_article: dict[str, list[int]] = {}
     for (aid, _), info in have.items():
@@ -411,6 +408,12 @@ def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelin
             if old.get("model_version") != pred["model_version"]:
                 api.delete(f"/api/predictions/{old['id']}", what=f"removing old predictions of task {info['id']}")
         report.refreshed += 1
+    # The project's model version selects the predictions shown and the ones uncertainty sampling orders
+    # by; Label Studio accepts only a version that some prediction already has, hence after the import.
+    versions = Counter(t["predictions"][0]["model_version"] for t in tasks)
+    if versions and project.get("model_version") != (current := versions.most_common(1)[0][0]):
+        project = api.patch(f"/api/projects/{project['id']}", {"model_version": current},
+                            what="setting the project's model version")
     return project, report
 
 
@@ -683,9 +686,9 @@ def config_main(params: Path, output: Path | None = None) -> str:
         from pipeline.jsonl import atomic_writer
 
         with atomic_writer(output) as out:
-            out.write(xml)
+            out.write(xml + "\n")
     else:
-        sys.stdout.write(xml)
+        print(xml)
     return xml
 
 

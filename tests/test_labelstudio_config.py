@@ -41,7 +41,7 @@ def _tasks(cfg: ls.Config) -> list[dict]:
 
 
 def test_label_config_golden(cfg):
-    _golden("label_config.xml", ls.label_config(cfg))
+    _golden("label_config.xml", ls.label_config(cfg) + "\n")
 
 
 def test_tasks_golden(cfg):
