@@ -254,13 +254,13 @@ class Rules:
     version: str
 
 
-def load_rules(patterns: Path, actors: Path, lexicon: Path) -> Rules:
+def load_rules(patterns: Path, actors: Path, lexicon: Path, stance_labels: Iterable[str]) -> Rules:
     """Load and validate the three rule files; any problem is a ConfigError."""
     pats = _load_yaml(Patterns, patterns)
     index = ActorIndex(_load_yaml(Actors, actors), pats.titles, str(actors))
     if not Path(lexicon).is_file():
         raise ConfigError(f"{lexicon}: file not found")
-    lex = load_lexicon(lexicon)
+    lex = load_lexicon(lexicon, labels=list(stance_labels))
     version = sha256_text("\n".join([sha256_file(patterns), sha256_file(actors), lex.version]))[:12]
     return Rules(pats, index, lex, version)
 
@@ -334,7 +334,8 @@ class Annotator:
             first = over[0]
             if len(over) == 1 and first[0] <= m.start and m.end <= first[1]:
                 if first[2] == label:
-                    first[3] = "agreed"
+                    if (first[0], first[1]) == (m.start, m.end):
+                        first[3] = "agreed"
                 elif (first[0], first[1]) == (m.start, m.end) or (m.end == first[1] and doc[m.start - 1].pos_ != "ADP"):
                     first[2], first[3] = label, "domain"  # the pattern is the head of the model's span
                 continue
@@ -462,9 +463,7 @@ def make_annotator(
     stance_labels: list[str],
 ) -> Annotator:
     """spaCy factory of the annotator component, configured with the rule files and label sets."""
-    rules = load_rules(Path(patterns), Path(actors), Path(lexicon))
-    if extra := sorted(set(rules.lexicon.labels) - set(stance_labels)):
-        raise ConfigError(f"{lexicon}: stance label(s) {extra} are not in preannotate.stance_labels")
+    rules = load_rules(Path(patterns), Path(actors), Path(lexicon), stance_labels)
     return Annotator(nlp, rules, entity_labels, stance_ends, stance_labels)
 
 

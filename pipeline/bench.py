@@ -1,0 +1,129 @@
+"""Benchmarks a stage beside the bare library on a generated corpus: throughputs and their ratio."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from pipeline.config import section
+from pipeline.errors import ConfigError
+from pipeline.jsonl import dumps
+
+STAGES = ("preannotate",)
+
+# Seed-like sentences: who said what about whom, in the register of the January 2022 security talks.
+_TEMPLATES = (
+    "{person} warned {gpe} that it would pay a heavy price if it attacked {gpe2}.",
+    "{gpe} accused {org} of expanding eastward and ignoring its security concerns.",
+    "“We will not abandon our principles,” {person} told reporters in {city} on {day}.",
+    "{norp} officials said the talks in {city} had been frank but difficult.",
+    "{person} said {gpe} supports the sovereignty and territorial integrity of {gpe2}.",
+    "The meeting between {gpe} and {org} is scheduled for {day} in {city}.",
+    "{org} foreign ministers rejected the demand that {gpe2} never join the alliance.",
+    "{gpe} has massed about 100,000 troops near the border, according to {norp} intelligence.",
+    "{person} criticised the sanctions imposed by {gpe} and called them counterproductive.",
+    "Deputy Foreign Minister {person} and Deputy Secretary of State {person2} will lead the delegations.",
+    "The {norp} delegation arrived in {city} on {day} evening ahead of the talks.",
+    "{gpe} and {gpe2} agreed to continue the dialogue despite deep differences.",
+    "Analysts expect more pressure from {gpe} on {gpe2} in the coming weeks.",
+    "{person} praised the unity of {org} and thanked {gpe} for its support.",
+)
+_FILL = {
+    "person": ("Antony Blinken", "Sergei Ryabkov", "Jens Stoltenberg", "Wendy Sherman", "Vladimir Putin",
+               "Maria Zakharova", "Joe Biden", "Dmytro Kuleba", "Sergei Lavrov", "Liz Truss"),
+    "gpe": ("Russia", "the United States", "Ukraine", "Moscow", "Washington", "Kiev", "Belarus", "Germany"),
+    "org": ("NATO", "the European Union", "the OSCE", "the Kremlin", "the State Department"),
+    "norp": ("Russian", "American", "Ukrainian", "Western", "British", "French"),
+    "city": ("Geneva", "Brussels", "Vienna", "Minsk", "Paris"),
+    "day": ("Monday", "Wednesday", "Thursday", "Friday"),
+}
+
+
+def synthetic_corpus(n: int, sentences: tuple[int, int] = (12, 24), seed: int = 13) -> list[str]:
+    """`n` deterministic news-like texts of a few paragraphs each, from seed-like sentence templates."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        paragraphs = []
+        for _ in range(rng.randint(*sentences) // 3):
+            sents = []
+            for _ in range(3):
+                fill = {k: rng.choice(v) for k, v in _FILL.items()}
+                fill |= {f"{k}2": rng.choice(v) for k, v in _FILL.items()}
+                sents.append(rng.choice(_TEMPLATES).format(**fill))
+            paragraphs.append(" ".join(s[0].upper() + s[1:] for s in sents))
+        texts.append("\n\n".join(paragraphs))
+    return texts
+
+
+def _timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _drain(items: Iterable[object]) -> None:
+    for _ in items:
+        pass
+
+
+def bench_preannotate(
+    docs: int, n_process: int, params: Path, patterns: Path, actors: Path, lexicon: Path, out=sys.stdout
+) -> list[dict[str, float]]:
+    """Time bare `nlp.pipe` and the full preannotate stage (no cache) on the same texts; print and return rows."""
+    from pipeline import preannotate as stage
+
+    cfg = section(stage.Params, stage.STAGE, params)
+    texts = synthetic_corpus(docs)
+    records = [{"id": f"bench-{i:06d}", "text": t} for i, t in enumerate(texts)]
+    chars = sum(map(len, texts))
+    bare = stage.load_model(cfg.model)
+    pre = stage.load(cfg, patterns, actors, lexicon)
+    _drain(bare.pipe(texts[:8]))  # warm-up: lazy initialisation stays out of the timings
+    _drain(stage.preannotate(records[:8], pre))
+    print(
+        f"bench preannotate: {docs} docs, {chars} chars, model {cfg.model} {pre.provenance['model_version']}, "
+        f"batch_size {cfg.batch_size}, cache off",
+        file=out,
+    )
+    print(f"{'n_process':>9} {'bare docs/s':>12} {'bare chars/s':>13} {'stage docs/s':>13} "
+          f"{'stage chars/s':>14} {'ratio':>6}", file=out)
+    rows = []
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        for k in sorted({1, n_process}):
+            run = dataclasses.replace(pre, params=dataclasses.replace(cfg, n_process=k))
+            t_bare = _timed(lambda k=k: _drain(bare.pipe(texts, batch_size=cfg.batch_size, n_process=k)))
+            t_stage = _timed(lambda run=run: sink.writelines(dumps(r) + "\n" for r in stage.preannotate(records, run)))
+            row = {
+                "n_process": k,
+                "bare_docs_s": docs / t_bare,
+                "bare_chars_s": chars / t_bare,
+                "stage_docs_s": docs / t_stage,
+                "stage_chars_s": chars / t_stage,
+                "ratio": t_bare / t_stage,
+            }
+            rows.append(row)
+            print(f"{k:>9} {row['bare_docs_s']:>12.1f} {row['bare_chars_s']:>13.0f} {row['stage_docs_s']:>13.1f} "
+                  f"{row['stage_chars_s']:>14.0f} {row['ratio']:>6.2f}", file=out)
+    print(f"ratio stage/bare, 1 process: {rows[0]['ratio']:.2f}", file=out)
+    if len(rows) > 1:
+        print(
+            f"speed-up with {n_process} processes: bare {rows[-1]['bare_docs_s'] / rows[0]['bare_docs_s']:.2f}x, "
+            f"stage {rows[-1]['stage_docs_s'] / rows[0]['stage_docs_s']:.2f}x",
+            file=out,
+        )
+    return rows
+
+
+def main(stage: str, docs: int, n_process: int, params: Path, patterns: Path, actors: Path, lexicon: Path) -> None:
+    """Run the benchmark of `stage` and print its throughputs."""
+    if stage not in STAGES:
+        raise ConfigError(f"no benchmark for stage {stage!r}; available: {', '.join(STAGES)}")
+    if docs < 1 or n_process < 1:
+        raise ConfigError("--docs and --n-process must be at least 1")
+    bench_preannotate(docs, n_process, params, patterns, actors, lexicon)

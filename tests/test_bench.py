@@ -1,0 +1,53 @@
+"""The benchmark command runs end to end at a tiny size and prints its fields (timings are not asserted)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.bench import synthetic_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_synthetic_corpus_is_deterministic_and_news_like() -> None:
+    first = synthetic_corpus(5)
+    assert first == synthetic_corpus(5)
+    assert first != synthetic_corpus(5, seed=14)
+    assert all(len(t) > 300 and "\n\n" in t for t in first)
+
+
+def test_bench_prints_throughputs_and_ratio() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "bench", "preannotate", "--docs", "6", "--n-process", "2"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"bench preannotate: 6 docs, \d+ chars, model \S+ \S+, batch_size \d+, cache off", out)
+    assert "bare docs/s" in out and "stage chars/s" in out and "ratio" in out
+    rows = re.findall(r"^\s+([12])\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", out, re.M)
+    assert [r[0] for r in rows] == ["1", "2"]
+    assert all(float(x) > 0 for r in rows for x in r[1:])
+    assert re.search(r"^ratio stage/bare, 1 process: [\d.]+$", out, re.M)
+    assert re.search(r"^speed-up with 2 processes: bare [\d.]+x, stage [\d.]+x$", out, re.M)
+
+
+def test_bench_rejects_unknown_stage() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "bench", "ingest"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: no benchmark for stage 'ingest'; available: preannotate"
