@@ -28,8 +28,8 @@ STANCE_DEFINITIONS = {
     "favor": "The holder supports, endorses, defends or agrees with the target.",
 }
 RESOLUTION_RULE = (
-    "Where several annotators labelled one article, each annotator's version is kept in the `articles` "
-    "data of `data/labeled.jsonl` and the published labels are resolved as follows: (1) an annotation a "
+    "Where several annotators labelled one article, each annotator's version is kept (column `annotations` "
+    "of the `articles` config) and the published labels are resolved as follows: (1) an annotation a "
     "reviewer marked as *ground truth* in Label Studio wins; (2) otherwise an entity (start, end, label) "
     "or stance (holder span, target span, label) is kept when more than half of the annotators have it; "
     "on an exact tie (e.g. one of two annotators) the machine's proposal casts the deciding vote — kept "
@@ -106,7 +106,9 @@ def stance_by_actor(records: list[dict[str, Any]], path: Path, max_actors: int) 
         for i in range(len(holders)):
             for j in range(len(targets)):
                 if favor[i, j] or against[i, j]:
-                    ax.text(j, i, f"+{favor[i, j]:.0f}/−{against[i, j]:.0f}", ha="center", va="center", fontsize=8)
+                    dark = abs(net[i, j]) > 0.6 * lim
+                    ax.text(j, i, f"+{favor[i, j]:.0f}/−{against[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
         ax.set_xticks(range(len(targets)), targets, rotation=45, ha="right", fontsize=9)
         ax.set_yticks(range(len(holders)), holders, fontsize=9)
         ax.set_xlabel("target (the stance is about)")

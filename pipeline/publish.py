@@ -91,6 +91,8 @@ def features(cfg: PublishConfig) -> dict[str, Any]:
             "entities": List(entity),
             "stances": List({"holder": i32, "target": i32, "label": string}),
             "annotators": List(string),
+            "annotations": List({"annotator": string, "lead_time": f64, "entities": List(entity),
+                                 "stances": List({"holder": i32, "target": i32, "label": string})}),
             "agreement": {"entity_f1": f64, "stance_kappa": f64, "n_annotators": i32},
             "provenance": {"status": string, "resolution": string, "annotation_snapshot": string, "model": string,
                            "model_version": string, "rules_version": string, "code_revision": string},
@@ -121,6 +123,12 @@ def article_row(rec: dict[str, Any]) -> dict[str, Any]:
         "entities": [{k: e.get(k) for k in ("start", "end", "label", "text", "actor")} for e in rec["entities"]],
         "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in rec["stances"]],
         "annotators": list(rec.get("annotators") or []),
+        "annotations": [
+            {"annotator": a.get("annotator"), "lead_time": a.get("lead_time"),
+             "entities": [{k: e.get(k) for k in ("start", "end", "label", "text", "actor")} for e in a["entities"]],
+             "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in a["stances"]]}
+            for a in rec.get("annotations") or []
+        ],
         "agreement": {k: agreement.get(k) for k in ("entity_f1", "stance_kappa", "n_annotators")} if agreement else None,
         "provenance": {"status": rec["status"], "resolution": prov.get("resolution"),
                        **{k: prov.get(k) for k in ("annotation_snapshot", "model", "model_version",

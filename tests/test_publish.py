@@ -1,0 +1,280 @@
+"""Tests of publish: the folder loads with `datasets` offline, trains models as shipped, rebuilds byte-identically, pushes (Hub mocked)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import publish as stage
+from pipeline.errors import ConfigError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "publish"
+LABELED = FIXTURES / "labeled.jsonl"
+PARAMS = """
+preannotate:
+  entity_labels: [PERSON, NORP, ORG, GPE, LOC]
+  stance_ends: [PERSON, NORP, ORG, GPE, LOC]
+publish:
+  version: {version}
+  pretty_name: Test news
+  license: other
+  license_name: research-only
+  max_candidates_per_sentence: 12
+  figure_max_actors: 16
+  max_bad_share: 0.0
+"""
+
+
+def write_params(folder: Path, version: str = "0.1.0") -> Path:
+    path = folder / "params.yaml"
+    path.write_text(PARAMS.format(version=version))
+    return path
+
+
+def build(folder: Path, out: str = "dataset", labeled: Path = LABELED, releases: Path | None = None,
+          version: str = "0.1.0") -> tuple[Path, dict]:
+    cfg = stage.load_config(write_params(folder, version))
+    output = folder / out
+    man = stage.build(labeled, output, cfg, metrics=FIXTURES / "metrics", releases=releases or folder / "releases",
+                      guidelines=None, lock=folder / "dvc.lock")
+    return output, man
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("publish"))[0]
+
+
+@pytest.fixture(scope="module")
+def offline_hf(tmp_path_factory: pytest.TempPathFactory):
+    """`datasets` with no network and a throw-away cache."""
+    home = tmp_path_factory.mktemp("hf_home")
+    saved = {k: os.environ.get(k) for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "HF_HOME", "HF_DATASETS_CACHE")}
+    os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", HF_HOME=str(home), HF_DATASETS_CACHE=str(home / "ds"))
+    import datasets
+
+    yield datasets
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def loaded(built: Path, offline_hf) -> dict:
+    return {name: offline_hf.load_dataset(str(built), name) for name in
+            ("articles", "entities", "stance", "articles_silver", "entities_silver", "stance_silver")}
+
+
+def test_every_config_loads_with_the_declared_features(loaded, built: Path) -> None:
+    feats = stage.features(stage.load_config(write_params(built.parent)))
+    for name, ds in loaded.items():
+        for split in ds.values():
+            assert split.features == feats[name.removesuffix("_silver")], name
+    assert loaded["entities"]["train"].features["ner_tags"].feature.names[:3] == ["O", "B-PERSON", "I-PERSON"]
+    assert loaded["stance"]["train"].features["label"].names == ["none", "against", "favor"]
+    gold = {r["id"] for s in loaded["articles"].values() for r in s}
+    silver = {r["id"] for s in loaded["articles_silver"].values() for r in s}
+    assert len(gold) == 2 and len(silver) == 3 and not gold & silver
+    assert all(r["provenance"]["status"] == "gold" for s in loaded["articles"].values() for r in s)
+
+
+def test_article_rows_keep_offsets_and_annotator_versions(loaded) -> None:
+    rows = [r for s in loaded["articles"].values() for r in s]
+    for row in rows:
+        for e in row["entities"]:
+            assert row["text"][e["start"] : e["end"]] == e["text"]
+    two = next(r for r in rows if len(r["annotators"]) == 2)
+    assert [a["annotator"] for a in two["annotations"]] == two["annotators"]
+    assert two["agreement"]["n_annotators"] == 2
+
+
+def test_entities_rows_are_spacy_tokens_with_valid_bio(loaded) -> None:
+    import spacy
+
+    tok = spacy.blank("en").tokenizer
+    names = loaded["entities"]["train"].features["ner_tags"].feature.names
+    rows = [r for s in loaded["entities"].values() for r in s]
+    assert rows and any(t != 0 for r in rows for t in r["ner_tags"])
+    for r in rows:
+        tags = [names[t] for t in r["ner_tags"]]
+        assert len(tags) == len(r["tokens"])
+        assert r["tokens"] == [t.text for t in tok(" ".join(r["tokens"])) if not t.is_space] or all(r["tokens"])
+        for prev, tag in zip(["O", *tags], tags, strict=False):
+            if tag.startswith("I-"):
+                assert prev[2:] == tag[2:], (r["tokens"], tags)
+
+
+def test_stance_rows_point_at_their_entities(loaded) -> None:
+    rows = [r for s in loaded["stance"].values() for r in s]
+    labels = {r["label"] for r in rows}
+    assert labels == {0, 1, 2}
+    for r in rows:
+        assert r["sentence"][r["holder_start"] : r["holder_end"]] == r["holder"]
+        assert r["sentence"][r["target_start"] : r["target_end"]] == r["target"]
+
+
+def test_splits_are_grouped_by_story(loaded) -> None:
+    split_of: dict[str, set[str]] = defaultdict(set)
+    article_story = {}
+    for name in ("articles", "articles_silver"):
+        for split, ds in loaded[name].items():
+            for r in ds:
+                split_of[r["story_id"]].add(split)
+                article_story[r["id"]] = r["story_id"]
+    assert all(len(s) == 1 for s in split_of.values())
+    assert len(article_story) > len(split_of)  # the fixture has one story of two near-duplicate articles
+    for name in ("entities", "stance", "entities_silver", "stance_silver"):
+        for split, ds in loaded[name].items():
+            assert all(split in split_of[article_story[r["article_id"]]] for r in ds)
+
+
+def test_rebuild_with_no_input_change_is_byte_identical(tmp_path: Path, built: Path) -> None:
+    again, _ = build(tmp_path, "again")
+    files = sorted(p.relative_to(built) for p in built.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert len(files) > 8
+    for rel in files:
+        assert (built / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_card_parses_with_huggingface_hub_and_shows_the_figure(built: Path) -> None:
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(built / "README.md")
+    data = card.data.to_dict()
+    for key in ("configs", "dataset_info", "license", "language", "task_categories", "size_categories",
+                "annotations_creators", "source_datasets"):
+        assert data.get(key), key
+    assert {c["config_name"] for c in data["configs"]} >= {"articles", "entities", "stance"}
+    for c in data["configs"]:
+        for f in c["data_files"]:
+            assert (built / f["path"]).is_file()
+    assert f"![Actor-by-actor stance matrix of the gold stances]({stage.FIGURE})" in card.text
+    assert (built / stage.FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Version 0.1.0" in card.text and "machine-translated" in card.text
+    assert stage.md5_file(LABELED) in card.text
+
+
+def test_a_spacy_ner_model_trains_on_the_entities_config(loaded) -> None:
+    import spacy
+    from spacy.tokens import Doc, Span
+    from spacy.training import Example, biluo_tags_to_spans, iob_to_biluo
+
+    ds = loaded["entities"]["train"]
+    names = ds.features["ner_tags"].feature.names
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ner")
+    examples = []
+    for row in ds:
+        doc = Doc(nlp.vocab, words=row["tokens"])
+        gold = doc.copy()
+        gold.ents = [Span(gold, s.start, s.end, s.label_) for s in
+                     biluo_tags_to_spans(gold, iob_to_biluo([names[t] for t in row["ner_tags"]]))]
+        examples.append(Example(doc, gold))
+    for label in {n[2:] for n in names if n != "O"}:
+        ner.add_label(label)
+    spacy.util.fix_random_seed(0)
+    optimizer = nlp.initialize(lambda: examples)
+    losses = []
+    for _ in range(20):
+        step: dict[str, float] = {}
+        nlp.update(examples, sgd=optimizer, losses=step, drop=0.0)
+        losses.append(step["ner"])
+    assert losses[-1] < 0.7 * losses[0] and min(losses[-5:]) < min(losses[:5])
+
+
+def test_a_bag_of_words_classifier_fits_the_stance_config(loaded) -> None:
+    rows = [r for s in loaded["stance"].values() for r in s]
+    texts = [f"[{r['holder']}] [{r['target']}] {r['sentence']}".lower().split() for r in rows]
+    vocab = {w: i for i, w in enumerate(sorted({w for t in texts for w in t}))}
+    x = np.zeros((len(rows), len(vocab)))
+    for i, t in enumerate(texts):
+        for w in t:
+            x[i, vocab[w]] = 1.0
+    y = np.array([r["label"] for r in rows])
+    w = np.zeros((len(vocab), 3))
+    for _ in range(300):  # softmax regression, plain gradient descent
+        z = x @ w
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[np.arange(len(y)), y] -= 1
+        w -= 0.5 * x.T @ p / len(y)
+    accuracy = float(((x @ w).argmax(1) == y).mean())
+    majority = np.bincount(y).max() / len(y)
+    assert accuracy > majority
+
+
+def test_changelog_against_the_recorded_previous_version(tmp_path: Path) -> None:
+    _, first = build(tmp_path, "v1")
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    (releases / "manifest-0.1.0.json").write_text(json.dumps(first))
+    lines = LABELED.read_text().splitlines()
+    smaller = tmp_path / "labeled.jsonl"
+    smaller.write_text("\n".join(lines[1:]) + "\n")
+    out, second = build(tmp_path, "v2", labeled=smaller, releases=releases, version="0.2.0")
+    removed = json.loads(lines[0])["id"]
+    card = (out / "README.md").read_text()
+    assert "**0.2.0** (against 0.1.0): 0 article(s) added, 1 removed" in card
+    assert f"removed: `{removed}`" in card
+    # the same version never diffs against itself
+    out3, _ = build(tmp_path, "v1again", releases=releases, version="0.1.0")
+    assert "first published version" in (out3 / "README.md").read_text()
+
+
+def test_push_uploads_tags_and_records_the_manifest(tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import HfApi
+
+    calls = []
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create_repo", repo_id, kw)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload_folder", kw["repo_id"], kw)))
+    monkeypatch.setattr(HfApi, "create_tag", lambda self, repo_id, **kw: calls.append(("create_tag", repo_id, kw)))
+    man = json.loads((built / stage.MANIFEST).read_text())
+    releases = tmp_path / "releases"
+    stage.push(built, "org/geonews", man, releases)
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder", "create_tag"]
+    assert all(c[1] == "org/geonews" and c[2]["repo_type"] == "dataset" for c in calls)
+    assert calls[1][2]["folder_path"] == built and calls[2][2]["tag"] == "v0.1.0"
+    assert json.loads((releases / "manifest-0.1.0.json").read_text()) == man
+    changed = {**man, "files": {"other.parquet": "x"}}
+    with pytest.raises(ConfigError, match="bump publish.version"):
+        stage.push(built, "org/geonews", changed, releases)
+
+
+def test_push_without_token_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    with pytest.raises(ConfigError, match="HF_TOKEN is not set"):
+        stage.hf_token()
+
+
+def test_dry_run_lists_the_upload_and_does_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    params = write_params(tmp_path)
+    releases = tmp_path / "releases"
+    stage.main(input=LABELED, output=tmp_path / "ds", params=params, metrics=FIXTURES / "metrics", releases=releases,
+               guidelines=None, lock=tmp_path / "dvc.lock", push_to="org/geonews", dry_run=True)
+    out = capsys.readouterr().out
+    assert "repo: org/geonews (dataset)" in out and "tag: v0.1.0" in out
+    assert "entities/train-00000-of-00001.parquet" in out and "README.md" in out
+    assert not releases.exists()
+
+
+def test_labels_outside_the_schema_are_bad_records(tmp_path: Path) -> None:
+    rec = json.loads(LABELED.read_text().splitlines()[0])
+    rec["entities"][0]["label"] = "DATE"
+    bad = tmp_path / "labeled.jsonl"
+    bad.write_text(json.dumps(rec) + "\n" + LABELED.read_text())
+    from pipeline.errors import InputError
+
+    with pytest.raises(InputError, match="'DATE' is not in preannotate.entity_labels"):
+        build(tmp_path, labeled=bad)
