@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
 import os
 import re
 import sys
 import tempfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -370,6 +370,7 @@ class NearDuplicates:
 
     NUM_PERM = 128
     PRIME = 4294967311  # smallest prime above 2**32; (a*h + b) stays below 2**64 for a, b, h < 2**32
+    MIX = 0x9E3779B1  # odd 32-bit multiplier of the rolling shingle hash
 
     def __init__(self, threshold: float, shingle_size: int) -> None:
         rng = np.random.default_rng(20220109)  # fixed: signatures must be the same on every machine
@@ -381,19 +382,20 @@ class NearDuplicates:
         self.buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
         self.signatures: list[np.ndarray] = []
 
-    def shingles(self, text: str) -> set[str]:
-        """Word n-grams of the lower-cased text (the whole text if it is shorter than n words)."""
-        words = WORD.findall(text.casefold())
-        n = self.shingle_size
-        return {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+    def shingles(self, text: str) -> np.ndarray:
+        """Distinct 32-bit hashes of the lower-cased text's word n-grams (one n-gram if it is shorter than n words)."""
+        words = WORD.findall(text.casefold()) or [""]
+        word_hashes = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+        size = min(self.shingle_size, len(words))
+        count = len(words) - size + 1
+        hashes = np.zeros(count, dtype=np.uint64)
+        for j in range(size):  # polynomial rolling hash over the n words, vectorised over all positions
+            hashes = (hashes * np.uint64(self.MIX) + word_hashes[j : j + count]) & np.uint64(0xFFFFFFFF)
+        return np.unique(hashes)
 
     def signature(self, text: str) -> np.ndarray:
         """MinHash signature of the text's shingle set."""
-        hashes = np.fromiter(
-            (int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "little") for s in self.shingles(text)),
-            dtype=np.uint64,
-        )
-        return ((np.outer(hashes, self.a) + self.b) % np.uint64(self.PRIME)).min(axis=0)
+        return ((np.outer(self.shingles(text), self.a) + self.b) % np.uint64(self.PRIME)).min(axis=0)
 
     def add(self, text: str) -> list[tuple[int, float]]:
         """Index one article; return (index of an earlier article, estimated Jaccard similarity) above the threshold."""
