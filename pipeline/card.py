@@ -276,6 +276,8 @@ def render(ctx: CardContext) -> str:
         f"{len(records)} articles: **{len(gold)} gold** (corrected by {len(annotators)} human annotator(s) in Label "
         f"Studio) and {len(silver)} silver (machine proposals no human has checked yet, published separately)."
     )
+    if not gold:
+        parts += ["", "> **No human-annotated article yet**: only the `_silver` configs exist in this version."]
     parts += ["", "## Quick start", "", "```python", "from datasets import load_dataset", "",
               'ner = load_dataset("<repo id or local folder>", "entities")      # token classification (BIO)',
               'stance = load_dataset("<repo id or local folder>", "stance")     # sentence + (holder, target) -> label',
@@ -342,7 +344,7 @@ def render(ctx: CardContext) -> str:
     )
     parts += ["", "## Quality", "", quality_section(ctx)]
     if ctx.stats:
-        parts += ["", "What the token and pair views had to leave out (all articles):", "",
+        parts += ["", "How the token (`entities`) and pair (`stance`) views were built, gold and silver articles together:", "",
                   _table(["count", "n"], [[k, v] for k, v in ctx.stats.items()])]
     parts += ["", "## Who is for or against whom", "",
               f"![Actor-by-actor stance matrix of the gold stances]({ctx.figure})", "",

@@ -316,7 +316,7 @@ def _actor_linker(patterns: Path, actors: Path, lexicon: Path) -> Linker:
     """The preannotate stage's actor linking, (span text, label) -> actor id, from its rule files."""
     from pipeline import preannotate
 
-    return preannotate.load_rules(patterns, actors, lexicon).actors.link
+    return preannotate.load_rules(patterns, actors, lexicon, STANCE_LABELS).actors.link
 
 
 def collect_tasks(snapshot: Path, bad: BadRecords, report: Report) -> dict[str, list[tuple[str, dict[str, Any]]]]:

@@ -140,10 +140,9 @@ def test_ground_truth_annotation_wins() -> None:
     assert rule == "majority" and [e["text"] for e in final["entities"]] == ["abc"]
 
 
-def test_main_writes_labeled_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_writes_labeled_and_report(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("merge:\n  seed: 7\n  splits: {train: 0.6, validation: 0.2, test: 0.2}\n  max_bad_share: 0.5\n")
-    monkeypatch.setattr(stage, "_actor_linker", lambda *paths: no_link)
     ann = tmp_path / "annotations"
     shutil.copytree(FIXTURES / "annotations", ann)
     out, rep = tmp_path / "labeled.jsonl", tmp_path / "merge_report.json"
@@ -152,6 +151,9 @@ def test_main_writes_labeled_and_report(tmp_path: Path, monkeypatch: pytest.Monk
     report = json.loads(rep.read_text())
     assert report["articles"] == {"gold": 2, "silver": 3} and len(report["stale"]) == 1
     assert report["snapshot"].endswith("20220112T093000Z.jsonl")
+    russia = next(r for _, r in read_jsonl(out) if r["title"].startswith("Russia"))
+    # a span no model proposed is linked through the preannotate stage's actor table
+    assert {e["text"]: e["actor"] for e in russia["annotations"][1]["entities"]}["United States"] == "USA"
     stage.main(FIXTURES / "preannotated.jsonl", ann, out, rep, params, RULES)
     assert out.read_bytes() == first
 
