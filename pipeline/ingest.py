@@ -201,65 +201,12 @@ def fix_text(text: str) -> str:
 
 def clean(raw: Raw, rules: Rules) -> Cleaned:
     """Clean one article: metadata lines out, furniture out, paragraphs and title found."""
-    guards = rules.guards
     lines = [normalise_line(line) for line in fix_text(raw.text).split("\n")]
-    removed: list[Removal] = []
-    warnings: list[str] = []
-    gone: dict[int, Removal] = {}  # index into lines -> why it went
-
-    def drop(k: int, pattern: str, kind: str, text: str | None = None) -> None:
-        gone[k] = Removal(k + 1, pattern, kind, lines[k] if text is None else text)
-
-    nonblank = [k for k, line in enumerate(lines) if line]
-    head = set(nonblank[: guards.head_lines])
-
-    found_date: str | None = None
-    for k in sorted(head):
-        for spec, rx in rules.dates:
-            if spec.kind == "url":
-                continue
-            m = rx.fullmatch(lines[k]) if spec.kind == "line" else rx.match(lines[k])
-            if not m or (day := _date_of(m)) is None:
-                continue
-            found_date = found_date or day
-            if spec.kind == "line":
-                drop(k, spec.name, "metadata")
-            else:
-                removed.append(Removal(k + 1, spec.name, "metadata", lines[k][: m.end()].strip()))
-                lines[k] = lines[k][m.end() :].lstrip(" –—-|:,")
-                if not lines[k]:
-                    gone[k] = removed.pop()
-            break
-
-    # Position of each line from the end, in characters, for the tail guard.
-    total = sum(len(line) for k, line in enumerate(lines) if k not in gone) or 1
-    from_end, acc = [0] * len(lines), 0
-    for k in range(len(lines) - 1, -1, -1):
-        acc += 0 if k in gone else len(lines[k])
-        from_end[k] = acc
-
-    def in_tail(k: int) -> bool:
-        return from_end[k] <= guards.tail_share * total
-
-    cut: int | None = None
-    for k, line in enumerate(lines):
-        if not line or k in gone or len(line) > guards.max_line_chars:
-            continue
-        for spec, rx in rules.patterns:
-            if (spec.where == "head" and k not in head) or (spec.where == "tail" and not in_tail(k)):
-                continue
-            if rx.fullmatch(line):
-                if spec.kind == "cut_after" and in_tail(k):
-                    cut = k
-                    for j in range(k, len(lines)):
-                        if lines[j] and j not in gone:
-                            drop(j, spec.name, "cut_after")
-                else:
-                    drop(k, spec.name, "drop_line")
-                break
-        if cut is not None:
-            break
+    head = set([k for k, line in enumerate(lines) if line][: rules.guards.head_lines])
+    found_date, removed, gone = _date_lines(lines, head, rules)
+    _furniture(lines, head, gone, rules)
     removed.extend(gone.values())
+    warnings: list[str] = []
 
     # The article's URL comes from a line the rules took out as furniture (a source link), never from the body.
     url = _clean_field(raw.url)
@@ -268,8 +215,8 @@ def clean(raw: Raw, rules: Rules) -> Cleaned:
         url = next((m.group(0).rstrip(".,;:)]") for m in starts if m), None)
 
     date = None
-    if _clean_field(raw.date) is not None:
-        date = parse_date(_clean_field(raw.date) or "", rules)
+    if (given := _clean_field(raw.date)) is not None:
+        date = parse_date(given, rules)
         if date is None:
             warnings.append(f"unparseable date field {raw.date!r}; using the date found in the text, if any")
     date = date or found_date
@@ -279,30 +226,84 @@ def clean(raw: Raw, rules: Rules) -> Cleaned:
                 break
 
     paragraphs = _paragraphs(lines, gone)
-
     title = _clean_field(raw.title)
     if title is not None:
         title = normalise_line(fix_text(title))
         if paragraphs and paragraphs[0][2].casefold() == title.casefold():
             removed.append(Removal(paragraphs[0][0] + 1, "title", "metadata", paragraphs[0][2]))
             paragraphs.pop(0)
-    elif len(paragraphs) > 1 and paragraphs[0][1] == 1 and _heading_like(paragraphs[0][2], guards):
+    elif len(paragraphs) > 1 and paragraphs[0][1] == 1 and _heading_like(paragraphs[0][2], rules.guards):
         first, _, title = paragraphs.pop(0)
         removed.append(Removal(first + 1, "title", "metadata", title))
     removed.sort(key=lambda r: (r.line, r.kind != "metadata"))
 
-    text, spans, offset = [], [], 0
+    spans, offset = [], 0
     for _, _, para in paragraphs:
-        if text:
-            offset += 2
         spans.append({"start": offset, "end": offset + len(para)})
-        text.append(para)
-        offset += len(para)
+        offset += len(para) + 2
     source = _clean_field(raw.source)
     if source is None and url:
-        host = urlsplit(url).hostname or ""
-        source = host.removeprefix("www.") or None
-    return Cleaned(title or None, "\n\n".join(text), date, url, source, spans, removed, warnings)
+        source = (urlsplit(url).hostname or "").removeprefix("www.") or None
+    text = "\n\n".join(para for _, _, para in paragraphs)
+    return Cleaned(title, text, date, url, source, spans, removed, warnings)
+
+
+def _date_lines(lines: list[str], head: set[int], rules: Rules) -> tuple[str | None, list[Removal], dict[int, Removal]]:
+    """Find the date among the head lines and take date lines (or date prefixes) out of `lines`.
+
+    Returns the first valid date, the prefixes cut from lines that stay, and the lines that go (by index).
+    """
+    found: str | None = None
+    cut: list[Removal] = []
+    gone: dict[int, Removal] = {}
+    for k in sorted(head):
+        for spec, rx in rules.dates:
+            if spec.kind == "url":
+                continue
+            m = rx.fullmatch(lines[k]) if spec.kind == "line" else rx.match(lines[k])
+            if not m or (day := _date_of(m)) is None:
+                continue
+            found = found or day
+            if spec.kind == "line":
+                gone[k] = Removal(k + 1, spec.name, "metadata", lines[k])
+                break
+            prefix, lines[k] = lines[k][: m.end()].strip(), lines[k][m.end() :].lstrip(" –—-|:,")
+            if lines[k]:
+                cut.append(Removal(k + 1, spec.name, "metadata", prefix))
+            else:
+                gone[k] = Removal(k + 1, spec.name, "metadata", prefix)
+            break
+    return found, cut, gone
+
+
+def _furniture(lines: list[str], head: set[int], gone: dict[int, Removal], rules: Rules) -> None:
+    """Mark the lines that the boilerplate patterns remove in `gone`, within the guards."""
+    guards = rules.guards
+    # Characters from the start of each line to the end of the article, for the tail guard.
+    total = sum(len(line) for k, line in enumerate(lines) if k not in gone) or 1
+    from_end, acc = [0] * len(lines), 0
+    for k in range(len(lines) - 1, -1, -1):
+        acc += 0 if k in gone else len(lines[k])
+        from_end[k] = acc
+
+    def in_tail(k: int) -> bool:
+        return from_end[k] <= guards.tail_share * total
+
+    for k, line in enumerate(lines):
+        if not line or k in gone or len(line) > guards.max_line_chars:
+            continue
+        for spec, rx in rules.patterns:
+            if (spec.where == "head" and k not in head) or (spec.where == "tail" and not in_tail(k)):
+                continue
+            if not rx.fullmatch(line):
+                continue
+            if spec.kind == "cut_after" and in_tail(k):
+                for j in range(k, len(lines)):
+                    if lines[j] and j not in gone:
+                        gone[j] = Removal(j + 1, spec.name, "cut_after", lines[j])
+                return
+            gone[k] = Removal(k + 1, spec.name, "drop_line", line)
+            break
 
 
 def _paragraphs(lines: list[str], gone: dict[int, Removal]) -> list[tuple[int, int, str]]:
