@@ -566,7 +566,11 @@ def read_corpus(corpus: Path, cfg: IngestParams, bad: BadRecords, report: Report
             report.ignored_files.append(rel)
             continue
         report.files += 1
-        yield from reader(path, rel, cfg, bad, report)
+        try:
+            yield from reader(path, rel, cfg, bad, report)
+        except OSError as exc:  # unreadable (permissions, vanished): skipped like any bad record
+            report.records += 1
+            bad.add(str(path), f"cannot read: {exc.strerror or exc}")
     if report.files == 0:
         raise InputError(f"{corpus}: no {', '.join(FORMATS)} files to ingest")
 

@@ -502,6 +502,7 @@ def bad_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (corpus / "k_nocolumn.csv").write_text("title,body\nx,y\n", encoding="utf-8")
     (corpus / "l_binary.jsonl").write_bytes(b"\x00\x01\x02" * 10)
+    (corpus / "m_utf16.txt").write_text(GOOD.replace("Paragraph", "Part"), encoding="utf-16")
     (corpus / "notes.md").write_text("not an article\n", encoding="utf-8")
     return corpus
 
@@ -552,7 +553,7 @@ def test_bad_input_run_finishes_with_good_records(lenient_run, bad_corpus: Path)
     assert all(line.startswith("ingest: ") for line in result.stderr.splitlines())
     articles = [json.loads(line) for line in (out / "articles.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [a["source_file"] for a in articles] == ["a_good.txt", "f_cp1252.txt", "h_records.jsonl:1",
-                                                    "h_records.jsonl:10", "j_rows.csv:2"]  # fmt: skip
+                                                    "h_records.jsonl:10", "j_rows.csv:2", "m_utf16.txt"]  # fmt: skip
     assert "Geneva’s" in articles[1]["text"] and "Zakharova’s" in articles[3]["text"]
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["bad_records"] == [
@@ -563,6 +564,7 @@ def test_bad_input_run_finishes_with_good_records(lenient_run, bad_corpus: Path)
     assert [(f["where"], f["encoding"]) for f in report["decoding_fallbacks"]] == [
         (str(bad_corpus / "f_cp1252.txt"), "cp1252"),
         (str(bad_corpus / "h_records.jsonl:10"), "cp1252"),
+        (str(bad_corpus / "m_utf16.txt"), "utf-16"),
     ]
     assert f"ingest: warning {bad_corpus / 'f_cp1252.txt'}: not valid UTF-8" in result.stderr
     assert report["ignored_files"] == ["notes.md"]
@@ -580,7 +582,7 @@ def test_too_many_bad_records_fail_the_stage(bad_corpus: Path, tmp_path: Path) -
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     last = result.stderr.splitlines()[-1]
-    assert last.startswith(f"error: ingest: {len(BAD_CASES)} of {len(BAD_CASES) + 5} records are bad")
+    assert last.startswith(f"error: ingest: {len(BAD_CASES)} of {len(BAD_CASES) + 6} records are bad")
     assert f"first: {bad_corpus / 'b_empty.txt'}: empty file" in last
     assert not (tmp_path / "articles.jsonl").exists()
     assert (tmp_path / "report.json").exists()  # the report says what went wrong
