@@ -169,6 +169,63 @@ def publish(
                lock=lock, push_to=push, dry_run=dry_run)
 
 
+@app.command("evaluate-seesaw")
+def evaluate_seesaw(
+    folder: Annotated[Path, typer.Argument(help="A folder in the SEESAW layout (articles/, annotations/, meta/).")],
+    params: ParamsOpt = Path("params.yaml"),
+    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
+    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
+    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
+    split: Annotated[str | None, typer.Option(help="Only this split (train or valid); default both, printed apart.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N articles (after the split filter).")] = None,
+    by_rule: Annotated[bool, typer.Option("--by-rule", help="Also print the precision of each stance rule.")] = False,
+    errors: Annotated[Path | None, typer.Option(help="Write false positives/negatives as JSONL here (keep it outside the repo).")] = None,
+) -> None:
+    """Triplet precision, recall and F1 of the stance pre-annotator on SEESAW-layout data (POS=favor, NEG=against)."""
+    from pipeline import seesaw
+
+    seesaw.main(folder=folder, params=params, patterns=patterns, actors=actors, lexicon=lexicon, split=split,
+                limit=limit, by_rule=by_rule, errors_out=errors)
+
+
+@app.command()
+def evaluate(
+    input: Annotated[Path, typer.Option("--input", help="Labeled articles (data/labeled.jsonl).")],
+    metrics: Annotated[Path, typer.Option(help="Folder for the DVC metrics: preannotation, effort, agreement, dataset.")],
+    plots: Annotated[Path, typer.Option(help="Folder for the DVC plot data: per-label F1, effort, labels, confusion, time.")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Score pre-annotation against human corrections, correction effort, agreement and dataset statistics."""
+    from pipeline import evaluate as stage
+
+    stage.main(input=input, metrics=metrics, plots=plots, params=params)
+
+
+@app.command()
+def gold(
+    gold: Annotated[Path, typer.Option("--gold", help="Gold YAML file or folder (gold/).")],
+    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles.jsonl) the gold quotes.")],
+    output: Annotated[Path, typer.Option(help="Gold records with character offsets, one JSON object per line.")],
+) -> None:
+    """Resolve the human gold annotations (gold/*.yaml) into offsets in the cleaned articles."""
+    from pipeline import gold as stage
+
+    stage.main(gold=gold, articles=articles, output=output)
+
+
+@app.command("evaluate-gold")
+def evaluate_gold(
+    gold: Annotated[Path, typer.Option("--gold", help="Gold YAML file or folder (gold/).")],
+    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles.jsonl) the gold quotes.")],
+    predictions: Annotated[Path, typer.Option(help="Pre-annotations of those articles (data/preannotated.jsonl).")],
+    output: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Print entity and stance precision/recall/F1 of the pre-annotations against the seed gold."""
+    from pipeline import gold as stage
+
+    stage.evaluate_main(gold=gold, articles=articles, predictions=predictions, output=output)
+
+
 def main() -> None:
     """Run the app, turning pipeline errors into one line on stderr and a non-zero exit."""
     try:
