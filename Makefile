@@ -2,6 +2,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# Stage commands in dvc.yaml call `python`: make it the project's.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test setup clean-venv
 
