@@ -1,0 +1,210 @@
+"""Unit tests of the evaluate stage on tiny labeled.jsonl fixtures (tests/fixtures/evaluate/make_fixtures.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import evaluate
+from pipeline.errors import ConfigError, InputError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "evaluate"
+LABELED = FIXTURES / "labeled.jsonl"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _records() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in LABELED.read_text(encoding="utf-8").splitlines()]
+
+
+def _params(tmp_path: Path, **override: Any) -> Path:
+    path = tmp_path / "params.yaml"
+    cfg = {"digits": 4, "max_bad_share": 0.0, **override}
+    path.write_text("evaluate:\n" + "".join(f"  {k}: {v}\n" for k, v in cfg.items()), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def result() -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    return evaluate.evaluate(_records())
+
+
+def test_dataset_statistics_per_split_status_and_label(result) -> None:
+    dataset = result[0]["dataset"]
+    assert dataset["total"] == {"articles": 3, "sentences": 5, "entities": 11, "stances": 5}
+    assert dataset["by_status"]["gold"] == {"articles": 2, "sentences": 4, "entities": 9, "stances": 4}
+    assert dataset["by_status"]["silver"] == {"articles": 1, "sentences": 1, "entities": 2, "stances": 1}
+    assert dataset["by_split"]["test"] == {
+        "articles": 1, "sentences": 1, "entities": 2, "stances": 1, "gold_articles": 0, "silver_articles": 1,
+    }
+    assert dataset["entity_labels"]["GPE"] == {"test": 2, "train": 2, "validation": 4, "total": 8}
+    assert dataset["entity_labels"]["PERSON"]["total"] == 2
+    assert dataset["stance_labels"]["against"] == {"test": 0, "train": 2, "validation": 1, "total": 3}
+    assert dataset["stance_labels"]["favor"]["total"] == 2
+
+
+def test_annotation_time_totals_and_per_article(result) -> None:
+    time = result[0]["effort"]["time"]
+    assert time["articles_timed"] == 2
+    assert time["total_seconds"] == 90.0
+    assert time["mean_seconds_per_article"] == 45.0
+    assert time["per_annotator_seconds"] == {"alice": 50.0, "bob": 40.0}
+    assert result[1]["lead_time"] == [
+        {"article": "a1", "annotations": 1, "seconds": 30.0},
+        {"article": "a2", "annotations": 2, "seconds": 60.0},
+    ]
+
+
+def test_label_distribution_plot_rows(result) -> None:
+    rows = result[1]["label_distribution"]
+    assert {"label": "entity:NORP", "split": "validation", "count": 0} not in rows
+    assert {"label": "entity:GPE", "split": "validation", "count": 4} in rows
+    assert {"label": "stance:favor", "split": "test", "count": 1} in rows
+    assert sum(r["count"] for r in rows) == 11 + 5
+
+
+def test_preannotation_scores_gold_articles_only_and_by_model_version(result) -> None:
+    pre = result[0]["preannotation"]
+    assert pre["gold_articles"] == 2  # a3 is silver: its final labels are the predictions, never scored
+    # a1: Russia, NATO right; "Biden met" and Putin/GPE wrong; Biden, Putin/PERSON, Geneva missed. a2: all 4 right.
+    assert (pre["entities"]["tp"], pre["entities"]["fp"], pre["entities"]["fn"]) == (6, 2, 3)
+    assert pre["entities"]["per_label"]["PERSON"]["f1"] == 0.0
+    assert pre["entities_overlap"]["per_label"]["PERSON"]["tp"] == 1  # "Biden met" overlaps "Biden"
+    # Biden->Putin, favor predicted, against annotated: its holder moved, so only overlap matching pairs it.
+    assert pre["stances"]["confusion"]["against"] == {"against": 2, "favor": 0, "none": 1}
+    assert pre["stances_overlap"]["confusion"]["against"] == {"against": 2, "favor": 1, "none": 0}
+    assert pre["by_model_version"]["m2"] == {
+        "gold_articles": 1,
+        **{kind: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": n}
+           for kind, n in (("entities", 4), ("entities_overlap", 4), ("stances", 2), ("stances_overlap", 2))},
+    }
+    assert pre["by_model_version"]["m1"]["entities"]["support"] == 5
+
+
+def test_label_f1_and_confusion_plot_rows(result) -> None:
+    f1 = {row["label"]: row["f1"] for row in result[1]["label_f1"]}
+    assert set(f1) == {"entity:GPE", "entity:ORG", "entity:PERSON", "stance:against", "stance:favor"}
+    assert f1["entity:ORG"] == 1.0 and f1["entity:PERSON"] == 0.0
+    confusion = result[1]["stance_confusion"]
+    assert sorted((r["annotated"], r["predicted"]) for r in confusion) == [
+        ("against", "against"), ("against", "against"), ("against", "none"), ("favor", "favor"), ("none", "favor"),
+    ]
+
+
+def test_correction_effort_per_annotator_and_label(result) -> None:
+    effort = result[0]["effort"]
+    assert effort["annotations"] == 3
+    alice, bob = effort["by_annotator"]["alice"], effort["by_annotator"]["bob"]
+    assert alice["annotations"] == 2 and bob["annotations"] == 1
+    assert {k: alice["entities"][k] for k in ("unchanged", "relabelled", "moved", "deleted", "added")} == {
+        "unchanged": 6, "relabelled": 1, "moved": 1, "deleted": 0, "added": 1,
+    }
+    assert alice["entities"]["unchanged_share"] == 6 / 8  # of the 8 proposals alice saw
+    assert {k: bob["stances"][k] for k in ("unchanged", "relabelled", "deleted", "added")} == {
+        "unchanged": 1, "relabelled": 0, "deleted": 1, "added": 0,
+    }
+    assert effort["entities"]["relabelled"] == 2  # alice's Putin and bob's China
+    assert effort["entities_by_label"]["PERSON"]["moved"] == 1
+    assert effort["stances"]["relabelled"] == 1
+    rows = {row["outcome"]: row["count"] for row in result[1]["correction_effort"]}
+    assert rows["entity added"] == 1 and rows["stance deleted"] == 1 and len(rows) == 9
+
+
+def test_agreement_on_articles_with_two_annotators(result) -> None:
+    agree = result[0]["agreement"]
+    assert agree["articles"] == 1 and agree["annotator_pairs"] == 1
+    assert agree["entity_f1"] == 0.75  # bob's China is NORP: 3 of 4 spans pair on both sides
+    assert agree["stance_kappa"] is not None and agree["stance_kappa"] < 1
+    assert agree["stance_kappa_pooled"] == agree["stance_kappa"]
+
+
+def test_agreement_is_null_with_a_reason_without_two_annotators() -> None:
+    single = [r for r in _records() if len(r["annotations"]) < 2]
+    agree = evaluate.evaluate(single)[0]["agreement"]
+    assert agree["entity_f1"] is None and agree["stance_kappa"] is None
+    assert agree["reason"] == "no gold article has more than one annotator"
+
+
+def test_no_gold_article_gives_null_quality_and_empty_plots() -> None:
+    silver = [r for r in _records() if r["status"] == "silver"]
+    metrics, plots = evaluate.evaluate(silver)
+    assert metrics["preannotation"]["gold_articles"] == 0 and "reason" in metrics["preannotation"]
+    assert metrics["summary"]["entity_f1"] is None and metrics["summary"]["articles"] == 1
+    assert plots["label_f1"] == [] and plots["stance_confusion"] == [] and plots["lead_time"] == []
+
+
+def test_summary_is_flat_and_agrees_with_the_detailed_metrics(result) -> None:
+    metrics = result[0]
+    summary = metrics["summary"]
+    assert all(not isinstance(v, dict | list) for v in summary.values())
+    assert summary["entity_f1"] == metrics["preannotation"]["entities"]["f1"]
+    assert summary["stances_unchanged_share"] == metrics["effort"]["stances"]["unchanged_share"]
+    assert summary["agreement_entity_f1"] == metrics["agreement"]["entity_f1"]
+
+
+def test_rounded_floats_and_sorted_json_are_stable(tmp_path: Path) -> None:
+    assert evaluate.rounded({"a": [1 / 3, 2], "b": 0.1 + 0.2}, 4) == {"a": [0.3333, 2], "b": 0.3}
+    out = tmp_path / "m.json"
+    evaluate.write_sorted_json(out, {"b": 1, "a": {"d": None, "c": 0.5}})
+    assert out.read_text(encoding="utf-8") == '{\n  "a": {\n    "c": 0.5,\n    "d": null\n  },\n  "b": 1\n}\n'
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"status": "bronze"}, "field 'status' must be one of gold, silver"),
+        ({"entities": None}, "field 'entities' must be a list"),
+        ({"predictions": {"entities": []}}, "field 'predictions' must be null or an object"),
+        ({"annotations": [{"annotator": "x"}]}, "annotations[0] must be an object"),
+    ],
+)
+def test_check_record_names_the_bad_field(change: dict[str, Any], message: str) -> None:
+    record = {**_records()[0], **change}
+    assert message in (evaluate.check_record(record) or "")
+
+
+def test_main_writes_every_metrics_and_plot_file_byte_identically(tmp_path: Path) -> None:
+    params = _params(tmp_path)
+    first, second = tmp_path / "one", tmp_path / "two"
+    for out in (first, second):
+        evaluate.main(input=LABELED, metrics=out / "metrics", plots=out / "plots", params=params)
+    for kind, names in (("metrics", evaluate.METRICS), ("plots", evaluate.PLOTS)):
+        assert sorted(p.stem for p in (first / kind).iterdir()) == sorted(names)
+        for name in names:
+            a, b = (first / kind / f"{name}.json").read_bytes(), (second / kind / f"{name}.json").read_bytes()
+            assert a == b, f"{kind}/{name}.json differs between two runs"
+            assert a.endswith(b"\n") and json.loads(a) is not None
+
+
+def test_bad_record_fails_past_max_bad_share_and_is_skipped_below(tmp_path: Path, capsys) -> None:
+    labeled = tmp_path / "labeled.jsonl"
+    shutil.copy(LABELED, labeled)
+    with labeled.open("a", encoding="utf-8") as out:
+        out.write('{"id": "bad", "status": "gold"}\n')
+    with pytest.raises(InputError, match="1 of 4 records are bad"):
+        evaluate.main(input=labeled, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path))
+    evaluate.main(input=labeled, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path, max_bad_share=0.5))
+    assert f"evaluate: skipped {labeled}:4: field 'entities' must be a list" in capsys.readouterr().err
+    assert json.loads((tmp_path / "m" / "dataset.json").read_text())["total"]["articles"] == 3
+
+
+def test_bad_params_stop_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="digits must be between 1 and 10"):
+        evaluate.main(input=LABELED, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path, digits=0))
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_reports_missing_input_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "evaluate", "--input", str(tmp_path / "none.jsonl"),
+         "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p"), "--params", str(_params(tmp_path))],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {tmp_path / 'none.jsonl'}: file not found"
