@@ -119,6 +119,7 @@ def bench(
     stage: Annotated[str, typer.Argument(help="Stage to benchmark: preannotate.")],
     docs: Annotated[int, typer.Option(help="Size of the generated corpus.")] = 500,
     n_process: Annotated[int, typer.Option("--n-process", help="Processes for the parallel run.")] = 2,
+    repeat: Annotated[int, typer.Option(help="Timings per measurement; the best is kept.")] = 3,
     params: ParamsOpt = Path("params.yaml"),
     patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
     actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
@@ -128,7 +129,14 @@ def bench(
     from pipeline import bench as stage_bench
 
     stage_bench.main(
-        stage=stage, docs=docs, n_process=n_process, params=params, patterns=patterns, actors=actors, lexicon=lexicon
+        stage=stage,
+        docs=docs,
+        n_process=n_process,
+        repeat=repeat,
+        params=params,
+        patterns=patterns,
+        actors=actors,
+        lexicon=lexicon,
     )
 
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy
 import spacy
 import yaml
+from spacy.attrs import IDX, LENGTH, SENT_START
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
@@ -268,6 +270,18 @@ def load_rules(patterns: Path, actors: Path, lexicon: Path, stance_labels: Itera
 # --- the spaCy component ----------------------------------------------------------------------------
 
 
+def sentence_offsets(doc: Doc) -> list[tuple[int, int]]:
+    """Character offsets of the Doc's sentences, read from token arrays (much faster than `doc.sents`)."""
+    if not len(doc):
+        return []
+    arr = doc.to_array([SENT_START, IDX, LENGTH]).astype("int64")
+    starts = numpy.flatnonzero(arr[:, 0] == 1)
+    if not len(starts) or starts[0] != 0:
+        starts = numpy.concatenate(([0], starts))
+    ends = numpy.append(starts[1:], len(doc)) - 1
+    return list(zip(arr[starts, 1].tolist(), (arr[ends, 1] + arr[ends, 2]).tolist(), strict=True))
+
+
 def _forms(text: str) -> set[str]:
     """The case forms a name is matched in: as written, ALL CAPS, and "Nato" for acronyms of 4+ letters."""
     forms = {text, text.upper()}
@@ -309,12 +323,13 @@ class Annotator:
         doc.user_data[USER_DATA_KEY] = self.annotate(doc)
         return doc
 
-    def entities(self, doc: Doc) -> list[tuple[int, int, str, str]]:
-        """Model entities corrected by the domain layer: (start token, end token, label, source)."""
+    def entities(self, doc: Doc, text: str) -> list[tuple[int, int, str, str]]:
+        """Model entities of `doc` (whose text is `text`) corrected by the domain layer: (start, end, label, source)."""
         inside = [(s, e) for _, s, e in self.not_inside(doc)]
         ents: list[list[Any]] = []
         for ent in doc.ents:
-            if "\n" in ent.text or ent.text in self.drop:
+            ent_text = text[ent.start_char : ent.end_char]
+            if "\n" in ent_text or ent_text in self.drop:
                 continue  # names never cross a line break; in scraped text such spans are site furniture
             if any(s <= ent.start and ent.end <= e and ent.end - ent.start < e - s for s, e in inside):
                 continue
@@ -351,15 +366,14 @@ class Annotator:
             out.append((start, end, label, source))
         return out
 
-    def score(self, span: Span, source: str, linked: bool) -> float:
-        """Estimated probability that an annotator keeps this entity as proposed."""
+    def score(self, span: Span, text: str, source: str, linked: bool) -> float:
+        """Estimated probability that an annotator keeps this entity (`text`) as proposed."""
         sc = self.scores
         if source == "agreed":
             return sc.agreed
         if source == "domain":
             return sc.domain
         value = sc.linked if linked else sc.model.get(span.label_, sc.model_default)
-        text = span.text
         if not (text[:1].isupper() or text[:1].isdigit()) and not text.lower().startswith("the "):
             value *= sc.penalties.lowercase
         if len(text) <= 2 and not text.isupper():
@@ -372,12 +386,13 @@ class Annotator:
 
     def annotate(self, doc: Doc) -> dict[str, Any]:
         """The annotation of one Doc: sentences, entities and stances as plain data."""
-        text = doc.text
+        text = doc.text  # spaCy joins the tokens on every access: read it once
         link = self.rules.actors.link
         spans, kept, records = [], [], []
-        for start, end, label, source in self.entities(doc):
+        for start, end, label, source in self.entities(doc, text):
             span = Span(doc, start, end, label=label)
-            actor = link(span.text, label)
+            span_text = text[span.start_char : span.end_char]
+            actor = link(span_text, label)
             if actor:
                 span.kb_id_ = actor
             spans.append(span)
@@ -388,15 +403,14 @@ class Annotator:
                         "start": span.start_char,
                         "end": span.end_char,
                         "label": label,
-                        "text": span.text,
-                        "score": round(self.score(span, source, actor is not None), 4),
+                        "text": span_text,
+                        "score": round(self.score(span, span_text, source, actor is not None), 4),
                         "actor": actor,
                     }
                 )
         doc.ents = spans
         sentences = []
-        for sent in doc.sents:
-            s, e = sent.start_char, sent.end_char
+        for s, e in sentence_offsets(doc):
             while s < e and text[s].isspace():
                 s += 1
             while e > s and text[e - 1].isspace():

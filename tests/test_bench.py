@@ -22,7 +22,7 @@ def test_synthetic_corpus_is_deterministic_and_news_like() -> None:
 
 def test_bench_prints_throughputs_and_ratio() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "bench", "preannotate", "--docs", "6", "--n-process", "2"],
+        [sys.executable, "-m", "pipeline", "bench", "preannotate", "--docs", "6", "--n-process", "2", "--repeat", "1"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -31,7 +31,7 @@ def test_bench_prints_throughputs_and_ratio() -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert re.search(r"bench preannotate: 6 docs, \d+ chars, model \S+ \S+, batch_size \d+, cache off", out)
+    assert re.search(r"bench preannotate: 6 docs, \d+ chars, model \S+ \S+, batch_size \d+, cache off, best of 1", out)
     assert "bare docs/s" in out and "stage chars/s" in out and "ratio" in out
     rows = re.findall(r"^\s+([12])\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", out, re.M)
     assert [r[0] for r in rows] == ["1", "2"]
