@@ -216,17 +216,26 @@ def quality_section(ctx: CardContext) -> str:
     out = []
     pre = ctx.metrics.get("preannotation")
     if pre:
-        out.append("Numbers from the pipeline's evaluate stage (`metrics/preannotation.json`), comparing the "
-                   "model's proposals with the final human labels of every gold article:\n")
-        out.append(_metrics_table(pre))
+        out.append("From the pipeline's evaluate stage (`metrics/preannotation.json`): the model's proposals against "
+                   f"the final human labels of the {len(gold)} gold articles (exact = same span and label; overlap = "
+                   "spans sharing a character, same label):\n")
     else:
         from pipeline.publish import preannotation_quality
 
-        q = preannotation_quality(gold)
+        pre = preannotation_quality(gold)
         out.append(f"The model's proposals compared with the final human labels of the {len(gold)} gold articles "
-                   "(exact span and label match):\n")
-        out.append(_table(["task", "precision", "recall", "F1", "gold items"],
-                          [[k, _fmt(v["precision"]), _fmt(v["recall"]), _fmt(v["f1"]), v["support"]] for k, v in q.items()]))
+                   "(exact = same span and label; overlap = spans sharing a character, same label):\n")
+    kinds = [k for k in ("entities", "entities_overlap", "stances", "stances_overlap") if isinstance(pre.get(k), dict)]
+    out.append(_table(["task", "precision", "recall", "F1", "gold items"],
+                      [[k.replace("_", " "), _fmt(pre[k].get("precision")), _fmt(pre[k].get("recall")),
+                        _fmt(pre[k].get("f1")), pre[k].get("support")] for k in kinds]))
+    per_label = (pre.get("entities") or {}).get("per_label") or {}
+    if per_label:
+        out.append("\nEntities per label (exact): " + ", ".join(
+            f"`{lab}` F1 {_fmt(v.get('f1'))} ({v.get('support')})" for lab, v in sorted(per_label.items())) + ".")
+    actors = pre.get("actors")
+    if isinstance(actors, dict) and actors.get("accuracy") is not None:
+        out.append(f"Actor links of matched entities: accuracy {_fmt(actors['accuracy'])} over {actors.get('paired')} pairs.")
     multi = [r for r in gold if r.get("agreement")]
     out.append("")
     if multi:
@@ -239,21 +248,6 @@ def quality_section(ctx: CardContext) -> str:
     else:
         out.append("**Agreement**: no article has more than one annotator yet, so agreement is not measured.")
     return "\n".join(out)
-
-
-def _metrics_table(pre: dict[str, Any]) -> str:
-    """A flat table of the numeric leaves of a metrics document (at most three levels deep)."""
-    rows = []
-
-    def walk(obj: Any, path: list[str]) -> None:
-        if isinstance(obj, dict) and len(path) < 3:
-            for k in sorted(obj):
-                walk(obj[k], path + [str(k)])
-        elif isinstance(obj, int | float) and not isinstance(obj, bool):
-            rows.append([" / ".join(path), _fmt(float(obj) if isinstance(obj, float) else obj)])
-
-    walk(pre, [])
-    return _table(["metric", "value"], rows[:60])
 
 
 def render(ctx: CardContext) -> str:

@@ -77,9 +77,10 @@ def test_two_annotators_keep_each_version_and_resolve_by_majority_with_model_cas
     # both agree: kept; one each on "The United States"/"United States": the model's span wins; Geneva: model kept it
     assert spans(a) == {("Russia", "GPE"), ("NATO", "ORG"), ("The United States", "GPE"), ("Geneva", "GPE"),
                         ("Ryabkov", "PERSON"), ("Moscow", "GPE"), ("Stoltenberg", "PERSON"), ("Ukraine", "GPE")}
-    # annotator 2's `left` relation a2->a1 is Russia->NATO; Ryabkov->NATO (one vote, not predicted) is dropped
+    # annotator 2's `left` relation a2->a1 is Russia->NATO; United States->Russia (one vote) was predicted: kept;
+    # Ryabkov->NATO (one vote, not predicted) is dropped
     assert stance_texts(a) == {("Russia", "NATO", "against"), ("Stoltenberg", "Ukraine", "favor"),
-                               ("Moscow", "NATO", "against")}
+                               ("Moscow", "NATO", "against"), ("The United States", "Russia", "against")}
     assert a["provenance"]["resolution"] == "majority"
     ties = [t for t in report.ties if t["article_id"] == a["id"]]
     assert {(t["kind"], t["kept"]) for t in ties} >= {("entity", True), ("entity", False), ("stance", False)}

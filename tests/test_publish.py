@@ -37,10 +37,10 @@ def write_params(folder: Path, version: str = "0.1.0") -> Path:
 
 
 def build(folder: Path, out: str = "dataset", labeled: Path = LABELED, releases: Path | None = None,
-          version: str = "0.1.0") -> tuple[Path, dict]:
+          version: str = "0.1.0", metrics: Path = FIXTURES / "metrics") -> tuple[Path, dict]:
     cfg = stage.load_config(write_params(folder, version))
     output = folder / out
-    man = stage.build(labeled, output, cfg, metrics=FIXTURES / "metrics", releases=releases or folder / "releases",
+    man = stage.build(labeled, output, cfg, metrics=metrics, releases=releases or folder / "releases",
                       guidelines=None, lock=folder / "dvc.lock")
     return output, man
 
@@ -278,3 +278,11 @@ def test_labels_outside_the_schema_are_bad_records(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="'DATE' is not in preannotate.entity_labels"):
         build(tmp_path, labeled=bad)
+
+
+def test_without_metrics_the_card_scores_the_preannotation_itself(tmp_path: Path) -> None:
+    out, _ = build(tmp_path, metrics=tmp_path / "no-metrics")
+    card = (out / "README.md").read_text()
+    assert "compared with the final human labels of the 2 gold articles" in card
+    assert "| entities | " in card and "| stances | " in card
+    assert "mean Cohen's kappa on the stance labels of matched pairs 0.286" in card
