@@ -297,11 +297,11 @@ def report(tallies: dict[str, Tally], by_rule: bool) -> str:
             f"   {p:.3f}  {r:.3f}  {f:.3f}"
         )
     if by_rule:
-        lines.append(f"{'rule':<14}{'split':<8}{'tp':>5}{'fp':>6}  precision")
+        lines.append(f"{'rule':<18}{'split':<8}{'tp':>5}{'fp':>6}  precision")
         for split, t in sorted(tallies.items()):
             for rule in sorted({r for r, _ in t.by_rule}):
                 tp, fp = t.by_rule[(rule, "tp")], t.by_rule[(rule, "fp")]
-                lines.append(f"{rule:<14}{split:<8}{tp:>5}{fp:>6}  {tp / (tp + fp):.3f}")
+                lines.append(f"{rule:<18}{split:<8}{tp:>5}{fp:>6}  {tp / (tp + fp):.3f}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -31,23 +31,27 @@ RULES_VERSION = "1"
 # Entity labels that can hold or be the target of a stance.
 ENTITY_LABELS = frozenset({"PERSON", "NORP", "ORG", "GPE", "LOC"})
 
-# Triplet precision of each rule on SEESAW train (see module docstring); rounded, conservative.
+# Triplet precision of each rule on SEESAW train, Laplace-smoothed ((tp + 1) / (tp + fp + 2)) so that
+# rare rules are not over-trusted; re-measure with `evaluate-seesaw --by-rule` when rules change.
 RULE_PRECISION: Mapping[str, float] = types.MappingProxyType(
     {
-        "svo": 0.45,
-        "passive": 0.45,
-        "control": 0.35,
-        "clause": 0.35,
-        "possessive": 0.4,
-        "light_verb": 0.3,
-        "prep_against": 0.3,
-        "adjective": 0.4,
-        "speech": 0.25,
+        "svo": 0.70,
+        "passive": 0.83,
+        "clause": 0.67,
+        "control": 0.52,
+        "adjective": 0.71,
+        "symmetric": 0.56,
+        "possessive": 0.50,
+        "role": 0.44,
+        "prep_against": 0.43,
+        "speech": 0.42,
+        "light_verb": 0.40,
+        "speech_sentiment": 0.34,
     }
 )
 INDIRECT_FACTOR = 0.85
 
-_SECTIONS = {"verbs": "VERB", "nouns": "NOUN", "adjectives": "ADJ", "prepositions": "ADP"}
+_SECTIONS = {"verbs": "VERB", "nouns": "NOUN", "roles": "ROLE", "adjectives": "ADJ", "prepositions": "ADP"}
 _THIRD_PERSON = frozenset({"he", "she", "it", "they", "him", "her", "them", "its", "their", "his", "this", "that"})
 _RELATIVE = frozenset({"who", "which", "that", "whom"})
 _CONDITIONAL = frozenset({"if", "unless", "whether"})
@@ -63,6 +67,7 @@ class CueSpec:
     preps: tuple[str, ...] | None = None
     object: bool = True
     clause: bool = False
+    symmetric: bool = False
     negated: Literal["drop", "flip"] = "drop"
 
     def validate(self) -> str | None:
@@ -85,6 +90,7 @@ class Cue:
     preps: frozenset[str]
     object: bool
     clause: bool
+    symmetric: bool
     negated: str
 
 
@@ -95,14 +101,19 @@ class Lexicon:
     path: str
     version: str
     labels: tuple[str, ...]
-    cues: Mapping[tuple[str, str], tuple[Cue, ...]]
-    speech_verbs: frozenset[str]
-    negators: frozenset[str]
+    cues: Mapping[tuple[str, str], tuple[Cue, ...]] = field(repr=False)
+    speech_verbs: frozenset[str] = field(repr=False)
+    negators: frozenset[str] = field(repr=False)
+    undergo_verbs: frozenset[str] = field(repr=False)
+    negative: frozenset[str] = field(repr=False)
+    positive: frozenset[str] = field(repr=False)
 
     def match(self, tok: Token) -> Cue | None:
         """The most specific cue that `tok` instantiates, or None."""
         pos = "NOUN" if tok.pos_ == "PROPN" and not tok.ent_type_ else tok.pos_
         candidates = self.cues.get((pos, tok.lemma_.lower()))
+        if pos == "NOUN":
+            candidates = self.cues.get(("ROLE", tok.lemma_.lower())) or candidates
         if not candidates:
             return None
         attached = {c.lower_ for c in tok.children if c.dep_ in ("prt", "prep", "advmod", "agent")}
@@ -130,7 +141,7 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
         raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    known = {"labels", "noun_preps", "speech_verbs", "negators", *_SECTIONS}
+    known = {"labels", "noun_preps", "speech_verbs", "negators", "undergo_verbs", "sentiment", *_SECTIONS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
@@ -156,7 +167,8 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
                 raise ConfigError(f"{where}: label {spec.label!r} is not one of {', '.join(file_labels)}")
             if spec.negated == "flip" and len(file_labels) != 2:
                 raise ConfigError(f"{where}: negated: flip needs exactly two labels")
-            preps = spec.preps if spec.preps is not None else (tuple(noun_preps) if pos == "NOUN" else ())
+            default_preps = {"NOUN": tuple(noun_preps), "ROLE": ("of",)}.get(pos, ())
+            preps = spec.preps if spec.preps is not None else default_preps
             cue = Cue(
                 key=str(key),
                 pos=pos,
@@ -167,10 +179,20 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
                 preps=frozenset(preps) | frozenset(words[1:]),
                 object=spec.object,
                 clause=spec.clause,
+                symmetric=spec.symmetric,
                 negated=spec.negated,
             )
             cues.setdefault((pos, cue.lemma), []).append(cue)
     frozen = {k: tuple(sorted(v, key=lambda c: -len(c.required))) for k, v in cues.items()}
+    sentiment = data.get("sentiment") or {}
+    if not isinstance(sentiment, dict) or set(sentiment) - {"negative", "positive"}:
+        raise ConfigError(f"{path}: sentiment: expected a mapping with the keys negative and positive")
+    negative = set(_words(sentiment.get("negative", []), path, "sentiment.negative"))
+    positive = set(_words(sentiment.get("positive", []), path, "sentiment.positive"))
+    for (pos, lemma), group in frozen.items():
+        for cue in group:
+            if not cue.required and pos != "ADP":
+                (negative if cue.label == "against" else positive).add(lemma)
     return Lexicon(
         path=str(path),
         version=f"{RULES_VERSION}-{sha256_text(text)[:12]}",
@@ -178,6 +200,9 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
         cues=types.MappingProxyType(frozen),
         speech_verbs=frozenset(_words(data.get("speech_verbs", []), path, "speech_verbs")),
         negators=frozenset(_words(data.get("negators", []), path, "negators")),
+        undergo_verbs=frozenset(_words(data.get("undergo_verbs", []), path, "undergo_verbs")),
+        negative=frozenset(negative),
+        positive=frozenset(positive),
     )
 
 
@@ -380,6 +405,17 @@ class _Finder:
             holders = self.noun_holders(tok)
             rule = holders.rule
             targets = self.prep_objects(tok, cue.preps)
+            if cue.symmetric:
+                between = self.prep_objects(tok, frozenset({"between"}))
+                if len(between) > 1:
+                    yield between, between, "symmetric", self.negated(tok)
+                    return
+            if not targets and rule == "possessive" and holders.mentions:
+                targets = self.undergoer(tok)  # "the FBI faces attacks from Trump"
+        elif cue.pos == "ROLE":
+            holders, targets = self.role_ends(tok)
+            rule = "role"
+            holders.negated = self.negated(tok)
         elif cue.pos == "ADJ":
             head = tok.head if tok.dep_ in ("acomp", "amod") else tok
             holders = self.verb_holders(head) if head.pos_ in ("VERB", "AUX") else _Ends([], "adjective")
@@ -393,6 +429,9 @@ class _Finder:
             holders = self.noun_holders(head) if head.pos_ in ("NOUN", "PROPN") else self.verb_holders(head)
             rule = "prep_against"
             targets = [m for pobj in tok.children if pobj.dep_ == "pobj" for m in self.mentions(pobj)]
+        if cue.symmetric and cue.pos == "VERB" and not targets and len(holders.mentions) > 1:
+            targets = holders.mentions  # "Cruz and Rubio have been fighting"
+            rule = "symmetric"
         if not targets:
             return
         if not holders.mentions and holders.speech_ok:
@@ -400,7 +439,40 @@ class _Finder:
             if speakers:
                 yield speakers, targets, "speech", holders.negated
             return
-        yield holders.mentions, targets, rule, holders.negated or self.negated(tok)
+        negated = holders.negated or self.negated(tok)
+        yield holders.mentions, targets, rule, negated
+        if cue.symmetric and rule != "symmetric":
+            yield targets, holders.mentions, "symmetric", negated
+
+    def undergoer(self, noun: Token) -> list[tuple[int, bool]]:
+        """Subject of a verb of undergoing whose object is the noun cue: `X faced criticism from Y`."""
+        head = noun.head
+        if noun.dep_ == "pobj" and head.pos_ == "ADP":
+            head = head.head  # "came under attack from"
+        if head.pos_ in ("VERB", "AUX") and head.lemma_.lower() in self.lex.undergo_verbs:
+            return self.verb_holders(head).mentions
+        return []
+
+    def role_ends(self, noun: Token) -> tuple[_Ends, list[tuple[int, bool]]]:
+        """Holder and target of a role noun: `King, an avid opponent of Bush`, `Pecker is a Trump ally`."""
+        targets = self.prep_objects(noun, self.lex_role_preps(noun))
+        if not targets:
+            targets = [(e, False) for c in noun.children if c.dep_ in ("compound", "poss", "amod")
+                       if (e := self.ent_of[c.i]) is not None]
+        holders: list[tuple[int, bool]] = [
+            (e, False) for c in noun.children if c.dep_ == "appos" if (e := self.ent_of[c.i]) is not None
+        ]
+        if not holders:
+            if noun.dep_ == "appos" or (noun.dep_ == "compound" and self.ent_of[noun.head.i] is not None):
+                holders = self.mentions(noun.head)
+            elif noun.dep_ in ("attr", "oprd") and noun.head.pos_ in ("VERB", "AUX"):
+                holders = self.verb_holders(noun.head).mentions
+        return _Ends(holders, "role"), targets
+
+    def lex_role_preps(self, noun: Token) -> frozenset[str]:
+        """Target prepositions of the role cue at `noun`."""
+        cue = self.lex.match(noun)
+        return cue.preps if cue is not None else frozenset({"of"})
 
     def clause_subjects(self, verb: Token) -> list[tuple[int, bool]]:
         """Subjects of the clause a verb of warning/accusing reports: `warned (of the risk) that X ...`."""
@@ -445,15 +517,55 @@ class _Finder:
                         key = (holder, target)
                         if key not in best or stance["score"] > best[key]["score"]:
                             best[key] = stance
+        for stance in self.speech_sentiment(best):
+            best.setdefault((stance["holder"], stance["target"]), stance)
         return sorted(best.values(), key=lambda s: (s["cue"]["start"], s["holder"], s["target"]))
+
+    def speech_sentiment(self, found: Mapping[tuple[int, int], dict]) -> Iterator[dict]:
+        """A named speaker's stance towards entities named in what they say, from the clause's tone."""
+        if "against" not in self.lex.labels or "favor" not in self.lex.labels:
+            return
+        targeted = {t for (_, t) in found}
+        for verb in self.doc:
+            if verb.pos_ not in ("VERB", "AUX") or verb.lemma_.lower() not in self.lex.speech_verbs:
+                continue
+            speakers = self.verb_holders(verb).mentions
+            if not speakers or self.conditional(verb):
+                continue
+            clause = [t for c in verb.children if c.dep_ == "ccomp" for t in c.subtree]
+            if verb.dep_ == "parataxis" and not clause:
+                inside = {t.i for t in verb.subtree}
+                clause = [t for t in verb.head.subtree if t.i not in inside]
+            if not clause:
+                continue
+            neg = sum(t.lemma_.lower() in self.lex.negative or t.lower_ in self.lex.negative for t in clause)
+            pos = sum(t.lemma_.lower() in self.lex.positive or t.lower_ in self.lex.positive for t in clause)
+            if neg == pos:
+                continue
+            label = "against" if neg > pos else "favor"
+            if sum(t.dep_ == "neg" for t in clause) % 2:
+                label = "favor" if label == "against" else "against"  # "I don't think Ben has the energy" 
+            named = sorted({e for t in clause if (e := self.ent_of[t.i]) is not None})
+            for holder, indirect in speakers:
+                for target in named:
+                    if target in targeted or not self._valid_pair(verb, holder, target):
+                        continue
+                    yield {
+                        "holder": holder,
+                        "target": target,
+                        "label": label,
+                        "score": round(RULE_PRECISION["speech_sentiment"] * INDIRECT_FACTOR**indirect, 4),
+                        "rule": "speech_sentiment",
+                        "cue": {"start": verb.idx, "end": verb.idx + len(verb.text), "text": verb.text},
+                    }
 
     def _valid_pair(self, cue: Token, holder: int, target: int) -> bool:
         """Both ends distinct, in the cue's sentence and not two mentions of the same name."""
         if holder == target:
             return False
         h, t = self.entities[holder], self.entities[target]
-        if h.text.lower() == t.text.lower():
-            return False
+        if h.text.lower() == t.text.lower() or (h.kb_id_ and h.kb_id_ == t.kb_id_):
+            return False  # the same name, or the same actor (Putin and Russia)
         sent = cue.sent
         return sent.start <= h.start and h.end <= sent.end and sent.start <= t.start and t.end <= sent.end
 

