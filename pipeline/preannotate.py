@@ -106,6 +106,7 @@ class Patterns:
     entities: tuple[Pattern, ...]
     not_inside: tuple[str, ...]
     drop: tuple[str, ...]
+    strip_leading: tuple[str, ...]
     titles: tuple[str, ...]
     scores: Scores
 
@@ -128,6 +129,7 @@ class Actor:
     aliases: tuple[str | Name, ...] = ()
     demonyms: tuple[str | Name, ...] = ()
     people: tuple[str, ...] = ()
+    seats: tuple[str, ...] = ()
     link_only: tuple[str, ...] = ()
 
 
@@ -177,6 +179,7 @@ class ActorIndex:
         self.names: dict[str, str] = {}
         self.entity_names: list[tuple[str, str, bool]] = []  # (text, label, may create an entity)
         self.prefixes: dict[str, str] = {}  # country names and demonyms that make "Russian Foreign Ministry" Russian
+        self.seats: set[str] = set()
         surnames: dict[str, set[str]] = {}
         labels: dict[str, str] = {}
         for actor in actors.actors:
@@ -186,6 +189,8 @@ class ActorIndex:
             named = [(n, actor.label) if isinstance(n, str) else (n.text, n.label) for n in actor.aliases]
             named += [(n, "NORP") if isinstance(n, str) else (n.text, n.label) for n in actor.demonyms]
             named += [(p, "PERSON") for p in actor.people]
+            named += [(c, "GPE") for c in actor.seats]
+            self.seats.update(normalise(c) for c in actor.seats)
             for text, label in named:
                 self._add(normalise(text), actor.id, where)
                 self.entity_names.append((text, label, True))
@@ -307,6 +312,7 @@ class Annotator:
         self.stance_ends = frozenset(stance_ends)
         self.stance_labels = frozenset(stance_labels)
         self.drop = frozenset(rules.patterns.drop)
+        self.strip_leading = frozenset(w.lower() for w in rules.patterns.strip_leading)
         self.titles = rules.actors.titles
         names = [(p.pattern, p.label, True) for p in rules.patterns.entities] + rules.actors.entity_names
         self.names = PhraseMatcher(nlp.vocab, attr="ORTH")
@@ -333,7 +339,8 @@ class Annotator:
                 continue  # names never cross a line break; in scraped text such spans are site furniture
             if any(s <= ent.start and ent.end <= e and ent.end - ent.start < e - s for s, e in inside):
                 continue
-            ents.append([ent.start, ent.end, ent.label_, "model"])
+            start, end = self._trim(doc, ent.start, ent.end, ent.label_)
+            ents.append([start, end, ent.label_, "model"])
         matches = [Span(doc, s, e, label=k) for k, s, e in self.names(doc)]
         for m in filter_spans(matches):
             label, create = self.keys[m.label]
@@ -354,17 +361,18 @@ class Annotator:
                 elif (first[0], first[1]) == (m.start, m.end) or (m.end == first[1] and doc[m.start - 1].pos_ != "ADP"):
                     first[2], first[3] = label, "domain"  # the pattern is the head of the model's span
                 continue
-            start = first[0] if first[0] == m.start - 1 and doc[first[0]].lower_ == "the" else m.start
-            ents[lo:hi] = [[start, m.end, label, "domain"]]
-        out = []
-        for start, end, label, source in ents:
-            if label == "PERSON":
-                while end - start > 1 and doc[start].lower_ in self.titles:
-                    start += 1
-            while end - start > 1 and doc[end - 1].lower_ in ("'s", "\u2019s", "'", "\u2019"):
-                end -= 1
-            out.append((start, end, label, source))
-        return out
+            ents[lo:hi] = [[m.start, m.end, label, "domain"]]
+        return [(start, end, label, source) for start, end, label, source in ents]
+
+    def _trim(self, doc: Doc, start: int, end: int, label: str) -> tuple[int, int]:
+        """A model span without a leading determiner, a PERSON's title or a trailing possessive."""
+        while end - start > 1 and (
+            doc[start].lower_ in self.strip_leading or (label == "PERSON" and doc[start].lower_ in self.titles)
+        ):
+            start += 1
+        while end - start > 1 and doc[end - 1].lower_ in ("'s", "\u2019s", "'", "\u2019"):
+            end -= 1
+        return start, end
 
     def score(self, span: Span, text: str, source: str, linked: bool) -> float:
         """Estimated probability that an annotator keeps this entity (`text`) as proposed."""
@@ -388,11 +396,14 @@ class Annotator:
         """The annotation of one Doc: sentences, entities and stances as plain data."""
         text = doc.text  # spaCy joins the tokens on every access: read it once
         link = self.rules.actors.link
+        seats = self.rules.actors.seats
         spans, kept, records = [], [], []
         for start, end, label, source in self.entities(doc, text):
             span = Span(doc, start, end, label=label)
             span_text = text[span.start_char : span.end_char]
             actor = link(span_text, label)
+            if actor and start and doc[start - 1].lower_ in ("in", "at") and normalise(span_text) in seats:
+                actor = None  # a seat of government as a venue: "talks in Geneva", "in Washington"
             if actor:
                 span.kb_id_ = actor
             spans.append(span)

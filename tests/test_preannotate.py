@@ -66,6 +66,9 @@ def entity_at(record: dict, context: str, name: str) -> dict | None:
         ("003", "signs of unification are underway, Blinken is", "Blinken", "PERSON", "USA"),  # model: GPE
         ("002", "Allegations of NATO", "NATO", "ORG", "NATO"),  # model: "Allegations of NATO\nMeanwhile"
         ("004", "Deputy Foreign Ministers Ryabkov", "Ryabkov", "PERSON", "RUS"),  # model: "Ministers Ryabkov"
+        ("000", "between Russia and the United States", "United States", "GPE", "USA"),  # no determiner
+        ("000", "Washington stressed that", "Washington", "GPE", "USA"),  # a seat of government acting
+        ("000", "a news conference in Washington", "Washington", "GPE", None),  # ... or a venue
     ],
 )
 def test_domain_layer_fixes_the_small_models_errors(seeds, seed, context, name, label, actor) -> None:
