@@ -129,10 +129,8 @@ def label_config(cfg: Config) -> str:
     """The Label Studio labeling config XML: metadata header, text, entity labels, stance relations."""
     view = ET.Element("View")
     meta = ET.SubElement(view, "View", style="margin-bottom: 0.5em")
-    ET.SubElement(meta, "Header", name="title", value="$title", size="4")
-    line = ET.SubElement(meta, "View", style="display: flex; gap: 1em; color: #666; font-size: 0.9em")
-    ET.SubElement(line, "Text", name="date", value="$date")
-    ET.SubElement(line, "Text", name="source", value="$source")
+    ET.SubElement(meta, "Header", value="$title", size="4")
+    ET.SubElement(meta, "Header", value="$byline", size="6", style="color: #666; font-weight: normal")
     labels = ET.SubElement(view, "Labels", name=FROM_NAME, toName=TO_NAME, showInline="true")
     for name in cfg.entity_labels:
         attrs = {"value": name, "background": cfg.ls.entity_colors.get(name) or _palette_colour(name)}
@@ -266,6 +264,9 @@ def to_task(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
         data[key] = record.get(key) or ""
     data["article_id"] = record["id"]
     data["text_hash"] = sha256_text(record["text"])
+    # Shown under the title. Not "$date · $source" in the config: Label Studio reads "$source" in a
+    # template as the whole task's JSON.
+    data["byline"] = " · ".join(x for x in (record.get("date"), record.get("source")) if x)
     return {"data": data, "predictions": [prediction(record, cfg)]}
 
 

@@ -57,7 +57,7 @@ def test_label_config_structure(cfg):
     assert all(e.get("background", "").startswith("#") for e in labels)  # GPE gets a palette colour
     assert [e.get("value") for e in root.find("Relations")] == ["against", "favor"]
     shown = [e.get("value") for e in root.iter() if e.get("value", "").startswith("$")]
-    assert shown == ["$title", "$date", "$source", "$text"]
+    assert shown == ["$title", "$byline", "$text"]
 
 
 def test_changing_the_label_set_changes_the_config(tmp_path, cfg):

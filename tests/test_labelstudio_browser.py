@@ -1,0 +1,79 @@
+"""In a real browser: the pushed predictions are drawn (Label Studio silently drops a malformed prediction).
+
+Headless Debian Chromium driven by Playwright; the screenshot is kept in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import labelstudio as ls
+from pipeline.errors import BadRecords
+from pipeline.jsonl import read_jsonl
+from pipeline.ls_api import LabelStudioAPI
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+GOLDEN = Path(__file__).parent / "golden"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path("test-artifacts")
+
+
+@pytest.fixture(scope="module")
+def pushed(label_studio_server, tmp_path_factory):
+    """The golden tasks pushed to a project of their own; returns (project, tasks as stored)."""
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    params["labelstudio"]["project_title"] = "Browser check"
+    path = tmp_path_factory.mktemp("browser") / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    cfg = ls.load_config(path)
+    bad = BadRecords("push", 0.0, quiet=True)
+    tasks = ls.build_tasks(read_jsonl(GOLDEN / "preannotated.jsonl", bad), cfg, GOLDEN, bad)
+    api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=30)
+    project, _ = ls.push(api, tasks, cfg, (GOLDEN / "guidelines.md").read_text(), progress=False)
+    stored = list(api.pages("/api/tasks", what="tasks", page_size=100, params={"project": project["id"], "fields": "all"}))
+    return project, stored
+
+
+def test_predictions_are_rendered(label_studio_server, pushed):
+    from playwright.sync_api import sync_playwright
+
+    project, stored = pushed
+    task = next(t for t in stored if t["data"]["title"])  # the article with title, date and source
+    result = task["predictions"][0]["result"]
+    regions = [r for r in result if r["type"] == "labels"]
+    relations = [r for r in result if r["type"] == "relation"]
+    assert regions and relations
+    url = label_studio_server.url
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/user/login/")
+            page.fill("input[name=email]", label_studio_server.email)
+            page.fill("input[name=password]", label_studio_server.password)
+            page.click("button[type=submit]")
+            page.wait_for_url(lambda u: "/user/login" not in u, timeout=60_000)
+            page.goto(f"{url}/projects/{project['id']}/data?tab=0&task={task['id']}")
+            for region in regions:  # every predicted span is drawn, over exactly its text
+                spans = page.locator(f"[class*='htx-highlight-{region['id']}-']")  # class: htx-highlight-<id>-<n>
+                spans.first.wait_for(timeout=60_000)
+                assert "".join(spans.all_inner_texts()) == region["value"]["text"]
+            overlay = page.locator(".relations-overlay text")
+            overlay.first.wait_for(timeout=30_000)
+            drawn = [overlay.nth(i).text_content() for i in range(overlay.count())]  # SVG: no innerText
+            assert sorted(drawn) == sorted(r["labels"][0] for r in relations)
+            assert page.get_by_text(task["data"]["title"], exact=True).is_visible()
+            assert page.get_by_text(task["data"]["byline"], exact=True).is_visible()
+            page.screenshot(path=str(ARTIFACTS / "labelstudio-task.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "labelstudio-task-failure.png"))
+            raise
+        finally:
+            browser.close()
