@@ -40,7 +40,7 @@ RULE_PRECISION: Mapping[str, float] = types.MappingProxyType(
         "clause": 0.67,
         "control": 0.52,
         "adjective": 0.71,
-        "symmetric": 0.56,
+        "symmetric": 0.64,
         "possessive": 0.50,
         "role": 0.44,
         "prep_against": 0.43,
