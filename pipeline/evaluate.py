@@ -53,24 +53,45 @@ def check_record(record: dict[str, Any]) -> str | None:
         return "missing string field 'id'"
     if record.get("status") not in STATUSES:
         return f"field 'status' must be one of {', '.join(STATUSES)}, got {record.get('status')!r}"
-    for name in ("entities", "stances"):
-        if not isinstance(record.get(name), list):
-            return f"field '{name}' must be a list"
     if not isinstance(record.get("split"), str):
         return "missing string field 'split'"
-    if not isinstance(record.get("annotations") or [], list):
-        return "field 'annotations' must be a list"
+    docs: list[tuple[str, Any]] = [("", record)]
     predictions = record.get("predictions")
-    if predictions is not None and not (
-        isinstance(predictions, dict)
-        and isinstance(predictions.get("entities"), list)
-        and isinstance(predictions.get("stances"), list)
-    ):
-        return "field 'predictions' must be null or an object with 'entities' and 'stances' lists"
-    for i, ann in enumerate(record.get("annotations") or []):
-        if not (isinstance(ann, dict) and isinstance(ann.get("entities"), list) and isinstance(ann.get("stances"), list)):
-            return f"annotations[{i}] must be an object with 'entities' and 'stances' lists"
+    if predictions is not None:
+        if not isinstance(predictions, dict):
+            return "field 'predictions' must be null or an object"
+        docs.append(("predictions.", predictions))
+    annotations = record.get("annotations") or []
+    if not isinstance(annotations, list):
+        return "field 'annotations' must be a list"
+    docs += [(f"annotations[{i}].", ann) for i, ann in enumerate(annotations)]
+    for prefix, doc in docs:
+        problem = _doc_problem(doc, prefix)
+        if problem:
+            return problem
     return None
+
+
+def _doc_problem(doc: Any, prefix: str) -> str | None:
+    """Why `doc` is not a document of entities (offsets, label) and stances (indexes into them), or None."""
+    if not isinstance(doc, dict):
+        return f"{prefix.rstrip('.')} must be an object"
+    entities, stances = doc.get("entities"), doc.get("stances")
+    if not isinstance(entities, list) or not isinstance(stances, list):
+        return f"field '{prefix}entities' and '{prefix}stances' must be lists"
+    for i, e in enumerate(entities):
+        if not (isinstance(e, dict) and _is_int(e.get("start")) and _is_int(e.get("end"))
+                and e["start"] <= e["end"] and isinstance(e.get("label"), str)):
+            return f"{prefix}entities[{i}] needs integer start <= end and a string label"
+    for i, st in enumerate(stances):
+        if not (isinstance(st, dict) and isinstance(st.get("label"), str)
+                and all(_is_int(st.get(k)) and 0 <= st[k] < len(entities) for k in ("holder", "target"))):
+            return f"{prefix}stances[{i}] needs a string label and holder/target indexes into {prefix}entities"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------- accumulators (one streaming pass)

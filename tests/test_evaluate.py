@@ -159,9 +159,13 @@ def test_rounded_floats_and_sorted_json_are_stable(tmp_path: Path) -> None:
     ("change", "message"),
     [
         ({"status": "bronze"}, "field 'status' must be one of gold, silver"),
-        ({"entities": None}, "field 'entities' must be a list"),
-        ({"predictions": {"entities": []}}, "field 'predictions' must be null or an object"),
-        ({"annotations": [{"annotator": "x"}]}, "annotations[0] must be an object"),
+        ({"entities": None}, "field 'entities' and 'stances' must be lists"),
+        ({"predictions": {"entities": []}}, "field 'predictions.entities' and 'predictions.stances' must be lists"),
+        ({"annotations": [{"annotator": "x"}]}, "field 'annotations[0].entities' and"),
+        ({"entities": [{"start": 3, "end": 1, "label": "GPE"}]}, "entities[0] needs integer start <= end"),
+        ({"stances": [{"holder": 0, "target": 99, "label": "favor"}]}, "stances[0] needs a string label and holder/target"),
+        ({"annotations": [{"entities": [], "stances": [{"holder": 0, "target": 1, "label": "x"}]}]},
+         "annotations[0].stances[0] needs"),
     ],
 )
 def test_check_record_names_the_bad_field(change: dict[str, Any], message: str) -> None:
@@ -190,7 +194,7 @@ def test_bad_record_fails_past_max_bad_share_and_is_skipped_below(tmp_path: Path
     with pytest.raises(InputError, match="1 of 4 records are bad"):
         evaluate.main(input=labeled, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path))
     evaluate.main(input=labeled, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path, max_bad_share=0.5))
-    assert f"evaluate: skipped {labeled}:4: field 'entities' must be a list" in capsys.readouterr().err
+    assert f"evaluate: skipped {labeled}:4: missing string field 'split'" in capsys.readouterr().err
     assert json.loads((tmp_path / "m" / "dataset.json").read_text())["total"]["articles"] == 3
 
 
