@@ -36,7 +36,7 @@ def test_bench_prints_throughputs_and_ratio() -> None:
     rows = re.findall(r"^\s+([12])\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", out, re.M)
     assert [r[0] for r in rows] == ["1", "2"]
     assert all(float(x) > 0 for r in rows for x in r[1:])
-    assert re.search(r"^ratio stage/bare, 1 process: [\d.]+$", out, re.M)
+    assert re.search(r"^ratio stage/bare, 1 process: wall [\d.]+, cpu [\d.]+$", out, re.M)
     assert re.search(r"^speed-up with 2 processes: bare [\d.]+x, stage [\d.]+x$", out, re.M)
 
 
