@@ -1,7 +1,7 @@
 """The dataset card (README.md with a Hub YAML header) and its actor-by-actor stance figure.
 
 Everything in the card comes from the pipeline's own records (labeled.jsonl, params, the evaluate
-stage's metrics, dvc.lock, the annotation guidelines), never from the clock, so rebuilds are identical.
+stage's metrics, the annotation guidelines), never from the clock, so rebuilds are identical.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ class CardContext:
     changelog: dict[str, Any] | None
     labeled_md5: str
     labeled_path: str
-    upstream_md5: dict[str, str]
     guidelines: str | None
     guidelines_path: str | None
     figure: str
@@ -347,9 +346,10 @@ def render(ctx: CardContext) -> str:
     parts += ["", "## Changelog", ""]
     parts.append(_changelog(cfg.version, ctx.changelog))
     parts += ["", "## Provenance", ""]
+    snapshot_hashes = sorted({r["provenance"].get("annotation_snapshot_sha256") for r in gold} - {None})
     prov = [["`" + ctx.labeled_path + "` (md5, as in dvc.lock)", f"`{ctx.labeled_md5}`"]]
-    prov += [[f"`{p}` (md5 from dvc.lock)", f"`{m}`"] for p, m in sorted(ctx.upstream_md5.items())]
     prov += [["Label Studio snapshot", ", ".join(f"`{s}`" for s in snapshots) or "none"],
+             ["snapshot sha256", ", ".join(f"`{h}`" for h in snapshot_hashes) or "none"],
              ["pre-annotation model", _distinct(records, "model") + " " + _distinct(records, "model_version")],
              ["rules version", _distinct(records, "rules_version")]]
     parts.append(_table(["input", "value"], prov))

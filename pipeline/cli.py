@@ -165,7 +165,6 @@ def publish(
     metrics: Annotated[Path, typer.Option(help="The evaluate stage's metrics folder (read if present).")] = Path("metrics"),
     releases: Annotated[Path, typer.Option(help="Committed manifests of published versions, for the changelog.")] = Path("releases"),
     guidelines: Annotated[Path, typer.Option(help="Annotation guidelines quoted in the card.")] = Path("resources/guidelines.md"),
-    lock: Annotated[Path, typer.Option(help="dvc.lock, for the md5 of the upstream inputs.")] = Path("dvc.lock"),
     push: Annotated[str | None, typer.Option("--push", metavar="REPO_ID", help="Upload to this Hub dataset repo and tag v<version>.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --push: list what would be uploaded, upload nothing.")] = False,
     params: ParamsOpt = Path("params.yaml"),
@@ -174,7 +173,7 @@ def publish(
     from pipeline import publish as stage
 
     stage.main(input=input, output=output, params=params, metrics=metrics, releases=releases, guidelines=guidelines,
-               lock=lock, push_to=push, dry_run=dry_run)
+               push_to=push, dry_run=dry_run)
 
 
 @app.command("evaluate-seesaw")

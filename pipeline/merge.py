@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import section
+from pipeline.provenance import sha256_file
 from pipeline.errors import BadRecords, InputError
 from pipeline.jsonl import read_jsonl, write_json, write_jsonl
 from pipeline.provenance import sha256_text
@@ -94,6 +95,7 @@ class Report:
     """What merge saw and did, written to data/merge_report.json."""
 
     snapshot: str | None = None
+    snapshot_sha256: str | None = None
     tasks: int = 0
     annotations: int = 0
     items: int = 0
@@ -113,6 +115,7 @@ class Report:
     def as_dict(self, bad: BadRecords) -> dict[str, Any]:
         return {
             "snapshot": self.snapshot,
+            "snapshot_sha256": self.snapshot_sha256,
             "tasks": self.tasks,
             "annotations": self.annotations,
             "cancelled_or_skipped": self.cancelled,
@@ -403,6 +406,7 @@ def merge(
             "provenance": {
                 **art["provenance"],
                 "annotation_snapshot": report.snapshot if versions else None,
+                "annotation_snapshot_sha256": report.snapshot_sha256 if versions else None,
                 "resolution": rule,
             },
         }
@@ -438,6 +442,7 @@ def main(
     tasks = {}
     if snapshot is not None:
         rep.snapshot = snapshot.as_posix()
+        rep.snapshot_sha256 = sha256_file(snapshot)
         tasks = collect_tasks(snapshot, bad, rep)
     link = _actor_linker(*rules)
     counter = [0]

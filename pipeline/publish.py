@@ -372,18 +372,6 @@ def changelog(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[
     }
 
 
-def dvc_lock_inputs(lock: Path) -> dict[str, str]:
-    """md5 of the merge stage's data inputs as recorded in dvc.lock (empty when not recorded yet)."""
-    if not lock.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        return {}
-    deps = (data.get("stages") or {}).get("merge", {}).get("deps") or []
-    return {d["path"]: d["md5"] for d in deps if isinstance(d, dict) and "md5" in d and not d["path"].endswith(".py")}
-
-
 def read_metrics(folder: Path | None) -> dict[str, Any]:
     """The evaluate stage's metrics/*.json, by file stem (empty when the folder is absent)."""
     out: dict[str, Any] = {}
@@ -398,7 +386,7 @@ def read_metrics(folder: Path | None) -> dict[str, Any]:
 
 
 def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | None, releases: Path,
-          guidelines: Path | None, lock: Path) -> dict[str, Any]:
+          guidelines: Path | None) -> dict[str, Any]:
     """Build the dataset folder at `output` (atomically replaced) and return its manifest."""
     from pipeline import card
 
@@ -425,7 +413,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         context = card.CardContext(
             cfg=cfg, records=records, counts=counts, features=feats, stats=dict(sorted(stats.items())),
             metrics=read_metrics(metrics), changelog=changelog(man, previous_manifest(releases, cfg.version)),
-            labeled_md5=md5_file(labeled), labeled_path=labeled.as_posix(), upstream_md5=dvc_lock_inputs(lock),
+            labeled_md5=md5_file(labeled), labeled_path=labeled.as_posix(),
             guidelines=guidelines.read_text(encoding="utf-8") if guidelines and guidelines.is_file() else None,
             guidelines_path=guidelines.as_posix() if guidelines else None, figure=FIGURE,
         )
@@ -500,14 +488,14 @@ def load_config(params: Path) -> PublishConfig:
 
 
 def main(input: Path, output: Path, params: Path, metrics: Path | None, releases: Path, guidelines: Path | None,
-         lock: Path, push_to: str | None, dry_run: bool) -> None:
+         push_to: str | None, dry_run: bool) -> None:
     """Build the dataset folder; with `push_to`, upload it (or with `dry_run`, list what would be uploaded)."""
     cfg = load_config(params)
     if dry_run and not push_to:
         raise ConfigError("--dry-run only makes sense with --push REPO_ID")
     if push_to and not dry_run:
         hf_token()  # fail before the build when the token is missing
-    man = build(input, output, cfg, metrics=metrics, releases=releases, guidelines=guidelines, lock=lock)
+    man = build(input, output, cfg, metrics=metrics, releases=releases, guidelines=guidelines)
     rows = {c: sum(s.values()) for c, s in man["rows"].items()}
     print(f"{STAGE}: wrote {output} v{cfg.version}: " + ", ".join(f"{c} {n}" for c, n in sorted(rows.items())),
           file=sys.stderr)

@@ -41,7 +41,7 @@ def build(folder: Path, out: str = "dataset", labeled: Path = LABELED, releases:
     cfg = stage.load_config(write_params(folder, version))
     output = folder / out
     man = stage.build(labeled, output, cfg, metrics=metrics, releases=releases or folder / "releases",
-                      guidelines=None, lock=folder / "dvc.lock")
+                      guidelines=None)
     return output, man
 
 
@@ -262,7 +262,7 @@ def test_dry_run_lists_the_upload_and_does_nothing(tmp_path: Path, capsys: pytes
     params = write_params(tmp_path)
     releases = tmp_path / "releases"
     stage.main(input=LABELED, output=tmp_path / "ds", params=params, metrics=FIXTURES / "metrics", releases=releases,
-               guidelines=None, lock=tmp_path / "dvc.lock", push_to="org/geonews", dry_run=True)
+               guidelines=None, push_to="org/geonews", dry_run=True)
     out = capsys.readouterr().out
     assert "repo: org/geonews (dataset)" in out and "tag: v0.1.0" in out
     assert "entities/train-00000-of-00001.parquet" in out and "README.md" in out
