@@ -476,6 +476,15 @@ def load_model(name: str) -> Language:
         ) from None
 
 
+@Language.component("paragraph_sentences")
+def paragraph_sentences(doc: Doc) -> Doc:
+    """Start a sentence after every line break, so sentences never cross a paragraph or an unpunctuated heading."""
+    for token in doc[1:]:
+        if "\n" in doc[token.i - 1].text:
+            token.is_sent_start = True
+    return doc
+
+
 @Language.factory(COMPONENT)
 def make_annotator(
     nlp: Language,
@@ -497,6 +506,11 @@ def load(params: Params, patterns: Path, actors: Path, lexicon: Path) -> Preanno
     nlp = load_model(params.model)
     if not {"parser", "senter", "sentencizer"} & set(nlp.pipe_names):
         nlp.add_pipe("sentencizer")  # sentences are part of the output contract
+    # The parser keeps boundaries set before it; a sentencizer or senter would overwrite them.
+    if "parser" in nlp.pipe_names:
+        nlp.add_pipe("paragraph_sentences", before="parser")
+    else:
+        nlp.add_pipe("paragraph_sentences", after=next(n for n in ("senter", "sentencizer") if n in nlp.pipe_names))
     config = {
         "patterns": str(patterns),
         "actors": str(actors),

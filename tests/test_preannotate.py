@@ -323,3 +323,15 @@ def test_missing_model_is_a_one_line_config_error(tmp_path) -> None:
         "(install its package or set preannotate.model in params.yaml)"
     )
 
+
+
+def test_sentences_never_cross_a_line_break(seeds) -> None:
+    """An unpunctuated sub-heading ("deter Russia") is its own sentence, not the subject of the next one."""
+    for record in seeds.values():
+        for sentence in record["sentences"]:
+            assert "\n" not in record["text"][sentence["start"] : sentence["end"]].strip()
+    record = next(r for key, r in seeds.items() if key.startswith("001"))
+    heading = record["text"].index("deter Russia\n")
+    starts = {s["start"] for s in record["sentences"]}
+    assert heading in starts
+    assert record["text"].index("Meanwhile, British Foreign Secretary") in starts
