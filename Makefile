@@ -24,9 +24,33 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# What only the tests need beyond the Python environment.
+# What only the tests need beyond the Python environment: the Label Studio server and Chromium.
 .PHONY: test-deps
-test-deps:
+test-deps: label-studio-venv chromium
+
+# The Label Studio server lives in its own venv: its pinned dependencies conflict with the pipeline's.
+LS_VENV := .venv-ls
+.PHONY: label-studio-venv chromium label-studio
+label-studio-venv: $(LS_VENV)/.installed
+
+$(LS_VENV)/.installed: requirements-labelstudio.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/pip install --quiet -r requirements-labelstudio.lock
+	touch $@
+
+# Debian's Chromium for the browser test (a test tool's own browser download does not work everywhere).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+# A local annotation server with the seeds pre-annotated: starts Label Studio (first run: admin + token
+# into .env), creates or updates the project, pushes the tasks, prints the URL and how to log in.
+label-studio: setup label-studio-venv
+	$(BIN)/dvc repro preannotate
+	$(BIN)/python -m pipeline label-studio --input data/preannotated.jsonl --guidelines resources/guidelines.md
 
 clean-venv:
 	rm -rf $(VENV)

@@ -96,6 +96,22 @@ def ls_config(
     stage.config_main(params=params, output=output)
 
 
+@app.command("ls-import-gold")
+def ls_import_gold(
+    gold: Annotated[Path, typer.Option("--gold", help="Gold YAML folder (gold/).")] = Path("gold"),
+    articles: Annotated[Path, typer.Option(help="Cleaned articles the gold quotes.")] = Path("data/articles.jsonl"),
+    input: PreannotatedOpt = Path("data/preannotated.jsonl"),
+    guidelines: GuidelinesOpt = Path("resources/guidelines.md"),
+    output: Annotated[Path, typer.Option(help="Folder of annotation snapshots.")] = Path("annotations"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Round-trip the human gold through a throwaway Label Studio: push, annotate as gold@, pull a snapshot."""
+    from pipeline import labelstudio as stage
+
+    stage.import_gold_main(gold=gold, articles=articles, input=input, guidelines=guidelines, out_dir=output,
+                           params=params)
+
+
 @app.command()
 def preannotate(
     input: Annotated[Path, typer.Option("--input", help="JSONL records, each with 'id' and 'text'.")],

@@ -485,6 +485,9 @@ def iter_json_array(handle, chunk_size: int = 1 << 20) -> Iterator[Any]:
 def _write_new_file(path: Path, lines: Iterable[str]) -> int:
     """Write lines to a temp file and link it to `path` only if `path` does not exist yet; return the count."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a snapshot is an ordinary, shareable file (mkstemp makes it private)
     n = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
@@ -713,6 +716,62 @@ def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path("
         f"  API token {mask(creds.token)} is LABEL_STUDIO_API_KEY in {env_file}\n"
         f"  stop it with `python -m pipeline label-studio --stop`; data stays in {data_dir}/"
     )
+
+
+GOLD_ANNOTATOR = "gold@annotators.local"
+
+
+def import_gold(api: LabelStudioAPI, project_id: int, gold_records: Iterable[Mapping[str, Any]],
+                page_size: int) -> int:
+    """Submit each gold record as the human annotation of its task, by the gold annotator; return the count."""
+    from pipeline import gold as gold_module
+
+    user = next((u for u in api.get("/api/users/", what="listing users") if u.get("email") == GOLD_ANNOTATOR), None)
+    if user is None:
+        import secrets
+
+        user = api.post("/api/users/", {"email": GOLD_ANNOTATOR, "username": "gold", "first_name": "Gold",
+                                        "password": secrets.token_urlsafe(18)}, what="creating the gold annotator")
+    tasks = existing_tasks(api, project_id, page_size)
+    n = 0
+    for record in gold_records:
+        key = (record["id"], sha256_text(record["text"]))
+        if key not in tasks:
+            raise InputError(f"gold for article {record['id']}: no task with that article and text; push it first")
+        api.post(
+            f"/api/tasks/{tasks[key]['id']}/annotations",
+            {"result": gold_module.to_labelstudio_result(record), "completed_by": user["id"], "ground_truth": True},
+            what=f"submitting the gold annotation of article {record['id']}",
+        )
+        n += 1
+    return n
+
+
+def import_gold_main(gold: Path, articles: Path, input: Path, guidelines: Path, out_dir: Path, params: Path) -> PullReport:
+    """Round-trip the human gold through a throwaway Label Studio server into a new snapshot in `out_dir`."""
+    from pipeline import gold as gold_module
+    from pipeline import ls_server
+
+    cfg = load_config(params)
+    text = read_guidelines(guidelines)
+    records = list(gold_module.load_gold(gold, (a for _, a in read_jsonl(articles))))
+    bad = BadRecords("push", cfg.ls.max_bad_share)
+    tasks = build_tasks(read_jsonl(input, bad), cfg, input, bad)
+    with tempfile.TemporaryDirectory(prefix="ls-gold-") as tmp:
+        creds, port = ls_server.Credentials.new(), ls_server.free_port()
+        url, log = f"http://127.0.0.1:{port}", Path(tmp) / "server.log"
+        print(f"ls-import-gold: starting a throwaway Label Studio on {url}…", file=sys.stderr)
+        proc = ls_server.start(Path(tmp) / "data", port, creds, log)
+        try:
+            ls_server.wait_healthy(url, cfg.ls.server.start_timeout_s, proc, log)
+            api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
+            project, _ = push(api, tasks, cfg, text, progress=False)
+            n = import_gold(api, project["id"], records, cfg.ls.page_size)
+            report = pull(api, cfg, out_dir, articles)
+        finally:
+            ls_server.stop(proc)
+    print(f"ls-import-gold: {n} gold annotation(s) -> {report.line()}", file=sys.stderr)
+    return report
 
 
 def down_main(data_dir: Path = Path(".labelstudio")) -> None:
