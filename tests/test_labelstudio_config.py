@@ -203,3 +203,32 @@ def test_real_params_give_a_valid_config():
     cfg = ls.load_config(Path("params.yaml"))
     root = ET.fromstring(ls.label_config(cfg))
     assert [e.get("value") for e in root.find("Labels")] == list(cfg.entity_labels)
+
+
+def test_env_file_is_private_and_keeps_other_lines(tmp_path):
+    from pipeline.ls_server import read_env_file, update_env_file
+
+    path = tmp_path / ".env"
+    path.write_text("# mine\nHF_TOKEN=abc\nLABEL_STUDIO_URL=http://old\n")
+    update_env_file(path, {"LABEL_STUDIO_URL": "http://127.0.0.1:8080", "LABEL_STUDIO_API_KEY": "k" * 40})
+    assert read_env_file(path) == {"HF_TOKEN": "abc", "LABEL_STUDIO_URL": "http://127.0.0.1:8080",
+                                   "LABEL_STUDIO_API_KEY": "k" * 40}
+    assert path.read_text().startswith("# mine\n")
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_token_is_masked():
+    from pipeline.ls_api import mask
+
+    token = "f333b536d1fa55b1716a171a634255f1578094b6"
+    assert token not in mask(token) and mask(token).startswith("f333")
+
+
+def test_missing_url_and_token_are_config_errors(tmp_path, monkeypatch, cfg):
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="LABEL_STUDIO_URL is not set"):
+        ls.connect(cfg, tmp_path / ".env")
+    (tmp_path / ".env").write_text("LABEL_STUDIO_URL=http://127.0.0.1:1\n")
+    with pytest.raises(ConfigError, match="LABEL_STUDIO_API_KEY"):
+        ls.connect(cfg, tmp_path / ".env")

@@ -286,3 +286,26 @@ def test_personal_access_token_works(api, label_studio_server):
         pytest.fail(f"could not create a personal access token: {exc}")
     pat = LabelStudioAPI(label_studio_server.url, token, timeout_s=30, retries=1)
     assert pat.whoami()["email"] == label_studio_server.email
+
+
+def test_gold_round_trips_as_ground_truth(api, params, seeds, tmp_path):
+    """ls-import-gold's core: the seed gold submitted by the gold annotator comes back exactly in a pull."""
+    from pipeline import gold as gold_module
+
+    p = yaml.safe_load(params.read_text())
+    p["labelstudio"]["project_title"] = "Gold round trip"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    cfg = ls.load_config(path)
+    articles = seeds.parent / "articles.jsonl"
+    gold = list(gold_module.load_gold(ROOT / "gold", (a for _, a in read_jsonl(articles))))
+    project, _ = ls.push(api, tasks_of(cfg, seeds), cfg, GUIDELINES.read_text(), progress=False)
+    assert ls.import_gold(api, project["id"], gold, cfg.ls.page_size) == len(gold) == 5
+    report = ls.pull(api, cfg, tmp_path / "annotations", articles)
+    exported = {t["data"]["article_id"]: t for _, t in read_jsonl(Path(report.snapshot))}
+    user = next(u for u in api.get("/api/users/", what="users") if u["email"] == ls.GOLD_ANNOTATOR)
+    for record in gold:
+        (ann,) = exported[record["id"]]["annotations"]
+        assert ann["result"] == gold_module.to_labelstudio_result(record)
+        assert ann["completed_by"] == user["id"] and ann["ground_truth"] and not ann["was_cancelled"]
+    assert report.stale == []
