@@ -46,7 +46,7 @@ class LabelStudioAPI:
     """Authenticated requests to one Label Studio server."""
 
     url: str
-    token: str
+    token: str = field(repr=False)
     timeout_s: float = 60.0
     retries: int = 4
     backoff_s: float = 0.5
