@@ -26,7 +26,7 @@ from pipeline.errors import ConfigError
 from pipeline.provenance import sha256_text
 
 # Bump when the rules change in a way that changes their output (part of the lexicon version).
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 
 # Entity labels that can hold or be the target of a stance.
 ENTITY_LABELS = frozenset({"PERSON", "NORP", "ORG", "GPE", "LOC"})
@@ -38,24 +38,35 @@ RULE_PRECISION: Mapping[str, float] = types.MappingProxyType(
         "svo": 0.70,
         "passive": 0.83,
         "clause": 0.67,
-        "control": 0.52,
-        "adjective": 0.71,
-        "symmetric": 0.64,
+        "control": 0.55,
+        "adjective": 0.83,
+        "symmetric": 0.75,
         "possessive": 0.50,
         "role": 0.44,
-        "prep_against": 0.43,
-        "speech": 0.42,
+        "prep_against": 0.42,
+        "speech": 0.38,
         "light_verb": 0.40,
-        "speech_sentiment": 0.34,
+        "speech_sentiment": 0.45,
+        "speech_agent": 0.42,
+        "speech_tone": 0.35,
     }
 )
 INDIRECT_FACTOR = 0.85
+TONE_MIN = 1
 
 _SECTIONS = {"verbs": "VERB", "nouns": "NOUN", "roles": "ROLE", "adjectives": "ADJ", "prepositions": "ADP"}
 _THIRD_PERSON = frozenset({"he", "she", "it", "they", "him", "her", "them", "its", "their", "his", "this", "that"})
 _RELATIVE = frozenset({"who", "which", "that", "whom"})
 _CONDITIONAL = frozenset({"if", "unless", "whether"})
 _MAX_CLIMB = 8
+# Dependencies through which a negation of the governing word reaches a cue ("did not want to resort to it").
+_GOVERNED = frozenset({"xcomp", "pcomp", "pobj", "prep", "dobj", "acomp", "oprd", "attr"})
+# Dependencies from an event up to a word that may leave it unasserted ("fears that Russia will try to occupy").
+_COMPLEMENT = frozenset({"xcomp", "ccomp", "pcomp", "pobj", "prep", "dobj", "conj", "acl"})
+# Prepositions introducing what a tone word of reported speech is about; never a venue (`in`, `at`).
+_ABOUT = frozenset({"of", "against", "about", "with", "toward", "towards"})
+# Adverbial clauses that are the writer's narration beside a reported clause, not part of it.
+_NARRATION = frozenset({"while", "whereas", "as", "after", "before", "when", "since"})
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ class Lexicon:
     speech_verbs: frozenset[str] = field(repr=False)
     negators: frozenset[str] = field(repr=False)
     undergo_verbs: frozenset[str] = field(repr=False)
+    irrealis: frozenset[str] = field(repr=False)
     negative: frozenset[str] = field(repr=False)
     positive: frozenset[str] = field(repr=False)
 
@@ -141,7 +153,7 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
         raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    known = {"labels", "noun_preps", "speech_verbs", "negators", "undergo_verbs", "sentiment", *_SECTIONS}
+    known = {"labels", "noun_preps", "speech_verbs", "negators", "undergo_verbs", "irrealis", "sentiment", *_SECTIONS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
@@ -201,6 +213,7 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
         speech_verbs=frozenset(_words(data.get("speech_verbs", []), path, "speech_verbs")),
         negators=frozenset(_words(data.get("negators", []), path, "negators")),
         undergo_verbs=frozenset(_words(data.get("undergo_verbs", []), path, "undergo_verbs")),
+        irrealis=frozenset(_words(data.get("irrealis", []), path, "irrealis")),
         negative=frozenset(negative),
         positive=frozenset(positive),
     )
@@ -342,17 +355,15 @@ class _Finder:
 
     # --- reported speech and conditions ---------------------------------------------------------
     def speaker(self, tok: Token) -> list[tuple[int, bool]]:
-        """The entity reporting the clause around `tok` (its `say`-verb subject, `according to`), if any."""
+        """The entity reporting the clause around `tok` (its `say`-verb subject), if any.
+
+        Attribution ("according to the New York Times") names a source, never a holder.
+        """
         node = tok
         for _ in range(_MAX_CLIMB):
             for child in node.children:
                 if child.dep_ == "parataxis" and child.lemma_.lower() in self.lex.speech_verbs:
                     return self.verb_holders(child).mentions
-                if child.dep_ == "prep" and child.lower_ == "according":
-                    for to in child.children:
-                        for pobj in to.children:
-                            if pobj.dep_ == "pobj":
-                                return self.mentions(pobj)
             parent = node.head
             if parent is node:
                 return []
@@ -381,6 +392,28 @@ class _Finder:
             c.dep_ == "neg" or (c.lower_ in ("no", "never") and c.dep_ in ("det", "advmod")) for c in tok.children
         )
 
+    def negated_above(self, tok: Token) -> bool:
+        """Whether a word governing `tok` in its clause is negated or a negator: `did not want to resort to ...`."""
+        node = tok
+        for _ in range(_MAX_CLIMB):
+            if node.dep_ not in _GOVERNED or node.head is node:
+                return False
+            node = node.head
+            if self.negated(node) or (node.pos_ in ("VERB", "NOUN") and node.lemma_.lower() in self.lex.negators):
+                return True
+        return False
+
+    def unasserted(self, tok: Token) -> bool:
+        """Whether `tok` is an event its governors do not assert: deterred, prevented, feared, considered."""
+        node = tok
+        for _ in range(_MAX_CLIMB):
+            if node.head is node or node.dep_ not in _COMPLEMENT:
+                return False
+            node = node.head
+            if node.pos_ in ("VERB", "NOUN") and node.lemma_.lower() in self.lex.irrealis:
+                return True
+        return False
+
     # --- rules ----------------------------------------------------------------------------------
     def apply(self, tok: Token, cue: Cue) -> Iterator[tuple[list, list, str, bool]]:
         """Holders, targets, rule and negation for one cue token."""
@@ -405,6 +438,8 @@ class _Finder:
             holders = self.noun_holders(tok)
             rule = holders.rule
             targets = self.prep_objects(tok, cue.preps)
+            if not targets and rule == "light_verb" and tok.dep_ == "dobj":
+                targets = self.prep_objects(tok.head, cue.preps)  # "give guarantees to Russia"
             if cue.symmetric:
                 between = self.prep_objects(tok, frozenset({"between"}))
                 if len(between) > 1:
@@ -493,10 +528,12 @@ class _Finder:
         best: dict[tuple[int, int], dict] = {}
         for tok in self.doc:
             cue = self.lex.match(tok)
-            if cue is None or self.conditional(tok):
+            if cue is None or self.conditional(tok) or self.unasserted(tok):
                 continue
+            above = self.negated_above(tok)
             for holders, targets, rule, negated in self.apply(tok, cue):
                 label = cue.label
+                negated = negated or above
                 if negated:
                     if cue.negated == "drop":
                         continue
@@ -522,42 +559,104 @@ class _Finder:
         return sorted(best.values(), key=lambda s: (s["cue"]["start"], s["holder"], s["target"]))
 
     def speech_sentiment(self, found: Mapping[tuple[int, int], dict]) -> Iterator[dict]:
-        """A named speaker's stance towards entities named in what they say, from the clause's tone."""
+        """A named speaker's stance towards what a tone word of their reported clause evaluates.
+
+        "Lew said Russia's dangerous actions are illegal" -> Lew against Russia (cue "dangerous"): the
+        target is an argument of the tone word (the noun it qualifies or its possessor, the subject of
+        its predicate or verb, its `of`/`against`/`about` object), never any entity the clause names.
+        """
         if "against" not in self.lex.labels or "favor" not in self.lex.labels:
             return
-        targeted = {t for (_, t) in found}
         for verb in self.doc:
             if verb.pos_ not in ("VERB", "AUX") or verb.lemma_.lower() not in self.lex.speech_verbs:
                 continue
             speakers = self.verb_holders(verb).mentions
-            if not speakers or self.conditional(verb):
+            if not speakers or self.conditional(verb) or self.negated(verb):
                 continue
             clause = [t for c in verb.children if c.dep_ == "ccomp" for t in c.subtree]
             if verb.dep_ == "parataxis" and not clause:
                 inside = {t.i for t in verb.subtree}
                 clause = [t for t in verb.head.subtree if t.i not in inside]
-            if not clause:
-                continue
-            neg = sum(t.lemma_.lower() in self.lex.negative or t.lower_ in self.lex.negative for t in clause)
-            pos = sum(t.lemma_.lower() in self.lex.positive or t.lower_ in self.lex.positive for t in clause)
-            if neg == pos:
-                continue
-            label = "against" if neg > pos else "favor"
-            if sum(t.dep_ == "neg" for t in clause) % 2:
-                label = "favor" if label == "against" else "against"  # "I don't think Ben has the energy" 
-            named = sorted({e for t in clause if (e := self.ent_of[t.i]) is not None})
-            for holder, indirect in speakers:
-                for target in named:
-                    if target in targeted or not self._valid_pair(verb, holder, target):
+            narration = {
+                t.i for c in clause if c.dep_ == "advcl" and any(m.dep_ == "mark" and m.lower_ in _NARRATION for m in c.children)
+                for t in c.subtree
+            }
+            clause = [t for t in clause if t.i not in narration]
+            inside = {t.i for t in clause}
+            votes: dict[int, list[tuple[int, Token, str]]] = {}
+            for tok in clause:
+                polarity = self.polarity(tok)
+                if not polarity or self.conditional(tok) or self.unasserted(tok) or self.negated_above(tok):
+                    continue
+                rule, targets = "speech_sentiment", self.evaluated(tok)
+                if not targets:
+                    rule, targets = "speech_agent", self.agent(tok, inside)
+                for target, _ in targets:
+                    votes.setdefault(target, []).append((polarity, tok, rule))
+            tone = [(p, t) for t in clause if (p := self.polarity(t)) and not self.negated_above(t)]
+            net = sum(p for p, _ in tone)
+            if abs(net) >= TONE_MIN and not votes:
+                cue = next(t for p, t in tone if (p < 0) == (net < 0))
+                for tok in clause:  # named subjects and objects of the clause's verbs, not its other mentions
+                    target = self.ent_of[tok.i]
+                    if target is not None and tok.dep_ in ("nsubj", "dobj") and tok.head.i in inside and not self.unasserted(tok):
+                        votes.setdefault(target, []).append((net, cue, "speech_tone"))
+            for target, tones in votes.items():
+                total = sum(p for p, _, _ in tones)
+                if not total:
+                    continue
+                label = "against" if total < 0 else "favor"
+                _, cue, rule = min((t for t in tones if (t[0] < 0) == (total < 0)), key=lambda t: t[2] != "speech_sentiment")
+                for holder, indirect in speakers:
+                    if (holder, target) in found or not self._valid_pair(verb, holder, target):
                         continue
                     yield {
                         "holder": holder,
                         "target": target,
                         "label": label,
-                        "score": round(RULE_PRECISION["speech_sentiment"] * INDIRECT_FACTOR**indirect, 4),
-                        "rule": "speech_sentiment",
-                        "cue": {"start": verb.idx, "end": verb.idx + len(verb.text), "text": verb.text},
+                        "score": round(RULE_PRECISION[rule] * INDIRECT_FACTOR**indirect, 4),
+                        "rule": rule,
+                        "cue": {"start": cue.idx, "end": cue.idx + len(cue.text), "text": cue.text},
                     }
+
+    def polarity(self, tok: Token) -> int:
+        """-1 or +1 for a negative or positive tone word that is not itself negated, else 0."""
+        if self.ent_of[tok.i] is not None or tok.pos_ not in ("ADJ", "NOUN", "VERB", "ADV"):
+            return 0
+        words = (tok.lemma_.lower(), tok.lower_)
+        polarity = -1 if any(w in self.lex.negative for w in words) else 1 if any(w in self.lex.positive for w in words) else 0
+        predicate = tok.head if tok.dep_ in ("acomp", "attr", "oprd", "advmod") else tok
+        return 0 if self.negated(tok) or self.negated(predicate) else polarity
+
+    def agent(self, tok: Token, clause: set[int]) -> list[tuple[int, bool]]:
+        """The named subject of the nearest verb above a tone word in the clause: `Mr. Reid is pushing a partisan agenda`."""
+        node = tok
+        for _ in range(4):
+            if node.head is node or node.head.i not in clause or node.dep_ in ("relcl", "advcl", "ccomp", "parataxis"):
+                return []
+            node = node.head
+            if node.pos_ in ("VERB", "AUX"):
+                subj = next((c for c in node.children if c.dep_ == "nsubj"), None)
+                if subj is not None:
+                    return self.mentions(subj)
+        return []
+
+    def evaluated(self, tok: Token) -> list[tuple[int, bool]]:
+        """Entities a tone word is about: the noun it qualifies, its predicate's subject, possessor or object."""
+        out: list[tuple[int, bool]] = []
+        if tok.dep_ == "amod" and tok.head.pos_ in ("NOUN", "PROPN"):
+            out += self.mentions(tok.head)  # "Russia's dangerous actions"
+        elif tok.dep_ in ("acomp", "attr", "oprd") and tok.head.pos_ in ("VERB", "AUX"):
+            subj = next((c for c in tok.head.children if c.dep_ in ("nsubj", "nsubjpass")), None)
+            out += self.mentions(subj)  # "Beau Biden was an original", "it was unfair for Mr. Obama"
+            out += self.prep_objects(tok.head, frozenset({"for"})) if subj is not None and subj.lower_ == "it" else []
+        elif tok.pos_ == "VERB":
+            holders = self.verb_holders(tok)
+            out += holders.mentions if holders.rule == "svo" else []  # "Obama has failed"
+        if tok.pos_ in ("NOUN", "ADJ"):
+            out += [(e, False) for c in tok.children if c.dep_ in ("poss", "compound") if (e := self.ent_of[c.i]) is not None]
+            out += self.prep_objects(tok, _ABOUT)
+        return out
 
     def _valid_pair(self, cue: Token, holder: int, target: int) -> bool:
         """Both ends distinct, in the cue's sentence and not two mentions of the same name."""

@@ -114,12 +114,55 @@ def test_passive_voice(nlp, lexicon):
     ]
 
 
-def test_deter_from_attacking(nlp, lexicon):
+def test_deterred_or_feared_event_is_no_stance_of_its_subject(nlp, lexicon):
     found = stances(nlp, lexicon, "NATO wants to deter Russia from attacking Ukraine.",
                     ("NATO", "ORG"), ("Russia", "GPE"), ("Ukraine", "GPE"))
-    assert ("NATO", "against", "Russia", "control", "deter") in found
-    assert ("Russia", "against", "Ukraine", "control", "attacking") in found
-    assert not any(holder == "NATO" and target == "Ukraine" for holder, _, target, _, _ in found)
+    assert found == [("NATO", "against", "Russia", "control", "deter")]
+    text = seed_sentence("deterring Russia from launching an attack on Ukraine")
+    found = stances(nlp, lexicon, text, ("Liz Truss", "PERSON"), ("France", "GPE"), ("Germany", "GPE"),
+                    ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert not any(target == "Ukraine" for _, _, target, _, _ in found)
+    text = "NATO fears that Russia is considering invading Ukraine."
+    assert text in seed_sentence(text)
+    found = stances(nlp, lexicon, text, ("NATO", "ORG"), ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert found == [("NATO", "against", "Russia", "clause", "fears")]
+    text = "The West fears that Russia will try to occupy the rest of Ukraine militarily."
+    assert text in seed_sentence(text)
+    found = stances(nlp, lexicon, text, ("West", "LOC"), ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert found == [("West", "against", "Russia", "clause", "fears")]
+
+
+def test_speech_tone_targets_only_what_the_tone_word_is_about(nlp, lexicon):
+    text = seed_sentence("Moscow said on Thursday it would seek assured security guarantees")
+    found = stances(nlp, lexicon, text, ("Moscow", "GPE"), ("Washington", "GPE"), ("Ukraine", "GPE"),
+                    ("NATO", "ORG"), ("Geneva", "GPE"), ("Western", "NORP"), ("Russia", "GPE"))
+    assert not any(holder == "Moscow" for holder, *_ in found)
+    assert not any(target == "Geneva" for _, _, target, _, _ in found)  # a venue is never a target
+    found = stances(nlp, lexicon, "Lew said Russia's dangerous actions are illegal.", ("Lew", "PERSON"), ("Russia", "GPE"))
+    assert found == [("Lew", "against", "Russia", "speech_sentiment", "dangerous")]
+
+
+def test_mutual_state_is_no_stance(nlp, lexicon):
+    text = seed_sentence("The tension between Russia and the West has been increased")
+    assert stances(nlp, lexicon, text, ("Russia", "GPE"), ("West", "LOC"), ("Ukraine", "GPE")) == []
+    text = seed_sentence("ease tensions between Moscow and the West")
+    found = stances(nlp, lexicon, text, ("Moscow", "GPE"), ("West", "LOC"))
+    assert found == []
+
+
+def test_negation_of_a_governing_verb(nlp, lexicon):
+    text = seed_sentence("did not want to resort to escalating tensions with the West")
+    assert stances(nlp, lexicon, text, ("Sergei Rybkov", "PERSON"), ("West", "LOC")) == []
+    text = seed_sentence("refused to give any guarantees to Russia")
+    found = stances(nlp, lexicon, text, ("United States", "GPE"), ("Russia", "GPE"))
+    assert found == [("United States", "against", "Russia", "light_verb", "guarantees")]
+
+
+def test_attribution_source_is_no_holder(nlp, lexicon):
+    text = seed_sentence("According to the New York Times")
+    found = stances(nlp, lexicon, text, ("New York Times", "ORG"), ("US", "GPE"), ("Russia", "GPE"), ("Ukraine", "GPE"))
+    assert not any(holder == "New York Times" for holder, *_ in found)
+    assert ("US", "against", "Russia", "control", "punish") in found
 
 
 def test_negation_flips_or_drops(nlp, lexicon):
