@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # -- Label Studio: one real server for the whole test session --------------------------------------
@@ -44,3 +48,21 @@ def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
         artifacts.mkdir(exist_ok=True)
         if log.exists():
             (artifacts / "label-studio-server.log").write_bytes(log.read_bytes())
+
+
+@pytest.fixture(scope="session")
+def seed_preannotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/preannotated.jsonl of the five seed articles, built by the pipeline's own ingest and preannotate
+    (with the team's params.yaml) in a temporary folder; data/articles.jsonl lies beside it."""
+    tmp = tmp_path_factory.mktemp("seeds")
+    for args in (
+        ["ingest", "--corpus", "corpus", "--output", tmp / "articles.jsonl", "--report", tmp / "ingest.json",
+         "--patterns", "resources/boilerplate.yaml"],
+        ["preannotate", "--input", tmp / "articles.jsonl", "--output", tmp / "preannotated.jsonl",
+         "--patterns", "resources/entity_patterns.yaml", "--actors", "resources/actors.yaml",
+         "--lexicon", "resources/stance_cues.yaml"],
+    ):
+        run = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args), "--params", str(ROOT / "params.yaml")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+    return tmp / "preannotated.jsonl"

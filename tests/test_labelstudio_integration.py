@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from pipeline import labelstudio as ls
-from pipeline.errors import BadRecords, PipelineError
+from pipeline.errors import BadRecords
 from pipeline.jsonl import read_jsonl, write_jsonl
 from pipeline.ls_api import LabelStudioAPI, LabelStudioError
-from pipeline.provenance import sha256_text
 
 pytestmark = pytest.mark.integration
 
@@ -43,22 +42,10 @@ def cfg(params) -> ls.Config:
 
 
 @pytest.fixture(scope="module")
-def seeds(tmp_path_factory, params) -> Path:
-    """data/preannotated.jsonl of the five seed articles, built by the pipeline's own ingest and preannotate."""
-    tmp = tmp_path_factory.mktemp("seeds")
-    for args in (
-        ["ingest", "--corpus", "corpus", "--output", tmp / "articles.jsonl", "--report", tmp / "ingest.json",
-         "--patterns", "resources/boilerplate.yaml"],
-        ["preannotate", "--input", tmp / "articles.jsonl", "--output", tmp / "preannotated.jsonl",
-         "--patterns", "resources/entity_patterns.yaml", "--actors", "resources/actors.yaml",
-         "--lexicon", "resources/stance_cues.yaml"],
-    ):
-        run = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args), "--params", str(params)],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, run.stderr
-    records = [rec for _, rec in read_jsonl(tmp / "preannotated.jsonl")]
+def seeds(seed_preannotated) -> Path:
+    records = [rec for _, rec in read_jsonl(seed_preannotated)]
     assert len(records) == 5 and all(r["entities"] for r in records) and any(r["stances"] for r in records)
-    return tmp / "preannotated.jsonl"
+    return seed_preannotated
 
 
 @pytest.fixture(scope="module")
