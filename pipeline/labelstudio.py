@@ -339,7 +339,7 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str) -> dict[st
 
 
 def existing_tasks(api: LabelStudioAPI, project_id: int, page_size: int) -> dict[tuple[str, str], dict[str, Any]]:
-    """(article_id, text_hash) -> {id, model_versions} of every task in the project, paged."""
+    """(article_id, text_hash) -> {id, model_versions, predictions} of every task in the project, paged."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for task in api.pages(
         "/api/tasks", what="listing tasks", page_size=page_size,
@@ -363,8 +363,8 @@ def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, An
             )
             return int(answer.get("task_count", len(batch)))
         except LabelStudioError as exc:
-            if "HTTP 4" in str(exc) or attempt == api.retries:
-                raise
+            if (exc.status is not None and exc.status < 500) or attempt == api.retries:
+                raise  # the server refused the batch: retrying will not help
             time.sleep(min(api.backoff_s * 2**attempt, 10.0))
             have = existing_tasks(api, project_id, page_size)
             batch = [t for t in batch if (t["data"]["article_id"], t["data"]["text_hash"]) not in have]
@@ -385,14 +385,18 @@ def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelin
         by_article.setdefault(aid, []).append(info["id"])
     report = PushReport(text_changed=[])
     new, refresh = [], []
+    seen = set()
     for task in tasks:
         key = (task["data"]["article_id"], task["data"]["text_hash"])
+        if key in seen:  # the same article twice in the input: one task
+            continue
+        seen.add(key)
         if key not in have:
             new.append(task)
             for old_id in by_article.get(key[0], []):
                 report.text_changed.append((key[0], old_id))
-        elif task["predictions"][0]["model_version"] not in have[key]["model_versions"]:
-            refresh.append((have[key], task))
+        elif have[key]["model_versions"] != {task["predictions"][0]["model_version"]}:
+            refresh.append((have[key], task))  # also finishes a refresh that died between add and delete
         else:
             report.unchanged += 1
     batches = [new[i:i + cfg.ls.import_batch_size] for i in range(0, len(new), cfg.ls.import_batch_size)]
@@ -404,7 +408,8 @@ def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelin
     for info, task in tqdm(refresh, desc="refresh", unit="task", disable=not progress or len(refresh) < 200,
                            file=sys.stderr):
         pred = task["predictions"][0]
-        api.post("/api/predictions", {**pred, "task": info["id"]}, what=f"adding predictions to task {info['id']}")
+        if pred["model_version"] not in info["model_versions"]:
+            api.post("/api/predictions", {**pred, "task": info["id"]}, what=f"adding predictions to task {info['id']}")
         for old in info["predictions"]:
             if old.get("model_version") != pred["model_version"]:
                 api.delete(f"/api/predictions/{old['id']}", what=f"removing old predictions of task {info['id']}")

@@ -21,7 +21,11 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class LabelStudioError(PipelineError):
-    """A Label Studio request that failed for good (after retries)."""
+    """A Label Studio request that failed for good (after retries); `status` is the HTTP status, if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def mask(secret: str) -> str:
@@ -85,6 +89,7 @@ class LabelStudioAPI:
         attempts = 1 + (self.retries if idempotent else 0)
         url = self.url + path
         problem = ""
+        status: int | None = None
         refreshed = False
         attempt = 0
         while attempt < attempts:
@@ -107,10 +112,11 @@ class LabelStudioAPI:
                 if resp.status_code not in RETRY_STATUS:
                     return resp
                 problem = f"Label Studio at {self.url} answered HTTP {resp.status_code} to {method} {path}"
+                status = resp.status_code
             if attempt < attempts:
                 time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 10.0))
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-        raise LabelStudioError(problem + tries)
+        raise LabelStudioError(problem + tries, status)
 
     def request(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200, 201, 204),
                 **kwargs: Any) -> requests.Response:
@@ -125,9 +131,9 @@ class LabelStudioAPI:
                 if not _is_jwt(self.token) else ""
             )
             raise LabelStudioError(
-                f"{what}: Label Studio at {self.url} rejected the API token {mask(self.token)} (HTTP 401){hint}"
+                f"{what}: Label Studio at {self.url} rejected the API token {mask(self.token)} (HTTP 401){hint}", 401
             )
-        raise LabelStudioError(f"{what}: HTTP {resp.status_code}: {_detail(resp)}")
+        raise LabelStudioError(f"{what}: HTTP {resp.status_code}: {_detail(resp)}", resp.status_code)
 
     def get(self, path: str, *, what: str, **kwargs: Any) -> Any:
         """GET a JSON document."""

@@ -212,6 +212,19 @@ def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations
             expected = "next" if task["data"]["article_id"] != changed["id"] else old_rules
             assert len(versions) == 1 and f"rules.{expected}+" in versions[0]
 
+    # a refresh that died between adding the new predictions and deleting the old ones is finished;
+    # an article listed twice in the input is still one task
+    victim = next(t for t in stored if t["id"] in before)
+    api.post("/api/predictions", {"task": victim["id"], "model_version": "older", "score": 0.1, "result": []},
+             what="a leftover prediction")
+    write_jsonl(newer, records + records[1:2])
+    again = ls.push_main(newer, GUIDELINES, params, env_file=env_file)
+    assert (again.created, again.refreshed, again.unchanged) == (0, 1, 4)  # 5 articles, one listed twice
+    victim_now = api.get(f"/api/tasks/{victim['id']}", what="task")
+    assert [p["model_version"] for p in victim_now["predictions"]] == [
+        p["model_version"] for p in victim["predictions"]]
+    assert len(project_tasks(api, STATE["project"]["id"])) == 6
+
     # a later pull is a new snapshot; the older one is kept; stale annotations are flagged
     articles = tmp_path / "articles.jsonl"
     write_jsonl(articles, [{"id": r["id"], "text": r["text"]} for r in records])
