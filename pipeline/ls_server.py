@@ -82,6 +82,7 @@ def start(data_dir: Path, port: int, creds: Credentials, log_path: Path, detach:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "HEARTEX_"))}
     env.pop("USERNAME", None)  # Label Studio would take a plain USERNAME/PASSWORD as its admin account
     env.pop("PASSWORD", None)
+    env.pop("CI", None)  # CI=true makes Label Studio load its own migration linter
     env.update(QUIET_ENV)
     env.update(
         {
