@@ -183,13 +183,13 @@ def _fmt(x: Any) -> str:
 
 
 def stance_definition(guidelines: str | None) -> str | None:
-    """The guidelines' section defining stance (first heading mentioning 'stance'), without its heading."""
+    """The guidelines' section defining stance (first heading below the title mentioning 'stance'), without its heading."""
     if not guidelines:
         return None
     lines = guidelines.splitlines()
     for i, line in enumerate(lines):
         m = re.match(r"^(#+)\s+(.*)", line)
-        if m and "stance" in m.group(2).lower():
+        if m and len(m.group(1)) > 1 and "stance" in m.group(2).lower():
             level, body = len(m.group(1)), []
             for nxt in lines[i + 1 :]:
                 n = re.match(r"^(#+)\s", nxt)

@@ -34,6 +34,9 @@ from pipeline.provenance import code_revision, sha256_file, sha256_text
 from pipeline.stance import Lexicon, find_stances, load_lexicon
 
 STAGE = "preannotate"
+# The modules whose code decides this stage's output: their hash is the recorded code revision and
+# they are the stage's code deps in dvc.yaml (a test keeps the two lists equal).
+CODE = ("preannotate.py", "stance.py", "jsonl.py", "config.py", "errors.py", "provenance.py")
 COMPONENT = "geonews_preannotate"
 USER_DATA_KEY = "geonews_preannotate"
 # A run of cached records is interrupted by an empty placeholder text every this many records, so the
@@ -524,7 +527,7 @@ def load(params: Params, patterns: Path, actors: Path, lexicon: Path) -> Preanno
         "model": params.model,
         "model_version": str(nlp.meta.get("version", "unknown")),
         "rules_version": annotator.rules.version,
-        "code_revision": code_revision(),
+        "code_revision": code_revision(CODE),
     }
     fingerprint = json.dumps([provenance, config["entity_labels"], config["stance_ends"], config["stance_labels"]])
     return Preannotator(nlp, params, provenance, fingerprint)

@@ -163,7 +163,7 @@ def test_output_contract(seeds, pre, params) -> None:
             "model": params.model,
             "model_version": pre.nlp.meta["version"],
             "rules_version": pre.provenance["rules_version"],
-            "code_revision": code_revision(),
+            "code_revision": code_revision(pa.CODE),
         }
         previous = 0
         for s in record["sentences"]:
@@ -335,3 +335,10 @@ def test_sentences_never_cross_a_line_break(seeds) -> None:
     starts = {s["start"] for s in record["sentences"]}
     assert heading in starts
     assert record["text"].index("Meanwhile, British Foreign Secretary") in starts
+
+
+def test_code_revision_covers_exactly_the_stage_code_deps() -> None:
+    """The recorded code revision hashes the same modules dvc.yaml reruns the stage for."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["preannotate"]
+    code_deps = {d.removeprefix("pipeline/") for d in stage["deps"] if d.startswith("pipeline/")}
+    assert code_deps == set(pa.CODE)
