@@ -17,16 +17,23 @@ T = TypeVar("T")
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-def load_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Read params.yaml as a mapping, with a one-line error if it is missing or malformed."""
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """Parse a YAML configuration or rule file, with a one-line error naming the file (and line) if unusable."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: params file not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read params.yaml as a mapping, with a one-line error if it is missing or malformed."""
+    data = read_yaml(path, "params file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data

@@ -20,9 +20,8 @@ from urllib.parse import urlsplit
 
 import ftfy
 import numpy as np
-import yaml
 
-from pipeline.config import from_mapping, section
+from pipeline.config import from_mapping, read_yaml, section
 from pipeline.errors import BadRecords, ConfigError, InputError
 from pipeline.jsonl import write_json, write_jsonl
 from pipeline.provenance import sha256_text
@@ -120,13 +119,7 @@ class Rules:
 
 def load_rules(path: Path) -> Rules:
     """Read and compile the boilerplate/date rules file; any problem is a ConfigError naming the rule."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: patterns file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
-    spec = from_mapping(RulesFile, data, str(path))
+    spec = from_mapping(RulesFile, read_yaml(path, "patterns file"), str(path))
     if not 0 < spec.guards.tail_share < 1:
         raise ConfigError(f"{path}:guards.tail_share must be in (0, 1)")
     names = [p.name for p in spec.patterns] + [d.name for d in spec.dates]

@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy
 import spacy
-import yaml
 from spacy.attrs import IDX, LENGTH, SENT_START
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
-from pipeline.config import from_mapping, section
+from pipeline.config import from_mapping, read_yaml, section
 from pipeline.errors import BadRecords, ConfigError
 from pipeline.jsonl import dumps, read_jsonl, write_jsonl
 from pipeline.provenance import code_revision, sha256_file, sha256_text
@@ -145,14 +144,7 @@ class Actors:
 
 def _load_yaml(cls: type, path: Path) -> Any:
     """Read a YAML rule file and validate it into `cls`, with one-line errors."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML") from None
-    return from_mapping(cls, data, str(path))
+    return from_mapping(cls, read_yaml(path), str(path))
 
 
 def normalise(text: str) -> str:

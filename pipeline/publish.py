@@ -27,6 +27,7 @@ import yaml
 from pipeline.config import from_mapping, load_params
 from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
 from pipeline.jsonl import read_jsonl
+from pipeline.provenance import file_digest
 
 STAGE = "publish"
 SPLITS = ("train", "validation", "test")
@@ -299,15 +300,6 @@ def data_file(config: str, split: str) -> str:
     return f"{config}/{split}-00000-of-00001.parquet"
 
 
-def md5_file(path: Path) -> str:
-    """Hex MD5 of a file, as DVC records it for a file output."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def labels_digest(rec: dict[str, Any]) -> str:
     """Short hash of an article's final labels, to tell changed articles between versions."""
     payload = {"status": rec["status"], "split": rec["split"],
@@ -413,7 +405,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         context = card.CardContext(
             cfg=cfg, records=records, counts=counts, features=feats, stats=dict(sorted(stats.items())),
             metrics=read_metrics(metrics), changelog=changelog(man, previous_manifest(releases, cfg.version)),
-            labeled_md5=md5_file(labeled), labeled_path=labeled.as_posix(),
+            labeled_md5=file_digest(labeled, "md5"), labeled_path=labeled.as_posix(),
             guidelines=guidelines.read_text(encoding="utf-8") if guidelines and guidelines.is_file() else None,
             guidelines_path=guidelines.as_posix() if guidelines else None, figure=FIGURE,
         )

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from spacy.tokens import Doc, Span, Token
 
-from pipeline.config import from_mapping
+from pipeline.config import from_mapping, read_yaml
 from pipeline.errors import ConfigError
-from pipeline.provenance import sha256_text
+from pipeline.provenance import sha256_file
 
 # Bump when the rules change in a way that changes their output (part of the lexicon version).
 RULES_VERSION = "2"
@@ -142,15 +141,7 @@ class Lexicon:
 def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexicon:
     """Load and validate the cue lexicon; `labels` (from params) must cover the lexicon's labels."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: lexicon file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    data = read_yaml(path, "lexicon file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     known = {"labels", "noun_preps", "speech_verbs", "negators", "undergo_verbs", "irrealis", "sentiment", *_SECTIONS}
@@ -207,7 +198,7 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
                 (negative if cue.label == "against" else positive).add(lemma)
     return Lexicon(
         path=str(path),
-        version=f"{RULES_VERSION}-{sha256_text(text)[:12]}",
+        version=f"{RULES_VERSION}-{sha256_file(path)[:12]}",
         labels=tuple(file_labels),
         cues=types.MappingProxyType(frozen),
         speech_verbs=frozenset(_words(data.get("speech_verbs", []), path, "speech_verbs")),

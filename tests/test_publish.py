@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import publish as stage
 from pipeline.errors import ConfigError
+from pipeline.provenance import file_digest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
 LABELED = FIXTURES / "labeled.jsonl"
@@ -159,7 +160,7 @@ def test_card_parses_with_huggingface_hub_and_shows_the_figure(built: Path) -> N
     assert f"![Actor-by-actor stance matrix of the gold stances]({stage.FIGURE})" in card.text
     assert (built / stage.FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Version 0.1.0" in card.text and "machine-translated" in card.text
-    assert stage.md5_file(LABELED) in card.text
+    assert file_digest(LABELED, "md5") in card.text
 
 
 def test_a_spacy_ner_model_trains_on_the_entities_config(loaded) -> None:
