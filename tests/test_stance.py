@@ -243,3 +243,45 @@ def test_malformed_lexicon_is_a_one_line_config_error(tmp_path, body, message):
 def test_missing_lexicon(tmp_path):
     with pytest.raises(ConfigError, match="lexicon file not found"):
         load_lexicon(tmp_path / "nope.yaml")
+
+
+def test_promised_sanctions_target_the_indirect_object(nlp, lexicon):
+    text = seed_sentence("Biden had promised Moscow harsh sanctions")
+    found = stances(nlp, lexicon, text, ("Biden", "PERSON"), ("Moscow", "GPE"), ("Ukraine", "GPE"))
+    assert ("Biden", "against", "Moscow") in [f[:3] for f in found]
+    assert not any(t == "Ukraine" for _, _, t, _, _ in found)  # "if it attacked Ukraine" is hypothetical
+
+
+def test_refused_guarantees_to_an_indirect_object_is_against(nlp, lexicon):
+    text = seed_sentence("refused to give Russia any guarantees")
+    found = stances(nlp, lexicon, text, ("United States", "GPE"), ("Russia", "GPE"))
+    assert [f[:3] for f in found] == [("United States", "against", "Russia")]
+
+
+def test_interests_not_ignored_is_favor(nlp, lexicon):
+    text = seed_sentence("Ukraine’s interests will not be ignored")
+    found = stances(nlp, lexicon, text, ("US National Security Council", "ORG"), ("Ukraine", "GPE"), ("Russia", "GPE"))
+    assert [f[:3] for f in found] == [("US National Security Council", "favor", "Ukraine")]
+
+
+def test_neither_nor_negates_exclusion(nlp, lexicon):
+    text = seed_sentence("neither Ukraine nor Europe as a whole will be excluded")
+    found = stances(nlp, lexicon, text, ("Russia", "GPE"), ("West", "LOC"), ("Biden", "PERSON"), ("Ukraine", "GPE"), ("Europe", "LOC"))
+    labels = {(h, t): label for h, label, t, _, _ in found}
+    assert labels.get(("Biden", "Ukraine")) == "favor" and labels.get(("Biden", "Europe")) == "favor"
+    assert labels.get(("Russia", "West")) == "against"  # "Russia's efforts to sow discord in the West"
+
+
+def test_demanded_guarantees_that_prevent_expansion(nlp, lexicon):
+    text = seed_sentence("Russia is demanding security guarantees that would prevent")
+    found = stances(nlp, lexicon, text, ("Russia", "GPE"), ("United States", "GPE"), ("NATO", "ORG"), ("Kremlin", "ORG"))
+    assert ("Russia", "against", "United States", "demand", "prevent") in found
+    assert ("Russia", "against", "NATO", "demand", "prevent") in found
+
+
+def test_bypass_in_reported_speech(nlp, lexicon):
+    text = seed_sentence("Russia is trying to bypass the European Union")
+    found = stances(nlp, lexicon, text, ("Jean-Yves Le Drian", "PERSON"), ("Russia", "GPE"), ("European Union", "ORG"), ("United States", "GPE"), ("Ukraine", "GPE"))
+    pairs = [f[:3] for f in found]
+    assert ("Russia", "against", "European Union") in pairs
+    assert ("Jean-Yves Le Drian", "against", "Russia") in pairs
