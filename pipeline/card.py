@@ -298,9 +298,9 @@ def render(ctx: CardContext) -> str:
     parts.append("A stance is a directed relation from a *holder* entity to a *target* entity.\n")
     definition = stance_definition(ctx.guidelines)
     if definition:
-        parts += [f"From the annotation guidelines (`{ctx.guidelines_path}`):", "", definition, ""]
+        parts += [f"From the annotation guidelines ([{ctx.guidelines_path}]({ctx.guidelines_path})):", "", definition, ""]
     elif ctx.guidelines_path:
-        parts += [f"The full definition is in the annotation guidelines, `{ctx.guidelines_path}`.", ""]
+        parts += [f"The full definition is in the annotation guidelines, [{ctx.guidelines_path}]({ctx.guidelines_path}).", ""]
     parts.append(_table(["label", "id", "definition", "gold", "silver"],
                         [[f"`{lab}`", i, STANCE_DEFINITIONS[lab], stance_counts["gold"][lab] if lab != "none" else "",
                           stance_counts["silver"][lab] if lab != "none" else ""] for i, lab in enumerate(STANCE_CLASSES)]))
@@ -328,7 +328,7 @@ def render(ctx: CardContext) -> str:
         f"with the project's entity and stance rules (rules version {_distinct(records, 'rules_version')}, code revision "
         f"{_distinct(records, 'code_revision')}) proposes entities, actor links and stances.\n"
         "2. **Correction.** Annotators correct the proposals in Label Studio following the annotation guidelines"
-        + (f" (`{ctx.guidelines_path}`)" if ctx.guidelines_path else "") + ". Cancelled and skipped tasks are not gold; "
+        + (f" ([{ctx.guidelines_path}]({ctx.guidelines_path}), shipped with the data)" if ctx.guidelines_path else "") + ". Cancelled and skipped tasks are not gold; "
         "annotations made on an older version of a text are detected by a text hash and left out.\n"
         f"3. **Merge.** {RESOLUTION_RULE}\n\n"
         f"Annotators are pseudonymous (`annotator-<Label Studio user id>`). Gold labels come from the Label Studio "

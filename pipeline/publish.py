@@ -39,6 +39,8 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionar
                    "write_statistics": True, "version": "2.6", "data_page_version": "1.0"}
 FIGURE = "stance_by_actor.png"
 MANIFEST = "manifest.json"
+# The annotation guidelines travel with the data, so the card can link them on the Hub.
+GUIDELINES = "guidelines.md"
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,11 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
     """Build the dataset folder at `output` (atomically replaced) and return its manifest."""
     from pipeline import card
 
+    guidelines_text = None
+    if guidelines is not None:
+        if not guidelines.is_file():
+            raise InputError(f"{guidelines}: guidelines file not found")
+        guidelines_text = guidelines.read_text(encoding="utf-8")
     records = load_labeled(labeled, cfg)
     if not records:
         raise InputError(f"{labeled}: no publishable articles")
@@ -398,6 +405,8 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
                     write_parquet(rows, feats[name.removesuffix(SILVER)], tmp / data_file(name, split))
                     counts.setdefault(name, {})[split] = len(rows)
         card.stance_by_actor(records, tmp / FIGURE, cfg.figure_max_actors)
+        if guidelines_text is not None:
+            (tmp / GUIDELINES).write_text(guidelines_text, encoding="utf-8")
         files = {p.relative_to(tmp).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         man = manifest(records, cfg, files)
@@ -406,8 +415,8 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
             cfg=cfg, records=records, counts=counts, features=feats, stats=dict(sorted(stats.items())),
             metrics=read_metrics(metrics), changelog=changelog(man, previous_manifest(releases, cfg.version)),
             labeled_md5=file_digest(labeled, "md5"), labeled_path=labeled.as_posix(),
-            guidelines=guidelines.read_text(encoding="utf-8") if guidelines and guidelines.is_file() else None,
-            guidelines_path=guidelines.as_posix() if guidelines else None, figure=FIGURE,
+            guidelines=guidelines_text, guidelines_path=GUIDELINES if guidelines_text is not None else None,
+            figure=FIGURE,
         )
         (tmp / "README.md").write_text(card.render(context), encoding="utf-8")
         (tmp / MANIFEST).write_text(json.dumps(man, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -38,11 +38,12 @@ def write_params(folder: Path, version: str = "0.1.0") -> Path:
 
 
 def build(folder: Path, out: str = "dataset", labeled: Path = LABELED, releases: Path | None = None,
-          version: str = "0.1.0", metrics: Path = FIXTURES / "metrics") -> tuple[Path, dict]:
+          version: str = "0.1.0", metrics: Path = FIXTURES / "metrics",
+          guidelines: Path | None = None) -> tuple[Path, dict]:
     cfg = stage.load_config(write_params(folder, version))
     output = folder / out
     man = stage.build(labeled, output, cfg, metrics=metrics, releases=releases or folder / "releases",
-                      guidelines=None)
+                      guidelines=guidelines)
     return output, man
 
 
@@ -287,3 +288,22 @@ def test_without_metrics_the_card_scores_the_preannotation_itself(tmp_path: Path
     assert "compared with the final human labels of the 2 gold articles" in card
     assert "| entities | " in card and "| stances | " in card
     assert "mean Cohen's kappa on the stance labels of matched pairs 0.286" in card
+
+
+def test_guidelines_ship_with_the_data_and_the_card_quotes_and_links_them(tmp_path: Path) -> None:
+    guidelines = tmp_path / "rules.md"
+    guidelines.write_text("# Guidelines\n\n## What a stance is\n\nHolder X opposes target Y: `against`.\n\n## Entities\n\nNames.\n")
+    out, man = build(tmp_path, guidelines=guidelines)
+    assert (out / stage.GUIDELINES).read_text() == guidelines.read_text()
+    assert stage.GUIDELINES in man["files"]
+    card = (out / "README.md").read_text()
+    assert f"From the annotation guidelines ([{stage.GUIDELINES}]({stage.GUIDELINES})):" in card
+    assert "Holder X opposes target Y: `against`." in card and "Names." not in card
+
+
+def test_missing_guidelines_file_is_a_one_line_error(tmp_path: Path) -> None:
+    from pipeline.errors import InputError
+
+    with pytest.raises(InputError, match=r"nope\.md: guidelines file not found"):
+        build(tmp_path, guidelines=tmp_path / "nope.md")
+    assert not (tmp_path / "dataset").exists()
