@@ -1,7 +1,8 @@
 """The one command-line app, `python -m pipeline`: a thin typed layer over each stage's pure core.
 
 Stage modules are imported inside each command so that `--help` and light commands stay fast.
-Paths always come from the command line (dvc.yaml passes them); nothing here hard-codes a data path.
+dvc.yaml passes every path explicitly; the defaults of the options are the repository's layout, for
+commands run by hand (`label-studio`, `push`, `pull`), and any of them can be overridden.
 """
 
 from __future__ import annotations
