@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,11 +32,24 @@ def read_yaml(path: Path, what: str = "file") -> Any:
         raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
 
 
+def key_problem(data: Mapping[Any, Any]) -> str | None:
+    """Why a parsed YAML mapping has an unusable key (YAML 1.1 reads `no:` as false and `2:` as 2), or None."""
+    for key in data:
+        if not isinstance(key, str):
+            return (
+                f"key {key!r} ({type(key).__name__}) is not a string: quote it "
+                f"(YAML reads unquoted yes/no/on/off as booleans and digits as numbers)"
+            )
+    return None
+
+
 def load_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Read params.yaml as a mapping, with a one-line error if it is missing or malformed."""
     data = read_yaml(path, "params file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    if problem := key_problem(data):
+        raise ConfigError(f"{path}: {problem}")
     return data
 
 
@@ -51,6 +65,8 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
     """Build dataclass `cls` from `data`, rejecting unknown, missing and mistyped keys."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    if problem := key_problem(data):
+        raise ConfigError(f"{where}: {problem}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -103,6 +119,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         ktp, vtp = args or (Any, Any)
+        if ktp is str and (problem := key_problem(value)):
+            raise ConfigError(f"{where}: {problem}")
         return types.MappingProxyType(
             {_coerce(ktp, k, where): _coerce(vtp, v, f"{where}.{k}") for k, v in value.items()}
         )

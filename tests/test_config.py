@@ -72,6 +72,33 @@ def test_section_reports_missing_file_and_section(tmp_path: Path) -> None:
         section(Cfg, "test", params)
 
 
+@dataclass(frozen=True)
+class Colors:
+    colors: dict[str, str]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("test:\n  model: m\n  no: 1\n", "params.yaml:test: key False (bool) is not a string: quote it"),
+        ("test:\n  model: m\n  2: x\n  zeta: 3\n", "params.yaml:test: key 2 (int) is not a string: quote it"),
+        ("on: {}\ntest: {}\n", "params.yaml: key True (bool) is not a string: quote it"),
+    ],
+)
+def test_non_string_yaml_keys_are_named_not_a_traceback(tmp_path: Path, text: str, message: str) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        section(Cfg, "test", params)
+    assert str(info.value) == f"{tmp_path}/{message} (YAML reads unquoted yes/no/on/off as booleans and digits as numbers)"
+
+
+def test_non_string_key_of_a_mapping_value_is_named() -> None:
+    assert from_mapping(Colors, {"colors": {"NO": "#fff"}}, "p:x").colors == {"NO": "#fff"}
+    with pytest.raises(ConfigError, match=r"^p:x\.colors: key False \(bool\) is not a string: quote it"):
+        from_mapping(Colors, {"colors": {"PERSON": "#000", False: "#fff"}}, "p:x")
+
+
 def test_bad_records_threshold() -> None:
     bad = BadRecords("stage", max_share=0.25, quiet=True)
     bad.add("f.jsonl:3", "invalid JSON")
