@@ -13,22 +13,26 @@ estimates the chance that an annotator keeps the proposal and orders the queue a
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from spacy.tokens import Doc, Span, Token
 
-from pipeline.config import from_mapping, read_yaml
+from pipeline.config import from_mapping, key_problem, read_yaml
 from pipeline.errors import ConfigError
 from pipeline.provenance import sha256_file
 
 # Bump when the rules change in a way that changes their output (part of the lexicon version).
 RULES_VERSION = "3"
 
-# Entity labels that can hold or be the target of a stance.
-ENTITY_LABELS = frozenset({"PERSON", "NORP", "ORG", "GPE", "LOC"})
+# Entity labels that can hold or be the target of a stance when the caller passes none (the set
+# params.yaml ships as `preannotate.stance_ends`; the pre-annotator should pass the configured one).
+DEFAULT_STANCE_ENDS = frozenset({"PERSON", "NORP", "ORG", "GPE", "LOC"})
+
+# The stance labels of opposition and support when the lexicon has no `polarity` mapping (SemEval names).
+DEFAULT_POLARITY: Mapping[str, str] = types.MappingProxyType({"negative": "against", "positive": "favor"})
 
 # Triplet precision of each rule on SEESAW train, Laplace-smoothed ((tp + 1) / (tp + fp + 2)) so that
 # rare rules are not over-trusted; re-measure with `evaluate-seesaw --by-rule` when rules change.
@@ -122,6 +126,8 @@ class Lexicon:
     negative: frozenset[str] = field(repr=False)
     positive: frozenset[str] = field(repr=False)
     demand_verbs: frozenset[str] = field(repr=False, default=frozenset())
+    negative_label: str | None = None  # the label of opposition: demand rule, negative tone of reported speech
+    positive_label: str | None = None  # the label of support: positive tone of reported speech
 
     def match(self, tok: Token) -> Cue | None:
         """The most specific cue that `tok` instantiates, or None."""
@@ -148,7 +154,10 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
     data = read_yaml(path, "lexicon file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    known = {"labels", "noun_preps", "speech_verbs", "negators", "undergo_verbs", "irrealis", "demand_verbs", "sentiment", *_SECTIONS}
+    if problem := key_problem(data):
+        raise ConfigError(f"{path}: {problem}")
+    known = {"labels", "polarity", "noun_preps", "speech_verbs", "negators", "undergo_verbs", "irrealis", "demand_verbs",
+             "sentiment", *_SECTIONS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
@@ -158,12 +167,15 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
     if labels is not None and set(file_labels) - set(labels):
         extra = ", ".join(sorted(set(file_labels) - set(labels)))
         raise ConfigError(f"{path}: labels: {extra} not in the configured stance labels ({', '.join(labels)})")
+    negative_label, positive_label = _polarity(data.get("polarity"), file_labels, path)
     noun_preps = _words(data.get("noun_preps", []), path, "noun_preps")
     cues: dict[tuple[str, str], list[Cue]] = {}
     for section, pos in _SECTIONS.items():
         entries = data.get(section) or {}
         if not isinstance(entries, dict):
             raise ConfigError(f"{path}: {section}: expected a mapping of cue -> options")
+        if problem := key_problem(entries):
+            raise ConfigError(f"{path}: {section}: {problem}")
         for key, options in entries.items():
             where = f"{path}: {section}.{key}"
             words = str(key).lower().split()
@@ -192,14 +204,16 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
             cues.setdefault((pos, cue.lemma), []).append(cue)
     frozen = {k: tuple(sorted(v, key=lambda c: -len(c.required))) for k, v in cues.items()}
     sentiment = data.get("sentiment") or {}
+    if isinstance(sentiment, dict) and (problem := key_problem(sentiment)):
+        raise ConfigError(f"{path}: sentiment: {problem}")
     if not isinstance(sentiment, dict) or set(sentiment) - {"negative", "positive"}:
         raise ConfigError(f"{path}: sentiment: expected a mapping with the keys negative and positive")
     negative = set(_words(sentiment.get("negative", []), path, "sentiment.negative"))
     positive = set(_words(sentiment.get("positive", []), path, "sentiment.positive"))
     for (pos, lemma), group in frozen.items():
         for cue in group:
-            if not cue.required and pos != "ADP":
-                (negative if cue.label == "against" else positive).add(lemma)
+            if not cue.required and pos != "ADP" and cue.label in (negative_label, positive_label):
+                (negative if cue.label == negative_label else positive).add(lemma)
     return Lexicon(
         path=str(path),
         version=f"{RULES_VERSION}-{sha256_file(path)[:12]}",
@@ -212,7 +226,31 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
         demand_verbs=frozenset(_words(data.get("demand_verbs", []), path, "demand_verbs")),
         negative=frozenset(negative),
         positive=frozenset(positive),
+        negative_label=negative_label,
+        positive_label=positive_label,
     )
+
+
+def _polarity(value: object, labels: Sequence[str], path: Path) -> tuple[str | None, str | None]:
+    """The labels of opposition and support: the lexicon's `polarity` mapping, else those of DEFAULT_POLARITY present."""
+    if value is None:
+        if unknown := [label for label in labels if label not in DEFAULT_POLARITY.values()]:
+            raise ConfigError(
+                f"{path}: labels: {', '.join(unknown)} has no polarity; add "
+                f"polarity: {{negative: <label of opposition>, positive: <label of support>}}"
+            )
+        polarity = {k: v for k, v in DEFAULT_POLARITY.items() if v in labels}
+    else:
+        if (not isinstance(value, dict) or not value or key_problem(value) or set(value) - set(DEFAULT_POLARITY)
+                or not all(isinstance(v, str) for v in value.values())):
+            raise ConfigError(f"{path}: polarity: expected a mapping with the keys negative and/or positive")
+        polarity = dict(value)
+        for key, label in polarity.items():
+            if label not in labels:
+                raise ConfigError(f"{path}: polarity.{key}: {label!r} is not one of the labels ({', '.join(labels)})")
+        if len(set(polarity.values())) < len(polarity):
+            raise ConfigError(f"{path}: polarity: negative and positive must be different labels")
+    return polarity.get("negative"), polarity.get("positive")
 
 
 def _words(value: object, path: Path, key: str) -> list[str]:
@@ -235,12 +273,12 @@ class _Ends:
 class _Finder:
     """Applies the rules to one doc."""
 
-    def __init__(self, doc: Doc, entities: Sequence[Span], lexicon: Lexicon) -> None:
+    def __init__(self, doc: Doc, entities: Sequence[Span], lexicon: Lexicon, ends: frozenset[str]) -> None:
         self.doc = doc
         self.lex = lexicon
         self.ent_of: list[int | None] = [None] * len(doc)
         for index, span in enumerate(entities):
-            if span.label_ in ENTITY_LABELS:
+            if span.label_ in ends:
                 for tok in span:
                     self.ent_of[tok.i] = index
         self.entities = entities
@@ -480,7 +518,7 @@ class _Finder:
                 yield speakers, targets, "speech", holders.negated
             return
         negated = holders.negated or self.negated(tok)
-        if rule in ("control", "light_verb") and cue.label == "against":
+        if rule in ("control", "light_verb") and cue.label == self.lex.negative_label:
             demanders = self.demander(tok)  # "demanding guarantees that would prevent X from expanding"
             if demanders:
                 holders.mentions, rule = demanders, "demand"
@@ -596,7 +634,8 @@ class _Finder:
         target is an argument of the tone word (the noun it qualifies or its possessor, the subject of
         its predicate or verb, its `of`/`against`/`about` object), never any entity the clause names.
         """
-        if "against" not in self.lex.labels or "favor" not in self.lex.labels:
+        against, favor = self.lex.negative_label, self.lex.positive_label
+        if against is None or favor is None:
             return
         for verb in self.doc:
             if verb.pos_ not in ("VERB", "AUX") or verb.lemma_.lower() not in self.lex.speech_verbs:
@@ -636,7 +675,7 @@ class _Finder:
                 total = sum(p for p, _, _ in tones)
                 if not total:
                     continue
-                label = "against" if total < 0 else "favor"
+                label = against if total < 0 else favor
                 _, cue, rule = min((t for t in tones if (t[0] < 0) == (total < 0)), key=lambda t: t[2] != "speech_sentiment")
                 for holder, indirect in speakers:
                     if (holder, target) in found or not self._valid_pair(verb, holder, target):
@@ -700,9 +739,12 @@ class _Finder:
         return sent.start <= h.start and h.end <= sent.end and sent.start <= t.start and t.end <= sent.end
 
 
-def find_stances(doc: Doc, entities: Sequence[Span], lexicon: Lexicon) -> list[dict]:
-    """Stances between `entities` (spans of `doc`, in document order) found by the rules and the lexicon."""
-    return _Finder(doc, entities, lexicon).stances()
+def find_stances(
+    doc: Doc, entities: Sequence[Span], lexicon: Lexicon, ends: Iterable[str] = DEFAULT_STANCE_ENDS
+) -> list[dict]:
+    """Stances between those `entities` (spans of `doc`, in document order) labelled one of `ends`, by the rules."""
+    return _Finder(doc, entities, lexicon, frozenset(ends)).stances()
 
 
-__all__ = ["Lexicon", "load_lexicon", "find_stances", "RULES_VERSION", "ENTITY_LABELS", "RULE_PRECISION"]
+__all__ = ["Lexicon", "load_lexicon", "find_stances", "RULES_VERSION", "DEFAULT_STANCE_ENDS", "DEFAULT_POLARITY",
+           "RULE_PRECISION"]

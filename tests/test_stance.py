@@ -6,13 +6,23 @@ from pathlib import Path
 
 import pytest
 import spacy
+import yaml
 from spacy.tokens import Span
 
 from pipeline.errors import ConfigError
-from pipeline.stance import RULE_PRECISION, Lexicon, find_stances, load_lexicon
+from pipeline.provenance import sha256_file
+from pipeline.stance import (
+    DEFAULT_STANCE_ENDS,
+    RULE_PRECISION,
+    RULES_VERSION,
+    Lexicon,
+    find_stances,
+    load_lexicon,
+)
 
-LEXICON = Path(__file__).parents[1] / "resources" / "stance_cues.yaml"
-CORPUS = Path(__file__).parents[1] / "corpus"
+ROOT = Path(__file__).parents[1]
+LEXICON = ROOT / "resources" / "stance_cues.yaml"
+CORPUS = ROOT / "corpus"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +37,7 @@ def lexicon() -> Lexicon:
     return load_lexicon(LEXICON, labels=["against", "favor"])
 
 
-def stances(nlp, lexicon, text: str, *entities: tuple[str, str]) -> list[tuple[str, str, str, str, str]]:
+def stances(nlp, lexicon, text: str, *entities: tuple[str, str], **options) -> list[tuple[str, str, str, str, str]]:
     """(holder, label, target, rule, cue) of `text`, with the given (mention, label) entities (first occurrence each)."""
     doc = nlp(text)
     spans = []
@@ -37,7 +47,7 @@ def stances(nlp, lexicon, text: str, *entities: tuple[str, str]) -> list[tuple[s
         assert span is not None, mention
         spans.append(span)
     spans.sort(key=lambda s: s.start)
-    found = find_stances(doc, spans, lexicon)
+    found = find_stances(doc, spans, lexicon, **options)
     for st in found:
         assert text[st["cue"]["start"] : st["cue"]["end"]] == st["cue"]["text"]
         assert 0.0 <= st["score"] <= 1.0
@@ -208,13 +218,69 @@ def test_only_stance_entity_labels(nlp, lexicon):
     assert find_stances(doc, spans, lexicon) == []
 
 
+def test_stance_ends_come_from_the_caller(nlp, lexicon):
+    text = "Russia was warned by NATO."
+    found = stances(nlp, lexicon, text, ("Russia", "GPE"), ("NATO", "FAC"), ends=["GPE", "FAC"])
+    assert found == [("NATO", "against", "Russia", "passive", "warned")]  # a label the user added to stance_ends
+    assert stances(nlp, lexicon, text, ("Russia", "GPE"), ("NATO", "ORG"), ends=["GPE", "PERSON"]) == []
+
+
+def test_default_stance_ends_are_those_of_params():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    assert DEFAULT_STANCE_ENDS == set(params["preannotate"]["stance_ends"])
+
+
+def renamed_lexicon(tmp_path: Path, polarity: str = "polarity: {negative: con, positive: pro}\n") -> Path:
+    """The project's lexicon with its labels renamed against -> con and favor -> pro."""
+    text = LEXICON.read_text(encoding="utf-8")
+    assert text.count("\nlabels: [against, favor]\n") == 1
+    text = text.replace("\nlabels: [against, favor]\n", f"\nlabels: [con, pro]\n{polarity}")
+    text = text.replace("label: against", "label: con").replace("label: favor", "label: pro")
+    path = tmp_path / "renamed.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_renamed_labels_give_the_same_stances(nlp, lexicon, tmp_path):
+    renamed = load_lexicon(renamed_lexicon(tmp_path), labels=["con", "pro", "neutral"])
+    assert (renamed.negative_label, renamed.positive_label) == ("con", "pro")
+    assert (renamed.negative, renamed.positive) == (lexicon.negative, lexicon.positive)  # the cues' tone words
+    to_new = {"against": "con", "favor": "pro"}
+    cases = [  # the demand rule, the three reported-speech tone rules, a flip
+        (seed_sentence("Russia is demanding security guarantees that would prevent"),
+         [("Russia", "GPE"), ("United States", "GPE"), ("NATO", "ORG"), ("Kremlin", "ORG")]),
+        ("Lew said Russia's dangerous actions are illegal.", [("Lew", "PERSON"), ("Russia", "GPE")]),
+        (seed_sentence("Moscow said on Thursday it would seek assured security guarantees"),
+         [("Moscow", "GPE"), ("Washington", "GPE"), ("Ukraine", "GPE"), ("NATO", "ORG"), ("Western", "NORP"),
+          ("Russia", "GPE")]),
+        (seed_sentence("Russia is trying to bypass the European Union"),
+         [("Jean-Yves Le Drian", "PERSON"), ("Russia", "GPE"), ("European Union", "ORG"), ("United States", "GPE"),
+          ("Ukraine", "GPE")]),
+        ("NATO will not abandon Ukraine.", [("NATO", "ORG"), ("Ukraine", "GPE")]),
+    ]
+    rules = set()
+    for text, entities in cases:
+        expected = [(h, to_new[label], t, rule, cue) for h, label, t, rule, cue in stances(nlp, lexicon, text, *entities)]
+        assert expected and stances(nlp, renamed, text, *entities) == expected
+        rules |= {rule for *_, rule, _ in expected}
+    assert {"demand", "speech_sentiment"} <= rules
+
+
+def test_renamed_labels_need_a_polarity(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_lexicon(renamed_lexicon(tmp_path, polarity=""), labels=["con", "pro"])
+    assert str(info.value) == (f"{tmp_path / 'renamed.yaml'}: labels: con, pro has no polarity; add "
+                               "polarity: {negative: <label of opposition>, positive: <label of support>}")
+
+
 def test_lexicon_version_changes_with_content(tmp_path):
     one = load_lexicon(LEXICON)
     copy = tmp_path / "cues.yaml"
     copy.write_text(LEXICON.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
     assert one.labels == ("against", "favor")
     assert load_lexicon(copy).version != one.version
-    assert one.version.startswith("1-") or one.version.split("-")[0].isdigit()
+    assert one.version.startswith(f"{RULES_VERSION}-")
+    assert one.version == f"{RULES_VERSION}-{sha256_file(LEXICON)[:12]}"
 
 
 @pytest.mark.parametrize(
@@ -229,6 +295,17 @@ def test_lexicon_version_changes_with_content(tmp_path):
         ("labels: []\n", "labels: expected a non-empty list"),
         ("labels: [against, favor\n", "invalid YAML"),
         ("labels: [against, favor, neutral]\n", "neutral not in the configured stance labels"),
+        ("labels: [against, favor]\nno: []\nadverbs: {}\n", ": key False (bool) is not a string: quote it"),
+        ("labels: [against, favor]\nverbs:\n  yes: {label: favor}\n", ": verbs: key True (bool) is not a string"),
+        ("labels: [against, favor]\nverbs:\n  warn: {label: against, on: 1, x: 2}\n",
+         ": verbs.warn: key True (bool) is not a string"),
+        ("labels: [against, favor]\nsentiment: {negative: [bad], off: [good]}\n", ": sentiment: key False (bool) is not a string"),
+        ("labels: [against]\npolarity: {negative: against, positive: favor}\n",
+         "polarity.positive: 'favor' is not one of the labels (against)"),
+        ("labels: [against, favor]\npolarity: {negative: against, positive: against}\n",
+         "polarity: negative and positive must be different labels"),
+        ("labels: [against, favor]\npolarity: {negative: [against]}\n", "polarity: expected a mapping with the keys"),
+        ("labels: [against, favor]\npolarity: {hostile: against}\n", "polarity: expected a mapping with the keys"),
     ],
 )
 def test_malformed_lexicon_is_a_one_line_config_error(tmp_path, body, message):
