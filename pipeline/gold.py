@@ -18,6 +18,8 @@ to the cleaning (whitespace, quotes, removed furniture lines)::
 word, inside it, or carry ``#n`` (the n-th whole-word occurrence, from 1). Matching ignores differences
 of whitespace, quote and dash style. Every other whole-word occurrence, anywhere in the article, of any
 text tagged in any gold file must be tagged too or listed under `skip`, so that no mention is forgotten.
+Entity and stance labels are those of params.yaml (`preannotate.entity_labels`, `preannotate.stance_labels`),
+which the gold shares with the pre-annotations it scores.
 """
 
 from __future__ import annotations
@@ -31,11 +33,10 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import InputError
+from pipeline.config import DEFAULT_PARAMS, from_mapping, key_problem, load_params
+from pipeline.errors import ConfigError, InputError
 from pipeline.jsonl import read_jsonl, write_jsonl
 
-ENTITY_LABELS = ("PERSON", "NORP", "ORG", "GPE", "LOC")
-STANCE_LABELS = ("against", "favor")
 _ACTOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _NTH = re.compile(r"^(?P<text>.+?)#(?P<n>[1-9][0-9]*)$")
 
@@ -50,6 +51,32 @@ _PLAIN = {
 
 class GoldError(InputError):
     """A gold entry that cannot be resolved; the message names the gold file, line and entry."""
+
+
+@dataclass(frozen=True)
+class GoldLabels:
+    """The labels gold entries may use: `preannotate.entity_labels` and `preannotate.stance_labels` of params.yaml."""
+
+    entity_labels: tuple[str, ...]
+    stance_labels: tuple[str, ...]
+
+    def validate(self) -> str | None:
+        """Non-empty lists of distinct, non-empty names."""
+        for name, labels in (("entity_labels", self.entity_labels), ("stance_labels", self.stance_labels)):
+            if not labels or not all(labels):
+                return f"{name} must be a non-empty list of label names"
+            if len(set(labels)) != len(labels):
+                return f"{name}: duplicate label"
+        return None
+
+
+def gold_labels(params: Path = DEFAULT_PARAMS) -> GoldLabels:
+    """The label sets of params.yaml's `preannotate` section, validated."""
+    section = load_params(params).get("preannotate")
+    if not isinstance(section, dict):
+        raise ConfigError(f"{params}: missing section 'preannotate'")
+    wanted = {key: section[key] for key in ("entity_labels", "stance_labels") if key in section}
+    return from_mapping(GoldLabels, wanted, f"{params}:preannotate")
 
 
 @dataclass(frozen=True)
@@ -159,12 +186,18 @@ def read_gold_files(path: Path) -> list[tuple[Path, dict[str, Any]]]:
     for file in files:
         try:
             doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (safe loader subclass)
+        except UnicodeDecodeError as exc:
+            raise GoldError(f"{file}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:
+            raise GoldError(f"{file}: cannot read ({exc.strerror or exc})") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f":{mark.line + 1}" if mark else ""
             raise GoldError(f"{file}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("source_file"), str):
             raise GoldError(f"{file}: expected a mapping with 'source_file' and 'sentences'")
+        if problem := key_problem(doc):
+            raise GoldError(f"{file}: {problem}")
         unknown = sorted(set(doc) - {"source_file", "sentences", "notes"})
         if unknown:
             raise GoldError(f"{file}: unknown key(s) {', '.join(unknown)}")
@@ -174,9 +207,14 @@ def read_gold_files(path: Path) -> list[tuple[Path, dict[str, Any]]]:
     return docs
 
 
-def resolve(file: Path, doc: Mapping[str, Any], article: Mapping[str, Any]) -> tuple[dict[str, Any], list]:
+def resolve(
+    file: Path, doc: Mapping[str, Any], article: Mapping[str, Any], labels: GoldLabels
+) -> tuple[dict[str, Any], list]:
     """Resolve one gold document against its article into a record, plus its skip spans (original offsets)."""
-    text = article["text"]
+    text, rid = article.get("text"), article.get("id")
+    for field, ok in (("text", isinstance(text, str)), ("id", isinstance(rid, str | int) and not isinstance(rid, bool))):
+        if not ok:
+            raise GoldError(f"{file}: article {doc['source_file']!r} has no '{field}' (got {article.get(field)!r})")
     norm = _Plain(text)
     entities: list[dict[str, Any]] = []
     stances: list[tuple[int, int, str, _Where]] = []
@@ -185,6 +223,8 @@ def resolve(file: Path, doc: Mapping[str, Any], article: Mapping[str, Any]) -> t
         where = _Where(file, getattr(block, "line", None))
         if not isinstance(block, dict) or not isinstance(block.get("sentence"), str):
             raise GoldError(f"{where}: each sentences entry needs a 'sentence' string")
+        if problem := key_problem(block):
+            raise GoldError(f"{where}: {problem}")
         unknown = sorted(set(block) - {"sentence", "entities", "stances", "skip"})
         if unknown:
             raise GoldError(f"{where}: unknown key(s) {', '.join(unknown)}")
@@ -195,6 +235,9 @@ def resolve(file: Path, doc: Mapping[str, Any], article: Mapping[str, Any]) -> t
             found = "not found in" if not hits else f"found {len(hits)} times in"
             raise GoldError(f"{where}: {label} {found} article {article.get('source_file')} ({article.get('id')})")
         s_start, s_end = hits[0], hits[0] + len(anchor)
+        for key in ("entities", "stances", "skip"):
+            if not isinstance(block.get(key) or [], list):
+                raise GoldError(f"{where}: {label}: '{key}' must be a list, got {block[key]!r}")
 
         def locate(key: Any, line: int | None, what: str) -> tuple[int, int]:
             at = _Where(file, line or where.line)
@@ -218,8 +261,11 @@ def resolve(file: Path, doc: Mapping[str, Any], article: Mapping[str, Any]) -> t
             if not isinstance(item, list) or len(item) not in (2, 3):
                 raise GoldError(f"{at}: {label}: entity must be [text, LABEL] or [text, LABEL, ACTOR], got {item!r}")
             key, ent_label, actor = item[0], item[1], item[2] if len(item) == 3 else None
-            if ent_label not in ENTITY_LABELS:
-                raise GoldError(f"{at}: {label}: entity {key!r}: label {ent_label!r} not in {', '.join(ENTITY_LABELS)}")
+            if not isinstance(key, str) or not key.strip():
+                raise GoldError(f"{at}: {label}: entity text must be a non-empty string, got {key!r}")
+            if not isinstance(ent_label, str) or ent_label not in labels.entity_labels:
+                raise GoldError(f"{at}: {label}: entity {key!r}: label {ent_label!r} not in "
+                                f"{', '.join(labels.entity_labels)} (preannotate.entity_labels)")
             if actor is not None and not (isinstance(actor, str) and _ACTOR.match(actor)):
                 raise GoldError(f"{at}: {label}: entity {key!r}: actor {actor!r} is not an upper-case id")
             if key in local:
@@ -233,9 +279,12 @@ def resolve(file: Path, doc: Mapping[str, Any], article: Mapping[str, Any]) -> t
             if not isinstance(item, list) or len(item) != 3:
                 raise GoldError(f"{at}: {label}: stance must be [holder, label, target], got {item!r}")
             holder, st_label, target = item
-            if st_label not in STANCE_LABELS:
-                raise GoldError(f"{at}: {label}: stance label {st_label!r} not in {', '.join(STANCE_LABELS)}")
+            if not isinstance(st_label, str) or st_label not in labels.stance_labels:
+                raise GoldError(f"{at}: {label}: stance label {st_label!r} not in "
+                                f"{', '.join(labels.stance_labels)} (preannotate.stance_labels)")
             for end_name, ref in (("holder", holder), ("target", target)):
+                if not isinstance(ref, str):
+                    raise GoldError(f"{at}: {label}: stance {end_name} must be an entity text (a string), got {ref!r}")
                 if ref not in local:
                     raise GoldError(f"{at}: {label}: stance {end_name} {ref!r} is not an entity of this sentence")
             if holder == target:
@@ -285,8 +334,14 @@ def check_complete(records: list[tuple[Path, dict[str, Any], list]]) -> None:
                     )
 
 
-def load_gold(path: Path, articles: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Yield one gold record per gold file, in the preannotate contract form, resolved against `articles`."""
+def load_gold(
+    path: Path, articles: Iterable[Mapping[str, Any]], labels: GoldLabels | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield one gold record per gold file, in the preannotate contract form, resolved against `articles`.
+
+    `labels` default to those of ./params.yaml (`gold_labels()`), where every command runs.
+    """
+    labels = gold_labels() if labels is None else labels
     by_source: dict[str, Mapping[str, Any]] = {}
     for article in articles:
         source = article.get("source_file")
@@ -297,7 +352,7 @@ def load_gold(path: Path, articles: Iterable[Mapping[str, Any]]) -> Iterator[dic
         article = by_source.get(doc["source_file"])
         if article is None:
             raise GoldError(f"{file}: source_file {doc['source_file']!r} is not among the articles")
-        record, skips = resolve(file, doc, article)
+        record, skips = resolve(file, doc, article, labels)
         resolved.append((file, record, skips))
     check_complete(resolved)
     for _, record, _ in resolved:
@@ -336,9 +391,10 @@ def to_labelstudio_result(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
-def main(gold: Path, articles: Path, output: Path) -> int:
+def main(gold: Path, articles: Path, output: Path, params: Path = DEFAULT_PARAMS) -> int:
     """Resolve the gold folder against data/articles.jsonl and write data/gold.jsonl; return the record count."""
-    records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles))))
+    labels = gold_labels(params)
+    records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles)), labels))
     n = write_jsonl(output, records)
     ents = sum(len(r["entities"]) for r in records)
     stances = sum(len(r["stances"]) for r in records)
@@ -346,11 +402,12 @@ def main(gold: Path, articles: Path, output: Path) -> int:
     return n
 
 
-def evaluate(gold: Path, articles: Path, predictions: Path) -> dict[str, Any]:
+def evaluate(gold: Path, articles: Path, predictions: Path, params: Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Score pre-annotations (data/preannotated.jsonl) against the gold: entities and stances, exact and overlap."""
     from pipeline import scoring
 
-    records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles))))
+    labels = gold_labels(params)
+    records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles)), labels))
     wanted = {r["id"]: r for r in records}
     found: dict[str, dict[str, Any]] = {}
     for lineno, pred in read_jsonl(predictions):
@@ -396,11 +453,13 @@ def report(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_main(gold: Path, articles: Path, predictions: Path, output: Path | None = None) -> dict[str, Any]:
+def evaluate_main(
+    gold: Path, articles: Path, predictions: Path, output: Path | None = None, params: Path = DEFAULT_PARAMS
+) -> dict[str, Any]:
     """Print the seed evaluation and optionally write it as JSON."""
     from pipeline.jsonl import write_json
 
-    result = evaluate(gold, articles, predictions)
+    result = evaluate(gold, articles, predictions, params)
     print(report(result))
     if output is not None:
         write_json(output, result)

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from pipeline import gold as gold_mod
-from pipeline.gold import GoldError, load_gold, to_labelstudio_result
+from pipeline.errors import ConfigError
+from pipeline.gold import GoldError, GoldLabels, gold_labels, load_gold, to_labelstudio_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +78,16 @@ def test_resolves_anchors_to_sorted_offsets(tmp_path: Path) -> None:
          "'Russia' at text line 1"),
         (lambda d: d.update(source_file="b.txt"), "source_file 'b.txt' is not among the articles"),
         (lambda d: d["sentences"][0].update(note="x"), "unknown key(s) note"),
+        # a YAML list where a text belongs: `[[Blinken], PERSON]` (unhashable, once a TypeError)
+        (lambda d: d["sentences"][0]["entities"].append([["Friday"], "GPE"]),
+         "entity text must be a non-empty string, got ['Friday']"),
+        (lambda d: d["sentences"][0]["entities"].append(["Friday", ["GPE"]]), "label ['GPE'] not in"),
+        (lambda d: d["sentences"][0]["stances"].append([["Blinken"], "favor", "Moscow"]),
+         "stance holder must be an entity text (a string), got ['Blinken']"),
+        (lambda d: d["sentences"][0]["stances"].append(["Blinken", "favor", {"Moscow": 1}]),
+         "stance target must be an entity text (a string)"),
+        (lambda d: d["sentences"][0]["stances"].append(["Blinken", ["favor"], "Moscow"]), "stance label ['favor'] not in"),
+        (lambda d: d["sentences"][0].update(skip="Friday"), "'skip' must be a list, got 'Friday'"),
     ],
 )
 def test_mistakes_fail_with_file_and_line(tmp_path: Path, change, message: str) -> None:
@@ -100,6 +111,78 @@ def test_error_names_the_yaml_line_of_the_entry(tmp_path: Path) -> None:
     ))
     with pytest.raises(GoldError, match=rf"^{path}:6: sentence 'Blinken warned Moscow on Friday\.': entity 'Moscowx'"):
         list(load_gold(path, [ARTICLE]))
+
+
+SENTENCE = '  - sentence: "Blinken warned Moscow on Friday."\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("source_file: a.txt\nsentences: []\nno: 1\nzeta: 2\n", ": key False (bool) is not a string: quote it"),
+        ("source_file: a.txt\nsentences:\n" + SENTENCE + "    on: [x]\n    zeta: 2\n",
+         ":3: key True (bool) is not a string: quote it"),
+        ("source_file: a.txt\nsentences:\n" + SENTENCE + "    2: [x]\n", ":3: key 2 (int) is not a string"),
+    ],
+)
+def test_non_string_yaml_keys_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(GoldError) as info:
+        list(load_gold(path, [ARTICLE]))
+    assert str(info.value).startswith(f"{path}{message}") and "\n" not in str(info.value)
+
+
+def test_unreadable_gold_file_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_bytes(b"source_file: a.txt\nsentences: []\n# caf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(GoldError, match=rf"^{path}: not valid UTF-8 \(invalid continuation byte at byte 38\)$"):
+        list(load_gold(path, [ARTICLE]))
+    (tmp_path / "b.yaml").mkdir()
+    path.write_text("source_file: a.txt\nsentences: []\n", encoding="utf-8")
+    with pytest.raises(GoldError, match=rf"^{tmp_path / 'b.yaml'}: cannot read \(Is a directory\)$"):
+        list(load_gold(tmp_path, [ARTICLE]))
+
+
+@pytest.mark.parametrize("field", ["text", "id"])
+def test_article_without_text_or_id_names_the_gold_file(tmp_path: Path, field: str) -> None:
+    path = write(tmp_path, GOOD)
+    article = {k: v for k, v in ARTICLE.items() if k != field}
+    with pytest.raises(GoldError, match=rf"^{path}: article 'a.txt' has no '{field}' \(got None\)$"):
+        list(load_gold(path, [article]))
+
+
+def test_labels_come_from_params(tmp_path: Path) -> None:
+    assert gold_labels(ROOT / "params.yaml") == GoldLabels(("PERSON", "NORP", "ORG", "GPE", "LOC"), ("against", "favor"))
+    doc = json.loads(json.dumps(GOOD))
+    doc["sentences"][0]["entities"].append(["Friday", "DATE"])
+    doc["sentences"][0]["stances"] = [["Blinken", "con", "Moscow"]]
+    doc["sentences"][1]["stances"] = [["Blinken", "pro", "Russia"]]
+    path = write(tmp_path, doc)
+    params = tmp_path / "params.yaml"
+    params.write_text("preannotate: {entity_labels: [PERSON, GPE, DATE], stance_labels: [con, pro]}\n", encoding="utf-8")
+    (rec,) = load_gold(path, [ARTICLE], gold_labels(params))
+    assert {e["label"] for e in rec["entities"]} == {"PERSON", "GPE", "DATE"}
+    assert {s["label"] for s in rec["stances"]} == {"con", "pro"}
+    with pytest.raises(GoldError, match=r"label 'DATE' not in PERSON, NORP, ORG, GPE, LOC \(preannotate.entity_labels\)"):
+        list(load_gold(path, [ARTICLE], gold_labels(ROOT / "params.yaml")))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ingest: {}\n", ": missing section 'preannotate'"),
+        ("preannotate: {entity_labels: [PERSON]}\n", ":preannotate: missing key 'stance_labels'"),
+        ("preannotate: {entity_labels: [PERSON, PERSON], stance_labels: [con]}\n", ":preannotate: entity_labels: duplicate"),
+        ("preannotate: {entity_labels: [], stance_labels: [con]}\n", ":preannotate: entity_labels must be a non-empty"),
+        ("preannotate: {entity_labels: [PERSON], stance_labels: [yes]}\n", ":preannotate.stance_labels[0]: expected str"),
+    ],
+)
+def test_bad_label_params_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        gold_labels(params)
+    assert str(info.value).startswith(f"{params}{message}")
 
 
 def test_skip_excuses_a_deliberately_untagged_mention(tmp_path: Path) -> None:
