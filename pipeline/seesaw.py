@@ -4,7 +4,8 @@ SEESAW (launchnlp/SEESAW, CC BY-NC-SA 4.0) gives sentence-split news articles wi
 triplets (source entity, POS/NEG, target entity) over a per-article list of canonical entity names.
 Each article's sentences are joined with one space into one text, run through the real pre-annotator
 (`pipeline.preannotate`: model, domain layer, actor links, stance rules) and its stances compared,
-sentence by sentence, with SEESAW's triplets: POS = favor, NEG = against.
+sentence by sentence, with SEESAW's triplets: POS = the lexicon's label of support (favor), NEG = its
+label of opposition (against).
 
 Only triplets whose two entities are SEESAW `People`, `Organization` or `GPE` count, on both sides.
 A predicted stance is attributed to the SEESAW sentence holding its cue; each end is matched to the
@@ -19,16 +20,19 @@ import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import BadRecords, ConfigError, InputError
 
+if TYPE_CHECKING:
+    from pipeline.stance import Lexicon
+
 STAGE = "evaluate-seesaw"
 SCORED_TYPES = frozenset({"People", "Organization", "GPE"})
-LABELS = {"POS": "favor", "NEG": "against"}
+LABELS = {"POS": "favor", "NEG": "against"}  # for the shipped lexicon; `main` takes them from the lexicon used
 SPLITS = ("train", "valid")
 
 # Words dropped from a name before matching: determiners, honorifics and office titles.
@@ -121,8 +125,18 @@ def _entity_type(entry: Sequence[Any]) -> str:
     return Counter(types).most_common(1)[0][0] if types else ""
 
 
-def parse_article(article: dict, annotation: dict, split: str, article_id: str) -> Article:
-    """Build an Article from the JSON of its article and annotation files."""
+def seesaw_labels(lexicon: Lexicon) -> dict[str, str]:
+    """SEESAW's sentiments as the lexicon's stance labels: POS = support, NEG = opposition."""
+    if lexicon.positive_label is None or lexicon.negative_label is None:
+        raise ConfigError(f"{lexicon.path}: SEESAW's POS/NEG need both a label of support and one of opposition "
+                          f"(polarity), got {', '.join(lexicon.labels)}")
+    return {"POS": lexicon.positive_label, "NEG": lexicon.negative_label}
+
+
+def parse_article(
+    article: dict, annotation: dict, split: str, article_id: str, labels: Mapping[str, str] = LABELS
+) -> Article:
+    """Build an Article from the JSON of its article and annotation files; `labels` maps POS/NEG to stance labels."""
     sentences = tuple((str(s["id"]), str(s["text"])) for s in article["text"])
     names = tuple(
         str(e[0]) for e in annotation.get("entity lists", []) if e and _entity_type(e) in SCORED_TYPES
@@ -131,13 +145,15 @@ def parse_article(article: dict, annotation: dict, split: str, article_id: str) 
     gold = set()
     for sid, triplets in (annotation.get("sentence-level stances") or {}).items():
         for t in triplets:
-            holder, target, label = t.get("subject"), t.get("object"), LABELS.get(t.get("sentiment"))
+            holder, target, label = t.get("subject"), t.get("object"), labels.get(t.get("sentiment"))
             if label and holder in allowed and target in allowed and holder != target:
                 gold.add((str(sid), holder, label, target))
     return Article(article_id, split, sentences, names, frozenset(gold))
 
 
-def load_articles(folder: Path, split: str | None = None, limit: int | None = None) -> Iterator[Article]:
+def load_articles(
+    folder: Path, split: str | None = None, limit: int | None = None, labels: Mapping[str, str] = LABELS
+) -> Iterator[Article]:
     """Articles of a SEESAW-layout folder (`articles/`, `annotations/`, `meta/`), sorted by file name."""
     folder = Path(folder)
     for sub in ("articles", "annotations", "meta"):
@@ -154,7 +170,8 @@ def load_articles(folder: Path, split: str | None = None, limit: int | None = No
             meta = _read(folder / "meta" / f"{story}.json")
             if split is not None and meta.get("Split") != split:
                 continue
-            article = parse_article(_read(path), _read(folder / "annotations" / path.name), meta.get("Split"), path.stem)
+            article = parse_article(_read(path), _read(folder / "annotations" / path.name), meta.get("Split"), path.stem,
+                                    labels)
         except InputError as exc:
             bad.add(str(path), str(exc))
             continue
@@ -320,11 +337,13 @@ def main(
     from pipeline import preannotate as pa
     from pipeline.config import section
     from pipeline.jsonl import write_jsonl
+    from pipeline.stance import load_lexicon
 
     if split is not None and split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     cfg = section(pa.Params, pa.STAGE, params)
-    articles = list(load_articles(folder, split, limit))
+    labels = seesaw_labels(load_lexicon(lexicon, labels=cfg.stance_labels))
+    articles = list(load_articles(folder, split, limit, labels))
     if not articles:
         raise InputError(f"{folder}: no articles{f' in split {split}' if split else ''}")
     pre = pa.load(cfg, patterns, actors, lexicon)

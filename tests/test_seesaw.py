@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import seesaw
 from pipeline.errors import ConfigError
+from pipeline.stance import load_lexicon
 
 ROOT = Path(__file__).parents[1]
 SEESAW = Path(__file__).parents[2] / "shared" / "eval" / "seesaw"  # beside the clone, never inside it
@@ -108,6 +109,16 @@ def test_scoring_by_hand(fixture_dir):
     ]
     table = seesaw.report(tallies, by_rule=True)
     assert re.search(r"^train\s+1\s+2\s+3\s+1\s+1\s+0\.333\s+0\.500\s+0\.400$", table, re.M)
+
+
+def test_pos_neg_take_the_lexicons_labels(fixture_dir, tmp_path):
+    assert seesaw.seesaw_labels(load_lexicon(ROOT / "resources" / "stance_cues.yaml")) == seesaw.LABELS
+    (train,) = seesaw.load_articles(fixture_dir, split="train", labels={"POS": "pro", "NEG": "con"})
+    assert {label for _, _, label, _ in train.gold} == {"pro", "con"}
+    lexicon = tmp_path / "cues.yaml"
+    lexicon.write_text("labels: [against]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cues.yaml: SEESAW's POS/NEG need both .* got against$"):
+        seesaw.seesaw_labels(load_lexicon(lexicon))
 
 
 def test_not_a_seesaw_folder(tmp_path):
