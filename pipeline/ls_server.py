@@ -7,13 +7,15 @@ git-ignored `.env` (mode 600) and are never printed in full.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -43,11 +45,11 @@ QUIET_ENV = {
 
 @dataclass(frozen=True)
 class Credentials:
-    """The admin account of a local server."""
+    """The admin account of a local server (repr shows the e-mail only)."""
 
     email: str
-    password: str
-    token: str
+    password: str = field(repr=False)
+    token: str = field(repr=False)
 
     @classmethod
     def new(cls) -> Credentials:
@@ -185,32 +187,50 @@ def _last_line(path: Path | None) -> str:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a .env file (missing file: empty)."""
-    if not path.exists():
-        return {}
-    values = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip().strip("'\"")
-    return values
+    """The KEY=VALUE settings of a .env file as python-dotenv reads them (as publish reads HF_TOKEN): quotes,
+    comments, `export KEY=...`; keys without a value are left out; a missing file is empty."""
+    from dotenv import dotenv_values
+
+    try:
+        values = dotenv_values(path) if path.is_file() else {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return {key: value for key, value in values.items() if value is not None}
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.,:/@+=-]*")
+_ENV_KEY = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
+
+
+def _env_line(key: str, value: str) -> str:
+    """`KEY=value`, single-quoted unless plain, so python-dotenv reads back exactly `value`."""
+    # dotenv would expand ${...}; our values (a URL, hex, url-safe base64) never have it
+    if "${" in value or "\n" in value:
+        raise ValueError(f"{key}: value cannot be written to a .env file unchanged")
+    if _PLAIN_VALUE.fullmatch(value):
+        return f"{key}={value}"
+    return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def update_env_file(path: Path, updates: dict[str, str]) -> None:
-    """Set keys in a .env file, keeping its other lines; the file is readable by its owner only."""
+    """Set keys in a .env file, keeping its other lines; the file is replaced atomically, readable by its owner only."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     done = set()
     for i, line in enumerate(lines):
-        key = line.split("=", 1)[0].strip()
-        if key in updates and not line.lstrip().startswith("#"):
-            lines[i] = f"{key}={updates[key]}"
-            done.add(key)
-    lines += [f"{k}={v}" for k, v in updates.items() if k not in done]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
+        match = _ENV_KEY.match(line)
+        if match and match[1] in updates:
+            lines[i] = _env_line(match[1], updates[match[1]])
+            done.add(match[1])
+    lines += [_env_line(k, v) for k, v in updates.items() if k not in done]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # mode 600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def server_main(data_dir: Path, env_file: Path, port: int, start_timeout_s: float) -> tuple[str, Credentials, bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,12 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class LabelStudioServer:
-    """A running Label Studio server started for the tests."""
+    """A running Label Studio server started for the tests (repr shows no secret)."""
 
     url: str
-    token: str
+    token: str = field(repr=False)
     email: str
-    password: str
+    password: str = field(repr=False)
     data_dir: Path
     log: Path
 

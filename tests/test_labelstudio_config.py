@@ -230,3 +230,44 @@ def test_missing_url_and_token_are_config_errors(tmp_path, monkeypatch, cfg):
     (tmp_path / ".env").write_text("LABEL_STUDIO_URL=http://127.0.0.1:1\n")
     with pytest.raises(ConfigError, match="LABEL_STUDIO_API_KEY"):
         ls.connect(cfg, tmp_path / ".env")
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+
+def test_credentials_repr_shows_no_secret():
+    from pipeline.ls_server import Credentials
+
+    creds = Credentials.new()
+    shown = repr(creds)
+    assert creds.email in shown
+    assert creds.password not in shown and creds.token not in shown
+
+
+def test_env_file_round_trips_what_it_writes(tmp_path):
+    from dotenv import dotenv_values
+
+    from pipeline.ls_server import Credentials, read_env_file, update_env_file
+
+    creds = Credentials.new()
+    tricky = "p#ss w'rd \"x\" \\n $HOME"
+    path = tmp_path / ".env"
+    path.write_text("# mine\nexport LABEL_STUDIO_PASSWORD=old\nHF_TOKEN='hf_abc' # a comment\nEMPTY\n")
+    written = {"LABEL_STUDIO_URL": "http://127.0.0.1:8080", "LABEL_STUDIO_API_KEY": creds.token,
+               "LABEL_STUDIO_PASSWORD": creds.password, "LABEL_STUDIO_USERNAME": tricky}
+    update_env_file(path, written)
+    assert read_env_file(path) == {"HF_TOKEN": "hf_abc", **written}
+    assert read_env_file(path) == {k: v for k, v in dotenv_values(path).items() if v is not None}  # as publish reads
+    assert path.read_text().count("LABEL_STUDIO_PASSWORD") == 1  # the `export` line was replaced, not duplicated
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]  # no temp file left
+
+
+def test_an_unreadable_env_file_is_a_config_error(tmp_path):
+    from pipeline.ls_server import read_env_file
+
+    path = tmp_path / ".env"
+    path.write_bytes(b"LABEL_STUDIO_URL=\xff\xfe\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: not valid UTF-8"):
+        read_env_file(path)
+    assert read_env_file(tmp_path / "missing.env") == {}

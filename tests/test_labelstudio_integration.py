@@ -278,6 +278,12 @@ def test_errors_are_one_line(case, message, params, label_studio_server, tmp_pat
     assert not (tmp_path / "ann").exists() or not list((tmp_path / "ann").glob("*.jsonl"))
 
 
+def test_server_fixture_repr_shows_no_secret(label_studio_server):
+    shown = repr(label_studio_server)
+    assert label_studio_server.url in shown
+    assert label_studio_server.token not in shown and label_studio_server.password not in shown
+
+
 def test_personal_access_token_works(api, label_studio_server):
     """The other way to authenticate: a personal access token (JWT refresh token), as a team server would use."""
     try:
