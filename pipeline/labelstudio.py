@@ -525,13 +525,10 @@ def export_snapshot(api: LabelStudioAPI, project_id: int, out_json: Path, timeou
         export = api.get(f"/api/projects/{project_id}/exports/{export_id}", what="checking the export snapshot")
     if export["status"] == "failed":
         raise LabelStudioError(f"Label Studio failed to build export snapshot {export_id} (see the server log)")
-    resp = api.request(
-        "GET", f"/api/projects/{project_id}/exports/{export_id}/download", what="downloading the export",
-        params={"exportType": "JSON"}, stream=True, timeout_s=timeout_s,
+    api.download(
+        f"/api/projects/{project_id}/exports/{export_id}/download", out_json, what="downloading the export",
+        params={"exportType": "JSON"}, timeout_s=timeout_s,
     )
-    with resp, open(out_json, "wb") as out:
-        for chunk in resp.iter_content(1 << 20):
-            out.write(chunk)
     api.delete(f"/api/projects/{project_id}/exports/{export_id}", what="removing the export snapshot on the server")
 
 

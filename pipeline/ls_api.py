@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -31,6 +34,25 @@ class LabelStudioError(PipelineError):
 def mask(secret: str) -> str:
     """Show a secret as its first four characters and its length, never in full."""
     return f"{secret[:4]}…({len(secret)} chars)" if secret else "(empty)"
+
+
+def check_url(url: str) -> str:
+    """`url` without a trailing slash if it is a usable server address (http/https, a host, a valid port, no
+    credentials, query or fragment); a one-line ConfigError otherwise."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ConfigError(f"LABEL_STUDIO_URL {url!r} is not a valid URL ({exc})") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("LABEL_STUDIO_URL must not contain a user name or password; the API token authenticates")
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"LABEL_STUDIO_URL must start with http:// or https://, got {url!r}")
+    if not parts.hostname:
+        raise ConfigError(f"LABEL_STUDIO_URL {url!r} names no host")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"LABEL_STUDIO_URL {url!r} must not have a query or fragment")
+    return url.rstrip("/")
 
 
 def _is_jwt(token: str) -> bool:
@@ -58,11 +80,20 @@ class LabelStudioAPI:
     _access: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.url = self.url.rstrip("/")
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"LABEL_STUDIO_URL must start with http:// or https://, got {self.url!r}")
+        self.url = check_url(self.url)
         if not self.token:
             raise ConfigError("no Label Studio API token: set LABEL_STUDIO_API_KEY (environment or .env)")
+        if not (isinstance(self.retries, int) and self.retries >= 0):
+            raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ConfigError(f"timeout_s must be a number > 0, got {self.timeout_s!r}")
+
+    def _scrub(self, text: str) -> str:
+        """`text` with the token (and the access token derived from it) masked, on one line."""
+        for secret in (self.token, self._access):
+            if secret:
+                text = text.replace(secret, mask(secret))
+        return " ".join(text.split())[:300]
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -76,7 +107,12 @@ class LabelStudioAPI:
                     f"Label Studio at {self.url} rejected the personal access token {mask(self.token)} "
                     f"(HTTP {resp.status_code}); create a new one under Account & Settings"
                 )
-            self._access = resp.json()["access"]
+            try:
+                self._access = resp.json()["access"]
+            except (ValueError, KeyError, TypeError):
+                raise LabelStudioError(
+                    f"Label Studio at {self.url} answered the token refresh without an access token"
+                ) from None
         return f"Bearer {self._access}"
 
     # -- transport ------------------------------------------------------------------------------
@@ -103,6 +139,13 @@ class LabelStudioAPI:
                 problem = f"cannot connect to Label Studio at {self.url} (is the server running? `make label-studio`)"
             except requests.exceptions.Timeout:
                 problem = f"Label Studio at {self.url} did not answer within {timeout_s or self.timeout_s:g} s"
+            except requests.exceptions.ChunkedEncodingError:
+                problem = f"the connection to Label Studio at {self.url} broke off in the middle of an answer"
+            except requests.exceptions.RequestException as exc:  # a bad URL or header, too many redirects…: final
+                raise LabelStudioError(
+                    f"{method} {path} to Label Studio at {self.url} failed: "
+                    f"{type(exc).__name__}: {self._scrub(str(exc))}"
+                ) from None
             else:
                 if resp.status_code == 401 and auth and _is_jwt(self.token) and not refreshed:
                     refreshed = True  # an expired access token: refresh once, not counted as a retry
@@ -135,18 +178,49 @@ class LabelStudioAPI:
             )
         raise LabelStudioError(f"{what}: HTTP {resp.status_code}: {_detail(resp)}", resp.status_code)
 
+    def _json(self, resp: requests.Response, what: str) -> Any:
+        """The JSON body of an answer; a one-line error when it is something else (not a Label Studio server?)."""
+        try:
+            return resp.json()
+        except ValueError:
+            raise LabelStudioError(
+                f"{what}: {self.url} answered HTTP {resp.status_code} with something that is not JSON "
+                f"({_detail(resp)[:80]}); is LABEL_STUDIO_URL the address of a Label Studio server?",
+                resp.status_code,
+            ) from None
+
     def get(self, path: str, *, what: str, **kwargs: Any) -> Any:
         """GET a JSON document."""
-        return self.request("GET", path, what=what, **kwargs).json()
+        return self._json(self.request("GET", path, what=what, **kwargs), what)
 
     def post(self, path: str, payload: Any, *, what: str, idempotent: bool = False, **kwargs: Any) -> Any:
         """POST JSON and return the JSON answer (None when empty)."""
         resp = self.request("POST", path, what=what, json=payload, idempotent=idempotent, **kwargs)
-        return resp.json() if resp.content else None
+        return self._json(resp, what) if resp.content else None
 
     def patch(self, path: str, payload: Any, *, what: str) -> Any:
         """PATCH JSON and return the JSON answer."""
-        return self.request("PATCH", path, what=what, json=payload).json()
+        return self._json(self.request("PATCH", path, what=what, json=payload), what)
+
+    def download(self, path: str, out: Path, *, what: str, timeout_s: float | None = None,
+                 params: dict[str, Any] | None = None) -> int:
+        """Stream a GET answer to the file `out` (1 MiB at a time); return the byte count.
+
+        A connection that breaks off mid-stream is a one-line LabelStudioError (`out` then holds a partial
+        download; the caller discards it)."""
+        resp = self.request("GET", path, what=what, params=params, stream=True, timeout_s=timeout_s)
+        n = 0
+        try:
+            with resp, open(out, "wb") as handle:
+                for chunk in resp.iter_content(1 << 20):
+                    handle.write(chunk)
+                    n += len(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise LabelStudioError(
+                f"{what}: the connection to Label Studio at {self.url} broke off in the middle of the download "
+                f"({type(exc).__name__}); try again"
+            ) from None
+        return n
 
     def delete(self, path: str, *, what: str) -> None:
         """DELETE a resource (a resource already gone is fine)."""
@@ -164,7 +238,7 @@ class LabelStudioAPI:
                 return  # Label Studio answers 404 for a page past the end
             if resp.status_code == 404:
                 raise LabelStudioError(f"{what}: HTTP 404: {_detail(resp)}")
-            body = resp.json()
+            body = self._json(resp, what)
             items = body.get(key, body.get("results", [])) if isinstance(body, dict) else body
             yield from items
             if len(items) < page_size or (isinstance(body, dict) and body.get("next") is None and "next" in body):

@@ -232,6 +232,131 @@ def test_missing_url_and_token_are_config_errors(tmp_path, monkeypatch, cfg):
         ls.connect(cfg, tmp_path / ".env")
 
 
+# -- the client: URL checks and transport errors, one line, no token, no traceback -------------
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("http://[::1", "is not a valid URL"),
+        ("http://127.0.0.1:99999", "is not a valid URL"),
+        ("http://127.0.0.1:port", "is not a valid URL"),
+        ("ftp://127.0.0.1", "must start with http:// or https://"),
+        ("127.0.0.1:8080", "must start with http:// or https://"),
+        ("http://", "names no host"),
+        ("http:///api", "names no host"),
+        ("https://ls.example.org/?next=1", "must not have a query or fragment"),
+        ("https://admin:hunter2@ls.example.org", "must not contain a user name or password"),
+    ],
+)
+def test_bad_urls_are_config_errors_before_any_request(url, message):
+    from pipeline.ls_api import LabelStudioAPI
+
+    with pytest.raises(ConfigError, match=message) as info:
+        LabelStudioAPI(url, "t" * 40)
+    assert "hunter2" not in str(info.value)
+
+
+def test_good_urls_are_kept_without_trailing_slash():
+    from pipeline.ls_api import LabelStudioAPI
+
+    assert LabelStudioAPI("http://127.0.0.1:8080/", "t").url == "http://127.0.0.1:8080"
+    assert LabelStudioAPI("https://[::1]:8443/label-studio/", "t").url == "https://[::1]:8443/label-studio"
+
+
+def test_negative_retries_are_refused_by_the_client():
+    from pipeline.ls_api import LabelStudioAPI
+
+    with pytest.raises(ConfigError, match="retries must be an integer >= 0"):
+        LabelStudioAPI("http://127.0.0.1:8080", "t", retries=-1)
+
+
+class _RaisingSession:
+    """A requests session whose every request fails with `exc`."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc, self.calls = exc, 0
+
+    def request(self, *args, **kwargs):
+        self.calls += 1
+        raise self.exc
+
+
+def test_any_requests_error_is_a_one_line_error_without_the_token():
+    import requests
+
+    from pipeline.ls_api import LabelStudioAPI, LabelStudioError
+
+    token = "s3cr3t" * 7
+    leak = f"Invalid return character in header value: 'Token {token}\n'"
+    session = _RaisingSession(requests.exceptions.InvalidHeader(leak))
+    api = LabelStudioAPI("http://127.0.0.1:8080", token, retries=3, session=session)
+    with pytest.raises(LabelStudioError) as info:
+        api.get("/api/projects", what="listing projects")
+    message = str(info.value)
+    assert message.startswith("GET /api/projects to Label Studio at http://127.0.0.1:8080 failed: InvalidHeader: ")
+    assert token not in message and "\n" not in message
+    assert session.calls == 1  # not a transient error: no retries
+
+
+@pytest.fixture
+def fake_label_studio():
+    """A stand-in server on 127.0.0.1: an export that is 'completed' at once, whose download breaks off after
+    9 of 1000 announced bytes, and an HTML page where JSON is expected."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, body: bytes, kind: str, length: int | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send(201, b'{"id": 7, "status": "completed"}', "application/json")
+
+        def do_GET(self):  # noqa: N802
+            if self.path.startswith("/api/projects/1/exports/7/download"):
+                self._send(200, b'[{"id": 1', "application/json", length=1000)
+                self.close_connection = True
+            else:
+                self._send(200, b"<html><body>Welcome to nginx!</body></html>", "text/html")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_export_download_that_breaks_off_is_a_one_line_error(fake_label_studio, tmp_path):
+    from pipeline.ls_api import LabelStudioAPI, LabelStudioError
+
+    api = LabelStudioAPI(fake_label_studio, "t" * 40, timeout_s=10, retries=0)
+    with pytest.raises(LabelStudioError, match=r"^downloading the export: the connection to Label Studio at "
+                                               r"http://127\.0\.0\.1:\d+ broke off in the middle of the download \("):
+        ls.export_snapshot(api, 1, tmp_path / "export.json", timeout_s=10)
+
+
+def test_a_server_that_is_not_label_studio_is_a_one_line_error(fake_label_studio):
+    from pipeline.ls_api import LabelStudioAPI, LabelStudioError
+
+    api = LabelStudioAPI(fake_label_studio, "t" * 40, timeout_s=10, retries=0)
+    with pytest.raises(LabelStudioError, match="checking the API token: .* answered HTTP 200 with something that "
+                                               "is not JSON .*is LABEL_STUDIO_URL the address of a Label Studio"):
+        api.whoami()
+
+
 # -- secrets -------------------------------------------------------------------------------------
 
 
