@@ -12,6 +12,7 @@ import colorsys
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -35,12 +36,27 @@ SAMPLING = {"least_confident_first": "Uncertainty sampling", "input_order": "Seq
 DISPLAY_FIELDS = ("title", "date", "source", "url")
 
 
+MAX_RETRIES = 20  # the back-off is capped at 10 s a try: more would hang for minutes on a server that is down
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
 @dataclass(frozen=True)
 class ServerParams:
     """The local server started by `python -m pipeline label-studio`."""
 
     port: int
     start_timeout_s: float
+
+    def validate(self) -> str | None:
+        """Range checks."""
+        if not 0 <= self.port <= 65535:
+            return f"port: expected a TCP port 1-65535 (or 0: any free port), got {self.port}"
+        if not _positive(self.start_timeout_s):
+            return f"start_timeout_s: expected a number of seconds > 0, got {self.start_timeout_s}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -62,11 +78,19 @@ class LabelStudioParams:
     server: ServerParams
 
     def validate(self) -> str | None:
-        """Cross-field checks."""
+        """Range and cross-field checks."""
         if len(self.project_title) < 3:
             return "project_title: Label Studio needs at least 3 characters"
-        if self.import_batch_size < 1 or self.page_size < 1:
-            return "import_batch_size and page_size must be at least 1"
+        for key in ("import_batch_size", "page_size"):
+            if getattr(self, key) < 1:
+                return f"{key}: expected an integer >= 1, got {getattr(self, key)}"
+        for key in ("timeout_s", "export_timeout_s"):
+            if not _positive(getattr(self, key)):
+                return f"{key}: expected a number of seconds > 0, got {getattr(self, key)}"
+        if not 0 <= self.retries <= MAX_RETRIES:
+            return f"retries: expected an integer 0-{MAX_RETRIES}, got {self.retries}"
+        if not 0.0 <= self.max_bad_share <= 1.0:
+            return f"max_bad_share: expected a share 0-1, got {self.max_bad_share}"
         keys = list(self.entity_hotkeys.values())
         if len(set(keys)) != len(keys):
             return f"entity_hotkeys: duplicate hotkey in {dict(self.entity_hotkeys)}"

@@ -232,6 +232,48 @@ def test_missing_url_and_token_are_config_errors(tmp_path, monkeypatch, cfg):
         ls.connect(cfg, tmp_path / ".env")
 
 
+# -- params ranges ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("retries", -1, r"labelstudio: retries: expected an integer 0-20, got -1"),
+        ("retries", 21, r"labelstudio: retries: expected an integer 0-20"),
+        ("timeout_s", 0, r"labelstudio: timeout_s: expected a number of seconds > 0"),
+        ("timeout_s", float("nan"), r"labelstudio: timeout_s: expected a number of seconds > 0"),
+        ("export_timeout_s", -5, r"labelstudio: export_timeout_s: expected a number of seconds > 0"),
+        ("max_bad_share", 1.5, r"labelstudio: max_bad_share: expected a share 0-1, got 1.5"),
+        ("import_batch_size", 0, r"labelstudio: import_batch_size: expected an integer >= 1, got 0"),
+        ("page_size", -3, r"labelstudio: page_size: expected an integer >= 1, got -3"),
+        ("server.port", 70000, r"labelstudio.server: port: expected a TCP port 1-65535 \(or 0: any free port\)"),
+        ("server.port", -1, r"labelstudio.server: port: expected a TCP port"),
+        ("server.start_timeout_s", 0, r"labelstudio.server: start_timeout_s: expected a number of seconds > 0"),
+    ],
+)
+def test_out_of_range_params_are_one_line_config_errors(tmp_path, key, value, message):
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    section = params["labelstudio"]
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        section = section[parent]
+    section[leaf] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=message) as info:
+        ls.load_config(path)
+    assert str(info.value).startswith(f"{path}:labelstudio") and "\n" not in str(info.value)
+
+
+def test_in_range_edge_params_are_accepted(tmp_path):
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    params["labelstudio"].update(retries=0, max_bad_share=1.0, server={"port": 65535, "start_timeout_s": 0.5})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    cfg = ls.load_config(path)
+    assert (cfg.ls.retries, cfg.ls.max_bad_share, cfg.ls.server.port) == (0, 1.0, 65535)
+
+
 # -- the client: URL checks and transport errors, one line, no token, no traceback -------------
 
 
