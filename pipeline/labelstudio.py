@@ -193,11 +193,28 @@ def model_version(provenance: Mapping[str, Any]) -> str:
         raise ValueError(f"provenance lacks {exc}") from None
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _score_problem(item: Mapping[str, Any]) -> str | None:
+    """Why an entity's or stance's optional `score` is unusable, or None."""
+    if "score" not in item:
+        return None
+    score = item["score"]
+    if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
+        return f"score {json.dumps(score)[:40]} is not a number in [0, 1]"
+    return None
+
+
 def check_record(record: Mapping[str, Any], cfg: Config) -> str | None:
     """What is wrong with a pre-annotated record, or None."""
     text = record.get("text")
-    if not isinstance(record.get("id"), str) or not record["id"]:
+    rid = record.get("id")
+    if rid is None:
         return "missing 'id'"
+    if not (isinstance(rid, str) and rid.strip()):  # merge keys articles by string id: 42 would be dropped there
+        return f"'id' must be a non-empty string (an integer id as \"42\"), got {json.dumps(rid)[:40]}"
     if not isinstance(text, str) or not text:
         return "missing 'text'"
     try:
@@ -212,21 +229,30 @@ def check_record(record: Mapping[str, Any], cfg: Config) -> str | None:
             start, end, label = ent["start"], ent["end"], ent["label"]
         except (KeyError, TypeError):
             return f"entities[{i}]: needs start, end and label"
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+        if not (_is_int(start) and _is_int(end)):
+            return f"entities[{i}]: offsets {json.dumps(start)[:20]}-{json.dumps(end)[:20]} are not integers"
+        if not 0 <= start < end <= len(text):
             return f"entities[{i}]: offsets {start}-{end} outside the text (length {len(text)})"
         if label not in cfg.entity_labels:
             return f"entities[{i}]: label {label!r} not in preannotate.entity_labels"
         if "text" in ent and ent["text"] != text[start:end]:
             return f"entities[{i}]: text {ent['text']!r} does not match the offsets ({text[start:end]!r})"
-    for i, st in enumerate(record.get("stances") or []):
+        if problem := _score_problem(ent):
+            return f"entities[{i}]: {problem}"
+    stances = record.get("stances") or []
+    if not isinstance(stances, list):
+        return "'stances' is not a list"
+    for i, st in enumerate(stances):
         try:
             holder, target, label = st["holder"], st["target"], st["label"]
         except (KeyError, TypeError):
             return f"stances[{i}]: needs holder, target and label"
-        if not all(isinstance(x, int) and 0 <= x < len(entities) for x in (holder, target)) or holder == target:
+        if not all(_is_int(x) and 0 <= x < len(entities) for x in (holder, target)) or holder == target:
             return f"stances[{i}]: holder/target {holder}/{target} are not two entities of the record"
         if label not in cfg.stance_labels:
             return f"stances[{i}]: label {label!r} not in preannotate.stance_labels"
+        if problem := _score_problem(st):
+            return f"stances[{i}]: {problem}"
     return None
 
 
@@ -558,7 +584,10 @@ def export_snapshot(api: LabelStudioAPI, project_id: int, out_json: Path, timeou
 
 def load_article_hashes(path: Path) -> dict[str, str]:
     """article id -> sha256 of its current text, from data/articles.jsonl."""
-    return {rec["id"]: sha256_text(rec["text"]) for _, rec in read_jsonl(path) if "id" in rec and "text" in rec}
+    return {
+        rec["id"]: sha256_text(rec["text"]) for _, rec in read_jsonl(path)
+        if isinstance(rec.get("id"), str) and isinstance(rec.get("text"), str)
+    }
 
 
 def annotation_status(task: Mapping[str, Any], current: Mapping[str, str] | None) -> str:

@@ -274,6 +274,85 @@ def test_in_range_edge_params_are_accepted(tmp_path):
     assert (cfg.ls.retries, cfg.ls.max_bad_share, cfg.ls.server.port) == (0, 1.0, 65535)
 
 
+# -- records: ids, offsets, scores --------------------------------------------------------------
+
+
+def _golden_record() -> dict:
+    return json.loads((GOLDEN / "preannotated.jsonl").read_text().splitlines()[0])
+
+
+def _set(record: dict, path: str, value) -> dict:
+    *parents, leaf = path.split(".")
+    target = record
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if value is _DELETE:
+        del target[leaf]
+    else:
+        target[leaf] = value
+    return record
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("entities.0.score", "high", 'entities[0]: score "high" is not a number in [0, 1]'),
+        ("entities.0.score", True, "entities[0]: score true is not a number in [0, 1]"),
+        ("entities.0.score", 1.5, "entities[0]: score 1.5 is not a number in [0, 1]"),
+        ("entities.0.score", -0.1, "entities[0]: score -0.1 is not a number in [0, 1]"),
+        ("entities.0.score", None, "entities[0]: score null is not a number in [0, 1]"),
+        ("entities.0.score", float("nan"), "entities[0]: score NaN is not a number in [0, 1]"),
+        ("stances.0.score", "0.5", 'stances[0]: score "0.5" is not a number in [0, 1]'),
+        ("entities.0.start", True, "entities[0]: offsets true-6 are not integers"),
+        ("entities.0.end", 6.0, "entities[0]: offsets 0-6.0 are not integers"),
+        ("stances.0.target", True, "stances[0]: holder/target 0/True are not two entities of the record"),
+        ("id", _DELETE, "missing 'id'"),
+        ("id", "", "'id' must be a non-empty string (an integer id as \"42\"), got \"\""),
+        ("id", " ", "'id' must be a non-empty string (an integer id as \"42\"), got \" \""),
+        ("id", 42, "'id' must be a non-empty string (an integer id as \"42\"), got 42"),
+        ("id", False, "'id' must be a non-empty string (an integer id as \"42\"), got false"),
+        ("stances", {"holder": 0}, "'stances' is not a list"),
+    ],
+)
+def test_check_record_rejects_with_a_precise_message(cfg, path, value, message):
+    assert ls.check_record(_set(_golden_record(), path, value), cfg) == message
+
+
+def test_records_without_scores_are_fine(cfg):
+    record = _golden_record()
+    for item in record["entities"] + record["stances"]:
+        del item["score"]
+    assert ls.check_record(record, cfg) is None
+    assert ls.to_task(record, cfg)["predictions"][0]["score"] == 0.0
+
+
+def test_a_non_numeric_score_is_a_skipped_record_not_a_crash(tmp_path, cfg, capsys):
+    good, other = (GOLDEN / "preannotated.jsonl").read_text().splitlines()
+    path = tmp_path / "pre.jsonl"
+    path.write_text("\n".join([json.dumps(_set(json.loads(good), "entities.0.score", "high")), other]) + "\n")
+    bad = BadRecords("push", 0.9)
+    tasks = ls.build_tasks(read_jsonl(path, bad), cfg, path, bad)
+    assert [t["data"]["article_id"] for t in tasks] == [json.loads(other)["id"]]
+    assert f'{path}:1: entities[0]: score "high" is not a number in [0, 1]' in capsys.readouterr().err
+
+
+def test_an_integer_id_is_a_skipped_record_with_a_clear_message(tmp_path, cfg, capsys):
+    """preannotate passes an integer id through; push refuses it before annotators spend time on the task
+    (merge keys articles by string id and would drop the annotations)."""
+    good, other = (GOLDEN / "preannotated.jsonl").read_text().splitlines()
+    path = tmp_path / "pre.jsonl"
+    path.write_text("\n".join([json.dumps(_set(json.loads(good), "id", 42)), other]) + "\n")
+    bad = BadRecords("push", 0.9)
+    tasks = ls.build_tasks(read_jsonl(path, bad), cfg, path, bad)
+    assert [t["data"]["article_id"] for t in tasks] == [json.loads(other)["id"]]
+    err = capsys.readouterr().err
+    assert f"{path}:1: 'id' must be a non-empty string (an integer id as \"42\"), got 42" in err
+    assert "missing 'id'" not in err
+
+
 # -- the client: URL checks and transport errors, one line, no token, no traceback -------------
 
 
