@@ -684,16 +684,38 @@ def _count(task: Mapping[str, Any], report: PullReport, current: Mapping[str, st
 # -- command entry points -----------------------------------------------------------------------
 
 
+ENV_KEYS = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")
+
+
 def connect(cfg: Config, env_file: Path = Path(".env")) -> LabelStudioAPI:
-    """A client for the server named by LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (environment first, then .env)."""
+    """A client for the server named by LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY, both from one source.
+
+    The environment wins when it sets either of them, and must then set both: a token from `.env` (the
+    local server's admin token) is never sent to a URL from the environment, nor the other way round."""
     from pipeline.ls_server import read_env_file
 
-    file_env = read_env_file(env_file)
-    url = os.environ.get("LABEL_STUDIO_URL") or file_env.get("LABEL_STUDIO_URL")
-    token = os.environ.get("LABEL_STUDIO_API_KEY") or file_env.get("LABEL_STUDIO_API_KEY", "")
-    if not url:
-        raise ConfigError("LABEL_STUDIO_URL is not set (environment or .env); `make label-studio` starts a local server")
-    return LabelStudioAPI(url, token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
+    in_env = {key: os.environ.get(key, "") for key in ENV_KEYS}
+    if any(in_env.values()):
+        if not all(in_env.values()):
+            have, lack = (ENV_KEYS if in_env[ENV_KEYS[0]] else ENV_KEYS[::-1])
+            raise ConfigError(
+                f"{have} is set in the environment but {lack} is not; export both (the URL and the token "
+                f"are taken together, from the environment or else from {env_file})"
+            )
+        source, url, token = "the environment", in_env["LABEL_STUDIO_URL"], in_env["LABEL_STUDIO_API_KEY"]
+    else:
+        file_env = read_env_file(env_file)
+        source, url, token = str(env_file), file_env.get("LABEL_STUDIO_URL"), file_env.get("LABEL_STUDIO_API_KEY")
+        if not url:
+            raise ConfigError(
+                f"LABEL_STUDIO_URL is not set (environment or {env_file}); `make label-studio` starts a local server"
+            )
+        if not token:
+            raise ConfigError(f"{env_file} sets LABEL_STUDIO_URL but not LABEL_STUDIO_API_KEY")
+    try:
+        return LabelStudioAPI(url, token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (from {source})") from None
 
 
 def read_guidelines(path: Path) -> str:

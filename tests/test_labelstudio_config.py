@@ -353,6 +353,58 @@ def test_an_integer_id_is_a_skipped_record_with_a_clear_message(tmp_path, cfg, c
     assert "missing 'id'" not in err
 
 
+# -- which server, which token ------------------------------------------------------------------
+
+LOCAL_TOKEN = "a" * 40  # the local admin token a `make label-studio` wrote to .env
+
+
+@pytest.fixture
+def local_env(tmp_path, monkeypatch) -> Path:
+    """An .env of a local server, and no Label Studio variables in the environment."""
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    path = tmp_path / ".env"
+    path.write_text(f"LABEL_STUDIO_URL=http://127.0.0.1:8080\nLABEL_STUDIO_API_KEY={LOCAL_TOKEN}\n")
+    return path
+
+
+def test_url_and_token_come_from_env_file_when_the_environment_sets_neither(cfg, local_env):
+    api = ls.connect(cfg, local_env)
+    assert (api.url, api.token) == ("http://127.0.0.1:8080", LOCAL_TOKEN)
+
+
+def test_url_and_token_come_from_the_environment_together(cfg, local_env, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_URL", "https://team-server.example.org")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t" * 40)
+    api = ls.connect(cfg, local_env)
+    assert (api.url, api.token) == ("https://team-server.example.org", "t" * 40)
+
+
+def test_a_remote_url_never_gets_the_local_token(cfg, local_env, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_URL", "https://team-server.example.org")
+    with pytest.raises(ConfigError) as info:
+        ls.connect(cfg, local_env)
+    message = str(info.value)
+    assert message.startswith("LABEL_STUDIO_URL is set in the environment but LABEL_STUDIO_API_KEY is not")
+    assert LOCAL_TOKEN not in message and "\n" not in message
+
+
+def test_a_token_in_the_environment_needs_its_url_there_too(cfg, local_env, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t" * 40)
+    with pytest.raises(ConfigError, match="LABEL_STUDIO_API_KEY is set in the environment but LABEL_STUDIO_URL is not"):
+        ls.connect(cfg, local_env)
+
+
+def test_a_bad_url_names_where_it_came_from(cfg, local_env, monkeypatch):
+    local_env.write_text(f"LABEL_STUDIO_URL=http://[::1\nLABEL_STUDIO_API_KEY={LOCAL_TOKEN}\n")
+    with pytest.raises(ConfigError, match=rf"is not a valid URL .*\(from {local_env}\)$"):
+        ls.connect(cfg, local_env)
+    monkeypatch.setenv("LABEL_STUDIO_URL", "ftp://team-server")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t" * 40)
+    with pytest.raises(ConfigError, match=r"must start with http:// or https://.*\(from the environment\)$"):
+        ls.connect(cfg, local_env)
+
+
 # -- the client: URL checks and transport errors, one line, no token, no traceback -------------
 
 
@@ -517,3 +569,37 @@ def test_an_unreadable_env_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=rf"^{path}: not valid UTF-8"):
         read_env_file(path)
     assert read_env_file(tmp_path / "missing.env") == {}
+
+
+# -- the command line: one line on stderr, never a traceback, never a token --------------------
+
+
+@pytest.mark.parametrize(
+    "env, change, message",
+    [
+        ({"LABEL_STUDIO_URL": "http://[::1", "LABEL_STUDIO_API_KEY": "t" * 40}, {},
+         "error: LABEL_STUDIO_URL 'http://[::1' is not a valid URL"),
+        ({"LABEL_STUDIO_URL": "https://team-server.example.org"}, {},
+         "error: LABEL_STUDIO_URL is set in the environment but LABEL_STUDIO_API_KEY is not"),
+        ({}, {"retries": -1}, "labelstudio: retries: expected an integer 0-20, got -1"),
+        ({}, {"server": {"port": 70000, "start_timeout_s": 300}}, "labelstudio.server: port: expected a TCP port"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, env, change, message):
+    import subprocess
+    import sys
+
+    root = GOLDEN.parent.parent
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    params["labelstudio"].update(change)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / ".env").write_text(f"LABEL_STUDIO_URL=http://127.0.0.1:1\nLABEL_STUDIO_API_KEY={LOCAL_TOKEN}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "pull", "--output", "ann", "--params", "params.yaml"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), **env},
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and LOCAL_TOKEN not in out.stderr and "t" * 40 not in out.stderr
