@@ -230,11 +230,12 @@ def gold(
     gold: Annotated[Path, typer.Option("--gold", help="Gold YAML file or folder (gold/).")],
     articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles.jsonl) the gold quotes.")],
     output: Annotated[Path, typer.Option(help="Gold records with character offsets, one JSON object per line.")],
+    params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Resolve the human gold annotations (gold/*.yaml) into offsets in the cleaned articles."""
     from pipeline import gold as stage
 
-    stage.main(gold=gold, articles=articles, output=output)
+    stage.main(gold=gold, articles=articles, output=output, params=params)
 
 
 @app.command("evaluate-gold")
@@ -243,11 +244,12 @@ def evaluate_gold(
     articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles.jsonl) the gold quotes.")],
     predictions: Annotated[Path, typer.Option(help="Pre-annotations of those articles (data/preannotated.jsonl).")],
     output: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here.")] = None,
+    params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Print entity and stance precision/recall/F1 of the pre-annotations against the seed gold."""
     from pipeline import gold as stage
 
-    stage.evaluate_main(gold=gold, articles=articles, predictions=predictions, output=output)
+    stage.evaluate_main(gold=gold, articles=articles, predictions=predictions, output=output, params=params)
 
 
 def main() -> None:
