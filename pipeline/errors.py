@@ -32,6 +32,7 @@ class BadRecords:
     max_share: float
     problems: list[dict[str, str]] = field(default_factory=list)
     quiet: bool = False
+    seen: int = 0  # records read so far, good or bad (read_jsonl counts every non-blank line it reads)
 
     def add(self, where: str, message: str) -> None:
         """Record and report one bad record; `where` names the file and line or field."""
@@ -42,8 +43,10 @@ class BadRecords:
     def __len__(self) -> int:
         return len(self.problems)
 
-    def check(self, total: int) -> None:
-        """Fail the stage when the share of bad records among `total` passes the threshold."""
+    def check(self, total: int | None = None) -> None:
+        """Fail the stage when the share of bad records among `total` (default: records seen) passes the threshold."""
+        if total is None:
+            total = self.seen
         if total == 0 and not self.problems:
             return
         share = len(self.problems) / max(total, 1)

@@ -14,36 +14,43 @@ from pipeline.errors import BadRecords, InputError
 
 
 def read_jsonl(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; malformed lines go to `bad` or raise."""
+    """Yield (line number, object) per non-blank line; bad lines go to `bad` (all counted in `bad.seen`) or raise."""
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     with handle:
-        lineno = 0
-        while True:
-            lineno += 1
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
             try:
-                line = handle.readline()
-            except UnicodeDecodeError as exc:
-                _bad(bad, f"{path}:{lineno}", f"not valid UTF-8 ({exc.reason})")
-                return
-            if not line:
-                return
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:  # each line is decoded on its own, so one bad byte costs one line
+                if bad is not None:
+                    bad.seen += 1
+                _bad(bad, where, f"not valid UTF-8 ({exc.reason} at byte {exc.start + 1})")
+                continue
             if not line.strip():
                 continue
+            if bad is not None:
+                bad.seen += 1
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                _bad(bad, f"{path}:{lineno}", f"invalid JSON: {exc.msg} at column {exc.colno}")
+                _bad(bad, where, f"invalid JSON: {exc.msg} at column {exc.colno}")
+                continue
+            except RecursionError:
+                _bad(bad, where, "invalid JSON: nested too deeply")
                 continue
             if not isinstance(obj, dict):
-                _bad(bad, f"{path}:{lineno}", f"expected a JSON object, got {type(obj).__name__}")
+                _bad(bad, where, f"expected a JSON object, got {type(obj).__name__}")
                 continue
             yield lineno, obj
 
 
 def _bad(bad: BadRecords | None, where: str, message: str) -> None:
+    """Report one unreadable line to `bad`, or raise when there is none."""
     if bad is None:
         raise InputError(f"{where}: {message}")
     bad.add(where, message)
@@ -80,8 +87,26 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write one JSON document atomically, pretty-printed for review in git and DVC."""
+def write_json(path: Path, obj: Any, *, sort_keys: bool = False, ensure_ascii: bool = False) -> None:
+    """Write one JSON document atomically, pretty-printed for review in git and DVC, with a final newline."""
     with atomic_writer(path) as out:
-        json.dump(obj, out, ensure_ascii=False, indent=2)
+        json.dump(obj, out, ensure_ascii=ensure_ascii, indent=2, sort_keys=sort_keys, allow_nan=False)
         out.write("\n")
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """Parse one JSON document, with a one-line InputError naming the file (and line) if it is missing or malformed."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise InputError(f"{path}: invalid JSON: nested too deeply") from None

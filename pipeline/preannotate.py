@@ -661,21 +661,17 @@ def main(
     pre = load(cfg, patterns, actors, lexicon)
     bad = BadRecords(STAGE, cfg.max_bad_share)
     counts = Counts()
-    parsed = rejected = 0
 
     def records() -> Iterator[dict[str, Any]]:
-        nonlocal parsed, rejected
         for lineno, obj in read_jsonl(input, bad):
-            parsed += 1
             if problem := check_record(obj):
-                rejected += 1
                 bad.add(f"{input}:{lineno}", problem)
                 continue
             yield obj
 
     def checked(out: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from out  # the check runs before the output file is renamed into place
-        bad.check(parsed + len(bad) - rejected)
+        bad.check()  # every non-blank input line, parsed or not
 
     store = Cache(cache) if cache else None
     try:

@@ -287,29 +287,31 @@ def test_generic_command_on_any_jsonl(tmp_path) -> None:
 
 def test_bad_input_is_reported_with_line_numbers(tmp_path) -> None:
     src = tmp_path / "bad.jsonl"
-    src.write_text(
-        '{"id": "ok", "text": "Putin warned NATO."}\n'
-        "{not json\n"
-        '{"id": "x"}\n'
-        '{"id": "y", "text": "   "}\n'
-        '{"text": "No id here."}\n',
-        encoding="utf-8",
+    src.write_bytes(
+        b'{"id": "ok", "text": "Putin warned NATO."}\n'
+        b"{not json\n"
+        b'{"id": "z", "text": "A bad byte \xff here."}\n'
+        b'{"id": "x"}\n'
+        b'{"id": "y", "text": "   "}\n'
+        b'{"text": "No id here."}\n'
+        b'{"id": "ok2", "text": "Lavrov criticised NATO."}\n'
     )
     out = tmp_path / "out.jsonl"
     result = cli("preannotate", "--input", str(src), "--output", str(out))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    for line, message in [(2, "invalid JSON"), (3, "missing 'text'"), (4, "empty 'text'"), (5, "missing 'id'")]:
+    for line, message in [(2, "invalid JSON"), (3, "not valid UTF-8"), (4, "missing 'text'"), (5, "empty 'text'"),
+                          (6, "missing 'id'")]:
         assert f"bad.jsonl:{line}: {message}" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: preannotate: 4 of 5 records are bad")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: preannotate: 5 of 7 records are bad")
     assert not out.exists()  # nothing half-written
 
-    # Under a looser threshold the good record goes through and the bad ones are skipped and counted.
+    # Under a looser threshold the good records (also the one after the bad byte) go through, the bad ones are counted.
     params = params_with(tmp_path, max_bad_share=0.9)
     result = cli("preannotate", "--input", str(src), "--output", str(out), "--params", str(params))
     assert result.returncode == 0, result.stderr
-    assert "1 annotated, 0 from cache, 4 skipped" in result.stderr
-    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["ok"]
+    assert "2 annotated, 0 from cache, 5 skipped" in result.stderr
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["ok", "ok2"]
 
 
 def test_missing_model_is_a_one_line_config_error(tmp_path) -> None:
