@@ -7,7 +7,6 @@ writes. Output is deterministic (sorted keys and rows, rounded floats) so rebuil
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from collections import Counter, defaultdict
@@ -18,12 +17,11 @@ from typing import Any
 
 from pipeline import scoring
 from pipeline.config import section
+from pipeline.contract import SPLITS, STATUSES, is_number, labeled_problem
 from pipeline.errors import BadRecords, InputError
-from pipeline.jsonl import atomic_writer, read_jsonl
+from pipeline.jsonl import read_jsonl, write_json
 
 STAGE = "evaluate"
-SPLITS = ("train", "validation", "test")
-STATUSES = ("gold", "silver")
 METRICS = ("summary", "preannotation", "effort", "agreement", "dataset")
 PLOTS = ("label_f1", "correction_effort", "label_distribution", "stance_confusion", "lead_time")
 
@@ -42,56 +40,6 @@ class EvaluateConfig:
         if not 0 <= self.max_bad_share <= 1:
             return f"max_bad_share must be in [0, 1], got {self.max_bad_share}"
         return None
-
-
-# ---------------------------------------------------------------- input
-
-
-def check_record(record: dict[str, Any]) -> str | None:
-    """Return why a labeled.jsonl record cannot be evaluated, or None if it can."""
-    if not isinstance(record.get("id"), str):
-        return "missing string field 'id'"
-    if record.get("status") not in STATUSES:
-        return f"field 'status' must be one of {', '.join(STATUSES)}, got {record.get('status')!r}"
-    if not isinstance(record.get("split"), str):
-        return "missing string field 'split'"
-    docs: list[tuple[str, Any]] = [("", record)]
-    predictions = record.get("predictions")
-    if predictions is not None:
-        if not isinstance(predictions, dict):
-            return "field 'predictions' must be null or an object"
-        docs.append(("predictions.", predictions))
-    annotations = record.get("annotations") or []
-    if not isinstance(annotations, list):
-        return "field 'annotations' must be a list"
-    docs += [(f"annotations[{i}].", ann) for i, ann in enumerate(annotations)]
-    for prefix, doc in docs:
-        problem = _doc_problem(doc, prefix)
-        if problem:
-            return problem
-    return None
-
-
-def _doc_problem(doc: Any, prefix: str) -> str | None:
-    """Why `doc` is not a document of entities (offsets, label) and stances (indexes into them), or None."""
-    if not isinstance(doc, dict):
-        return f"{prefix.rstrip('.')} must be an object"
-    entities, stances = doc.get("entities"), doc.get("stances")
-    if not isinstance(entities, list) or not isinstance(stances, list):
-        return f"field '{prefix}entities' and '{prefix}stances' must be lists"
-    for i, e in enumerate(entities):
-        if not (isinstance(e, dict) and _is_int(e.get("start")) and _is_int(e.get("end"))
-                and e["start"] <= e["end"] and isinstance(e.get("label"), str)):
-            return f"{prefix}entities[{i}] needs integer start <= end and a string label"
-    for i, st in enumerate(stances):
-        if not (isinstance(st, dict) and isinstance(st.get("label"), str)
-                and all(_is_int(st.get(k)) and 0 <= st[k] < len(entities) for k in ("holder", "target"))):
-            return f"{prefix}stances[{i}] needs a string label and holder/target indexes into {prefix}entities"
-    return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------- accumulators (one streaming pass)
@@ -168,7 +116,7 @@ class LeadTimes:
             return
         seconds = []
         for ann in record.get("annotations") or []:
-            if _is_number(ann.get("lead_time")):
+            if is_number(ann.get("lead_time")):
                 seconds.append(float(ann["lead_time"]))
                 self.per_annotator[str(ann.get("annotator"))].append(float(ann["lead_time"]))
         if seconds:
@@ -188,10 +136,6 @@ class LeadTimes:
     def plot(self) -> list[dict[str, Any]]:
         """One row per timed gold article."""
         return sorted(self.rows, key=lambda r: r["article"])
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Preannotation:
@@ -374,13 +318,6 @@ def rounded(obj: Any, digits: int) -> Any:
     return obj
 
 
-def write_sorted_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically with sorted keys and a final newline: byte-identical for equal content."""
-    with atomic_writer(path) as out:
-        json.dump(obj, out, ensure_ascii=False, indent=2, sort_keys=True, allow_nan=False)
-        out.write("\n")
-
-
 # ---------------------------------------------------------------- stage
 
 
@@ -446,25 +383,23 @@ def main(input: Path, metrics: Path, plots: Path, params: Path) -> None:
     """Read labeled.jsonl, write metrics/<name>.json and plots/<name>.json."""
     cfg = section(EvaluateConfig, STAGE, params)
     bad = BadRecords(STAGE, cfg.max_bad_share)
-    total = [0]
 
-    def counted() -> Iterator[dict[str, Any]]:
+    def checked() -> Iterator[dict[str, Any]]:
         for lineno, record in read_jsonl(input, bad):
-            total[0] += 1
-            problem = check_record(record)
-            if problem:
+            if problem := labeled_problem(record):
                 bad.add(f"{input}:{lineno}", problem)
                 continue
             yield record
 
-    metric_docs, plot_rows = evaluate(counted())
-    bad.check(total[0])
-    if total[0] == 0:
+    metric_docs, plot_rows = evaluate(checked())
+    bad.check()
+    if bad.seen == 0:
         raise InputError(f"{input}: no articles to evaluate")
+    # sorted keys and rounded floats: byte-identical files for equal content
     for name, doc in metric_docs.items():
-        write_sorted_json(metrics / f"{name}.json", rounded(doc, cfg.digits))
+        write_json(metrics / f"{name}.json", rounded(doc, cfg.digits), sort_keys=True)
     for name, rows in plot_rows.items():
-        write_sorted_json(plots / f"{name}.json", rounded(rows, cfg.digits))
+        write_json(plots / f"{name}.json", rounded(rows, cfg.digits), sort_keys=True)
     head = metric_docs["summary"]
     print(
         f"{STAGE}: {head['articles']} articles ({head['gold_articles']} gold); pre-annotation entity F1 "

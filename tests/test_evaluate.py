@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from pipeline import evaluate
+from pipeline.contract import labeled_problem
 from pipeline.errors import ConfigError, InputError
+from pipeline.jsonl import write_json
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evaluate"
 LABELED = FIXTURES / "labeled.jsonl"
@@ -151,26 +153,35 @@ def test_summary_is_flat_and_agrees_with_the_detailed_metrics(result) -> None:
 def test_rounded_floats_and_sorted_json_are_stable(tmp_path: Path) -> None:
     assert evaluate.rounded({"a": [1 / 3, 2], "b": 0.1 + 0.2}, 4) == {"a": [0.3333, 2], "b": 0.3}
     out = tmp_path / "m.json"
-    evaluate.write_sorted_json(out, {"b": 1, "a": {"d": None, "c": 0.5}})
+    write_json(out, {"b": 1, "a": {"d": None, "c": 0.5}}, sort_keys=True)
     assert out.read_text(encoding="utf-8") == '{\n  "a": {\n    "c": 0.5,\n    "d": null\n  },\n  "b": 1\n}\n'
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"status": "bronze"}, "field 'status' must be one of gold, silver"),
+        ({"status": "bronze"}, "field 'status' must be one of gold, silver, got str 'bronze'"),
+        ({"split": None}, "field 'split' must be one of train, validation, test, got NoneType None"),
         ({"entities": None}, "field 'entities' and 'stances' must be lists"),
         ({"predictions": {"entities": []}}, "field 'predictions.entities' and 'predictions.stances' must be lists"),
         ({"annotations": [{"annotator": "x"}]}, "field 'annotations[0].entities' and"),
-        ({"entities": [{"start": 3, "end": 1, "label": "GPE"}]}, "entities[0] needs integer start <= end"),
-        ({"stances": [{"holder": 0, "target": 99, "label": "favor"}]}, "stances[0] needs a string label and holder/target"),
+        ({"annotations": {"alice": {}}}, "field 'annotations' must be a list, got dict"),
+        ({"entities": [{"start": 3, "end": 1, "label": "GPE", "text": ""}]},
+         "entities[0] offsets 3-1 must satisfy 0 <= start < end in a text of 46 characters"),
+        ({"entities": [{"start": True, "end": 1, "label": "GPE", "text": "R"}]}, "entities[0].start must be an integer, got bool"),
+        ({"entities": [{"start": 0, "end": 6, "label": 1, "text": "Russia"}]}, "entities[0].label must be a string, got int 1"),
+        ({"stances": [{"holder": 0, "target": 99, "label": "favor"}]}, "stances[0].target must index one of the 5 entities"),
         ({"annotations": [{"entities": [], "stances": [{"holder": 0, "target": 1, "label": "x"}]}]},
-         "annotations[0].stances[0] needs"),
+         "annotations[0].stances[0].holder must index one of the 0 annotations[0].entities"),
+        ({"sentences": [{"start": 0, "end": 99}]}, "sentences[0] offsets 0-99 must satisfy"),
+        ({"provenance": []}, "field 'provenance' must be an object, got list []"),
+        ({"agreement": {"entity_f1": "high"}}, "field 'agreement.entity_f1' must be a number or null"),
     ],
 )
-def test_check_record_names_the_bad_field(change: dict[str, Any], message: str) -> None:
+def test_the_record_contract_names_the_bad_field(change: dict[str, Any], message: str) -> None:
     record = {**_records()[0], **change}
-    assert message in (evaluate.check_record(record) or "")
+    assert message in (labeled_problem(record) or "")
+    assert all(labeled_problem(r) is None for r in _records())
 
 
 def test_main_writes_every_metrics_and_plot_file_byte_identically(tmp_path: Path) -> None:
@@ -194,8 +205,18 @@ def test_bad_record_fails_past_max_bad_share_and_is_skipped_below(tmp_path: Path
     with pytest.raises(InputError, match="1 of 4 records are bad"):
         evaluate.main(input=labeled, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path))
     evaluate.main(input=labeled, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path, max_bad_share=0.5))
-    assert f"evaluate: skipped {labeled}:4: missing string field 'split'" in capsys.readouterr().err
+    assert f"evaluate: skipped {labeled}:4: field 'text' must be a string, got NoneType None" in capsys.readouterr().err
     assert json.loads((tmp_path / "m" / "dataset.json").read_text())["total"]["articles"] == 3
+
+
+def test_unparseable_lines_count_in_the_bad_share(tmp_path: Path) -> None:
+    labeled = tmp_path / "labeled.jsonl"
+    labeled.write_bytes(b"{broken\n" + LABELED.read_bytes() + b"\xff\n")
+    # 2 bad of 5 lines (not of the 3 parsed ones): passes at 0.4, fails below
+    evaluate.main(input=labeled, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path, max_bad_share=0.4))
+    assert json.loads((tmp_path / "m" / "dataset.json").read_text())["total"]["articles"] == 3
+    with pytest.raises(InputError, match="2 of 5 records are bad"):
+        evaluate.main(input=labeled, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path, max_bad_share=0.39))
 
 
 def test_bad_params_stop_at_once(tmp_path: Path) -> None:
