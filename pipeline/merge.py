@@ -23,15 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import section
-from pipeline.provenance import sha256_file
+from pipeline.contract import SPLITS, article_problem, is_int, is_number, labels_problem, stage_config
 from pipeline.errors import BadRecords, InputError
 from pipeline.jsonl import read_jsonl, write_json, write_jsonl
-from pipeline.provenance import sha256_text
+from pipeline.provenance import file_digest, sha256_text
 
 STAGE = "merge"
-SPLITS = ("train", "validation", "test")
-STANCE_LABELS = ("against", "favor")
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")
 
 Span = tuple[int, int]
@@ -47,6 +44,7 @@ class Splits:
     test: float
 
     def validate(self) -> str | None:
+        """Why the shares can't be used (negative, or not summing to 1), or None."""
         shares = (self.train, self.validation, self.test)
         if any(s < 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
             return f"split shares must be >= 0 and sum to 1, got {shares}"
@@ -55,16 +53,19 @@ class Splits:
 
 @dataclass(frozen=True)
 class MergeConfig:
-    """The `merge:` section of params.yaml."""
+    """The `merge:` section of params.yaml, plus the label sets owned by `preannotate:` (one source of truth)."""
 
     seed: int
     splits: Splits
     max_bad_share: float
+    entity_labels: tuple[str, ...]  # from preannotate.entity_labels: the entity labels Label Studio offers
+    stance_labels: tuple[str, ...]  # from preannotate.stance_labels: the relation labels Label Studio offers
 
     def validate(self) -> str | None:
+        """Why the section can't be used (bad share or label sets), or None."""
         if not 0 <= self.max_bad_share <= 1:
             return f"max_bad_share must be in [0, 1], got {self.max_bad_share}"
-        return None
+        return labels_problem(self.entity_labels, None, self.stance_labels)
 
 
 @dataclass
@@ -98,7 +99,6 @@ class Report:
     snapshot_sha256: str | None = None
     tasks: int = 0
     annotations: int = 0
-    items: int = 0
     cancelled: int = 0
     superseded: int = 0
     stale: list[dict[str, str]] = field(default_factory=list)
@@ -113,6 +113,7 @@ class Report:
         print(f"{STAGE}: stale {where}: article {article_id}: {reason}; kept out of the dataset", file=sys.stderr)
 
     def as_dict(self, bad: BadRecords) -> dict[str, Any]:
+        """The report as written to merge_report.json, with the bad records of the run."""
         return {
             "snapshot": self.snapshot,
             "snapshot_sha256": self.snapshot_sha256,
@@ -164,11 +165,22 @@ def parse_annotation(
     link: Linker,
     where: str,
     bad: BadRecords,
-) -> Version:
-    """Turn one Label Studio annotation into sorted entities and stances; bad regions are reported and skipped."""
+    cfg: MergeConfig,
+) -> Version | None:
+    """Turn one Label Studio annotation into sorted entities and stances; bad regions are reported and skipped.
+
+    Each result item counts as a record for the bad share; an annotation whose result is not a list is
+    reported and skipped (None).
+    """
+    result = ann.get("result")
+    if not isinstance(result, list | None):
+        bad.seen += 1
+        bad.add(where, f"result must be a list, got {type(result).__name__} {result!r:.40}")
+        return None
+    bad.seen += len(result or [])
     regions: dict[str, tuple[int, int, str]] = {}
     relations = []
-    for item in ann.get("result") or []:
+    for item in result or []:
         if not isinstance(item, dict):
             bad.add(where, f"result item is not an object: {item!r:.60}")
             continue
@@ -177,7 +189,7 @@ def parse_annotation(
             relations.append(item)
         elif kind == "labels":
             rid = item.get("id")
-            region = _region(item.get("value"), text)
+            region = _region(item.get("value"), text, cfg.entity_labels)
             if isinstance(region, str):
                 bad.add(where, f"region {rid}: {region}")
             else:
@@ -203,8 +215,9 @@ def parse_annotation(
             bad.add(where, f"relation refers to unknown or skipped region id(s) {', '.join(missing)}")
             continue
         labels = rel.get("labels") or []
-        if len(labels) != 1 or labels[0] not in STANCE_LABELS:
-            bad.add(where, f"relation {rel.get('from_id')}->{rel.get('to_id')}: expected one of {STANCE_LABELS}, got {labels}")
+        if not isinstance(labels, list) or len(labels) != 1 or labels[0] not in cfg.stance_labels:
+            bad.add(where, f"relation {rel.get('from_id')}->{rel.get('to_id')}: expected one label of "
+                           f"preannotate.stance_labels ({', '.join(cfg.stance_labels)}), got {labels!r:.60}")
             continue
         a, b = index[ends[0]], index[ends[1]]  # type: ignore[index]
         if a == b:
@@ -224,18 +237,18 @@ def parse_annotation(
         annotation_id=ann.get("id"),
         entities=entities,
         stances=[{"holder": h, "target": t, "label": lab} for h, t, lab in sorted(stances)],
-        lead_time=float(ann["lead_time"]) if isinstance(ann.get("lead_time"), int | float) else None,
+        lead_time=float(ann["lead_time"]) if is_number(ann.get("lead_time")) else None,
         ground_truth=bool(ann.get("ground_truth")),
         updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
     )
 
 
-def _region(value: Any, text: str) -> tuple[int, int, str] | str:
+def _region(value: Any, text: str, entity_labels: tuple[str, ...]) -> tuple[int, int, str] | str:
     """(start, end, label) of an entity region, or why it is unusable."""
     if not isinstance(value, dict):
         return "no value"
     start, end, labels = value.get("start"), value.get("end"), value.get("labels")
-    if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
+    if not (is_int(start) and is_int(end)):
         return f"offsets are not integers: {start!r}, {end!r}"
     if not 0 <= start < end <= len(text):
         return f"offsets {start}-{end} out of range for a text of {len(text)} characters"
@@ -243,6 +256,8 @@ def _region(value: Any, text: str) -> tuple[int, int, str] | str:
         return f"span text {value['text']!r:.40} does not match the text at {start}-{end}"
     if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
         return f"expected exactly one label, got {labels!r}"
+    if labels[0] not in entity_labels:
+        return f"label {labels[0]!r} is not in preannotate.entity_labels"
     return start, end, labels[0]
 
 
@@ -284,11 +299,12 @@ def resolve(versions: list[Version], prediction: dict[str, Any]) -> tuple[dict[s
             return key in predicted
         return 2 * votes > n
 
-    ekeys = sorted(k for k, c in votes_e.items() if kept(k, c, pred_e, "entity"))
+    # votes in sorted order, so the ties are listed in the same order whatever the hash seed of the process
+    ekeys = [k for k, c in sorted(votes_e.items()) if kept(k, c, pred_e, "entity")]
     index = {(s, e): i for i, (s, e, _) in enumerate(ekeys)}
     stances = sorted(
         (index[h], index[t], label)
-        for (h, t, label), c in votes_s.items()
+        for (h, t, label), c in sorted(votes_s.items())
         if kept((h, t, label), c, pred_s, "stance") and h in index and t in index
     )
     if len(index) != len(ekeys):
@@ -315,11 +331,11 @@ def agreement(versions: list[Version]) -> dict[str, Any] | None:
     return {"entity_f1": result["entity_f1"], "stance_kappa": result["stance_kappa"], "n_annotators": len(versions)}
 
 
-def _actor_linker(patterns: Path, actors: Path, lexicon: Path) -> Linker:
+def _actor_linker(rules: tuple[Path, Path, Path], stance_labels: tuple[str, ...]) -> Linker:
     """The preannotate stage's actor linking, (span text, label) -> actor id, from its rule files."""
     from pipeline import preannotate
 
-    return preannotate.load_rules(patterns, actors, lexicon, STANCE_LABELS).actors.link
+    return preannotate.load_rules(*rules, stance_labels).actors.link
 
 
 def collect_tasks(snapshot: Path, bad: BadRecords, report: Report) -> dict[str, list[tuple[str, dict[str, Any]]]]:
@@ -365,8 +381,10 @@ def merge(
                 if not isinstance(ann, dict) or ann.get("was_cancelled"):
                     report.cancelled += 1
                     continue
-                report.items += len(ann.get("result") or [])
-                version = parse_annotation(ann, art["text"], predicted, link, f"{where} annotation {ann.get('id')}", bad)
+                at = f"{where} annotation {ann.get('id')}"
+                version = parse_annotation(ann, art["text"], predicted, link, at, bad, cfg)
+                if version is None:
+                    continue
                 prev = latest.get(version.annotator)
                 if prev is not None:
                     report.superseded += 1
@@ -381,7 +399,8 @@ def merge(
             status = "gold"
         else:
             final = {
-                "entities": [{k: e[k] for k in ("start", "end", "label", "text", "actor")} for e in art["entities"]],
+                "entities": [{k: e.get(k) for k in ("start", "end", "label", "text", "actor")}
+                             for e in art["entities"]],
                 "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in art["stances"]],
             }
             rule, status = "model", "silver"
@@ -415,13 +434,11 @@ def merge(
             report.stale_task(where, article_id, "article is no longer in the pre-annotated data")
 
 
-def _articles(path: Path, bad: BadRecords, counter: list[int]) -> Iterator[dict[str, Any]]:
-    """Pre-annotated articles that have the fields merge needs; others are reported and skipped."""
+def _articles(path: Path, bad: BadRecords, cfg: MergeConfig) -> Iterator[dict[str, Any]]:
+    """Pre-annotated articles that keep the record contract; others are reported and skipped."""
     for lineno, art in read_jsonl(path, bad):
-        counter[0] += 1
-        missing = [k for k in ("id", "text", "entities", "stances", "sentences", "provenance") if k not in art]
-        if missing:
-            bad.add(f"{path}:{lineno}", f"missing field(s) {', '.join(missing)}")
+        if problem := article_problem(art, entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels):
+            bad.add(f"{path}:{lineno}", problem)
             continue
         yield art
 
@@ -435,20 +452,24 @@ def main(
     rules: tuple[Path, Path, Path],
 ) -> None:
     """Merge the newest annotation snapshot over the pre-annotated articles into labeled.jsonl and a report."""
-    cfg = section(MergeConfig, STAGE, params)
+    cfg = stage_config(MergeConfig, STAGE, params)
     bad = BadRecords(STAGE, cfg.max_bad_share)
     rep = Report()
     snapshot = newest_snapshot(annotations)
     tasks = {}
     if snapshot is not None:
         rep.snapshot = snapshot.as_posix()
-        rep.snapshot_sha256 = sha256_file(snapshot)
+        rep.snapshot_sha256 = file_digest(snapshot)
         tasks = collect_tasks(snapshot, bad, rep)
-    link = _actor_linker(*rules)
-    counter = [0]
-    n = write_jsonl(output, merge(_articles(preannotated, bad, counter), tasks, cfg, link, bad, rep))
-    bad.check(counter[0] + rep.tasks + rep.items)
-    write_json(report, rep.as_dict(bad))
+    link = _actor_linker(rules, cfg.stance_labels)
+
+    def checked(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        yield from records
+        # the report is written even when the check fails the stage; the output is renamed into place only after it
+        write_json(report, rep.as_dict(bad))
+        bad.check()  # articles, tasks and annotation result items: every record read, parsed or not
+
+    n = write_jsonl(output, checked(merge(_articles(preannotated, bad, cfg), tasks, cfg, link, bad, rep)))
     print(
         f"{STAGE}: {n} articles ({rep.status['gold']} gold, {rep.status['silver']} silver) from "
         f"{rep.snapshot or 'no snapshot'}; {len(rep.stale)} stale task(s), {len(bad)} bad record(s)",

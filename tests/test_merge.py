@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline import merge as stage
-from pipeline.errors import BadRecords, InputError
+from pipeline.contract import stage_config
+from pipeline.errors import BadRecords, ConfigError, InputError
 from pipeline.jsonl import read_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
+SNAPSHOT = "20220112T093000Z.jsonl"
 RULES = (Path("resources/entity_patterns.yaml"), Path("resources/actors.yaml"), Path("resources/stance_cues.yaml"))
-CFG = stage.MergeConfig(seed=7, splits=stage.Splits(0.6, 0.2, 0.2), max_bad_share=0.5)
+ENTITY_LABELS = ("PERSON", "NORP", "ORG", "GPE", "LOC")
+STANCE_LABELS = ("against", "favor")
+CFG = stage.MergeConfig(seed=7, splits=stage.Splits(0.6, 0.2, 0.2), max_bad_share=0.5,
+                        entity_labels=ENTITY_LABELS, stance_labels=STANCE_LABELS)
+
+
+def write_params(folder: Path, max_bad_share: float = 0.5, stance_labels: str = "[against, favor]") -> Path:
+    """params.yaml with the merge section of the fixtures and the label sets of the preannotate section."""
+    path = folder / "params.yaml"
+    path.write_text(f"preannotate:\n  entity_labels: [PERSON, NORP, ORG, GPE, LOC]\n  stance_labels: {stance_labels}\n"
+                    f"merge:\n  seed: 7\n  splits: {{train: 0.6, validation: 0.2, test: 0.2}}\n  max_bad_share: {max_bad_share}\n")
+    return path
 
 
 def no_link(text: str, label: str) -> str | None:
@@ -120,12 +137,14 @@ def test_silver_article_keeps_the_model_proposals(merged) -> None:
 def test_splits_are_grouped_by_story_and_deterministic(merged) -> None:
     by, _, _ = merged
     assert by["Moscow"]["split"] == by["Moscow2"]["split"]
-    cfg = stage.MergeConfig(seed=1, splits=stage.Splits(0.5, 0.25, 0.25), max_bad_share=0.1)
+    cfg = stage.MergeConfig(seed=1, splits=stage.Splits(0.5, 0.25, 0.25), max_bad_share=0.1,
+                            entity_labels=ENTITY_LABELS, stance_labels=STANCE_LABELS)
     splits = [stage.assign_split(f"story-{i}", cfg) for i in range(2000)]
     assert splits == [stage.assign_split(f"story-{i}", cfg) for i in range(2000)]
     shares = {s: splits.count(s) / len(splits) for s in stage.SPLITS}
     assert abs(shares["train"] - 0.5) < 0.05 and abs(shares["test"] - 0.25) < 0.05
-    other_seed = stage.MergeConfig(seed=2, splits=cfg.splits, max_bad_share=0.1)
+    other_seed = stage.MergeConfig(seed=2, splits=cfg.splits, max_bad_share=0.1,
+                                   entity_labels=ENTITY_LABELS, stance_labels=STANCE_LABELS)
     assert splits != [stage.assign_split(f"story-{i}", other_seed) for i in range(2000)]
 
 
@@ -142,8 +161,7 @@ def test_ground_truth_annotation_wins() -> None:
 
 
 def test_main_writes_labeled_and_report(tmp_path: Path) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text("merge:\n  seed: 7\n  splits: {train: 0.6, validation: 0.2, test: 0.2}\n  max_bad_share: 0.5\n")
+    params = write_params(tmp_path)
     ann = tmp_path / "annotations"
     shutil.copytree(FIXTURES / "annotations", ann)
     out, rep = tmp_path / "labeled.jsonl", tmp_path / "merge_report.json"
@@ -159,10 +177,135 @@ def test_main_writes_labeled_and_report(tmp_path: Path) -> None:
     assert out.read_bytes() == first
 
 
-def test_too_many_bad_records_fail_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text("merge:\n  seed: 7\n  splits: {train: 0.6, validation: 0.2, test: 0.2}\n  max_bad_share: 0.0\n")
-    monkeypatch.setattr(stage, "_actor_linker", lambda *paths: no_link)
+def test_too_many_bad_records_fail_the_stage_keep_the_old_output_and_write_the_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = write_params(tmp_path, max_bad_share=0.0)
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    out, rep = tmp_path / "l.jsonl", tmp_path / "r.json"
+    out.write_text("the previous run's output\n")
     with pytest.raises(InputError, match="max_bad_share"):
-        stage.main(FIXTURES / "preannotated.jsonl", FIXTURES / "annotations", tmp_path / "l.jsonl",
-                   tmp_path / "r.json", params, RULES)
+        stage.main(FIXTURES / "preannotated.jsonl", FIXTURES / "annotations", out, rep, params, RULES)
+    assert out.read_text() == "the previous run's output\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".l.jsonl")] == []  # no temporary file left
+    report = json.loads(rep.read_text())
+    assert report["articles"] == {"gold": 2, "silver": 3}
+    assert any("out of range" in p["error"] for p in report["bad_records"])
+
+
+def test_config_takes_the_label_sets_from_the_preannotate_section(tmp_path: Path) -> None:
+    cfg = stage_config(stage.MergeConfig, "merge", write_params(tmp_path, stance_labels="[against, favor, neutral]"))
+    assert cfg.stance_labels == ("against", "favor", "neutral") and cfg.entity_labels == ENTITY_LABELS
+    with pytest.raises(ConfigError, match="must not contain 'none'"):
+        stage_config(stage.MergeConfig, "merge", write_params(tmp_path, stance_labels="[against, none]"))
+    path = tmp_path / "params.yaml"
+    path.write_text(path.read_text().replace("  max_bad_share: 0.5\n", "  max_bad_share: 0.5\n  stance_labels: [x]\n"))
+    with pytest.raises(ConfigError, match="come from the preannotate section"):
+        stage_config(stage.MergeConfig, "merge", path)
+
+
+def run_main(tmp_path: Path, articles: list[dict], tasks: list[dict], **params: Any) -> tuple[list[dict], dict]:
+    """Run merge.main on the given pre-annotated articles and snapshot tasks; return its output records and report."""
+    pre, ann = tmp_path / "preannotated.jsonl", tmp_path / "annotations"
+    ann.mkdir(exist_ok=True)
+    pre.write_text("".join(json.dumps(a) + "\n" for a in articles))
+    (ann / SNAPSHOT).write_text("".join(json.dumps(t) + "\n" for t in tasks))
+    out, rep = tmp_path / "labeled.jsonl", tmp_path / "merge_report.json"
+    stage.main(pre, ann, out, rep, write_params(tmp_path, **params), RULES)
+    return [r for _, r in read_jsonl(out)], json.loads(rep.read_text())
+
+
+def fixture_lines(name: str) -> list[dict]:
+    """The records of a fixture file, as fresh dicts a test may change."""
+    return [json.loads(line) for line in (FIXTURES / name).read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a["entities"][0].pop("start"), "entities[0] has no 'start'"),
+        (lambda a: a["entities"][1].update(start="0"), "entities[1].start must be an integer, got str '0'"),
+        (lambda a: a["entities"][0].update(end=True), "entities[0].end must be an integer, got bool True"),
+        (lambda a: a["entities"].append("Russia"), "entities[10] must be an object, got str 'Russia'"),
+        (lambda a: a["stances"][0].update(holder=99), "stances[0].holder must index one of the 10 entities"),
+        (lambda a: a.update(provenance="spaCy"), "field 'provenance' must be an object, got str 'spaCy'"),
+        (lambda a: a["sentences"].__setitem__(0, [0, 5]), "sentences[0] must be an object"),
+        (lambda a: a.update(story_id=7), "field 'story_id' must be a string or null, got int 7"),
+    ],
+)
+def test_a_preannotated_article_breaking_the_contract_is_reported_and_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], change, message: str) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    articles = fixture_lines("preannotated.jsonl")
+    change(articles[0])
+    out, report = run_main(tmp_path, articles, fixture_lines(f"annotations/{SNAPSHOT}"))
+    assert [r["id"] for r in out] == [a["id"] for a in articles[1:]]
+    where = f"{tmp_path / 'preannotated.jsonl'}:1"
+    assert {"where": where, "error": report["bad_records"][0]["error"]} == report["bad_records"][0]
+    assert message in report["bad_records"][0]["error"]
+    err = capsys.readouterr().err
+    assert f"merge: skipped {where}: {message}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda ann: ann.update(result=5), "annotation 106: result must be a list, got int 5"),
+        (lambda ann: ann["result"][-1].update(labels=5),
+         "annotation 106: relation d6->d5: expected one label of preannotate.stance_labels (against, favor), got 5"),
+        (lambda ann: ann["result"][0]["value"].update(labels=["DATE"]), "label 'DATE' is not in preannotate.entity_labels"),
+        (lambda ann: ann["result"][0]["value"].update(start="3"), "offsets are not integers: '3'"),
+    ],
+)
+def test_a_bad_label_studio_annotation_is_reported_and_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], change, message: str) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    change(tasks[3]["annotations"][0])  # article D, annotation 106
+    out, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks)
+    assert len(out) == 5
+    errors = [p["error"] for p in report["bad_records"] if message in f"{p['where']}: {p['error']}"]
+    assert errors, report["bad_records"]
+    assert all(p["where"].startswith(f"{tmp_path / 'annotations' / SNAPSHOT}:4") for p in report["bad_records"])
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_non_list_result_skips_that_annotation_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    tasks[0]["annotations"][1]["result"] = "Russia"  # article A: annotator 2's version is unusable
+    out, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks)
+    russia = next(r for r in out if r["title"].startswith("Russia"))
+    assert russia["annotators"] == ["annotator-1"] and russia["provenance"]["resolution"] == "single"
+    assert report["bad_records"][0]["error"].endswith("result must be a list, got str 'Russia'")
+
+
+def test_a_neutral_relation_survives_when_neutral_is_a_stance_label(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    relation = next(r for r in tasks[3]["annotations"][0]["result"] if r["type"] == "relation")
+    relation["labels"] = ["neutral"]
+    _, rejected = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks)
+    assert any("got ['neutral']" in p["error"] for p in rejected["bad_records"])
+    out, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks, stance_labels="[against, favor, neutral]")
+    assert not any("neutral" in p["error"] for p in report["bad_records"])
+    moscow = next(r for r in out if r["title"] == "Moscow warns")
+    assert [s["label"] for s in moscow["stances"]].count("neutral") == 1
+
+
+def test_the_report_lists_ties_in_the_same_order_whatever_the_hash_seed(tmp_path: Path) -> None:
+    params = write_params(tmp_path)
+    reports = []
+    for seed in ("5", "6"):  # two seeds that ordered the ties differently when votes were iterated as sets
+        report = tmp_path / f"report-{seed}.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "merge", "--preannotated", str(FIXTURES / "preannotated.jsonl"),
+             "--annotations", str(FIXTURES / "annotations"), "--output", str(tmp_path / f"labeled-{seed}.jsonl"),
+             "--report", str(report), "--params", str(params), "--patterns", str(RULES[0]), "--actors", str(RULES[1]),
+             "--lexicon", str(RULES[2])],
+            cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True, text=True, check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        reports.append(report.read_bytes())
+    assert len(json.loads(reports[0])["ties"]) >= 3
+    assert reports[0] == reports[1]
