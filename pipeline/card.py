@@ -27,6 +27,8 @@ STANCE_DEFINITIONS = {
     "against": "The holder opposes, criticises, threatens or rejects the target.",
     "favor": "The holder supports, endorses, defends or agrees with the target.",
 }
+# A label of params `preannotate:` with no built-in definition above.
+UNDEFINED = "Defined in the annotation guidelines."
 RESOLUTION_RULE = (
     "Where several annotators labelled one article, each annotator's version is kept (column `annotations` "
     "of the `articles` config) and the published labels are resolved as follows: (1) an annotation a "
@@ -97,7 +99,8 @@ def stance_by_actor(records: list[dict[str, Any]], path: Path, max_actors: int) 
         favor = np.zeros((len(holders), len(targets)))
         against = np.zeros_like(favor)
         for (h, t, label), n in counts.items():
-            if h in holders and t in targets:
+            # only favor and against have a sign; other stance labels (e.g. neutral) are left out of the matrix
+            if h in holders and t in targets and label in ("favor", "against"):
                 (favor if label == "favor" else against)[holders.index(h), targets.index(t)] += n
         net = favor - against
         lim = max(1.0, float(np.abs(net).max()))
@@ -219,9 +222,12 @@ def quality_section(ctx: CardContext) -> str:
                    f"the final human labels of the {len(gold)} gold articles (exact = same span and label; overlap = "
                    "spans sharing a character, same label):\n")
     else:
-        from pipeline.publish import preannotation_quality
+        from pipeline.evaluate import Preannotation
 
-        pre = preannotation_quality(gold)
+        scored = Preannotation()
+        for rec in gold:
+            scored.add(rec)
+        pre = scored.quality()
         out.append(f"The model's proposals compared with the final human labels of the {len(gold)} gold articles "
                    "(exact = same span and label; overlap = spans sharing a character, same label):\n")
     kinds = [k for k in ("entities", "entities_overlap", "stances", "stances_overlap") if isinstance(pre.get(k), dict)]
@@ -251,7 +257,7 @@ def quality_section(ctx: CardContext) -> str:
 
 def render(ctx: CardContext) -> str:
     """The whole card: YAML header and a Markdown body for ML practitioners."""
-    from pipeline.publish import SILVER, SPLITS, STANCE_CLASSES
+    from pipeline.publish import SILVER, SPLITS
 
     cfg, records = ctx.cfg, ctx.records
     gold = [r for r in records if r["status"] == "gold"]
@@ -289,7 +295,7 @@ def render(ctx: CardContext) -> str:
                  "article keeps its split in later versions.")
     parts += ["", "## Label schema", "", "### Entities", ""]
     parts.append(_table(["label", "definition", "gold", "silver"],
-                        [[f"`{lab}`", ENTITY_DEFINITIONS.get(lab, ""), ent_counts["gold"][lab], ent_counts["silver"][lab]]
+                        [[f"`{lab}`", ENTITY_DEFINITIONS.get(lab, UNDEFINED), ent_counts["gold"][lab], ent_counts["silver"][lab]]
                          for lab in cfg.entity_labels]))
     parts.append(f"\n`ner_tags` is a `ClassLabel` sequence in BIO: `O`=0, then `B-`/`I-` per label in the order above "
                  f"({', '.join(f'{t}={i}' for i, t in enumerate(cfg.bio_tags))}). Entities also carry `actor`, a "
@@ -302,8 +308,8 @@ def render(ctx: CardContext) -> str:
     elif ctx.guidelines_path:
         parts += [f"The full definition is in the annotation guidelines, [{ctx.guidelines_path}]({ctx.guidelines_path}).", ""]
     parts.append(_table(["label", "id", "definition", "gold", "silver"],
-                        [[f"`{lab}`", i, STANCE_DEFINITIONS[lab], stance_counts["gold"][lab] if lab != "none" else "",
-                          stance_counts["silver"][lab] if lab != "none" else ""] for i, lab in enumerate(STANCE_CLASSES)]))
+                        [[f"`{lab}`", i, STANCE_DEFINITIONS.get(lab, UNDEFINED), stance_counts["gold"][lab] if lab != "none" else "",
+                          stance_counts["silver"][lab] if lab != "none" else ""] for i, lab in enumerate(cfg.stance_classes)]))
     caps = ", ".join(f"`{lab}`" for lab in cfg.stance_ends)
     parts.append(f"\nIn the `stance` config every annotated stance is a row; `none` rows are candidate pairs: all ordered "
                  f"pairs of entities labelled {caps} in one sentence with no stance (at most "

@@ -20,7 +20,7 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a file's bytes: an alias of file_digest kept for stance.py and older callers (use file_digest)."""
     return file_digest(path)
 
 

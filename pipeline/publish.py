@@ -9,7 +9,6 @@ manifest for the changelog of the next version. Rebuilding from the same inputs 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import os
 import re
@@ -17,21 +16,17 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.config import from_mapping, load_params
+from pipeline.contract import NO_STANCE, SPLITS, labeled_problem, labels_problem, stage_config
 from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
-from pipeline.jsonl import read_jsonl
-from pipeline.provenance import file_digest
+from pipeline.jsonl import read_json, read_jsonl, write_json
+from pipeline.provenance import file_digest, sha256_text
 
 STAGE = "publish"
-SPLITS = ("train", "validation", "test")
-STANCE_CLASSES = ("none", "against", "favor")
 CONFIGS = ("articles", "entities", "stance")
 SILVER = "_silver"
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
@@ -45,7 +40,7 @@ GUIDELINES = "guidelines.md"
 
 @dataclass(frozen=True)
 class PublishConfig:
-    """The `publish:` section of params.yaml, plus the label set owned by `preannotate:` (one source of truth)."""
+    """The `publish:` section of params.yaml, plus the label sets owned by `preannotate:` (one source of truth)."""
 
     version: str
     pretty_name: str
@@ -56,14 +51,14 @@ class PublishConfig:
     max_bad_share: float
     entity_labels: tuple[str, ...]  # from preannotate.entity_labels: the labels Label Studio offers
     stance_ends: tuple[str, ...]  # from preannotate.stance_ends: labels a stance holder or target may have
+    stance_labels: tuple[str, ...]  # from preannotate.stance_labels: the relation labels Label Studio offers
 
     def validate(self) -> str | None:
+        """Why the section can't be used (version, label sets, limits), or None."""
         if not SEMVER.match(self.version):
             return f"version must be a semantic version MAJOR.MINOR.PATCH, got {self.version!r}"
-        if len(set(self.entity_labels)) != len(self.entity_labels) or not self.entity_labels:
-            return "preannotate.entity_labels must be a non-empty list without duplicates"
-        if unknown := set(self.stance_ends) - set(self.entity_labels):
-            return f"preannotate.stance_ends {sorted(unknown)} are not in preannotate.entity_labels"
+        if problem := labels_problem(self.entity_labels, self.stance_ends, self.stance_labels):
+            return problem
         if self.max_candidates_per_sentence < 0:
             return "max_candidates_per_sentence must be >= 0"
         if self.figure_max_actors < 2:
@@ -76,6 +71,11 @@ class PublishConfig:
     def bio_tags(self) -> list[str]:
         """ClassLabel names of `ner_tags`: O, then B-/I- per entity label in params order (stable ids)."""
         return ["O"] + [f"{p}-{label}" for label in self.entity_labels for p in ("B", "I")]
+
+    @property
+    def stance_classes(self) -> tuple[str, ...]:
+        """ClassLabel names of the stance `label`: `none` (a candidate pair), then the stance labels in params order."""
+        return (NO_STANCE, *self.stance_labels)
 
 
 # ---------------------------------------------------------------- features
@@ -108,7 +108,7 @@ def features(cfg: PublishConfig) -> dict[str, Any]:
             "id": string, "article_id": string, "sentence": string,
             **{f"{role}{suffix}": tp for role in ("holder", "target")
                for suffix, tp in (("", string), ("_label", string), ("_actor", string), ("_start", i32), ("_end", i32))},
-            "label": ClassLabel(names=list(STANCE_CLASSES)),
+            "label": ClassLabel(names=list(cfg.stance_classes)),
         }),
     }
 
@@ -224,7 +224,7 @@ def stance_rows(rec: dict[str, Any], cfg: PublishConfig, stats: Counter[str]) ->
             e = ents[k]
             row |= {role: e["text"], f"{role}_label": e["label"], f"{role}_actor": e.get("actor"),
                     f"{role}_start": e["start"] - start, f"{role}_end": e["end"] - start}
-        row["label"] = STANCE_CLASSES.index(labelled.get((h, t), "none"))
+        row["label"] = cfg.stance_classes.index(labelled.get((h, t), NO_STANCE))
         rows.append(row)
     yield from sorted(rows, key=lambda r: r["id"])
 
@@ -232,38 +232,16 @@ def stance_rows(rec: dict[str, Any], cfg: PublishConfig, stats: Counter[str]) ->
 # ---------------------------------------------------------------- input
 
 
-def check_record(rec: dict[str, Any], cfg: PublishConfig) -> str | None:
-    """Why a labeled.jsonl record can't be published, or None."""
-    for key, tp in (("id", str), ("text", str), ("split", str), ("status", str), ("entities", list),
-                    ("stances", list), ("sentences", list)):
-        if not isinstance(rec.get(key), tp):
-            return f"field {key!r} missing or not a {tp.__name__}"
-    if rec["split"] not in SPLITS or rec["status"] not in ("gold", "silver"):
-        return f"unknown split {rec['split']!r} or status {rec['status']!r}"
-    labels = set(cfg.entity_labels)
-    for e in rec["entities"]:
-        if e.get("label") not in labels:
-            return f"entity label {e.get('label')!r} is not in preannotate.entity_labels"
-        if not 0 <= e["start"] < e["end"] <= len(rec["text"]):
-            return f"entity offsets {e['start']}-{e['end']} out of range"
-    n = len(rec["entities"])
-    for s in rec["stances"]:
-        if not (0 <= s.get("holder", -1) < n and 0 <= s.get("target", -1) < n) or s.get("label") not in STANCE_CLASSES[1:]:
-            return f"bad stance {s!r}"
-    return None
-
-
 def load_labeled(path: Path, cfg: PublishConfig) -> list[dict[str, Any]]:
     """Publishable records of labeled.jsonl sorted by id; bad ones are reported, skipped and counted."""
     bad = BadRecords(STAGE, cfg.max_bad_share)
-    records, total = [], 0
+    records = []
     for lineno, rec in read_jsonl(path, bad):
-        total += 1
-        if problem := check_record(rec, cfg):
+        if problem := labeled_problem(rec, entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels):
             bad.add(f"{path}:{lineno}", problem)
             continue
         records.append(rec)
-    bad.check(total)
+    bad.check()
     return sorted(records, key=lambda r: r["id"])
 
 
@@ -307,7 +285,7 @@ def labels_digest(rec: dict[str, Any]) -> str:
     payload = {"status": rec["status"], "split": rec["split"],
                "entities": [[e["start"], e["end"], e["label"], e.get("actor")] for e in rec["entities"]],
                "stances": [[s["holder"], s["target"], s["label"]] for s in rec["stances"]]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return sha256_text(json.dumps(payload, sort_keys=True))[:16]
 
 
 def manifest(records: list[dict[str, Any]], cfg: PublishConfig, files: dict[str, str]) -> dict[str, Any]:
@@ -320,7 +298,7 @@ def manifest(records: list[dict[str, Any]], cfg: PublishConfig, files: dict[str,
     return {
         "version": cfg.version,
         "articles": {r["id"]: {"status": r["status"], "split": r["split"], "labels": labels_digest(r),
-                               "text_sha256": hashlib.sha256(r["text"].encode()).hexdigest()[:16]} for r in records},
+                               "text_sha256": sha256_text(r["text"])[:16]} for r in records},
         "gold_label_counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
         "files": dict(sorted(files.items())),
     }
@@ -339,11 +317,28 @@ def previous_manifest(releases: Path, version: str) -> dict[str, Any] | None:
             found.append((_version_key(v), path))
     if not found:
         return None
-    path = max(found)[1]
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON: {exc.msg}") from None
+    return read_manifest(max(found)[1])
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A recorded release manifest, with a one-line InputError naming the file if it is unreadable or malformed."""
+    man = read_json(path, "release manifest")
+    if not isinstance(man, dict):
+        raise InputError(f"{path}: release manifest must be a JSON object, got {type(man).__name__}")
+    articles, counts, files = (man.get(k, {}) for k in ("articles", "gold_label_counts", "files"))
+    if not (isinstance(articles, dict) and all(isinstance(a, dict) for a in articles.values())):
+        raise InputError(f"{path}: release manifest field 'articles' must map article ids to objects")
+    if not (isinstance(counts, dict) and all(isinstance(c, dict) and all(isinstance(n, int) for n in c.values())
+                                             for c in counts.values())):
+        raise InputError(f"{path}: release manifest field 'gold_label_counts' must map kinds to label counts")
+    if not isinstance(files, dict):
+        raise InputError(f"{path}: release manifest field 'files' must map file names to hashes")
+    return man
+
+
+def write_manifest(path: Path, man: dict[str, Any]) -> None:
+    """Write a manifest atomically (sorted keys, ASCII-escaped, as manifests have always been written)."""
+    write_json(path, man, sort_keys=True, ensure_ascii=True)
 
 
 def changelog(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -372,10 +367,9 @@ def read_metrics(folder: Path | None) -> dict[str, Any]:
     if folder is None or not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.json")):
-        try:
-            out[path.stem] = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: invalid JSON: {exc.msg}") from None
+        out[path.stem] = read_json(path, "metrics file")
+        if not isinstance(out[path.stem], dict):
+            raise InputError(f"{path}: metrics file must be a JSON object, got {type(out[path.stem]).__name__}")
     return out
 
 
@@ -407,8 +401,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         card.stance_by_actor(records, tmp / FIGURE, cfg.figure_max_actors)
         if guidelines_text is not None:
             (tmp / GUIDELINES).write_text(guidelines_text, encoding="utf-8")
-        files = {p.relative_to(tmp).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                 for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {p.relative_to(tmp).as_posix(): file_digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         man = manifest(records, cfg, files)
         man["rows"] = counts
         context = card.CardContext(
@@ -419,7 +412,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
             figure=FIGURE,
         )
         (tmp / "README.md").write_text(card.render(context), encoding="utf-8")
-        (tmp / MANIFEST).write_text(json.dumps(man, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_manifest(tmp / MANIFEST, man)
         if output.exists():
             shutil.rmtree(output)
         os.replace(tmp, output)
@@ -460,7 +453,7 @@ def push(folder: Path, repo_id: str, man: dict[str, Any], releases: Path) -> Non
 
     version = man["version"]
     record = releases / f"manifest-{version}.json"
-    if record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("files") != man["files"]:
+    if record.is_file() and read_manifest(record).get("files") != man["files"]:
         raise ConfigError(f"version {version} was already published with other content: bump publish.version")
     api = HfApi(token=hf_token())
     try:
@@ -471,21 +464,13 @@ def push(folder: Path, repo_id: str, man: dict[str, Any], releases: Path) -> Non
                        tag_message=f"Dataset version {version}")
     except (HfHubHTTPError, OSError) as exc:
         raise PipelineError(f"push to {repo_id} failed: {str(exc).splitlines()[0]}") from None
-    releases.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(man, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_manifest(record, man)
     print(f"{STAGE}: pushed {folder} to {repo_id} as v{version}; recorded {record}", file=sys.stderr)
 
 
 def load_config(params: Path) -> PublishConfig:
-    """The `publish:` section with the entity label set and stance ends of the `preannotate:` section."""
-    raw = load_params(params)
-    own, pre = raw.get(STAGE), raw.get("preannotate")
-    if not isinstance(own, dict) or not isinstance(pre, dict):
-        raise ConfigError(f"{params}: sections 'publish' and 'preannotate' must both be mappings")
-    if clash := sorted({"entity_labels", "stance_ends"} & set(own)):
-        raise ConfigError(f"{params}:publish: {', '.join(clash)} come from the preannotate section; remove them here")
-    merged = {**own, **{k: pre.get(k) for k in ("entity_labels", "stance_ends")}}
-    return from_mapping(PublishConfig, merged, f"{params}:{STAGE}")
+    """The `publish:` section with the label sets (entity labels, stance ends, stance labels) of `preannotate:`."""
+    return stage_config(PublishConfig, STAGE, params)
 
 
 def main(input: Path, output: Path, params: Path, metrics: Path | None, releases: Path, guidelines: Path | None,
@@ -506,11 +491,3 @@ def main(input: Path, output: Path, params: Path, metrics: Path | None, releases
     elif push_to:
         push(output, push_to, man, releases)
 
-
-def preannotation_quality(gold: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Entity and stance precision/recall/F1 of the model's proposals against the final gold labels, via pipeline.scoring."""
-    from pipeline import scoring
-
-    return scoring.preannotation_quality(
-        [(r["predictions"], {"entities": r["entities"], "stances": r["stances"]}) for r in gold]
-    )

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pipeline import publish as stage
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError
 from pipeline.provenance import file_digest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
@@ -20,6 +23,11 @@ PARAMS = """
 preannotate:
   entity_labels: [PERSON, NORP, ORG, GPE, LOC]
   stance_ends: [PERSON, NORP, ORG, GPE, LOC]
+  stance_labels: {stance_labels}
+merge:
+  seed: 7
+  splits: {{train: 0.6, validation: 0.2, test: 0.2}}
+  max_bad_share: 0.5
 publish:
   version: {version}
   pretty_name: Test news
@@ -27,20 +35,22 @@ publish:
   license_name: research-only
   max_candidates_per_sentence: 12
   figure_max_actors: 16
-  max_bad_share: 0.0
+  max_bad_share: {max_bad_share}
 """
+RULES = (Path("resources/entity_patterns.yaml"), Path("resources/actors.yaml"), Path("resources/stance_cues.yaml"))
 
 
-def write_params(folder: Path, version: str = "0.1.0") -> Path:
+def write_params(folder: Path, version: str = "0.1.0", max_bad_share: float = 0.0,
+                 stance_labels: str = "[against, favor]") -> Path:
     path = folder / "params.yaml"
-    path.write_text(PARAMS.format(version=version))
+    path.write_text(PARAMS.format(version=version, max_bad_share=max_bad_share, stance_labels=stance_labels))
     return path
 
 
 def build(folder: Path, out: str = "dataset", labeled: Path = LABELED, releases: Path | None = None,
           version: str = "0.1.0", metrics: Path = FIXTURES / "metrics",
-          guidelines: Path | None = None) -> tuple[Path, dict]:
-    cfg = stage.load_config(write_params(folder, version))
+          guidelines: Path | None = None, **params: Any) -> tuple[Path, dict]:
+    cfg = stage.load_config(write_params(folder, version, **params))
     output = folder / out
     man = stage.build(labeled, output, cfg, metrics=metrics, releases=releases or folder / "releases",
                       guidelines=guidelines)
@@ -101,13 +111,17 @@ def test_entities_rows_are_spacy_tokens_with_valid_bio(loaded) -> None:
     import spacy
 
     tok = spacy.blank("en").tokenizer
+    articles = {r["id"]: r for r in map(json.loads, LABELED.read_text().splitlines())}
     names = loaded["entities"]["train"].features["ner_tags"].feature.names
     rows = [r for s in loaded["entities"].values() for r in s]
     assert rows and any(t != 0 for r in rows for t in r["ner_tags"])
     for r in rows:
         tags = [names[t] for t in r["ner_tags"]]
         assert len(tags) == len(r["tokens"])
-        assert r["tokens"] == [t.text for t in tok(" ".join(r["tokens"])) if not t.is_space] or all(r["tokens"])
+        article = articles[r["article_id"]]
+        sentence = article["sentences"][r["sentence_index"]]
+        text = article["text"][sentence["start"] : sentence["end"]]
+        assert r["tokens"] == [t.text for t in tok(text) if not t.is_space], r["id"]
         for prev, tag in zip(["O", *tags], tags, strict=False):
             if tag.startswith("I-"):
                 assert prev[2:] == tag[2:], (r["tokens"], tags)
@@ -307,3 +321,120 @@ def test_missing_guidelines_file_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nope\.md: guidelines file not found"):
         build(tmp_path, guidelines=tmp_path / "nope.md")
     assert not (tmp_path / "dataset").exists()
+
+
+def test_bad_label_set_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="stance_labels must not contain 'none'"):
+        stage.load_config(write_params(tmp_path, stance_labels="[against, none]"))
+    with pytest.raises(ConfigError, match="stance_labels must be a non-empty list without duplicates"):
+        stage.load_config(write_params(tmp_path, stance_labels="[favor, favor]"))
+
+
+def test_a_neutral_relation_survives_merge_and_publish_as_a_class_label(tmp_path: Path, offline_hf,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import merge
+
+    monkeypatch.setattr(merge, "_actor_linker", lambda *args: lambda text, label: None)
+    snapshot = "20220112T093000Z.jsonl"
+    tasks = [json.loads(line) for line in (FIXTURES / "annotations" / snapshot).read_text().splitlines()]
+    relation = next(r for r in tasks[3]["annotations"][0]["result"] if r["type"] == "relation")
+    relation["labels"] = ["neutral"]  # article D: Moscow -> Washington
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / snapshot).write_text("".join(json.dumps(t) + "\n" for t in tasks))
+    params = write_params(tmp_path, stance_labels="[against, favor, neutral]")
+    labeled = tmp_path / "labeled.jsonl"
+    merge.main(FIXTURES / "preannotated.jsonl", tmp_path / "annotations", labeled, tmp_path / "report.json", params, RULES)
+    out = tmp_path / "dataset"
+    stage.build(labeled, out, stage.load_config(params), metrics=FIXTURES / "metrics", releases=tmp_path / "releases",
+                guidelines=None)
+    ds = offline_hf.load_dataset(str(out), "stance")
+    label = next(iter(ds.values())).features["label"]
+    assert label.names == ["none", "against", "favor", "neutral"]
+    neutral = [r for split in ds.values() for r in split if r["label"] == label.str2int("neutral")]
+    assert [(r["holder"], r["target"]) for r in neutral] == [("Moscow", "Washington")]
+    card = (out / "README.md").read_text()
+    assert "| `neutral` | 3 | Defined in the annotation guidelines. | 1 |" in card
+
+
+def _labeled_with(tmp_path: Path, change) -> Path:
+    """labeled.jsonl of the fixtures with `change` applied to its first record."""
+    lines = LABELED.read_text().splitlines()
+    first = json.loads(lines[0])
+    change(first)
+    path = tmp_path / "labeled.jsonl"
+    path.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r["entities"][0].update(start="0"), "entities[0].start must be an integer, got str '0'"),
+        (lambda r: r["entities"][1].pop("start"), "entities[1] has no 'start'"),
+        (lambda r: r["entities"].__setitem__(0, "Russia"), "entities[0] must be an object, got str 'Russia'"),
+        (lambda r: r["stances"][0].update(label="maybe"), "stances[0].label 'maybe' is not in preannotate.stance_labels"),
+        (lambda r: r["sentences"].__setitem__(0, {"start": 0}), "sentences[0] has no 'end'"),
+        (lambda r: r["sentences"].__setitem__(1, {"start": 0, "end": 5}), "sentences[1] starts at 0, before the end"),
+        (lambda r: r.update(provenance=None), "field 'provenance' must be an object, got NoneType None"),
+        (lambda r: r["provenance"].update(model_version=3.8), "field 'provenance.model_version' must be a string or null"),
+        (lambda r: r["annotations"][0].update(lead_time="slow"), "field 'annotations[0].lead_time' must be a number"),
+    ],
+)
+def test_a_record_breaking_the_contract_is_a_one_line_error_or_skipped(tmp_path: Path, change, message: str) -> None:
+    labeled = _labeled_with(tmp_path, change)
+    with pytest.raises(InputError) as failed:
+        build(tmp_path, labeled=labeled)
+    assert "\n" not in str(failed.value) and f"{labeled}:1: {message}" in str(failed.value)
+    assert not (tmp_path / "dataset").exists()
+    _, man = build(tmp_path, labeled=labeled, max_bad_share=0.5)
+    assert json.loads(LABELED.read_text().splitlines()[0])["id"] not in man["articles"] and len(man["articles"]) == 4
+
+
+def test_cli_reports_a_bad_record_in_one_line_without_traceback(tmp_path: Path) -> None:
+    labeled = _labeled_with(tmp_path, lambda r: r["entities"][0].update(start="0"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "publish", "--input", str(labeled), "--output", str(tmp_path / "ds"),
+         "--metrics", str(FIXTURES / "metrics"), "--releases", str(tmp_path / "releases"),
+         "--params", str(write_params(tmp_path))],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: publish: 1 of 5 records are bad")
+
+
+def test_unparseable_lines_count_in_the_bad_share(tmp_path: Path) -> None:
+    lines = LABELED.read_text().splitlines()
+    labeled = tmp_path / "labeled.jsonl"
+    labeled.write_text("\n".join(["{not json", lines[0], lines[1]]) + "\n")
+    _, man = build(tmp_path, labeled=labeled, max_bad_share=0.34)  # 1 of 3 lines, not 1 of 2 parsed ones
+    assert len(man["articles"]) == 2
+    with pytest.raises(InputError, match=r"1 of 3 records are bad .*labeled.jsonl:1: invalid JSON"):
+        build(tmp_path, labeled=labeled, max_bad_share=0.3)
+
+
+def test_a_corrupt_release_manifest_is_a_one_line_error(tmp_path: Path, built: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    corrupt = releases / "manifest-0.1.0.json"
+    corrupt.write_text('{"version": "0.1.0", "files": {')
+    with pytest.raises(InputError, match=r"manifest-0\.1\.0\.json:1: invalid JSON"):
+        build(tmp_path, releases=releases, version="0.2.0")  # the changelog reads the previous version
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    man = json.loads((built / stage.MANIFEST).read_text())
+    with pytest.raises(InputError, match=r"manifest-0\.1\.0\.json:1: invalid JSON"):
+        stage.push(built, "org/geonews", man, releases)  # fails before any upload
+    corrupt.write_text('["not", "a", "manifest"]')
+    with pytest.raises(InputError, match="release manifest must be a JSON object, got list"):
+        stage.push(built, "org/geonews", man, releases)
+    corrupt.write_text('{"articles": {"a": 1}}')
+    with pytest.raises(InputError, match="field 'articles' must map article ids to objects"):
+        build(tmp_path, releases=releases, version="0.2.0")
+
+
+def test_a_metrics_file_that_is_not_json_is_a_one_line_error(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "preannotation.json").write_bytes(b"\xff{}")
+    with pytest.raises(InputError, match=r"preannotation\.json: not valid UTF-8"):
+        build(tmp_path, metrics=metrics)
