@@ -29,7 +29,7 @@ from spacy.util import filter_spans
 from pipeline.config import from_mapping, read_yaml, section
 from pipeline.errors import BadRecords, ConfigError
 from pipeline.jsonl import dumps, read_jsonl, write_jsonl
-from pipeline.provenance import code_revision, sha256_file, sha256_text
+from pipeline.provenance import code_revision, file_digest, sha256_text
 from pipeline.stance import Lexicon, find_stances, load_lexicon
 
 STAGE = "preannotate"
@@ -263,7 +263,7 @@ def load_rules(patterns: Path, actors: Path, lexicon: Path, stance_labels: Itera
     if not Path(lexicon).is_file():
         raise ConfigError(f"{lexicon}: file not found")
     lex = load_lexicon(lexicon, labels=list(stance_labels))
-    version = sha256_text("\n".join([sha256_file(patterns), sha256_file(actors), lex.version]))[:12]
+    version = sha256_text("\n".join([file_digest(patterns), file_digest(actors), lex.version]))[:12]
     return Rules(pats, index, lex, version)
 
 
@@ -424,7 +424,7 @@ class Annotator:
             if s < e:
                 sentences.append({"start": s, "end": e})
         stances = []
-        for st in find_stances(doc, kept, self.rules.lexicon) if kept else ():
+        for st in find_stances(doc, kept, self.rules.lexicon, self.stance_ends) if kept else ():
             h, t = st["holder"], st["target"]
             if not (0 <= h < len(kept) and 0 <= t < len(kept)) or h == t or st["label"] not in self.stance_labels:
                 continue

@@ -19,11 +19,6 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
         return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes: an alias of file_digest kept for stance.py and older callers (use file_digest)."""
-    return file_digest(path)
-
-
 @functools.cache
 def code_revision(modules: tuple[str, ...]) -> str:
     """Short content hash of the given modules of this package, the code revision a stage's outputs record.

@@ -22,7 +22,7 @@ from spacy.tokens import Doc, Span, Token
 
 from pipeline.config import from_mapping, key_problem, read_yaml
 from pipeline.errors import ConfigError
-from pipeline.provenance import sha256_file
+from pipeline.provenance import file_digest
 
 # Bump when the rules change in a way that changes their output (part of the lexicon version).
 RULES_VERSION = "3"
@@ -216,7 +216,7 @@ def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexic
                 (negative if cue.label == negative_label else positive).add(lemma)
     return Lexicon(
         path=str(path),
-        version=f"{RULES_VERSION}-{sha256_file(path)[:12]}",
+        version=f"{RULES_VERSION}-{file_digest(path)[:12]}",
         labels=tuple(file_labels),
         cues=types.MappingProxyType(frozen),
         speech_verbs=frozenset(_words(data.get("speech_verbs", []), path, "speech_verbs")),

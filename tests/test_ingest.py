@@ -15,7 +15,7 @@ import pytest
 from pipeline import ingest
 from pipeline.errors import BadRecords, ConfigError, InputError
 from pipeline.ingest import IngestParams, Raw, Report, clean, link_stories, load_rules, normalise_line
-from pipeline.provenance import sha256_file, sha256_text
+from pipeline.provenance import file_digest, sha256_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -149,7 +149,7 @@ def run_cli(corpus: Path, out: Path, **changes: Any) -> subprocess.CompletedProc
 
 def hashes(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under `folder`."""
-    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {p.relative_to(folder).as_posix(): file_digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import yaml
 from spacy.tokens import Span
 
 from pipeline.errors import ConfigError
-from pipeline.provenance import sha256_file
+from pipeline.provenance import file_digest
 from pipeline.stance import (
     DEFAULT_STANCE_ENDS,
     RULE_PRECISION,
@@ -280,7 +280,7 @@ def test_lexicon_version_changes_with_content(tmp_path):
     assert one.labels == ("against", "favor")
     assert load_lexicon(copy).version != one.version
     assert one.version.startswith(f"{RULES_VERSION}-")
-    assert one.version == f"{RULES_VERSION}-{sha256_file(LEXICON)[:12]}"
+    assert one.version == f"{RULES_VERSION}-{file_digest(LEXICON)[:12]}"
 
 
 @pytest.mark.parametrize(
