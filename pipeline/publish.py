@@ -36,6 +36,8 @@ FIGURE = "stance_by_actor.png"
 MANIFEST = "manifest.json"
 # The annotation guidelines travel with the data, so the card can link them on the Hub.
 GUIDELINES = "guidelines.md"
+# The evaluate stage's metrics files the card quotes (listed as publish deps in dvc.yaml).
+CARD_METRICS = ("preannotation",)
 
 
 @dataclass(frozen=True)
@@ -362,11 +364,13 @@ def changelog(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[
 
 
 def read_metrics(folder: Path | None) -> dict[str, Any]:
-    """The evaluate stage's metrics/*.json, by file stem (empty when the folder is absent)."""
+    """The evaluate stage's metrics the card quotes (CARD_METRICS), by file stem; those absent are left out."""
     out: dict[str, Any] = {}
     if folder is None or not folder.is_dir():
         return out
-    for path in sorted(folder.glob("*.json")):
+    for path in (folder / f"{name}.json" for name in CARD_METRICS):
+        if not path.is_file():
+            continue
         out[path.stem] = read_json(path, "metrics file")
         if not isinstance(out[path.stem], dict):
             raise InputError(f"{path}: metrics file must be a JSON object, got {type(out[path.stem]).__name__}")
