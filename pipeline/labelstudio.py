@@ -25,6 +25,7 @@ from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
 from pipeline.config import from_mapping, load_params
+from pipeline.contract import document_problem, is_number
 from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
 from pipeline.jsonl import dumps, read_jsonl
 from pipeline.ls_api import LabelStudioAPI, LabelStudioError, mask
@@ -193,22 +194,18 @@ def model_version(provenance: Mapping[str, Any]) -> str:
         raise ValueError(f"provenance lacks {exc}") from None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _score_problem(item: Mapping[str, Any]) -> str | None:
     """Why an entity's or stance's optional `score` is unusable, or None."""
     if "score" not in item:
         return None
     score = item["score"]
-    if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
+    if not is_number(score) or not 0 <= score <= 1:
         return f"score {json.dumps(score)[:40]} is not a number in [0, 1]"
     return None
 
 
 def check_record(record: Mapping[str, Any], cfg: Config) -> str | None:
-    """What is wrong with a pre-annotated record, or None."""
+    """What is wrong with a pre-annotated record, or None (the shared contract plus what a task needs)."""
     text = record.get("text")
     rid = record.get("id")
     if rid is None:
@@ -221,36 +218,17 @@ def check_record(record: Mapping[str, Any], cfg: Config) -> str | None:
         model_version(record.get("provenance") or {})
     except ValueError as exc:
         return str(exc)
-    entities = record.get("entities")
-    if not isinstance(entities, list):
-        return "missing 'entities'"
-    for i, ent in enumerate(entities):
-        try:
-            start, end, label = ent["start"], ent["end"], ent["label"]
-        except (KeyError, TypeError):
-            return f"entities[{i}]: needs start, end and label"
-        if not (_is_int(start) and _is_int(end)):
-            return f"entities[{i}]: offsets {json.dumps(start)[:20]}-{json.dumps(end)[:20]} are not integers"
-        if not 0 <= start < end <= len(text):
-            return f"entities[{i}]: offsets {start}-{end} outside the text (length {len(text)})"
-        if label not in cfg.entity_labels:
-            return f"entities[{i}]: label {label!r} not in preannotate.entity_labels"
-        if "text" in ent and ent["text"] != text[start:end]:
-            return f"entities[{i}]: text {ent['text']!r} does not match the offsets ({text[start:end]!r})"
+    if problem := document_problem(dict(record), text=text, entity_labels=cfg.entity_labels,
+                                   stance_labels=cfg.stance_labels):
+        return problem
+    for i, ent in enumerate(record["entities"]):
+        if ent["text"] != text[ent["start"]:ent["end"]]:
+            return f"entities[{i}]: text {ent['text']!r} does not match the offsets ({text[ent['start']:ent['end']]!r})"
         if problem := _score_problem(ent):
             return f"entities[{i}]: {problem}"
-    stances = record.get("stances") or []
-    if not isinstance(stances, list):
-        return "'stances' is not a list"
-    for i, st in enumerate(stances):
-        try:
-            holder, target, label = st["holder"], st["target"], st["label"]
-        except (KeyError, TypeError):
-            return f"stances[{i}]: needs holder, target and label"
-        if not all(_is_int(x) and 0 <= x < len(entities) for x in (holder, target)) or holder == target:
-            return f"stances[{i}]: holder/target {holder}/{target} are not two entities of the record"
-        if label not in cfg.stance_labels:
-            return f"stances[{i}]: label {label!r} not in preannotate.stance_labels"
+    for i, st in enumerate(record["stances"]):
+        if st["holder"] == st["target"]:
+            return f"stances[{i}]: holder and target are the same entity ({st['holder']})"
         if problem := _score_problem(st):
             return f"stances[{i}]: {problem}"
     return None

@@ -145,8 +145,8 @@ def test_bad_records_are_skipped_and_counted(tmp_path, cfg, capsys):
     tasks = ls.build_tasks(read_jsonl(path, bad), cfg, path, bad)
     assert len(tasks) == 1
     err = capsys.readouterr().err
-    assert f"{path}:1: entities[0]: offsets" in err
-    assert f"{path}:2: stances[0]: label 'neutral'" in err
+    assert f"{path}:1: entities[0] offsets 0-10000 must satisfy" in err
+    assert f"{path}:2: stances[0].label 'neutral' is not in preannotate.stance_labels" in err
     assert f"{path}:4: invalid JSON" in err
     with pytest.raises(InputError, match="records are bad"):
         bad2 = BadRecords("push", 0.1, quiet=True)
@@ -306,15 +306,17 @@ _DELETE = object()
         ("entities.0.score", None, "entities[0]: score null is not a number in [0, 1]"),
         ("entities.0.score", float("nan"), "entities[0]: score NaN is not a number in [0, 1]"),
         ("stances.0.score", "0.5", 'stances[0]: score "0.5" is not a number in [0, 1]'),
-        ("entities.0.start", True, "entities[0]: offsets true-6 are not integers"),
-        ("entities.0.end", 6.0, "entities[0]: offsets 0-6.0 are not integers"),
-        ("stances.0.target", True, "stances[0]: holder/target 0/True are not two entities of the record"),
+        ("entities.0.start", True, "entities[0].start must be an integer, got bool True"),
+        ("entities.0.end", 6.0, "entities[0].end must be an integer, got float 6.0"),
+        ("stances.0.target", True, "stances[0].target must index one of the 5 entities, got bool True"),
+        ("stances.0.target", 0, "stances[0]: holder and target are the same entity (0)"),
+        ("entities.0.label", "DATE", "entities[0].label 'DATE' is not in preannotate.entity_labels"),
         ("id", _DELETE, "missing 'id'"),
         ("id", "", "'id' must be a non-empty string (an integer id as \"42\"), got \"\""),
         ("id", " ", "'id' must be a non-empty string (an integer id as \"42\"), got \" \""),
         ("id", 42, "'id' must be a non-empty string (an integer id as \"42\"), got 42"),
         ("id", False, "'id' must be a non-empty string (an integer id as \"42\"), got false"),
-        ("stances", {"holder": 0}, "'stances' is not a list"),
+        ("stances", {"holder": 0}, "field 'entities' and 'stances' must be lists"),
     ],
 )
 def test_check_record_rejects_with_a_precise_message(cfg, path, value, message):
