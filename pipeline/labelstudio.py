@@ -809,7 +809,8 @@ def import_gold_main(gold: Path, articles: Path, input: Path, guidelines: Path, 
 
     cfg = load_config(params)
     text = read_guidelines(guidelines)
-    records = list(gold_module.load_gold(gold, (a for _, a in read_jsonl(articles))))
+    labels = gold_module.GoldLabels(cfg.entity_labels, cfg.stance_labels)
+    records = list(gold_module.load_gold(gold, (a for _, a in read_jsonl(articles)), labels))
     bad = BadRecords("push", cfg.ls.max_bad_share)
     tasks = build_tasks(read_jsonl(input, bad), cfg, input, bad)
     with tempfile.TemporaryDirectory(prefix="ls-gold-") as tmp:
