@@ -634,8 +634,8 @@ def check_record(obj: dict[str, Any]) -> str | None:
     rid = obj.get("id")
     if rid is None:
         return "missing 'id'"
-    if not (isinstance(rid, str) and rid.strip()):  # every later stage keys articles by string id
-        return f"'id' must be a non-empty string (an integer id as \"42\"), got {json.dumps(rid)[:40]}"
+    if not (isinstance(rid, str) and rid.strip()) and not (isinstance(rid, int) and not isinstance(rid, bool)):
+        return f"'id' must be a non-empty string or an integer, got {json.dumps(rid)[:40]}"
     if "text" not in obj:
         return "missing 'text'"
     if not isinstance(obj["text"], str):
