@@ -10,6 +10,7 @@ from there with `stage_config`.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any, TypeVar
@@ -184,15 +185,39 @@ def labeled_problem(record: dict[str, Any], *, entity_labels: Collection[str] | 
 def labels_problem(entity_labels: tuple[str, ...], stance_ends: tuple[str, ...] | None,
                    stance_labels: tuple[str, ...]) -> str | None:
     """Why the label sets of params `preannotate:` can't be used by the stages that publish them, or None."""
-    if not entity_labels or len(set(entity_labels)) != len(entity_labels):
-        return "preannotate.entity_labels must be a non-empty list without duplicates"
+    if not entity_labels or not all(entity_labels) or len(set(entity_labels)) != len(entity_labels):
+        return "preannotate.entity_labels must be a non-empty list of names without duplicates"
     if stance_ends is not None and (unknown := set(stance_ends) - set(entity_labels)):
         return f"preannotate.stance_ends {sorted(unknown)} are not in preannotate.entity_labels"
-    if not stance_labels or len(set(stance_labels)) != len(stance_labels):
-        return "preannotate.stance_labels must be a non-empty list without duplicates"
+    if not stance_labels or not all(stance_labels) or len(set(stance_labels)) != len(stance_labels):
+        return "preannotate.stance_labels must be a non-empty list of names without duplicates"
     if NO_STANCE in stance_labels:
         return f"preannotate.stance_labels must not contain {NO_STANCE!r}, the class of pairs without a stance"
     return None
+
+
+@dataclass(frozen=True)
+class LabelSets:
+    """The label sets of params `preannotate:`: what Label Studio offers and what gold and labels are checked against."""
+
+    entity_labels: tuple[str, ...]
+    stance_labels: tuple[str, ...]
+
+    def validate(self) -> str | None:
+        """Non-empty lists of distinct names; `none` is not a stance label."""
+        problem = labels_problem(self.entity_labels, None, self.stance_labels)
+        return problem.removeprefix("preannotate.") if problem else None  # from_mapping names the section
+
+
+def label_sets(params: Path) -> LabelSets:
+    """The validated label sets of params.yaml's `preannotate:` section."""
+    pre = load_params(params).get("preannotate")
+    if not isinstance(pre, dict):
+        raise ConfigError(f"{params}: missing section 'preannotate'")
+    keys = [f.name for f in dataclasses.fields(LabelSets)]
+    if missing := [k for k in keys if k not in pre]:
+        raise ConfigError(f"{params}:preannotate: missing key(s) {', '.join(missing)}")
+    return from_mapping(LabelSets, {k: pre[k] for k in keys}, f"{params}:preannotate")
 
 
 def stage_config(cls: type[T], stage: str, params: Path) -> T:

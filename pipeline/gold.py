@@ -33,8 +33,9 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import DEFAULT_PARAMS, from_mapping, key_problem, load_params
-from pipeline.errors import ConfigError, InputError
+from pipeline.config import DEFAULT_PARAMS, key_problem
+from pipeline.contract import LabelSets, label_sets
+from pipeline.errors import InputError
 from pipeline.jsonl import read_jsonl, write_jsonl
 
 _ACTOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -51,32 +52,6 @@ _PLAIN = {
 
 class GoldError(InputError):
     """A gold entry that cannot be resolved; the message names the gold file, line and entry."""
-
-
-@dataclass(frozen=True)
-class GoldLabels:
-    """The labels gold entries may use: `preannotate.entity_labels` and `preannotate.stance_labels` of params.yaml."""
-
-    entity_labels: tuple[str, ...]
-    stance_labels: tuple[str, ...]
-
-    def validate(self) -> str | None:
-        """Non-empty lists of distinct, non-empty names."""
-        for name, labels in (("entity_labels", self.entity_labels), ("stance_labels", self.stance_labels)):
-            if not labels or not all(labels):
-                return f"{name} must be a non-empty list of label names"
-            if len(set(labels)) != len(labels):
-                return f"{name}: duplicate label"
-        return None
-
-
-def gold_labels(params: Path = DEFAULT_PARAMS) -> GoldLabels:
-    """The label sets of params.yaml's `preannotate` section, validated."""
-    section = load_params(params).get("preannotate")
-    if not isinstance(section, dict):
-        raise ConfigError(f"{params}: missing section 'preannotate'")
-    wanted = {key: section[key] for key in ("entity_labels", "stance_labels") if key in section}
-    return from_mapping(GoldLabels, wanted, f"{params}:preannotate")
 
 
 @dataclass(frozen=True)
@@ -208,7 +183,7 @@ def read_gold_files(path: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def resolve(
-    file: Path, doc: Mapping[str, Any], article: Mapping[str, Any], labels: GoldLabels
+    file: Path, doc: Mapping[str, Any], article: Mapping[str, Any], labels: LabelSets
 ) -> tuple[dict[str, Any], list]:
     """Resolve one gold document against its article into a record, plus its skip spans (original offsets)."""
     text, rid = article.get("text"), article.get("id")
@@ -335,13 +310,13 @@ def check_complete(records: list[tuple[Path, dict[str, Any], list]]) -> None:
 
 
 def load_gold(
-    path: Path, articles: Iterable[Mapping[str, Any]], labels: GoldLabels | None = None
+    path: Path, articles: Iterable[Mapping[str, Any]], labels: LabelSets | None = None
 ) -> Iterator[dict[str, Any]]:
     """Yield one gold record per gold file, in the preannotate contract form, resolved against `articles`.
 
-    `labels` default to those of ./params.yaml (`gold_labels()`), where every command runs.
+    `labels` default to those of ./params.yaml (`contract.label_sets`), where every command runs.
     """
-    labels = gold_labels() if labels is None else labels
+    labels = label_sets(DEFAULT_PARAMS) if labels is None else labels
     by_source: dict[str, Mapping[str, Any]] = {}
     for article in articles:
         source = article.get("source_file")
@@ -393,7 +368,7 @@ def to_labelstudio_result(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def main(gold: Path, articles: Path, output: Path, params: Path = DEFAULT_PARAMS) -> int:
     """Resolve the gold folder against data/articles.jsonl and write data/gold.jsonl; return the record count."""
-    labels = gold_labels(params)
+    labels = label_sets(params)
     records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles)), labels))
     n = write_jsonl(output, records)
     ents = sum(len(r["entities"]) for r in records)
@@ -406,7 +381,7 @@ def evaluate(gold: Path, articles: Path, predictions: Path, params: Path = DEFAU
     """Score pre-annotations (data/preannotated.jsonl) against the gold: entities and stances, exact and overlap."""
     from pipeline import scoring
 
-    labels = gold_labels(params)
+    labels = label_sets(params)
     records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles)), labels))
     wanted = {r["id"]: r for r in records}
     found: dict[str, dict[str, Any]] = {}

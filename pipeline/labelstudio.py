@@ -25,7 +25,7 @@ from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
 from pipeline.config import from_mapping, load_params
-from pipeline.contract import document_problem, is_number
+from pipeline.contract import LabelSets, document_problem, is_number, label_sets
 from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
 from pipeline.jsonl import dumps, read_jsonl
 from pipeline.ls_api import LabelStudioAPI, LabelStudioError, mask
@@ -116,28 +116,18 @@ def load_config(params_path: Path) -> Config:
     if "labelstudio" not in params:
         raise ConfigError(f"{params_path}: missing section 'labelstudio'")
     ls = from_mapping(LabelStudioParams, params["labelstudio"], f"{params_path}:labelstudio")
-    pre = params.get("preannotate") or {}
-    labels = {}
-    for key in ("entity_labels", "stance_labels"):
-        value = pre.get(key)
-        if isinstance(value, Mapping):
-            value = list(value)
-        if not value or not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(f"{params_path}:preannotate.{key}: expected a non-empty list of label names")
-        if len(set(value)) != len(value):
-            raise ConfigError(f"{params_path}:preannotate.{key}: duplicate label")
-        labels[key] = tuple(value)
+    labels = label_sets(params_path)
     for key, mapping, known in (
-        ("entity_colors", ls.entity_colors, labels["entity_labels"]),
-        ("entity_hotkeys", ls.entity_hotkeys, labels["entity_labels"]),
-        ("stance_colors", ls.stance_colors, labels["stance_labels"]),
+        ("entity_colors", ls.entity_colors, labels.entity_labels),
+        ("entity_hotkeys", ls.entity_hotkeys, labels.entity_labels),
+        ("stance_colors", ls.stance_colors, labels.stance_labels),
     ):
         stray = sorted(set(mapping) - set(known))
         if stray:
             raise ConfigError(
                 f"{params_path}:labelstudio.{key}: {', '.join(stray)} not in preannotate's labels ({', '.join(known)})"
             )
-    return Config(ls, labels["entity_labels"], labels["stance_labels"])
+    return Config(ls, labels.entity_labels, labels.stance_labels)
 
 
 # -- labeling config ----------------------------------------------------------------------------
@@ -809,7 +799,7 @@ def import_gold_main(gold: Path, articles: Path, input: Path, guidelines: Path, 
 
     cfg = load_config(params)
     text = read_guidelines(guidelines)
-    labels = gold_module.GoldLabels(cfg.entity_labels, cfg.stance_labels)
+    labels = LabelSets(cfg.entity_labels, cfg.stance_labels)
     records = list(gold_module.load_gold(gold, (a for _, a in read_jsonl(articles)), labels))
     bad = BadRecords("push", cfg.ls.max_bad_share)
     tasks = build_tasks(read_jsonl(input, bad), cfg, input, bad)

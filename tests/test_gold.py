@@ -12,7 +12,8 @@ import yaml
 
 from pipeline import gold as gold_mod
 from pipeline.errors import ConfigError
-from pipeline.gold import GoldError, GoldLabels, gold_labels, load_gold, to_labelstudio_result
+from pipeline.contract import LabelSets, label_sets
+from pipeline.gold import GoldError, load_gold, to_labelstudio_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,7 +153,7 @@ def test_article_without_text_or_id_names_the_gold_file(tmp_path: Path, field: s
 
 
 def test_labels_come_from_params(tmp_path: Path) -> None:
-    assert gold_labels(ROOT / "params.yaml") == GoldLabels(("PERSON", "NORP", "ORG", "GPE", "LOC"), ("against", "favor"))
+    assert label_sets(ROOT / "params.yaml") == LabelSets(("PERSON", "NORP", "ORG", "GPE", "LOC"), ("against", "favor"))
     doc = json.loads(json.dumps(GOOD))
     doc["sentences"][0]["entities"].append(["Friday", "DATE"])
     doc["sentences"][0]["stances"] = [["Blinken", "con", "Moscow"]]
@@ -160,20 +161,20 @@ def test_labels_come_from_params(tmp_path: Path) -> None:
     path = write(tmp_path, doc)
     params = tmp_path / "params.yaml"
     params.write_text("preannotate: {entity_labels: [PERSON, GPE, DATE], stance_labels: [con, pro]}\n", encoding="utf-8")
-    (rec,) = load_gold(path, [ARTICLE], gold_labels(params))
+    (rec,) = load_gold(path, [ARTICLE], label_sets(params))
     assert {e["label"] for e in rec["entities"]} == {"PERSON", "GPE", "DATE"}
     assert {s["label"] for s in rec["stances"]} == {"con", "pro"}
     with pytest.raises(GoldError, match=r"label 'DATE' not in PERSON, NORP, ORG, GPE, LOC \(preannotate.entity_labels\)"):
-        list(load_gold(path, [ARTICLE], gold_labels(ROOT / "params.yaml")))
+        list(load_gold(path, [ARTICLE], label_sets(ROOT / "params.yaml")))
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("ingest: {}\n", ": missing section 'preannotate'"),
-        ("preannotate: {entity_labels: [PERSON]}\n", ":preannotate: missing key 'stance_labels'"),
-        ("preannotate: {entity_labels: [PERSON, PERSON], stance_labels: [con]}\n", ":preannotate: entity_labels: duplicate"),
-        ("preannotate: {entity_labels: [], stance_labels: [con]}\n", ":preannotate: entity_labels must be a non-empty"),
+        ("preannotate: {entity_labels: [PERSON]}\n", ":preannotate: missing key(s) stance_labels"),
+        ("preannotate: {entity_labels: [PERSON, PERSON], stance_labels: [con]}\n", ":preannotate: entity_labels must be a non-empty list of names without duplicates"),
+        ("preannotate: {entity_labels: [], stance_labels: [con]}\n", ":preannotate: entity_labels must be a non-empty list"),
         ("preannotate: {entity_labels: [PERSON], stance_labels: [yes]}\n", ":preannotate.stance_labels[0]: expected str"),
     ],
 )
@@ -181,7 +182,7 @@ def test_bad_label_params_are_config_errors(tmp_path: Path, text: str, message: 
     params = tmp_path / "params.yaml"
     params.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
-        gold_labels(params)
+        label_sets(params)
     assert str(info.value).startswith(f"{params}{message}")
 
 

@@ -96,7 +96,7 @@ def test_missing_label_sets_are_reported(tmp_path):
     del params["preannotate"]["entity_labels"]
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    with pytest.raises(ConfigError, match="preannotate.entity_labels"):
+    with pytest.raises(ConfigError, match=r"params.yaml:preannotate: missing key\(s\) entity_labels$"):
         ls.load_config(path)
 
 

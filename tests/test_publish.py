@@ -326,7 +326,7 @@ def test_missing_guidelines_file_is_a_one_line_error(tmp_path: Path) -> None:
 def test_bad_label_set_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stance_labels must not contain 'none'"):
         stage.load_config(write_params(tmp_path, stance_labels="[against, none]"))
-    with pytest.raises(ConfigError, match="stance_labels must be a non-empty list without duplicates"):
+    with pytest.raises(ConfigError, match="stance_labels must be a non-empty list of names without duplicates"):
         stage.load_config(write_params(tmp_path, stance_labels="[favor, favor]"))
 
 
