@@ -133,3 +133,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The settings of a .env file as python-dotenv reads them, without valueless keys; a missing file is empty."""
+    from dotenv import dotenv_values
+
+    try:
+        values = dotenv_values(path) if path.is_file() else {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return {key: value for key, value in values.items() if value is not None}

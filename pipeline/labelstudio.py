@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
-from pipeline.config import from_mapping, load_params
+from pipeline.config import from_mapping, load_params, read_env_file
 from pipeline.contract import LabelSets, document_problem, is_number, label_sets
 from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
 from pipeline.jsonl import dumps, read_jsonl
@@ -660,7 +660,6 @@ def connect(cfg: Config, env_file: Path = Path(".env")) -> LabelStudioAPI:
 
     The environment wins when it sets either of them, and must then set both: a token from `.env` (the
     local server's admin token) is never sent to a URL from the environment, nor the other way round."""
-    from pipeline.ls_server import read_env_file
 
     in_env = {key: os.environ.get(key, "") for key in ENV_KEYS}
     if any(in_env.values()):

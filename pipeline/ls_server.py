@@ -20,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from pipeline.config import read_env_file
 from pipeline.errors import ConfigError, PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,20 +185,6 @@ def _last_line(path: Path | None) -> str:
 
 
 # -- .env: the local server's URL, token and admin password, git-ignored ------------------------
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """The KEY=VALUE settings of a .env file as python-dotenv reads them (as publish reads HF_TOKEN): quotes,
-    comments, `export KEY=...`; keys without a value are left out; a missing file is empty."""
-    from dotenv import dotenv_values
-
-    try:
-        values = dotenv_values(path) if path.is_file() else {}
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return {key: value for key, value in values.items() if value is not None}
 
 
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.,:/@+=-]*")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import read_env_file
 from pipeline.contract import NO_STANCE, SPLITS, labeled_problem, labels_problem, stage_config
 from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
 from pipeline.jsonl import read_json, read_jsonl, write_json
@@ -433,9 +434,7 @@ def hf_token(env_file: Path = Path(".env")) -> str:
     """HF_TOKEN from the environment or the git-ignored .env file; one-line error when missing."""
     token = os.environ.get("HF_TOKEN")
     if not token and env_file.is_file():
-        from dotenv import dotenv_values
-
-        token = dotenv_values(env_file).get("HF_TOKEN")
+        token = read_env_file(env_file).get("HF_TOKEN")
     if not token:
         raise ConfigError("HF_TOKEN is not set: export HF_TOKEN=... or add it to .env (never to params.yaml)")
     return token

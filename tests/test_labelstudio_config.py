@@ -204,7 +204,8 @@ def test_real_params_give_a_valid_config():
 
 
 def test_env_file_is_private_and_keeps_other_lines(tmp_path):
-    from pipeline.ls_server import read_env_file, update_env_file
+    from pipeline.config import read_env_file
+    from pipeline.ls_server import update_env_file
 
     path = tmp_path / ".env"
     path.write_text("# mine\nHF_TOKEN=abc\nLABEL_STUDIO_URL=http://old\n")
@@ -547,7 +548,8 @@ def test_credentials_repr_shows_no_secret():
 def test_env_file_round_trips_what_it_writes(tmp_path):
     from dotenv import dotenv_values
 
-    from pipeline.ls_server import Credentials, read_env_file, update_env_file
+    from pipeline.config import read_env_file
+    from pipeline.ls_server import Credentials, update_env_file
 
     creds = Credentials.new()
     tricky = "p#ss w'rd \"x\" \\n $HOME"
@@ -564,7 +566,7 @@ def test_env_file_round_trips_what_it_writes(tmp_path):
 
 
 def test_an_unreadable_env_file_is_a_config_error(tmp_path):
-    from pipeline.ls_server import read_env_file
+    from pipeline.config import read_env_file
 
     path = tmp_path / ".env"
     path.write_bytes(b"LABEL_STUDIO_URL=\xff\xfe\n")
