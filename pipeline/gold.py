@@ -24,7 +24,6 @@ which the gold shares with the pre-annotations it scores.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -332,38 +331,6 @@ def load_gold(
     check_complete(resolved)
     for _, record, _ in resolved:
         yield record
-
-
-def region_id(record_id: str, entity: Mapping[str, Any]) -> str:
-    """A stable Label Studio region id for one gold entity (same span and label, same id)."""
-    key = f"{record_id}:{entity['start']}:{entity['end']}:{entity['label']}"
-    return "g" + hashlib.sha256(key.encode()).hexdigest()[:9]
-
-
-def to_labelstudio_result(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Label Studio annotation result JSON for one gold record: labels regions, then stance relations."""
-    ids = [region_id(record["id"], e) for e in record["entities"]]
-    result: list[dict[str, Any]] = [
-        {
-            "id": ids[i],
-            "from_name": "label",
-            "to_name": "text",
-            "type": "labels",
-            "value": {"start": e["start"], "end": e["end"], "text": e["text"], "labels": [e["label"]]},
-        }
-        for i, e in enumerate(record["entities"])
-    ]
-    result += [
-        {
-            "from_id": ids[s["holder"]],
-            "to_id": ids[s["target"]],
-            "type": "relation",
-            "direction": "right",
-            "labels": [s["label"]],
-        }
-        for s in record["stances"]
-    ]
-    return result
 
 
 def main(gold: Path, articles: Path, output: Path, params: Path = DEFAULT_PARAMS) -> int:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -237,13 +237,13 @@ def task_score(record: Mapping[str, Any], how: str) -> float:
     return round(min(scores) if how == "min" else sum(scores) / len(scores), 6)
 
 
-def prediction(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
-    """The model's proposals for one article as a Label Studio prediction."""
-    text, aid = record["text"], record["id"]
+def result_json(record: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str, Any]]:
+    """A document's entities as labels regions (`ids[i]` for entity i, with its score) and stances as relations."""
+    text = record["text"]
     result: list[dict[str, Any]] = []
     for i, ent in enumerate(record["entities"]):
         region = {
-            "id": region_id(aid, i),
+            "id": ids[i],
             "from_name": FROM_NAME,
             "to_name": TO_NAME,
             "type": "labels",
@@ -261,18 +261,35 @@ def prediction(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
         seen.add(pair)
         result.append(
             {
-                "from_id": region_id(aid, st["holder"]),
-                "to_id": region_id(aid, st["target"]),
+                "from_id": ids[st["holder"]],
+                "to_id": ids[st["target"]],
                 "type": "relation",
                 "direction": "right",
                 "labels": [st["label"]],
             }
         )
+    return result
+
+
+def prediction(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
+    """The model's proposals for one article as a Label Studio prediction."""
+    ids = [region_id(record["id"], i) for i in range(len(record["entities"]))]
     return {
         "model_version": model_version(record["provenance"]),
         "score": task_score(record, cfg.ls.task_score),
-        "result": result,
+        "result": result_json(record, ids),
     }
+
+
+def gold_region_id(record_id: str, entity: Mapping[str, Any]) -> str:
+    """A stable region id for one gold entity (same span and label, same id)."""
+    key = f"{record_id}:{entity['start']}:{entity['end']}:{entity['label']}"
+    return "g" + hashlib.sha256(key.encode()).hexdigest()[:9]
+
+
+def gold_result(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Label Studio annotation result JSON for one gold record: labels regions, then stance relations."""
+    return result_json(record, [gold_region_id(record["id"], e) for e in record["entities"]])
 
 
 def to_task(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
@@ -784,7 +801,7 @@ def import_gold(api: LabelStudioAPI, project_id: int, gold_records: Iterable[Map
             raise InputError(f"gold for article {record['id']}: no task with that article and text; push it first")
         api.post(
             f"/api/tasks/{tasks[key]['id']}/annotations",
-            {"result": gold_module.to_labelstudio_result(record), "completed_by": user["id"], "ground_truth": True},
+            {"result": gold_result(record), "completed_by": user["id"], "ground_truth": True},
             what=f"submitting the gold annotation of article {record['id']}",
         )
         n += 1

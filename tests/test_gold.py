@@ -13,7 +13,8 @@ import yaml
 from pipeline import gold as gold_mod
 from pipeline.errors import ConfigError
 from pipeline.contract import LabelSets, label_sets
-from pipeline.gold import GoldError, load_gold, to_labelstudio_result
+from pipeline.gold import GoldError, load_gold
+from pipeline.labelstudio import gold_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,7 +198,7 @@ def test_skip_excuses_a_deliberately_untagged_mention(tmp_path: Path) -> None:
 
 def test_labelstudio_result_regions_and_relations(tmp_path: Path) -> None:
     (rec,) = load_gold(write(tmp_path, GOOD), [ARTICLE])
-    result = to_labelstudio_result(rec)
+    result = gold_result(rec)
     regions = [r for r in result if r["type"] == "labels"]
     relations = [r for r in result if r["type"] == "relation"]
     assert len(regions) == len(rec["entities"]) and len(relations) == len(rec["stances"])
@@ -208,7 +209,7 @@ def test_labelstudio_result_regions_and_relations(tmp_path: Path) -> None:
     ids = {r["id"]: r["value"]["text"] for r in regions}
     assert {(ids[r["from_id"]], ids[r["to_id"]], r["labels"][0], r["direction"]) for r in relations} == {
         ("Blinken", "Moscow", "against", "right"), ("Blinken", "Russia", "against", "right")}
-    assert to_labelstudio_result(rec) == result  # stable ids
+    assert gold_result(rec) == result  # stable ids
 
 
 # ---------------------------------------------------------------- the seed gold

@@ -313,6 +313,6 @@ def test_gold_round_trips_as_ground_truth(api, params, seeds, tmp_path):
     user = next(u for u in api.get("/api/users/", what="users") if u["email"] == ls.GOLD_ANNOTATOR)
     for record in gold:
         (ann,) = exported[record["id"]]["annotations"]
-        assert ann["result"] == gold_module.to_labelstudio_result(record)
+        assert ann["result"] == ls.gold_result(record)
         assert ann["completed_by"] == user["id"] and ann["ground_truth"] and not ann["was_cancelled"]
     assert report.stale == []
