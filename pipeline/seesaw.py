@@ -16,7 +16,6 @@ not scored. Evaluation data only: nothing from SEESAW is copied into the project
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import BadRecords, ConfigError, InputError
+from pipeline.jsonl import read_json
 
 if TYPE_CHECKING:
     from pipeline.stance import Lexicon
@@ -111,14 +111,6 @@ class Tally:
 # --- reading the layout -------------------------------------------------------------------------
 
 
-def _read(path: Path) -> Any:
-    """A JSON file's content, or an InputError naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable JSON ({exc})") from None
-
-
 def _entity_type(entry: Sequence[Any]) -> str:
     """The entity type most annotators gave (ties: the first given)."""
     types = [t for t in entry[1] if isinstance(t, str)] if len(entry) > 1 and isinstance(entry[1], list) else []
@@ -167,11 +159,12 @@ def load_articles(
         total += 1
         story = path.stem.split("_DOCUMENT_")[0]
         try:
-            meta = _read(folder / "meta" / f"{story}.json")
+            meta = read_json(folder / "meta" / f"{story}.json", "SEESAW meta file")
             if split is not None and meta.get("Split") != split:
                 continue
-            article = parse_article(_read(path), _read(folder / "annotations" / path.name), meta.get("Split"), path.stem,
-                                    labels)
+            article = parse_article(read_json(path, "SEESAW article"),
+                                    read_json(folder / "annotations" / path.name, "SEESAW annotation file"),
+                                    meta.get("Split"), path.stem, labels)
         except InputError as exc:
             bad.add(str(path), str(exc))
             continue
