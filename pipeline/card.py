@@ -301,8 +301,9 @@ def render(ctx: CardContext) -> str:
                  f"({', '.join(f'{t}={i}' for i, t in enumerate(cfg.bio_tags))}). Entities also carry `actor`, a "
                  f"canonical id from the project's actor table (e.g. `RUS`, `NATO`; null when unlinked).")
     parts += ["", "### Stances", ""]
-    parts.append("A stance is a directed relation from a *holder* entity to a *target* entity.\n")
     definition = stance_definition(ctx.guidelines)
+    if not definition:
+        parts.append("A stance is a directed relation from a *holder* entity to a *target* entity.\n")
     if definition:
         parts += [f"From the annotation guidelines ([{ctx.guidelines_path}]({ctx.guidelines_path})):", "", definition, ""]
     elif ctx.guidelines_path:
