@@ -25,7 +25,7 @@ from pipeline.errors import ConfigError
 from pipeline.provenance import file_digest
 
 # Bump when the rules change in a way that changes their output (part of the lexicon version).
-RULES_VERSION = "3"
+RULES_VERSION = "4"
 
 # Entity labels that can hold or be the target of a stance when the caller passes none (the set
 # params.yaml ships as `preannotate.stance_ends`; the pre-annotator should pass the configured one).
@@ -45,7 +45,7 @@ RULE_PRECISION: Mapping[str, float] = types.MappingProxyType(
         "adjective": 0.83,
         "symmetric": 0.75,
         "possessive": 0.50,
-        "role": 0.50,
+        "role": 0.55,
         "prep_against": 0.42,
         "speech": 0.38,
         "light_verb": 0.38,
@@ -53,6 +53,8 @@ RULE_PRECISION: Mapping[str, float] = types.MappingProxyType(
         "speech_agent": 0.42,
         "speech_tone": 0.36,
         "demand": 0.33,
+        "adjacent": 0.9,
+        "undergo": 0.86,
     }
 )
 INDIRECT_FACTOR = 0.85
@@ -71,6 +73,10 @@ _COMPLEMENT = frozenset({"xcomp", "ccomp", "pcomp", "pobj", "prep", "dobj", "con
 _ABOUT = frozenset({"of", "against", "about", "with", "toward", "towards"})
 # Dependencies from an act up to the verb demanding it ("demands that X sign treaties to prevent Y ...").
 _DEMANDED = frozenset({"relcl", "acl", "conj", "xcomp", "ccomp", "dobj", "pobj", "prep", "advcl"})
+# Words before a name that a verb's misparsed object may start with ("slammed President Barack Obama").
+_TITLES = frozenset({"the", "president", "sen", "senator", "rep", "representative", "gov", "governor", "mr", "mrs",
+                     "ms", "dr", "former", "then", "vice", "speaker", "secretary", "house", "senate", "gen", "general",
+                     "prime", "minister", "leader", "majority", "minority", "chancellor", "attorney", "judge"})
 # Adverbial clauses that are the writer's narration beside a reported clause, not part of it.
 _NARRATION = frozenset({"while", "whereas", "as", "after", "before", "when", "since"})
 
@@ -470,6 +476,9 @@ class _Finder:
                         if child.dep_ == "dobj":
                             targets += self.mentions(child)
             targets += self.prep_objects(tok, cue.preps)
+            if not targets and cue.object and holders.mentions and rule == "svo":
+                targets = self.adjacent(tok)  # "Republicans slammed President Barack Obama", misparsed
+                rule = "adjacent" if targets else rule
             if not targets and cue.clause:
                 targets = self.clause_subjects(tok)
                 rule = "clause" if rule == "svo" else rule
@@ -490,6 +499,10 @@ class _Finder:
                     return
             if not targets and rule == "possessive" and holders.mentions:
                 targets = self.undergoer(tok)  # "the FBI faces attacks from Trump"
+            if not targets and tok.dep_ == "dobj" and tok.head.lemma_.lower() in self.lex.undergo_verbs:
+                givers = self.prep_objects(tok.head, frozenset({"from", "by"}))  # "X drew criticism from Y"
+                if givers:
+                    holders, rule, targets = _Ends(givers, "undergo"), "undergo", self.undergoer(tok)
         elif cue.pos == "ROLE":
             holders, targets = self.role_ends(tok)
             rule = "role"
@@ -547,6 +560,16 @@ class _Finder:
         """A name right after a verb parsed as modifier of its object: spaCy's misparse of `promised Moscow sanctions`."""
         noun = child.head
         return child.dep_ == "nmod" and child.pos_ == "PROPN" and noun.dep_ == "dobj" and child.i == noun.head.i + 1
+
+    def adjacent(self, verb: Token) -> list[tuple[int, bool]]:
+        """The entity named right after a verb, past titles: spaCy's misparse of `slammed President Barack Obama`."""
+        for tok in self.doc[verb.i + 1 : min(verb.i + 5, verb.sent.end)]:
+            ent = self.ent_of[tok.i]
+            if ent is not None:
+                return [(ent, False)]
+            if tok.lower_.rstrip(".") not in _TITLES:
+                return []
+        return []
 
     def undergoer(self, noun: Token) -> list[tuple[int, bool]]:
         """Subject of a verb of undergoing whose object is the noun cue: `X faced criticism from Y`."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import spacy
 import yaml
-from spacy.tokens import Span
+from spacy.tokens import Doc, Span
 
 from pipeline.errors import ConfigError
 from pipeline.provenance import file_digest
@@ -362,3 +362,38 @@ def test_bypass_in_reported_speech(nlp, lexicon):
     pairs = [f[:3] for f in found]
     assert ("Russia", "against", "European Union") in pairs
     assert ("Jean-Yves Le Drian", "against", "Russia") in pairs
+
+
+def test_misparsed_object_right_after_the_verb_is_the_target(nlp, lexicon):
+    # spaCy sometimes hangs "President Barack Obama" off the verb as a non-object; the name right after
+    # the verb (past titles) is then its object.
+    words = ["Republicans", "slammed", "President", "Barack", "Obama", "on", "Friday", "."]
+    doc = Doc(nlp.vocab, words=words, heads=[1, 1, 3, 1, 3, 1, 5, 1],
+              deps=["nsubj", "ROOT", "compound", "prep", "pobj", "prep", "pobj", "punct"],
+              pos=["PROPN", "VERB", "PROPN", "PROPN", "PROPN", "ADP", "PROPN", "PUNCT"],
+              lemmas=["Republicans", "slam", "President", "Barack", "Obama", "on", "Friday", "."],
+              sent_starts=[True] + [False] * 7)
+    spans = [Span(doc, 0, 1, label="NORP"), Span(doc, 3, 5, label="PERSON")]
+    found = find_stances(doc, spans, lexicon)
+    assert [(s["holder"], s["label"], s["target"], s["rule"]) for s in found] == [(0, "against", 1, "adjacent")]
+    doc = Doc(nlp.vocab, words=[w if w != "President" else "rumours" for w in words], heads=[t.head.i for t in doc],
+              deps=[t.dep_ for t in doc], pos=[t.pos_ for t in doc], lemmas=[t.lemma_ for t in doc],
+              sent_starts=[True] + [False] * 7)
+    assert find_stances(doc, [Span(doc, 0, 1, label="NORP"), Span(doc, 3, 5, label="PERSON")], lexicon) == []
+
+
+def test_criticism_or_support_received_from_someone(nlp, lexicon):
+    found = stances(nlp, lexicon, "Kiev received strong support from Washington after the talks.",
+                    ("Kiev", "GPE"), ("Washington", "GPE"))
+    assert found == [("Washington", "favor", "Kiev", "undergo", "support")]
+    found = stances(nlp, lexicon, "Ukraine drew praise from NATO for its restraint.", ("Ukraine", "GPE"), ("NATO", "ORG"))
+    assert found == [("NATO", "favor", "Ukraine", "undergo", "praise")]
+
+
+def test_spokesperson_favors_whom_they_speak_for(nlp, lexicon):
+    text = seed_sentence("Russian Foreign Ministry spokeswoman Maria Zakharova")
+    found = stances(nlp, lexicon, text, ("Russian Foreign Ministry", "ORG"), ("Maria Zakharova", "PERSON"))
+    assert found == [("Maria Zakharova", "favor", "Russian Foreign Ministry", "role", "spokeswoman")]
+    found = stances(nlp, lexicon, "Dmitry Peskov, a spokesman for the Kremlin, denied the report.",
+                    ("Dmitry Peskov", "PERSON"), ("Kremlin", "ORG"))
+    assert found == [("Dmitry Peskov", "favor", "Kremlin", "role", "spokesman")]
