@@ -38,23 +38,23 @@ DEFAULT_POLARITY: Mapping[str, str] = types.MappingProxyType({"negative": "again
 # rare rules are not over-trusted; re-measure with `evaluate-seesaw --by-rule` when rules change.
 RULE_PRECISION: Mapping[str, float] = types.MappingProxyType(
     {
-        "svo": 0.69,
+        "svo": 0.71,
         "passive": 0.83,
         "clause": 0.67,
         "control": 0.56,
-        "adjective": 0.83,
+        "adjective": 0.71,
         "symmetric": 0.75,
-        "possessive": 0.50,
-        "role": 0.55,
+        "possessive": 0.62,
+        "role": 0.53,
         "prep_against": 0.42,
-        "speech": 0.38,
-        "light_verb": 0.38,
-        "speech_sentiment": 0.45,
-        "speech_agent": 0.42,
+        "speech": 0.37,
+        "light_verb": 0.54,
+        "speech_sentiment": 0.46,
+        "speech_agent": 0.40,
         "speech_tone": 0.36,
         "demand": 0.33,
-        "adjacent": 0.9,
-        "undergo": 0.86,
+        "adjacent": 0.90,
+        "undergo": 0.69,
     }
 )
 INDIRECT_FACTOR = 0.85
@@ -378,6 +378,8 @@ class _Finder:
             ent = self.ent_of[child.i]
             if child.dep_ in ("poss", "compound", "amod", "nmod") and ent is not None and not self.dative_like(child):
                 direct.append((ent, False))
+            elif child.dep_ == "poss" and child.pos_ != "PRON":
+                direct += self.mentions(child)  # "the Obama administration's sanctions against Russia"
             elif child.dep_ in ("prep", "agent") and child.lower_ in ("by", "from"):
                 for pobj in child.children:
                     if pobj.dep_ == "pobj":
@@ -499,9 +501,10 @@ class _Finder:
                     return
             if not targets and rule == "possessive" and holders.mentions:
                 targets = self.undergoer(tok)  # "the FBI faces attacks from Trump"
-            if not targets and tok.dep_ == "dobj" and tok.head.lemma_.lower() in self.lex.undergo_verbs:
-                givers = self.prep_objects(tok.head, frozenset({"from", "by"}))  # "X drew criticism from Y"
-                if givers:
+            if tok.dep_ == "dobj" and tok.head.lemma_.lower() in self.lex.undergo_verbs:
+                # "X drew criticism from Y", "X won the support of Y": the giver holds it, the receiver is its target
+                givers = self.prep_objects(tok.head, frozenset({"from", "by"})) or self.prep_objects(tok, frozenset({"of"}))
+                if givers and not self.ent_of[tok.i] and not cue.symmetric:
                     holders, rule, targets = _Ends(givers, "undergo"), "undergo", self.undergoer(tok)
         elif cue.pos == "ROLE":
             holders, targets = self.role_ends(tok)

@@ -397,3 +397,28 @@ def test_spokesperson_favors_whom_they_speak_for(nlp, lexicon):
     found = stances(nlp, lexicon, "Dmitry Peskov, a spokesman for the Kremlin, denied the report.",
                     ("Dmitry Peskov", "PERSON"), ("Kremlin", "ORG"))
     assert found == [("Dmitry Peskov", "favor", "Kremlin", "role", "spokesman")]
+
+
+def test_support_won_from_someone_and_possessor_of_an_affiliation(nlp, lexicon):
+    found = stances(nlp, lexicon, "Kiev won the support of Berlin last week.", ("Kiev", "GPE"), ("Berlin", "GPE"))
+    assert found == [("Berlin", "favor", "Kiev", "undergo", "support")]  # not Kiev in favour of Berlin
+    found = stances(nlp, lexicon, "The Biden administration's new sanctions against Russia took effect on Monday.",
+                    ("Biden", "PERSON"), ("Russia", "GPE"))
+    assert found == [("Biden", "against", "Russia", "possessive", "sanctions")]
+
+
+def test_more_cues_of_attack_praise_and_closeness(nlp, lexicon):
+    cases = [
+        ("Zelensky tore into Moscow in a speech on Friday.", ("Zelensky", "PERSON"), ("Moscow", "GPE"),
+         ("Zelensky", "against", "Moscow", "svo", "tore")),
+        ("Merkel eulogized Kohl as a great European.", ("Merkel", "PERSON"), ("Kohl", "PERSON"),
+         ("Merkel", "favor", "Kohl", "svo", "eulogized")),
+        ("Macron paid tribute to Zelensky on Friday.", ("Macron", "PERSON"), ("Zelensky", "PERSON"),
+         ("Macron", "favor", "Zelensky", "light_verb", "tribute")),
+        ("Orban is close to Putin, diplomats say.", ("Orban", "PERSON"), ("Putin", "PERSON"),
+         ("Orban", "favor", "Putin", "adjective", "close")),
+        ("Warsaw is furious with Berlin over the pipeline.", ("Warsaw", "GPE"), ("Berlin", "GPE"),
+         ("Warsaw", "against", "Berlin", "adjective", "furious")),
+    ]
+    for text, holder, target, expected in cases:
+        assert stances(nlp, lexicon, text, holder, target) == [expected], text
