@@ -658,6 +658,9 @@ def _read_jsonl(path: Path, rel: str, cfg: IngestParams, bad: BadRecords, report
             except json.JSONDecodeError as exc:
                 bad.add(where, f"invalid JSON ({exc.msg}, column {exc.colno})")
                 continue
+            except RecursionError:
+                bad.add(where, "invalid JSON (nested too deeply)")
+                continue
             if not isinstance(obj, dict):
                 bad.add(where, f"expected a JSON object, got {type(obj).__name__}")
                 continue

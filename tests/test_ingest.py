@@ -503,6 +503,7 @@ def bad_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (corpus / "k_nocolumn.csv").write_text("title,body\nx,y\n", encoding="utf-8")
     (corpus / "l_binary.jsonl").write_bytes(b"\x00\x01\x02" * 10)
     (corpus / "m_utf16.txt").write_text(GOOD.replace("Paragraph", "Part"), encoding="utf-16")
+    (corpus / "n_nested.jsonl").write_text("[" * 2000 + "]" * 2000 + "\n", encoding="utf-8")  # RecursionError in json
     (corpus / "notes.md").write_text("not an article\n", encoding="utf-8")
     return corpus
 
@@ -526,6 +527,7 @@ BAD_CASES = [
     ("j_rows.csv:21", "malformed CSV"),
     ("k_nocolumn.csv:1", "no 'text' column in the header (columns: title, body)"),
     ("l_binary.jsonl", "binary file (contains NUL bytes)"),
+    ("n_nested.jsonl:1", "invalid JSON (nested too deeply)"),
 ]
 
 
