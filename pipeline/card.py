@@ -302,12 +302,12 @@ def render(ctx: CardContext) -> str:
                  f"canonical id from the project's actor table (e.g. `RUS`, `NATO`; null when unlinked).")
     parts += ["", "### Stances", ""]
     definition = stance_definition(ctx.guidelines)
-    if not definition:
-        parts.append("A stance is a directed relation from a *holder* entity to a *target* entity.\n")
     if definition:
         parts += [f"From the annotation guidelines ([{ctx.guidelines_path}]({ctx.guidelines_path})):", "", definition, ""]
-    elif ctx.guidelines_path:
-        parts += [f"The full definition is in the annotation guidelines, [{ctx.guidelines_path}]({ctx.guidelines_path}).", ""]
+    else:
+        parts.append("A stance is a directed relation from a *holder* entity to a *target* entity.\n")
+        if ctx.guidelines_path:
+            parts += [f"The full definition is in the annotation guidelines, [{ctx.guidelines_path}]({ctx.guidelines_path}).", ""]
     parts.append(_table(["label", "id", "definition", "gold", "silver"],
                         [[f"`{lab}`", i, STANCE_DEFINITIONS.get(lab, UNDEFINED), stance_counts["gold"][lab] if lab != "none" else "",
                           stance_counts["silver"][lab] if lab != "none" else ""] for i, lab in enumerate(cfg.stance_classes)]))
