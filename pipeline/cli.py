@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.errors import PipelineError
+from pipeline.common.errors import PipelineError
 
 app = typer.Typer(
     name="pipeline",
@@ -53,7 +53,7 @@ def label_studio(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Start a local Label Studio (first run: admin + token into .env), set up the project, push the tasks."""
-    from pipeline import labelstudio as stage
+    from pipeline.labelstudio import project as stage
 
     if stop:
         stage.down_main(data_dir)
@@ -68,7 +68,7 @@ def push(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Push pre-annotated articles to Label Studio (LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY); only new ones are added."""
-    from pipeline import labelstudio as stage
+    from pipeline.labelstudio import project as stage
 
     stage.push_main(input=input, guidelines=guidelines, params=params)
 
@@ -81,7 +81,7 @@ def pull(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Pull every annotation from Label Studio into a new snapshot annotations/<UTC timestamp>.jsonl."""
-    from pipeline import labelstudio as stage
+    from pipeline.labelstudio import project as stage
 
     stage.pull_main(out_dir=output, params=params, articles=articles, report_path=report)
 
@@ -92,7 +92,7 @@ def ls_config(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Print the Label Studio labeling config generated from params."""
-    from pipeline import labelstudio as stage
+    from pipeline.labelstudio import project as stage
 
     stage.config_main(params=params, output=output)
 
@@ -107,7 +107,7 @@ def ls_import_gold(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Round-trip the human gold through a throwaway Label Studio: push, annotate as gold@, pull a snapshot."""
-    from pipeline import labelstudio as stage
+    from pipeline.labelstudio import project as stage
 
     stage.import_gold_main(gold=gold, articles=articles, input=input, guidelines=guidelines, out_dir=output,
                            params=params)
@@ -143,7 +143,7 @@ def bench(
     lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
 ) -> None:
     """Throughput of a stage beside the bare library on a generated corpus (docs/s, chars/s, ratio)."""
-    from pipeline import bench as stage_bench
+    from pipeline.evaluation import bench as stage_bench
 
     stage_bench.main(
         stage=stage,
@@ -206,7 +206,7 @@ def evaluate_seesaw(
     errors: Annotated[Path | None, typer.Option(help="Write false positives/negatives as JSONL here (keep it outside the repo).")] = None,
 ) -> None:
     """Triplet precision, recall and F1 of the stance pre-annotator on SEESAW-layout data (POS=favor, NEG=against)."""
-    from pipeline import seesaw
+    from pipeline.evaluation import seesaw
 
     seesaw.main(folder=folder, params=params, patterns=patterns, actors=actors, lexicon=lexicon, split=split,
                 limit=limit, by_rule=by_rule, errors_out=errors)
@@ -233,7 +233,7 @@ def gold(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Resolve the human gold annotations (gold/*.yaml) into offsets in the cleaned articles."""
-    from pipeline import gold as stage
+    from pipeline.evaluation import gold as stage
 
     stage.main(gold=gold, articles=articles, output=output, params=params)
 
@@ -247,7 +247,7 @@ def evaluate_gold(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Print entity and stance precision/recall/F1 of the pre-annotations against the seed gold."""
-    from pipeline import gold as stage
+    from pipeline.evaluation import gold as stage
 
     stage.evaluate_main(gold=gold, articles=articles, predictions=predictions, output=output, params=params)
 

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 import ftfy
 import numpy as np
 
-from pipeline.config import from_mapping, read_yaml, section
-from pipeline.errors import BadRecords, ConfigError, InputError
-from pipeline.jsonl import write_json, write_jsonl
-from pipeline.provenance import sha256_text
+from pipeline.common.config import from_mapping, read_yaml, section
+from pipeline.common.errors import BadRecords, ConfigError, InputError
+from pipeline.common.jsonl import write_json, write_jsonl
+from pipeline.common.provenance import sha256_text
 
 STAGE = "ingest"
 FORMATS = (".txt", ".jsonl", ".csv")

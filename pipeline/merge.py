@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.contract import SPLITS, article_problem, is_int, is_number, labels_problem, stage_config
-from pipeline.errors import BadRecords, InputError
-from pipeline.jsonl import read_jsonl, write_json, write_jsonl
-from pipeline.provenance import file_digest, sha256_text
+from pipeline.common.contract import SPLITS, article_problem, is_int, is_number, labels_problem, stage_config
+from pipeline.common.errors import BadRecords, InputError
+from pipeline.common.jsonl import read_jsonl, write_json, write_jsonl
+from pipeline.common.provenance import file_digest, sha256_text
 
 STAGE = "merge"
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")
@@ -325,7 +325,7 @@ def agreement(versions: list[Version]) -> dict[str, Any] | None:
     """Mean pairwise entity span F1 and stance Cohen's kappa between annotators, via pipeline.scoring."""
     if len(versions) < 2:
         return None
-    from pipeline import scoring
+    from pipeline.evaluation import scoring
 
     result = scoring.agreement([v.record() for v in versions])
     return {"entity_f1": result["entity_f1"], "stance_kappa": result["stance_kappa"], "n_annotators": len(versions)}

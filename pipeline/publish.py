@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import read_env_file
-from pipeline.contract import NO_STANCE, SPLITS, labeled_problem, labels_problem, stage_config
-from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
-from pipeline.jsonl import read_json, read_jsonl, write_json
-from pipeline.provenance import file_digest, sha256_text
+from pipeline.common.config import read_env_file
+from pipeline.common.contract import NO_STANCE, SPLITS, labeled_problem, labels_problem, stage_config
+from pipeline.common.errors import BadRecords, ConfigError, InputError, PipelineError
+from pipeline.common.jsonl import read_json, read_jsonl, write_json
+from pipeline.common.provenance import file_digest, sha256_text
 
 STAGE = "publish"
 CONFIGS = ("articles", "entities", "stance")
@@ -381,7 +381,7 @@ def read_metrics(folder: Path | None) -> dict[str, Any]:
 def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | None, releases: Path,
           guidelines: Path | None) -> dict[str, Any]:
     """Build the dataset folder at `output` (atomically replaced) and return its manifest."""
-    from pipeline import card
+    from pipeline.dataset import card
 
     guidelines_text = None
     if guidelines is not None:

@@ -31,7 +31,7 @@ class LabelStudioServer:
 @pytest.fixture(scope="session")
 def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
     """Start the pinned Label Studio from .venv-ls on a free loopback port with a throwaway data dir; stop it after."""
-    from pipeline import ls_server
+    from pipeline.labelstudio import server as ls_server
 
     data_dir = tmp_path_factory.mktemp("labelstudio")
     creds = ls_server.Credentials.new()

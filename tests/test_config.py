@@ -8,8 +8,8 @@ from typing import Literal
 
 import pytest
 
-from pipeline.config import from_mapping, section
-from pipeline.errors import BadRecords, ConfigError, InputError
+from pipeline.common.config import from_mapping, section
+from pipeline.common.errors import BadRecords, ConfigError, InputError
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from pipeline import evaluate
-from pipeline.contract import labeled_problem
-from pipeline.errors import ConfigError, InputError
-from pipeline.jsonl import write_json
+from pipeline.common.contract import labeled_problem
+from pipeline.common.errors import ConfigError, InputError
+from pipeline.common.jsonl import write_json
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evaluate"
 LABELED = FIXTURES / "labeled.jsonl"

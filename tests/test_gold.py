@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import gold as gold_mod
-from pipeline.errors import ConfigError
-from pipeline.contract import LabelSets, label_sets
-from pipeline.gold import GoldError, load_gold
-from pipeline.labelstudio import gold_result
+from pipeline.evaluation import gold as gold_mod
+from pipeline.common.errors import ConfigError
+from pipeline.common.contract import LabelSets, label_sets
+from pipeline.evaluation.gold import GoldError, load_gold
+from pipeline.labelstudio.project import gold_result
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pipeline import ingest
-from pipeline.errors import BadRecords, ConfigError, InputError
+from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.ingest import IngestParams, Raw, Report, clean, link_stories, load_rules, normalise_line
-from pipeline.provenance import file_digest, sha256_text
+from pipeline.common.provenance import file_digest, sha256_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import BadRecords, InputError
-from pipeline.jsonl import read_json, read_jsonl, write_json
+from pipeline.common.errors import BadRecords, InputError
+from pipeline.common.jsonl import read_json, read_jsonl, write_json
 
 
 def lines(n: int) -> list[bytes]:

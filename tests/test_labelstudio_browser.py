@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import labelstudio as ls
-from pipeline.errors import BadRecords
-from pipeline.jsonl import read_jsonl
-from pipeline.ls_api import LabelStudioAPI
+from pipeline.labelstudio import project as ls
+from pipeline.common.errors import BadRecords
+from pipeline.common.jsonl import read_jsonl
+from pipeline.labelstudio.api import LabelStudioAPI
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from pipeline.jsonl import read_jsonl
-from pipeline.labelstudio import existing_tasks
-from pipeline.ls_api import LabelStudioAPI
+from pipeline.common.jsonl import read_jsonl
+from pipeline.labelstudio.project import existing_tasks
+from pipeline.labelstudio.api import LabelStudioAPI
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from xml.etree import ElementTree as ET
 import pytest
 import yaml
 
-from pipeline import labelstudio as ls
-from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
-from pipeline.jsonl import read_jsonl
-from pipeline.provenance import sha256_text
+from pipeline.labelstudio import project as ls
+from pipeline.common.errors import BadRecords, ConfigError, InputError, PipelineError
+from pipeline.common.jsonl import read_jsonl
+from pipeline.common.provenance import sha256_text
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -204,8 +204,8 @@ def test_real_params_give_a_valid_config():
 
 
 def test_env_file_is_private_and_keeps_other_lines(tmp_path):
-    from pipeline.config import read_env_file
-    from pipeline.ls_server import update_env_file
+    from pipeline.common.config import read_env_file
+    from pipeline.labelstudio.server import update_env_file
 
     path = tmp_path / ".env"
     path.write_text("# mine\nHF_TOKEN=abc\nLABEL_STUDIO_URL=http://old\n")
@@ -217,7 +217,7 @@ def test_env_file_is_private_and_keeps_other_lines(tmp_path):
 
 
 def test_token_is_masked():
-    from pipeline.ls_api import mask
+    from pipeline.labelstudio.api import mask
 
     token = "f333b536d1fa55b1716a171a634255f1578094b6"
     assert token not in mask(token) and mask(token).startswith("f333")
@@ -426,7 +426,7 @@ def test_a_bad_url_names_where_it_came_from(cfg, local_env, monkeypatch):
     ],
 )
 def test_bad_urls_are_config_errors_before_any_request(url, message):
-    from pipeline.ls_api import LabelStudioAPI
+    from pipeline.labelstudio.api import LabelStudioAPI
 
     with pytest.raises(ConfigError, match=message) as info:
         LabelStudioAPI(url, "t" * 40)
@@ -434,14 +434,14 @@ def test_bad_urls_are_config_errors_before_any_request(url, message):
 
 
 def test_good_urls_are_kept_without_trailing_slash():
-    from pipeline.ls_api import LabelStudioAPI
+    from pipeline.labelstudio.api import LabelStudioAPI
 
     assert LabelStudioAPI("http://127.0.0.1:8080/", "t").url == "http://127.0.0.1:8080"
     assert LabelStudioAPI("https://[::1]:8443/label-studio/", "t").url == "https://[::1]:8443/label-studio"
 
 
 def test_negative_retries_are_refused_by_the_client():
-    from pipeline.ls_api import LabelStudioAPI
+    from pipeline.labelstudio.api import LabelStudioAPI
 
     with pytest.raises(ConfigError, match="retries must be an integer >= 0"):
         LabelStudioAPI("http://127.0.0.1:8080", "t", retries=-1)
@@ -461,7 +461,7 @@ class _RaisingSession:
 def test_any_requests_error_is_a_one_line_error_without_the_token():
     import requests
 
-    from pipeline.ls_api import LabelStudioAPI, LabelStudioError
+    from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 
     token = "s3cr3t" * 7
     leak = f"Invalid return character in header value: 'Token {token}\n'"
@@ -516,7 +516,7 @@ def fake_label_studio():
 
 
 def test_an_export_download_that_breaks_off_is_a_one_line_error(fake_label_studio, tmp_path):
-    from pipeline.ls_api import LabelStudioAPI, LabelStudioError
+    from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 
     api = LabelStudioAPI(fake_label_studio, "t" * 40, timeout_s=10, retries=0)
     with pytest.raises(LabelStudioError, match=r"^downloading the export: the connection to Label Studio at "
@@ -525,7 +525,7 @@ def test_an_export_download_that_breaks_off_is_a_one_line_error(fake_label_studi
 
 
 def test_a_server_that_is_not_label_studio_is_a_one_line_error(fake_label_studio):
-    from pipeline.ls_api import LabelStudioAPI, LabelStudioError
+    from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 
     api = LabelStudioAPI(fake_label_studio, "t" * 40, timeout_s=10, retries=0)
     with pytest.raises(LabelStudioError, match="checking the API token: .* answered HTTP 200 with something that "
@@ -537,7 +537,7 @@ def test_a_server_that_is_not_label_studio_is_a_one_line_error(fake_label_studio
 
 
 def test_credentials_repr_shows_no_secret():
-    from pipeline.ls_server import Credentials
+    from pipeline.labelstudio.server import Credentials
 
     creds = Credentials.new()
     shown = repr(creds)
@@ -548,8 +548,8 @@ def test_credentials_repr_shows_no_secret():
 def test_env_file_round_trips_what_it_writes(tmp_path):
     from dotenv import dotenv_values
 
-    from pipeline.config import read_env_file
-    from pipeline.ls_server import Credentials, update_env_file
+    from pipeline.common.config import read_env_file
+    from pipeline.labelstudio.server import Credentials, update_env_file
 
     creds = Credentials.new()
     tricky = "p#ss w'rd \"x\" \\n $HOME"
@@ -566,7 +566,7 @@ def test_env_file_round_trips_what_it_writes(tmp_path):
 
 
 def test_an_unreadable_env_file_is_a_config_error(tmp_path):
-    from pipeline.config import read_env_file
+    from pipeline.common.config import read_env_file
 
     path = tmp_path / ".env"
     path.write_bytes(b"LABEL_STUDIO_URL=\xff\xfe\n")

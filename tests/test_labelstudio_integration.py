@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import labelstudio as ls
-from pipeline.errors import BadRecords
-from pipeline.jsonl import read_jsonl, write_jsonl
-from pipeline.ls_api import LabelStudioAPI, LabelStudioError
+from pipeline.labelstudio import project as ls
+from pipeline.common.errors import BadRecords
+from pipeline.common.jsonl import read_jsonl, write_jsonl
+from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 
 pytestmark = pytest.mark.integration
 
@@ -256,7 +256,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     ],
 )
 def test_errors_are_one_line(case, message, params, label_studio_server, tmp_path):
-    from pipeline.ls_server import free_port
+    from pipeline.labelstudio.server import free_port
 
     url, token = label_studio_server.url, label_studio_server.token
     p = yaml.safe_load(params.read_text())
@@ -297,7 +297,7 @@ def test_personal_access_token_works(api, label_studio_server):
 
 def test_gold_round_trips_as_ground_truth(api, params, seeds, tmp_path):
     """ls-import-gold's core: the seed gold submitted by the gold annotator comes back exactly in a pull."""
-    from pipeline import gold as gold_module
+    from pipeline.evaluation import gold as gold_module
 
     p = yaml.safe_load(params.read_text())
     p["labelstudio"]["project_title"] = "Gold round trip"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import labelstudio as ls
-from pipeline.jsonl import read_jsonl
-from pipeline.ls_api import LabelStudioAPI
-from pipeline.provenance import sha256_text
+from pipeline.labelstudio import project as ls
+from pipeline.common.jsonl import read_jsonl
+from pipeline.labelstudio.api import LabelStudioAPI
+from pipeline.common.provenance import sha256_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

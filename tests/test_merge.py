@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pipeline import merge as stage
-from pipeline.contract import stage_config
-from pipeline.errors import BadRecords, ConfigError, InputError
-from pipeline.jsonl import read_jsonl
+from pipeline.common.contract import stage_config
+from pipeline.common.errors import BadRecords, ConfigError, InputError
+from pipeline.common.jsonl import read_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
 SNAPSHOT = "20220112T093000Z.jsonl"

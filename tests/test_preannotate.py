@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from pipeline import preannotate as pa
-from pipeline.config import section
-from pipeline.errors import ConfigError
-from pipeline.jsonl import dumps
-from pipeline.provenance import code_revision
+from pipeline.common.config import section
+from pipeline.common.errors import ConfigError
+from pipeline.common.jsonl import dumps
+from pipeline.common.provenance import code_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = ROOT / "resources" / "entity_patterns.yaml"

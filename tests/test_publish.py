@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from pipeline import publish as stage
-from pipeline.errors import ConfigError, InputError
-from pipeline.provenance import file_digest
+from pipeline.common.errors import ConfigError, InputError
+from pipeline.common.provenance import file_digest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
 LABELED = FIXTURES / "labeled.jsonl"
@@ -290,7 +290,7 @@ def test_labels_outside_the_schema_are_bad_records(tmp_path: Path) -> None:
     rec["entities"][0]["label"] = "DATE"
     bad = tmp_path / "labeled.jsonl"
     bad.write_text(json.dumps(rec) + "\n" + LABELED.read_text())
-    from pipeline.errors import InputError
+    from pipeline.common.errors import InputError
 
     with pytest.raises(InputError, match="'DATE' is not in preannotate.entity_labels"):
         build(tmp_path, labeled=bad)
@@ -316,7 +316,7 @@ def test_guidelines_ship_with_the_data_and_the_card_quotes_and_links_them(tmp_pa
 
 
 def test_missing_guidelines_file_is_a_one_line_error(tmp_path: Path) -> None:
-    from pipeline.errors import InputError
+    from pipeline.common.errors import InputError
 
     with pytest.raises(InputError, match=r"nope\.md: guidelines file not found"):
         build(tmp_path, guidelines=tmp_path / "nope.md")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import scoring
+from pipeline.evaluation import scoring
 
 
 def ent(start: int, end: int, label: str, actor: str | None = None) -> dict:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import seesaw
-from pipeline.errors import ConfigError
-from pipeline.stance import load_lexicon
+from pipeline.evaluation import seesaw
+from pipeline.common.errors import ConfigError
+from pipeline.stance.finder import load_lexicon
 
 ROOT = Path(__file__).parents[1]
 SEESAW = Path(__file__).parents[2] / "shared" / "eval" / "seesaw"  # beside the clone, never inside it

@@ -9,9 +9,9 @@ import spacy
 import yaml
 from spacy.tokens import Doc, Span
 
-from pipeline.errors import ConfigError
-from pipeline.provenance import file_digest
-from pipeline.stance import (
+from pipeline.common.errors import ConfigError
+from pipeline.common.provenance import file_digest
+from pipeline.stance.finder import (
     DEFAULT_STANCE_ENDS,
     RULE_PRECISION,
     RULES_VERSION,

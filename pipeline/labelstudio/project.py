@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
-from pipeline.config import from_mapping, load_params, read_env_file
-from pipeline.contract import LabelSets, document_problem, is_number, label_sets
-from pipeline.errors import BadRecords, ConfigError, InputError, PipelineError
-from pipeline.jsonl import dumps, read_jsonl
-from pipeline.ls_api import LabelStudioAPI, LabelStudioError, mask
-from pipeline.provenance import sha256_text
+from pipeline.common.config import from_mapping, load_params, read_env_file
+from pipeline.common.contract import LabelSets, document_problem, is_number, label_sets
+from pipeline.common.errors import BadRecords, ConfigError, InputError, PipelineError
+from pipeline.common.jsonl import dumps, read_jsonl
+from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError, mask
+from pipeline.common.provenance import sha256_text
 
 FROM_NAME = "label"
 TO_NAME = "text"
@@ -738,7 +738,7 @@ def pull_main(out_dir: Path, params: Path, articles: Path | None = None, report_
     for item in report.stale or []:
         print(f"pull: stale: task {item['task']} (article {item['article_id']}): {item['reason']}", file=sys.stderr)
     if report_path:
-        from pipeline.jsonl import write_json
+        from pipeline.common.jsonl import write_json
 
         write_json(report_path, report.as_dict())
     return report
@@ -748,7 +748,7 @@ def config_main(params: Path, output: Path | None = None) -> str:
     """Print (or write) the labeling config generated from params."""
     xml = label_config(load_config(params))
     if output:
-        from pipeline.jsonl import atomic_writer
+        from pipeline.common.jsonl import atomic_writer
 
         with atomic_writer(output) as out:
             out.write(xml + "\n")
@@ -760,7 +760,7 @@ def config_main(params: Path, output: Path | None = None) -> str:
 def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path(".labelstudio"),
             env_file: Path = Path(".env")) -> None:
     """Bring up the local server, create/update the project, push the tasks, say how to log in."""
-    from pipeline import ls_server
+    from pipeline.labelstudio import server as ls_server
 
     cfg = load_config(params)
     text = read_guidelines(guidelines)
@@ -785,7 +785,7 @@ GOLD_ANNOTATOR = "gold@annotators.local"
 def import_gold(api: LabelStudioAPI, project_id: int, gold_records: Iterable[Mapping[str, Any]],
                 page_size: int) -> int:
     """Submit each gold record as the human annotation of its task, by the gold annotator; return the count."""
-    from pipeline import gold as gold_module
+    from pipeline.evaluation import gold as gold_module
 
     user = next((u for u in api.get("/api/users/", what="listing users") if u.get("email") == GOLD_ANNOTATOR), None)
     if user is None:
@@ -810,8 +810,8 @@ def import_gold(api: LabelStudioAPI, project_id: int, gold_records: Iterable[Map
 
 def import_gold_main(gold: Path, articles: Path, input: Path, guidelines: Path, out_dir: Path, params: Path) -> PullReport:
     """Round-trip the human gold through a throwaway Label Studio server into a new snapshot in `out_dir`."""
-    from pipeline import gold as gold_module
-    from pipeline import ls_server
+    from pipeline.evaluation import gold as gold_module
+    from pipeline.labelstudio import server as ls_server
 
     cfg = load_config(params)
     text = read_guidelines(guidelines)
@@ -838,6 +838,6 @@ def import_gold_main(gold: Path, articles: Path, input: Path, guidelines: Path, 
 
 def down_main(data_dir: Path = Path(".labelstudio")) -> None:
     """Stop the local server."""
-    from pipeline import ls_server
+    from pipeline.labelstudio import server as ls_server
 
     print("label-studio: stopped" if ls_server.stop_main(data_dir) else "label-studio: no local server running")

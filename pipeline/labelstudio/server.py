@@ -20,10 +20,10 @@ from pathlib import Path
 
 import requests
 
-from pipeline.config import read_env_file
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.common.config import read_env_file
+from pipeline.common.errors import ConfigError, PipelineError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = ROOT / ".venv-ls" / "bin" / "label-studio"
 ADMIN_EMAIL = "admin@localhost"
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.errors import BadRecords, InputError
+from pipeline.common.errors import BadRecords, InputError
 
 
 def read_jsonl(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[int, dict[str, Any]]]:

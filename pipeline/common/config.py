@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.common.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import BadRecords, ConfigError, InputError
-from pipeline.jsonl import read_json
+from pipeline.common.errors import BadRecords, ConfigError, InputError
+from pipeline.common.jsonl import read_json
 
 if TYPE_CHECKING:
-    from pipeline.stance import Lexicon
+    from pipeline.stance.finder import Lexicon
 
 STAGE = "evaluate-seesaw"
 SCORED_TYPES = frozenset({"People", "Organization", "GPE"})
@@ -328,9 +328,9 @@ def main(
 ) -> dict[str, Tally]:
     """Run the pre-annotator over a SEESAW-layout folder and print triplet P/R/F1 per split."""
     from pipeline import preannotate as pa
-    from pipeline.config import section
-    from pipeline.jsonl import write_jsonl
-    from pipeline.stance import load_lexicon
+    from pipeline.common.config import section
+    from pipeline.common.jsonl import write_jsonl
+    from pipeline.stance.finder import load_lexicon
 
     if split is not None and split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")

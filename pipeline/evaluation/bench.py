@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.config import section
-from pipeline.errors import ConfigError
-from pipeline.jsonl import dumps
+from pipeline.common.config import section
+from pipeline.common.errors import ConfigError
+from pipeline.common.jsonl import dumps
 
 STAGES = ("preannotate",)
 

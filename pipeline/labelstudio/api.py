@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.common.errors import ConfigError, PipelineError
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 

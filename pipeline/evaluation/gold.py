@@ -32,10 +32,10 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import DEFAULT_PARAMS, key_problem
-from pipeline.contract import LabelSets, label_sets
-from pipeline.errors import InputError
-from pipeline.jsonl import read_jsonl, write_jsonl
+from pipeline.common.config import DEFAULT_PARAMS, key_problem
+from pipeline.common.contract import LabelSets, label_sets
+from pipeline.common.errors import InputError
+from pipeline.common.jsonl import read_jsonl, write_jsonl
 
 _ACTOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _NTH = re.compile(r"^(?P<text>.+?)#(?P<n>[1-9][0-9]*)$")
@@ -346,7 +346,7 @@ def main(gold: Path, articles: Path, output: Path, params: Path = DEFAULT_PARAMS
 
 def evaluate(gold: Path, articles: Path, predictions: Path, params: Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """Score pre-annotations (data/preannotated.jsonl) against the gold: entities and stances, exact and overlap."""
-    from pipeline import scoring
+    from pipeline.evaluation import scoring
 
     labels = label_sets(params)
     records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles)), labels))
@@ -399,7 +399,7 @@ def evaluate_main(
     gold: Path, articles: Path, predictions: Path, output: Path | None = None, params: Path = DEFAULT_PARAMS
 ) -> dict[str, Any]:
     """Print the seed evaluation and optionally write it as JSON."""
-    from pipeline.jsonl import write_json
+    from pipeline.common.jsonl import write_json
 
     result = evaluate(gold, articles, predictions, params)
     print(report(result))

@@ -20,9 +20,9 @@ from typing import Literal
 
 from spacy.tokens import Doc, Span, Token
 
-from pipeline.config import from_mapping, key_problem, read_yaml
-from pipeline.errors import ConfigError
-from pipeline.provenance import file_digest
+from pipeline.common.config import from_mapping, key_problem, read_yaml
+from pipeline.common.errors import ConfigError
+from pipeline.common.provenance import file_digest
 
 # Bump when the rules change in a way that changes their output (part of the lexicon version).
 RULES_VERSION = "4"

@@ -15,8 +15,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.config import from_mapping, load_params
-from pipeline.errors import ConfigError
+from pipeline.common.config import from_mapping, load_params
+from pipeline.common.errors import ConfigError
 
 T = TypeVar("T")
 

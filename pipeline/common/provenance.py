@@ -29,7 +29,7 @@ def code_revision(modules: tuple[str, ...]) -> str:
     """
     if rev := os.environ.get("PIPELINE_CODE_REVISION"):
         return rev
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for name in sorted(modules):
         digest.update(name.encode() + b"\0" + (package / name).read_bytes() + b"\0")

@@ -1,0 +1,1 @@
+"""Plumbing every stage shares: params, the record contract, errors, JSON Lines IO, provenance hashes."""

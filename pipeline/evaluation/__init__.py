@@ -1,0 +1,1 @@
+"""Evaluation tools: scoring functions, the seed gold, the SEESAW benchmark, the speed benchmark."""
