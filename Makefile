@@ -5,13 +5,18 @@ BIN := $(VENV)/bin
 # Stage commands in dvc.yaml call `python`: make it the project's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test setup clean-venv
+.PHONY: run test lint setup clean-venv
 
 run: setup
 	$(BIN)/dvc repro
 
-test: setup test-deps
+test: setup test-deps lint
 	$(BIN)/python -m pytest
+
+# Lint (rules in pyproject.toml) and types, both pinned in requirements.lock.
+lint: setup
+	$(BIN)/ruff check pipeline tests
+	$(BIN)/mypy
 
 # The virtual environment, rebuilt when the pinned requirements change.
 setup: $(VENV)/.installed

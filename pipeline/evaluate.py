@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluation import scoring
 from pipeline.common.config import section
 from pipeline.common.contract import SPLITS, STATUSES, is_number, labeled_problem
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import read_jsonl, write_json
+from pipeline.evaluation import scoring
 
 STAGE = "evaluate"
 METRICS = ("summary", "preannotation", "effort", "agreement", "dataset")

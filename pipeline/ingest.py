@@ -624,7 +624,7 @@ def _lines(handle: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None, in
         if not line:
             return
         lineno += 1
-        if len(line) <= limit or line.endswith(b"\n") and len(line) == limit + 1:
+        if len(line) <= limit or (line.endswith(b"\n") and len(line) == limit + 1):
             yield lineno, line, len(line)
             continue
         size = len(line)

@@ -152,10 +152,8 @@ def normalise(text: str) -> str:
     """Lower-case `text` and drop a leading "the", a possessive "'s", edge punctuation and extra spaces."""
     text = text.replace("\u2019", "'").replace("\u2018", "'").lower()
     text = " ".join(text.split()).strip(" \"'“”.,;:()[]")
-    if text.startswith("the "):
-        text = text[4:]
-    if text.endswith("'s"):
-        text = text[:-2]
+    text = text.removeprefix("the ")
+    text = text.removesuffix("'s")
     return text.strip(" \"'“”.,;:()[]")
 
 

@@ -33,11 +33,11 @@ def test_bench_prints_throughputs_and_ratio() -> None:
     out = result.stdout
     assert re.search(r"bench preannotate: 6 docs, \d+ chars, model \S+ \S+, batch_size \d+, cache off, best of 1", out)
     assert "bare docs/s" in out and "stage chars/s" in out and "ratio" in out
-    rows = re.findall(r"^\s+([12])\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", out, re.M)
+    rows = re.findall(r"^\s+([12])\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", out, re.MULTILINE)
     assert [r[0] for r in rows] == ["1", "2"]
     assert all(float(x) > 0 for r in rows for x in r[1:])
-    assert re.search(r"^ratio stage/bare, 1 process: wall [\d.]+, cpu [\d.]+$", out, re.M)
-    assert re.search(r"^speed-up with 2 processes: bare [\d.]+x, stage [\d.]+x$", out, re.M)
+    assert re.search(r"^ratio stage/bare, 1 process: wall [\d.]+, cpu [\d.]+$", out, re.MULTILINE)
+    assert re.search(r"^speed-up with 2 processes: bare [\d.]+x, stage [\d.]+x$", out, re.MULTILINE)
 
 
 def test_bench_rejects_unknown_stage() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.evaluation import gold as gold_mod
-from pipeline.common.errors import ConfigError
 from pipeline.common.contract import LabelSets, label_sets
+from pipeline.common.errors import ConfigError
+from pipeline.evaluation import gold as gold_mod
 from pipeline.evaluation.gold import GoldError, load_gold
 from pipeline.labelstudio.project import gold_result
 

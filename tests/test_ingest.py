@@ -14,8 +14,8 @@ import pytest
 
 from pipeline import ingest
 from pipeline.common.errors import BadRecords, ConfigError, InputError
-from pipeline.ingest import IngestParams, Raw, Report, clean, link_stories, load_rules, normalise_line
 from pipeline.common.provenance import file_digest, sha256_text
+from pipeline.ingest import IngestParams, Raw, Report, clean, link_stories, load_rules, normalise_line
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.labelstudio import project as ls
 from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl
+from pipeline.labelstudio import project as ls
 from pipeline.labelstudio.api import LabelStudioAPI
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]

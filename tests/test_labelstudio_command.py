@@ -15,8 +15,8 @@ import yaml
 from dotenv import dotenv_values
 
 from pipeline.common.jsonl import read_jsonl
-from pipeline.labelstudio.project import existing_tasks
 from pipeline.labelstudio.api import LabelStudioAPI
+from pipeline.labelstudio.project import existing_tasks
 
 pytestmark = pytest.mark.integration
 

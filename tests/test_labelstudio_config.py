@@ -14,10 +14,10 @@ from xml.etree import ElementTree as ET
 import pytest
 import yaml
 
-from pipeline.labelstudio import project as ls
 from pipeline.common.errors import BadRecords, ConfigError, InputError, PipelineError
 from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
+from pipeline.labelstudio import project as ls
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -180,7 +180,7 @@ def test_snapshot_is_never_overwritten(tmp_path):
 def test_snapshot_name_is_utc_and_sorts_by_time():
     import datetime as dt
 
-    a = ls.snapshot_name(dt.datetime(2022, 1, 9, 23, 59, 59, tzinfo=dt.timezone.utc))
+    a = ls.snapshot_name(dt.datetime(2022, 1, 9, 23, 59, 59, tzinfo=dt.UTC))
     b = ls.snapshot_name(dt.datetime(2022, 1, 10, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=3))))
     assert a == "20220109T235959Z.jsonl" and b == "20220109T220000Z.jsonl" and b < a
 
@@ -491,11 +491,11 @@ def fake_label_studio():
             self.wfile.write(body)
             self.wfile.flush()
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self._send(201, b'{"id": 7, "status": "completed"}', "application/json")
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             if self.path.startswith("/api/projects/1/exports/7/download"):
                 self._send(200, b'[{"id": 1', "application/json", length=1000)
                 self.close_connection = True

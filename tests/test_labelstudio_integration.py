@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.labelstudio import project as ls
 from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl, write_jsonl
+from pipeline.labelstudio import project as ls
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.labelstudio import project as ls
 from pipeline.common.jsonl import read_jsonl
-from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.common.provenance import sha256_text
+from pipeline.labelstudio import project as ls
+from pipeline.labelstudio.api import LabelStudioAPI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

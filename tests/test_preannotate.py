@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 from pipeline import preannotate as pa

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation import seesaw
 from pipeline.common.errors import ConfigError
+from pipeline.evaluation import seesaw
 from pipeline.stance.finder import load_lexicon
 
 ROOT = Path(__file__).parents[1]
@@ -108,7 +108,7 @@ def test_scoring_by_hand(fixture_dir):
         ("fn", "1", None, ["Republican Party", "favor", "Loretta Lynch"]),
     ]
     table = seesaw.report(tallies, by_rule=True)
-    assert re.search(r"^train\s+1\s+2\s+3\s+1\s+1\s+0\.333\s+0\.500\s+0\.400$", table, re.M)
+    assert re.search(r"^train\s+1\s+2\s+3\s+1\s+1\s+0\.333\s+0\.500\s+0\.400$", table, re.MULTILINE)
 
 
 def test_pos_neg_take_the_lexicons_labels(fixture_dir, tmp_path):

@@ -227,7 +227,7 @@ def test_stance_ends_come_from_the_caller(nlp, lexicon):
 
 def test_default_stance_ends_are_those_of_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    assert DEFAULT_STANCE_ENDS == set(params["preannotate"]["stance_ends"])
+    assert set(params["preannotate"]["stance_ends"]) == DEFAULT_STANCE_ENDS
 
 
 def renamed_lexicon(tmp_path: Path, polarity: str = "polarity: {negative: con, positive: pro}\n") -> Path:

@@ -10,8 +10,8 @@ from there with `stage_config`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 

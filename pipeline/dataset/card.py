@@ -201,7 +201,7 @@ def stance_definition(guidelines: str | None) -> str | None:
                 body.append(nxt)
             text = "\n".join(body).strip()
             # demote nested headings so they sit under the card's own section
-            return re.sub(r"^(#+)", lambda h: "#" * min(6, len(h.group(1)) + 2), text, flags=re.M) or None
+            return re.sub(r"^(#+)", lambda h: "#" * min(6, len(h.group(1)) + 2), text, flags=re.MULTILINE) or None
     return None
 
 

@@ -159,7 +159,7 @@ def read_gold_files(path: Path) -> list[tuple[Path, dict[str, Any]]]:
     docs = []
     for file in files:
         try:
-            doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (safe loader subclass)
+            doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
         except UnicodeDecodeError as exc:
             raise GoldError(f"{file}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
         except OSError as exc:

@@ -203,13 +203,13 @@ def correction_effort(pred: Doc, final: Doc) -> dict[str, Any]:
     moved = {rest_p[i]: rest_f[j] for i, j in moved_local.items()}
     ends = {**exact, **moved}
 
-    spans = Counter({k: 0 for k in SPAN_OUTCOMES})
+    spans = Counter(dict.fromkeys(SPAN_OUTCOMES, 0))
     spans["moved_relabelled"] = 0
     by_label: dict[str, Counter] = {}
 
     def count(outcome: str, label: str) -> None:
         spans[outcome] += 1
-        by_label.setdefault(label, Counter({k: 0 for k in SPAN_OUTCOMES}))[outcome] += 1
+        by_label.setdefault(label, Counter(dict.fromkeys(SPAN_OUTCOMES, 0)))[outcome] += 1
 
     for i, e in enumerate(p_ents):
         if i in exact:
@@ -224,7 +224,7 @@ def correction_effort(pred: Doc, final: Doc) -> dict[str, Any]:
         if j not in paired:
             count("added", e["label"])
 
-    stances = Counter({k: 0 for k in STANCE_OUTCOMES})
+    stances = Counter(dict.fromkeys(STANCE_OUTCOMES, 0))
     final_pairs: dict[tuple[int, int], str] = {(s["holder"], s["target"]): s["label"] for s in final["stances"]}
     for s in pred["stances"]:
         key = (ends.get(s["holder"]), ends.get(s["target"]))

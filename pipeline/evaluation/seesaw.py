@@ -37,8 +37,7 @@ SPLITS = ("train", "valid")
 
 # Words dropped from a name before matching: determiners, honorifics and office titles.
 TITLES = frozenset(
-    """the a an mr mrs ms miss dr sir president sen senator rep gov governor secretary minister
-    gen adm rev""".split()
+    ["the", "a", "an", "mr", "mrs", "ms", "miss", "dr", "sir", "president", "sen", "senator", "rep", "gov", "governor", "secretary", "minister", "gen", "adm", "rev"]
 )
 # Common names of entities whose SEESAW canonical name shares no word with them.
 ALIASES: dict[str, tuple[str, ...]] = {

@@ -28,8 +28,8 @@ from pipeline.common.config import from_mapping, load_params, read_env_file
 from pipeline.common.contract import LabelSets, document_problem, is_number, label_sets
 from pipeline.common.errors import BadRecords, ConfigError, InputError, PipelineError
 from pipeline.common.jsonl import dumps, read_jsonl
-from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError, mask
 from pipeline.common.provenance import sha256_text
+from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError, mask
 
 FROM_NAME = "label"
 TO_NAME = "text"
@@ -473,8 +473,8 @@ EXPORT_OPTIONS = {
 
 def snapshot_name(now: dt.datetime | None = None) -> str:
     """`YYYYMMDDTHHMMSSZ.jsonl` for the current UTC time."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".jsonl"
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".jsonl"
 
 
 def iter_json_array(handle, chunk_size: int = 1 << 20) -> Iterator[Any]:
@@ -785,7 +785,6 @@ GOLD_ANNOTATOR = "gold@annotators.local"
 def import_gold(api: LabelStudioAPI, project_id: int, gold_records: Iterable[Mapping[str, Any]],
                 page_size: int) -> int:
     """Submit each gold record as the human annotation of its task, by the gold annotator; return the count."""
-    from pipeline.evaluation import gold as gold_module
 
     user = next((u for u in api.get("/api/users/", what="listing users") if u.get("email") == GOLD_ANNOTATOR), None)
     if user is None:

@@ -772,5 +772,12 @@ def find_stances(
     return _Finder(doc, entities, lexicon, frozenset(ends)).stances()
 
 
-__all__ = ["Lexicon", "load_lexicon", "find_stances", "RULES_VERSION", "DEFAULT_STANCE_ENDS", "DEFAULT_POLARITY",
-           "RULE_PRECISION"]
+__all__ = [
+    "DEFAULT_POLARITY",
+    "DEFAULT_STANCE_ENDS",
+    "RULES_VERSION",
+    "RULE_PRECISION",
+    "Lexicon",
+    "find_stances",
+    "load_lexicon",
+]
