@@ -104,5 +104,5 @@ def test_bad_records_threshold() -> None:
     bad.add("f.jsonl:3", "invalid JSON")
     bad.check(total=4)  # 25% is allowed
     bad.add("f.jsonl:4", "missing text")
-    with pytest.raises(InputError, match="2 of 4 records are bad.*first: f.jsonl:3: invalid JSON"):
+    with pytest.raises(InputError, match=r"2 of 4 records are bad.*first: f.jsonl:3: invalid JSON"):
         bad.check(total=4)

@@ -30,7 +30,8 @@ EDGE = re.compile(r'^"([^"]+)" -> "([^"]+)";$', re.MULTILINE)
 
 def _run(cmd: list[str | Path], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
     """Run a command, failing the test with its output if it exits non-zero; return stdout + stderr."""
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         pytest.fail(f"`{' '.join(map(str, cmd))}` exited {proc.returncode} in {cwd}:\n{output[-6000:]}")
@@ -81,7 +82,7 @@ def _change_a_stance_param(params_path: Path) -> str:
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A fresh clone of the committed HEAD and an environment that runs the project venv's tools offline."""
-    if subprocess.run(["git", "-C", ROOT, "cat-file", "-e", "HEAD:dvc.lock"], capture_output=True).returncode != 0:
+    if subprocess.run(["git", "-C", ROOT, "cat-file", "-e", "HEAD:dvc.lock"], capture_output=True, check=False).returncode != 0:
         pytest.fail(
             "dvc.lock is not committed: a byte-identical rebuild needs the committed hashes. "
             "Run `dvc repro` and commit dvc.lock together with metrics/ and plots/."

@@ -92,7 +92,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Check `value` against type `tp`, converting lists to tuples and nested mappings to dataclasses."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

@@ -8,20 +8,24 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from pipeline.common.errors import BadRecords, InputError
 
 
-def read_jsonl(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) per non-blank line; bad lines go to `bad` (all counted in `bad.seen`) or raise."""
+def open_input(path: Path) -> BinaryIO:
+    """Open a file for binary reading; a missing or unreadable file is a one-line InputError."""
     try:
-        handle = open(path, "rb")
+        return open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
+
+
+def read_jsonl(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) per non-blank line; bad lines go to `bad` (all counted in `bad.seen`) or raise."""
+    with open_input(path) as handle:
         for lineno, raw in enumerate(handle, start=1):
             where = f"{path}:{lineno}"
             try:
@@ -62,13 +66,13 @@ def dumps(record: Any) -> str:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, mode: str = "w") -> Iterator[TextIO]:
-    """Write to a temporary file beside `path` and rename it into place only on success."""
+def atomic_writer(path: Path) -> Iterator[TextIO]:
+    """Write text to a temporary file beside `path` and rename it into place only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, encoding="utf-8", newline="\n") as handle:
+        with open(fd, "w", encoding="utf-8", newline="\n") as handle:
             yield handle
         os.replace(tmp, path)
     except BaseException:

@@ -24,6 +24,7 @@ which the gold shares with the pre-annotations it scores.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -77,13 +78,13 @@ class _LineDict(dict):
 class _Loader(yaml.SafeLoader):
     """Safe YAML loader whose lists and mappings carry their source line, for error messages."""
 
-    def construct_yaml_seq(self, node: yaml.Node) -> Iterator[list]:  # type: ignore[override]
+    def construct_yaml_seq(self, node: yaml.SequenceNode) -> Iterator[list]:  # type: ignore[override]
         data = _LineList()
         data.line = node.start_mark.line + 1
         yield data
         data.extend(self.construct_sequence(node))
 
-    def construct_yaml_map(self, node: yaml.Node) -> Iterator[dict]:  # type: ignore[override]
+    def construct_yaml_map(self, node: yaml.MappingNode) -> Iterator[dict]:  # type: ignore[override]
         data = _LineDict()
         data.line = node.start_mark.line + 1
         yield data
@@ -181,14 +182,44 @@ def read_gold_files(path: Path) -> list[tuple[Path, dict[str, Any]]]:
     return docs
 
 
+@dataclass(frozen=True)
+class _Sentence:
+    """One gold sentence block located in its article's plain text (offsets of the sentence in `norm.text`)."""
+
+    file: Path
+    where: _Where
+    label: str
+    norm: _Plain
+    start: int
+    end: int
+
+    def locate(self, key: Any, line: int | None, what: str) -> tuple[int, int]:
+        """Original-text offsets of `key` ("text" or "text#n") inside this sentence; a GoldError if not unique."""
+        at = _Where(self.file, line or self.where.line)
+        if not isinstance(key, str) or not key.strip():
+            raise GoldError(f"{at}: {self.label}: {what} must be a non-empty string, got {key!r}")
+        m = _NTH.match(key)
+        needle, nth = (m["text"], int(m["n"])) if m else (key, None)
+        needle = plain(needle)
+        found = _words(needle, self.norm.text, self.start, self.end)
+        if nth is None and len(found) != 1:
+            problem = "not found" if not found else f"occurs {len(found)} times; write '{key}#n'"
+            raise GoldError(f"{at}: {self.label}: {what} {key!r} {problem}")
+        if nth is not None and nth > len(found):
+            raise GoldError(f"{at}: {self.label}: {what} {key!r}: only {len(found)} occurrence(s)")
+        start = found[(nth or 1) - 1]
+        return self.norm.span(start, start + len(needle))
+
+
 def resolve(
     file: Path, doc: Mapping[str, Any], article: Mapping[str, Any], labels: LabelSets
 ) -> tuple[dict[str, Any], list]:
     """Resolve one gold document against its article into a record, plus its skip spans (original offsets)."""
     text, rid = article.get("text"), article.get("id")
-    for field, ok in (("text", isinstance(text, str)), ("id", isinstance(rid, str | int) and not isinstance(rid, bool))):
-        if not ok:
-            raise GoldError(f"{file}: article {doc['source_file']!r} has no '{field}' (got {article.get(field)!r})")
+    if not isinstance(text, str):
+        raise GoldError(f"{file}: article {doc['source_file']!r} has no 'text' (got {text!r})")
+    if not isinstance(rid, str | int) or isinstance(rid, bool):
+        raise GoldError(f"{file}: article {doc['source_file']!r} has no 'id' (got {rid!r})")
     norm = _Plain(text)
     entities: list[dict[str, Any]] = []
     stances: list[tuple[int, int, str, _Where]] = []
@@ -213,22 +244,7 @@ def resolve(
             if not isinstance(block.get(key) or [], list):
                 raise GoldError(f"{where}: {label}: '{key}' must be a list, got {block[key]!r}")
 
-        def locate(key: Any, line: int | None, what: str) -> tuple[int, int]:
-            at = _Where(file, line or where.line)
-            if not isinstance(key, str) or not key.strip():
-                raise GoldError(f"{at}: {label}: {what} must be a non-empty string, got {key!r}")
-            m = _NTH.match(key)
-            needle, nth = (m["text"], int(m["n"])) if m else (key, None)
-            needle = plain(needle)
-            found = _words(needle, norm.text, s_start, s_end)
-            if nth is None and len(found) != 1:
-                problem = "not found" if not found else f"occurs {len(found)} times; write '{key}#n'"
-                raise GoldError(f"{at}: {label}: {what} {key!r} {problem}")
-            if nth is not None and nth > len(found):
-                raise GoldError(f"{at}: {label}: {what} {key!r}: only {len(found)} occurrence(s)")
-            start = found[(nth or 1) - 1]
-            return norm.span(start, start + len(needle))
-
+        sentence = _Sentence(file, where, label, norm, s_start, s_end)
         local: dict[str, int] = {}
         for item in block.get("entities") or []:
             at = _Where(file, getattr(item, "line", None) or where.line)
@@ -244,7 +260,7 @@ def resolve(
                 raise GoldError(f"{at}: {label}: entity {key!r}: actor {actor!r} is not an upper-case id")
             if key in local:
                 raise GoldError(f"{at}: {label}: entity {key!r} listed twice")
-            start, end = locate(key, at.line, "entity")
+            start, end = sentence.locate(key, at.line, "entity")
             local[key] = len(entities)
             entities.append({"start": start, "end": end, "label": ent_label, "text": text[start:end], "actor": actor,
                              "_where": at})
@@ -265,7 +281,7 @@ def resolve(
                 raise GoldError(f"{at}: {label}: stance holder and target are the same mention {holder!r}")
             stances.append((local[holder], local[target], st_label, at))
         for key in block.get("skip") or []:
-            skips.append(locate(key, getattr(block.get("skip"), "line", None), "skip"))
+            skips.append(sentence.locate(key, getattr(block.get("skip"), "line", None), "skip"))
     return _finish(article, entities, stances), skips
 
 
@@ -274,7 +290,7 @@ def _finish(article: Mapping[str, Any], entities: list[dict], stances: list[tupl
     order = sorted(range(len(entities)), key=lambda i: (entities[i]["start"], entities[i]["end"]))
     new_index = {old: new for new, old in enumerate(order)}
     ordered = [entities[i] for i in order]
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         if b["start"] < a["end"]:
             raise GoldError(f"{b['_where']}: entity {b['text']!r} overlaps {a['text']!r} (listed at {a['_where']})")
     seen: dict[tuple[int, int], str] = {}
@@ -323,10 +339,10 @@ def load_gold(
             by_source[source] = article
     resolved = []
     for file, doc in read_gold_files(path):
-        article = by_source.get(doc["source_file"])
-        if article is None:
+        found = by_source.get(doc["source_file"])
+        if found is None:
             raise GoldError(f"{file}: source_file {doc['source_file']!r} is not among the articles")
-        record, skips = resolve(file, doc, article, labels)
+        record, skips = resolve(file, doc, found, labels)
         resolved.append((file, record, skips))
     check_complete(resolved)
     for _, record, _ in resolved:
@@ -351,7 +367,7 @@ def evaluate(gold: Path, articles: Path, predictions: Path, params: Path = DEFAU
     labels = label_sets(params)
     records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles)), labels))
     wanted = {r["id"]: r for r in records}
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[Any, dict[str, Any]] = {}  # keyed like `wanted`, by article id (str or int)
     for lineno, pred in read_jsonl(predictions):
         rid = pred.get("id")
         if rid in wanted:

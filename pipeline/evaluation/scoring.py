@@ -47,7 +47,7 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
 
 def _scores(counts: Mapping[str, Counter]) -> dict[str, Any]:
     """Overall (micro) and per-label scores from per-label tp/fp/fn counters."""
-    total = Counter()
+    total: Counter[str] = Counter()
     for c in counts.values():
         total.update(c)
     return {
@@ -161,7 +161,7 @@ def stance_scores(preds: Iterable[Doc], golds: Iterable[Doc], match: Match = "ex
                 counts.setdefault(p, Counter())["fp"] += 1
             if g != NONE:
                 counts.setdefault(g, Counter())["fn"] += 1
-    labels = sorted({lab for pair in confusion for lab in pair} - {NONE}) + [NONE]
+    labels = [*sorted({lab for pair in confusion for lab in pair} - {NONE}), NONE]
     return {
         **_scores(counts),
         "confusion": {g: {p: confusion[(g, p)] for p in labels} for g in labels},
