@@ -98,3 +98,33 @@ def test_read_json_errors_are_one_line_naming_the_file(tmp_path: Path, content: 
         read_json(path)
     with pytest.raises(InputError, match=r"gone\.json: release manifest not found$"):
         read_json(tmp_path / "gone.json", "release manifest")
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (b'{"text": "a", "n": ' + b"9" * 5000 + b"}", "invalid JSON: Exceeds the limit (4300 digits) for integer string"),
+        (b'{"lead_time": NaN}', "invalid JSON: NaN is not a JSON number"),
+        (b'{"lead_time": Infinity}', "invalid JSON: Infinity is not a JSON number"),
+        (b'{"lead_time": -Infinity}', "invalid JSON: -Infinity is not a JSON number"),
+    ],
+)
+def test_values_python_accepts_but_json_does_not_are_bad_lines(tmp_path: Path, line: bytes, error: str) -> None:
+    """A huge integer (Python's int-string limit) or a NaN/Infinity is one bad line, never a traceback or a NaN."""
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(lines(1)[0] + line + b"\n" + lines(2)[1])
+    bad = BadRecords("test", 1.0, quiet=True)
+    assert [lineno for lineno, _ in read_jsonl(path, bad)] == [1, 3]
+    assert [p["where"] for p in bad.problems] == [f"{path}:2"]
+    assert bad.problems[0]["error"].startswith(error) and "\n" not in bad.problems[0]["error"]
+    with pytest.raises(InputError, match=rf"^{path}:2: invalid JSON"):
+        list(read_jsonl(path))
+
+
+@pytest.mark.parametrize(("value", "ok"), [(1, True), (0.5, True), pytest.param(10**5000, True, id="huge-int"),
+                                           (True, False), (None, False), (float("nan"), False),
+                                           (float("inf"), False), ("1", False)])
+def test_is_number_rejects_bools_and_non_finite_floats(value: object, ok: bool) -> None:
+    from pipeline.common.contract import is_number
+
+    assert is_number(value) is ok

@@ -10,6 +10,7 @@ from there with `stage_config`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,8 @@ def is_int(value: Any) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    """An int or float, not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float, not a bool (NaN and Infinity are not numbers a record may hold)."""
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _shown(value: Any) -> str:

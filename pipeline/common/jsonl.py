@@ -23,6 +23,28 @@ def open_input(path: Path) -> BinaryIO:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+class JSONLineError(ValueError):
+    """One line that is not strict JSON; the message says why, in one line."""
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONLineError(f"invalid JSON: {name} is not a JSON number")
+
+
+def loads(line: str) -> Any:
+    """Parse one line of strict JSON: no NaN/Infinity, no integer past Python's digit limit, no stack overflow."""
+    try:
+        return json.loads(line, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise JSONLineError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise JSONLineError("invalid JSON: nested too deeply") from None
+    except JSONLineError:
+        raise
+    except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
+        raise JSONLineError(f"invalid JSON: {str(exc).splitlines()[0]}") from None
+
+
 def read_jsonl(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) per non-blank line; bad lines go to `bad` (all counted in `bad.seen`) or raise."""
     with open_input(path) as handle:
@@ -40,12 +62,9 @@ def read_jsonl(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[int,
             if bad is not None:
                 bad.seen += 1
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                _bad(bad, where, f"invalid JSON: {exc.msg} at column {exc.colno}")
-                continue
-            except RecursionError:
-                _bad(bad, where, "invalid JSON: nested too deeply")
+                obj = loads(line)
+            except JSONLineError as exc:
+                _bad(bad, where, str(exc))
                 continue
             if not isinstance(obj, dict):
                 _bad(bad, where, f"expected a JSON object, got {type(obj).__name__}")
