@@ -106,3 +106,32 @@ def test_bad_records_threshold() -> None:
     bad.add("f.jsonl:4", "missing text")
     with pytest.raises(InputError, match=r"2 of 4 records are bad.*first: f.jsonl:3: invalid JSON"):
         bad.check(total=4)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("share: .nan", r"test\.share: expected a finite number of at most 1e\+15, got nan"),
+        ("share: .inf", r"test\.share: expected a finite number of at most 1e\+15, got inf"),
+        ("share: -.inf", r"test\.share: expected a finite number of at most 1e\+15, got -inf"),
+        ("share: 1.0e+30", r"test\.share: expected a finite number of at most 1e\+15, got 1e\+30"),
+        ("optional: 1000000000000000000000000000000", r"test\.optional: expected an integer of at most 9007199254740992"),
+        ("optional: 1e30", r"test\.optional: expected int, got str '1e30'"),
+    ],
+)
+def test_numbers_out_of_range_are_config_errors(tmp_path: Path, line: str, message: str) -> None:
+    """NaN, infinities and magnitudes no count or share can have stop at start, naming the key."""
+    fields = {"model": "m", "share": "0.5", "labels": "[a]", "mode": "a", "inner": "{size: 1}"}
+    key, _, value = line.partition(": ")
+    fields[key] = value
+    params = tmp_path / "params.yaml"
+    params.write_text("test:\n" + "".join(f"  {k}: {v}\n" for k, v in fields.items()), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        section(Cfg, "test", params)
+
+
+def test_a_key_given_twice_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("test:\n  model: m\n  model: n\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/params.yaml:3: invalid YAML: duplicate key 'model'$"):
+        section(Cfg, "test", params)

@@ -18,10 +18,29 @@ T = TypeVar("T")
 DEFAULT_PARAMS = Path("params.yaml")
 
 
+# Magnitudes a parameter may have: past these, counts and sizes overflow C integers in the libraries below.
+MAX_INT = 2**53
+MAX_FLOAT = 1e15
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path, what: str = "file") -> Any:
     """Parse a YAML configuration or rule file, with a one-line error naming the file (and line) if unusable."""
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found") from None
     except UnicodeDecodeError as exc:
@@ -130,6 +149,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return float(value)
     if tp in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where}: expected {tp.__name__}, got bool")
+    if tp is float and isinstance(value, float) and not abs(value) <= MAX_FLOAT:  # also NaN
+        raise ConfigError(f"{where}: expected a finite number of at most {MAX_FLOAT:g}, got {value!r}")
+    if tp is int and isinstance(value, int) and abs(value) > MAX_INT:
+        raise ConfigError(f"{where}: expected an integer of at most {MAX_INT}, got {value:.3g}")
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
