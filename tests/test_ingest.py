@@ -16,6 +16,7 @@ import pytest
 from pipeline import ingest
 from pipeline.cleaning.article import Cleaned, Raw
 from pipeline.cleaning.clean import clean, fix_text, normalise_line
+from pipeline.cleaning.dates import parse_date, url_date
 from pipeline.cleaning.dedup import NearDuplicates
 from pipeline.cleaning.readers import read_corpus
 from pipeline.cleaning.rules import Rules, load_rules
@@ -392,6 +393,27 @@ def test_date_inside_url_and_fields_win(rules) -> None:
     assert bad_date.date == "2022-01-09" and "unparseable date field 'someday'" in bad_date.warnings[0]
 
 
+@pytest.mark.parametrize(
+    ("url", "date"),
+    [
+        ("https://www.winknews.com/2022/01/09/prospects-dim/", "2022-01-09"),
+        ("https://news.example.com/world/2022/1/9/talks-open/", "2022-01-09"),
+        ("https://news.example.com/2022/13/45/not-a-day/", None),
+        ("https://news.example.com/world/talks-open/", None),
+    ],
+)
+def test_url_date(rules, url: str, date: str | None) -> None:
+    assert url_date(url, rules) == date
+
+
+@pytest.mark.parametrize(
+    ("value", "date"),
+    [("2022-01-11T08:00:00Z", "2022-01-11"), ("January 9, 2022", "2022-01-09"), ("2022-02-30", None), ("someday", None)],
+)
+def test_parse_date(rules, value: str, date: str | None) -> None:
+    assert parse_date(value, rules) == date
+
+
 def test_title_field_wins_and_its_repeat_is_removed(rules) -> None:
     cleaned = article(rules, "\n\n".join(["Talks open in Geneva", *BODY]), title="Talks  open in Geneva")
     assert cleaned.title == "Talks open in Geneva" and cleaned.text.startswith(BODY[0])
@@ -633,6 +655,39 @@ def test_bad_patterns_file_is_a_config_error(tmp_path: Path) -> None:
         load_rules(patterns)
     with pytest.raises(ConfigError, match="patterns file not found"):
         load_rules(tmp_path / "nope.yaml")
+
+
+@dataclasses.dataclass
+class Tally:
+    """The least a reader needs to log into (the ReadLog protocol), with no stage behind it."""
+
+    files: int = 0
+    records: int = 0
+    ignored_files: list[str] = dataclasses.field(default_factory=list)
+    fallbacks: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def fallback(self, where: str, encoding: str, reason: str) -> None:
+        self.fallbacks.append((Path(where).name, encoding))
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "texts", "fallbacks"),
+    [
+        ("a.txt", b"Talks open in Geneva.", ["Talks open in Geneva."], []),
+        ("a.txt", "Caf\u00e9 talks.".encode("cp1252"), ["Caf\u00e9 talks."], [("a.txt", "cp1252")]),
+        ("a.jsonl", b'{"text": "One."}\n\n{"text": "Two."}\n', ["One.", "Two."], []),
+        ("a.csv", b"title,text\nT,Body.\n", ["Body."], []),
+        ("a.md", b"# not a corpus format", [], []),
+    ],
+)
+def test_readers_log_into_any_read_log(tmp_path: Path, name: str, data: bytes, texts: list[str], fallbacks: list) -> None:
+    (tmp_path / name).write_bytes(data)
+    (tmp_path / "b.txt").write_text("Second file.", encoding="utf-8")
+    bad, tally = BadRecords("ingest", 1.0, quiet=True), Tally()
+    raws = list(read_corpus(tmp_path, 1000, bad, tally))
+    assert [r.text for r in raws] == [*texts, "Second file."] and len(bad) == 0
+    assert (tally.files, tally.records) == (1 + bool(texts), len(texts) + 1)
+    assert tally.ignored_files == ([] if texts else [name]) and tally.fallbacks == fallbacks
 
 
 def test_empty_corpus_folder_is_an_error(tmp_path: Path) -> None:
