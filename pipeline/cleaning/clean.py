@@ -1,4 +1,4 @@
-"""Cleaning one article (pure): text fixed and normalised, metadata lines and furniture out, paragraphs and title found."""
+"""Cleaning one article (pure): text fixed, metadata lines and furniture out, paragraphs and title found."""
 
 from __future__ import annotations
 

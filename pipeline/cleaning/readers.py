@@ -1,4 +1,4 @@
-"""Reading the corpus: .txt, .jsonl and .csv files into raw articles, with decoding fallbacks and bad records reported."""
+"""Reading the corpus: .txt, .jsonl and .csv files into raw articles; decoding fallbacks and bad records reported."""
 
 from __future__ import annotations
 
