@@ -333,9 +333,9 @@ def agreement(versions: list[Version]) -> dict[str, Any] | None:
 
 def _actor_linker(rules: tuple[Path, Path, Path], stance_labels: tuple[str, ...]) -> Linker:
     """The preannotate stage's actor linking, (span text, label) -> actor id, from its rule files."""
-    from pipeline import preannotate
+    from pipeline.entities.rules import load_rules
 
-    return preannotate.load_rules(*rules, stance_labels).actors.link
+    return load_rules(*rules, stance_labels).actors.link
 
 
 def collect_tasks(snapshot: Path, bad: BadRecords, report: Report) -> dict[str, list[tuple[str, dict[str, Any]]]]:

@@ -1,0 +1,1 @@
+"""The ingest stage's steps: reading the corpus, the boilerplate rules, cleaning an article, dates, near-duplicates."""

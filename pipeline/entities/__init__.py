@@ -1,0 +1,1 @@
+"""The preannotate stage's parts: actors and linking, domain patterns, rule files, the spaCy component, the cache."""
