@@ -16,7 +16,7 @@ from dotenv import dotenv_values
 
 from pipeline.common.jsonl import read_jsonl
 from pipeline.labelstudio.api import LabelStudioAPI
-from pipeline.labelstudio.project import existing_tasks
+from pipeline.labelstudio.push import existing_tasks
 
 pytestmark = pytest.mark.integration
 

@@ -239,7 +239,9 @@ class LabelStudioAPI:
             if resp.status_code == 404:
                 raise LabelStudioError(f"{what}: HTTP 404: {_detail(resp)}")
             body = self._json(resp, what)
-            items = body.get(key, body.get("results", [])) if isinstance(body, dict) else body
+            items: list[dict[str, Any]] = body  # a bare list, or the list under `key` (else "results") of an object
+            if isinstance(body, dict):
+                items = body[key] if key in body else body.get("results", [])
             yield from items
             if len(items) < page_size or (isinstance(body, dict) and body.get("next") is None and "next" in body):
                 return
