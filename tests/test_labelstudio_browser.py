@@ -71,7 +71,7 @@ def test_predictions_are_rendered(label_studio_server, pushed):
                 assert "".join(spans.all_inner_texts()) == region["value"]["text"]
             overlay = page.locator(".relations-overlay text")
             overlay.first.wait_for(timeout=30_000)
-            drawn = [overlay.nth(i).text_content() for i in range(overlay.count())]  # SVG: no innerText
+            drawn = [overlay.nth(i).text_content() or "" for i in range(overlay.count())]  # SVG: no innerText
             assert sorted(drawn) == sorted(r["labels"][0] for r in relations)
             if task["data"]["title"]:
                 assert page.get_by_text(task["data"]["title"], exact=True).is_visible()

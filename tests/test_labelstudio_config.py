@@ -12,6 +12,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+import requests
 import yaml
 
 from pipeline.common.errors import BadRecords, ConfigError, InputError, PipelineError
@@ -20,7 +21,7 @@ from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.config import instructions_html, label_config
 from pipeline.labelstudio.params import Config, connect, load_config
 from pipeline.labelstudio.pull import annotation_status, export_snapshot, iter_json_array, snapshot_name, write_new_file
-from pipeline.labelstudio.tasks import build_tasks, check_record, to_task
+from pipeline.labelstudio.tasks import build_tasks, check_record, read_tasks, to_task
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -51,14 +52,33 @@ def test_tasks_golden(cfg):
     _golden("tasks.json", json.dumps(_tasks(cfg), ensure_ascii=False, indent=2) + "\n")
 
 
+def test_read_tasks_is_build_tasks_over_the_file(cfg):
+    """The commands' one-call reader gives exactly the golden tasks."""
+    assert read_tasks(GOLDEN / "preannotated.jsonl", cfg) == _tasks(cfg)
+
+
+def test_read_tasks_refuses_a_file_of_bad_records(tmp_path, cfg):
+    path = tmp_path / "preannotated.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b", "text": "x"}\n')
+    with pytest.raises(InputError):
+        read_tasks(path, cfg)
+
+
+def _child(root: ET.Element, tag: str) -> ET.Element:
+    """The first `tag` element under `root` (the test fails if there is none)."""
+    found = root.find(tag)
+    assert found is not None, f"no <{tag}> in the labeling config"
+    return found
+
+
 def test_label_config_structure(cfg):
     root = ET.fromstring(label_config(cfg))
-    labels = root.find("Labels")
+    labels = _child(root, "Labels")
     assert labels.get("name") == "label" and labels.get("toName") == "text"
     assert [e.get("value") for e in labels] == ["PERSON", "ORG", "GPE"]
     assert [e.get("hotkey") for e in labels] == ["p", "o", None]
     assert all(e.get("background", "").startswith("#") for e in labels)  # GPE gets a palette colour
-    assert [e.get("value") for e in root.find("Relations")] == ["against", "favor"]
+    assert [e.get("value") for e in _child(root, "Relations")] == ["against", "favor"]
     shown = [e.get("value") for e in root.iter() if e.get("value", "").startswith("$")]
     assert shown == ["$title", "$byline", "$text"]
 
@@ -70,8 +90,8 @@ def test_changing_the_label_set_changes_the_config(tmp_path, cfg):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     root = ET.fromstring(label_config(load_config(path)))
-    assert [e.get("value") for e in root.find("Labels")] == ["PERSON", "ORG", "GPE", "NORP"]
-    assert [e.get("value") for e in root.find("Relations")] == ["against", "favor", "neutral"]
+    assert [e.get("value") for e in _child(root, "Labels")] == ["PERSON", "ORG", "GPE", "NORP"]
+    assert [e.get("value") for e in _child(root, "Relations")] == ["against", "favor", "neutral"]
     assert label_config(load_config(path)) != label_config(cfg)
 
 
@@ -203,7 +223,7 @@ def test_real_params_give_a_valid_config():
     path = GOLDEN.parent.parent / "params.yaml"
     cfg = load_config(path)
     root = ET.fromstring(label_config(cfg))
-    assert [e.get("value") for e in root.find("Labels")] == list(cfg.entity_labels)
+    assert [e.get("value") for e in _child(root, "Labels")] == list(cfg.entity_labels)
 
 
 def test_env_file_is_private_and_keeps_other_lines(tmp_path):
@@ -450,10 +470,11 @@ def test_negative_retries_are_refused_by_the_client():
         LabelStudioAPI("http://127.0.0.1:8080", "t", retries=-1)
 
 
-class _RaisingSession:
+class _RaisingSession(requests.Session):
     """A requests session whose every request fails with `exc`."""
 
     def __init__(self, exc: Exception) -> None:
+        super().__init__()
         self.exc, self.calls = exc, 0
 
     def request(self, *args, **kwargs):
@@ -462,8 +483,6 @@ class _RaisingSession:
 
 
 def test_any_requests_error_is_a_one_line_error_without_the_token():
-    import requests
-
     from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 
     token = "s3cr3t" * 7
@@ -531,8 +550,8 @@ def test_a_server_that_is_not_label_studio_is_a_one_line_error(fake_label_studio
     from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 
     api = LabelStudioAPI(fake_label_studio, "t" * 40, timeout_s=10, retries=0)
-    with pytest.raises(LabelStudioError, match="checking the API token: .* answered HTTP 200 with something that "
-                                               "is not JSON .*is LABEL_STUDIO_URL the address of a Label Studio"):
+    with pytest.raises(LabelStudioError, match=r"checking the API token: .* answered HTTP 200 with something that "
+                                               r"is not JSON .*is LABEL_STUDIO_URL the address of a Label Studio"):
         api.whoami()
 
 
@@ -603,7 +622,7 @@ def test_cli_errors_are_one_line(tmp_path, env, change, message):
     (tmp_path / ".env").write_text(f"LABEL_STUDIO_URL=http://127.0.0.1:1\nLABEL_STUDIO_API_KEY={LOCAL_TOKEN}\n")
     out = subprocess.run(
         [sys.executable, "-m", "pipeline", "pull", "--output", "ann", "--params", "params.yaml"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), **env},
     )
     assert out.returncode == 2, out.stderr

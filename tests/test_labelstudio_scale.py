@@ -42,9 +42,9 @@ def test_ten_thousand_tasks_push_and_pull(label_studio_server, tmp_path):
     cfg = load_config(path)
     api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=300, retries=2)
     tasks = [to_task(_record(i), cfg) for i in range(N)]
-    project, report = push(api, tasks[: N // 2], cfg, "guidelines", progress=False)
+    _, report = push(api, tasks[: N // 2], cfg, "guidelines", progress=False)
     assert report.created == N // 2
-    project, report = push(api, tasks, cfg, "guidelines", progress=False)
+    _, report = push(api, tasks, cfg, "guidelines", progress=False)
     assert (report.created, report.unchanged) == (N - N // 2, N // 2)
 
     pulled = pull(api, cfg, tmp_path / "annotations")
