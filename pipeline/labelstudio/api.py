@@ -68,8 +68,8 @@ def _is_jwt(token: str) -> bool:
 
 
 @dataclass
-class LabelStudioAPI:
-    """Authenticated requests to one Label Studio server."""
+class Transport:
+    """One Label Studio server and its API token: requests sent authenticated, with retries and back-off."""
 
     url: str
     token: str = field(repr=False)
@@ -160,6 +160,11 @@ class LabelStudioAPI:
                 time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 10.0))
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         raise LabelStudioError(problem + tries, status)
+
+
+@dataclass
+class LabelStudioAPI(Transport):
+    """Authenticated requests to one Label Studio server, every answer checked and read as JSON."""
 
     def request(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200, 201, 204),
                 **kwargs: Any) -> requests.Response:
