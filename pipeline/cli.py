@@ -53,7 +53,7 @@ def label_studio(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Start a local Label Studio (first run: admin + token into .env), set up the project, push the tasks."""
-    from pipeline.labelstudio import project as stage
+    from pipeline.labelstudio import commands as stage
 
     if stop:
         stage.down_main(data_dir)
@@ -68,7 +68,7 @@ def push(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Push pre-annotated articles to Label Studio (LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY); only new ones are added."""
-    from pipeline.labelstudio import project as stage
+    from pipeline.labelstudio import commands as stage
 
     stage.push_main(input=input, guidelines=guidelines, params=params)
 
@@ -81,7 +81,7 @@ def pull(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Pull every annotation from Label Studio into a new snapshot annotations/<UTC timestamp>.jsonl."""
-    from pipeline.labelstudio import project as stage
+    from pipeline.labelstudio import commands as stage
 
     stage.pull_main(out_dir=output, params=params, articles=articles, report_path=report)
 
@@ -92,7 +92,7 @@ def ls_config(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Print the Label Studio labeling config generated from params."""
-    from pipeline.labelstudio import project as stage
+    from pipeline.labelstudio import commands as stage
 
     stage.config_main(params=params, output=output)
 
@@ -107,7 +107,7 @@ def ls_import_gold(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Round-trip the human gold through a throwaway Label Studio: push, annotate as gold@, pull a snapshot."""
-    from pipeline.labelstudio import project as stage
+    from pipeline.labelstudio import gold_import as stage
 
     stage.import_gold_main(gold=gold, articles=articles, input=input, guidelines=guidelines, out_dir=output,
                            params=params)

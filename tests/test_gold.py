@@ -15,7 +15,7 @@ from pipeline.common.contract import LabelSets, label_sets
 from pipeline.common.errors import ConfigError
 from pipeline.evaluation import gold as gold_mod
 from pipeline.evaluation.gold import GoldError, load_gold
-from pipeline.labelstudio.project import gold_result
+from pipeline.labelstudio.tasks import gold_result
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,10 @@ import yaml
 
 from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl
-from pipeline.labelstudio import project as ls
 from pipeline.labelstudio.api import LabelStudioAPI
+from pipeline.labelstudio.params import load_config
+from pipeline.labelstudio.push import push
+from pipeline.labelstudio.tasks import build_tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -31,11 +33,11 @@ def pushed(label_studio_server, seed_preannotated, tmp_path_factory):
     params["labelstudio"]["project_title"] = "Browser check"
     path = tmp_path_factory.mktemp("browser") / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    cfg = ls.load_config(path)
+    cfg = load_config(path)
     bad = BadRecords("push", 0.0, quiet=True)
-    tasks = ls.build_tasks(read_jsonl(seed_preannotated, bad), cfg, seed_preannotated, bad)
+    tasks = build_tasks(read_jsonl(seed_preannotated, bad), cfg, seed_preannotated, bad)
     api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=30)
-    project, _ = ls.push(api, tasks, cfg, (ROOT / "resources" / "guidelines.md").read_text(), progress=False)
+    project, _ = push(api, tasks, cfg, (ROOT / "resources" / "guidelines.md").read_text(), progress=False)
     stored = list(api.pages("/api/tasks", what="tasks", page_size=100, params={"project": project["id"], "fields": "all"}))
     return project, stored
 
@@ -69,7 +71,7 @@ def test_predictions_are_rendered(label_studio_server, pushed):
                 assert "".join(spans.all_inner_texts()) == region["value"]["text"]
             overlay = page.locator(".relations-overlay text")
             overlay.first.wait_for(timeout=30_000)
-            drawn = [overlay.nth(i).text_content() for i in range(overlay.count())]  # SVG: no innerText
+            drawn = [overlay.nth(i).text_content() or "" for i in range(overlay.count())]  # SVG: no innerText
             assert sorted(drawn) == sorted(r["labels"][0] for r in relations)
             if task["data"]["title"]:
                 assert page.get_by_text(task["data"]["title"], exact=True).is_visible()

@@ -14,8 +14,14 @@ import yaml
 
 from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl, write_jsonl
-from pipeline.labelstudio import project as ls
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
+from pipeline.labelstudio.commands import pull_main, push_main
+from pipeline.labelstudio.config import instructions_html, label_config
+from pipeline.labelstudio.gold_import import GOLD_ANNOTATOR, import_gold
+from pipeline.labelstudio.params import Config, load_config
+from pipeline.labelstudio.pull import pull
+from pipeline.labelstudio.push import push
+from pipeline.labelstudio.tasks import build_tasks, gold_result
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +43,8 @@ def params(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cfg(params) -> ls.Config:
-    return ls.load_config(params)
+def cfg(params) -> Config:
+    return load_config(params)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,7 @@ def project_tasks(api: LabelStudioAPI, project_id: int) -> list[dict]:
 
 def tasks_of(cfg, path) -> list[dict]:
     bad = BadRecords("push", 0.0, quiet=True)
-    return ls.build_tasks(read_jsonl(path, bad), cfg, path, bad)
+    return build_tasks(read_jsonl(path, bad), cfg, path, bad)
 
 
 STATE: dict = {}
@@ -86,11 +92,11 @@ STATE: dict = {}
 def test_push_half_then_all_creates_each_task_once(api, cfg, seeds, env_file, params):
     tasks = tasks_of(cfg, seeds)
     guidelines = GUIDELINES.read_text()
-    project, first = ls.push(api, tasks[:2], cfg, guidelines, progress=False)  # a push that "died" halfway
+    project, first = push(api, tasks[:2], cfg, guidelines, progress=False)  # a push that "died" halfway
     assert first.created == 2
-    report = ls.push_main(seeds, GUIDELINES, params, env_file=env_file)
+    report = push_main(seeds, GUIDELINES, params, env_file=env_file)
     assert (report.created, report.unchanged, report.refreshed) == (3, 2, 0)
-    again = ls.push_main(seeds, GUIDELINES, params, env_file=env_file)
+    again = push_main(seeds, GUIDELINES, params, env_file=env_file)
     assert (again.created, again.unchanged, again.refreshed) == (0, 5, 0)
     stored = project_tasks(api, project["id"])
     assert sorted(t["data"]["article_id"] for t in stored) == sorted(t["data"]["article_id"] for t in tasks)
@@ -104,8 +110,8 @@ def test_push_half_then_all_creates_each_task_once(api, cfg, seeds, env_file, pa
         assert pred["score"] == pytest.approx(task["predictions"][0]["score"])
         assert pred["result"] == task["predictions"][0]["result"]
     project = api.get(f"/api/projects/{project['id']}", what="project")
-    assert project["label_config"] == ls.label_config(cfg)
-    assert project["expert_instruction"] == ls.instructions_html(GUIDELINES.read_text()) and project["show_instruction"]
+    assert project["label_config"] == label_config(cfg)
+    assert project["expert_instruction"] == instructions_html(GUIDELINES.read_text()) and project["show_instruction"]
     STATE.update(project=project, tasks=by_article)
 
 
@@ -130,7 +136,7 @@ def _relation(a: str, b: str, label: str) -> dict:
 
 
 def test_corrections_round_trip_exactly(api, cfg, params, env_file, seeds, tmp_path, label_studio_server):
-    project, tasks = STATE["project"], STATE["tasks"]
+    tasks = STATE["tasks"]
     second = api.post("/api/users/", {"email": "annotator2@example.org", "username": "annotator2",
                                       "first_name": "Second", "password": "not-used-123"}, what="creating a user")
     me = api.whoami()
@@ -166,7 +172,7 @@ def test_corrections_round_trip_exactly(api, cfg, params, env_file, seeds, tmp_p
                                                             "completed_by": second["id"]}, what="skipping")
 
     out = tmp_path / "annotations"
-    report = ls.pull_main(out, params, env_file=env_file)
+    report = pull_main(out, params, env_file=env_file)
     snapshots = sorted(out.glob("*.jsonl"))
     assert len(snapshots) == 1 and snapshots[0].name == Path(report.snapshot).name
     exported = [rec for _, rec in read_jsonl(snapshots[0])]
@@ -196,7 +202,7 @@ def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations
     changed["text"] = changed["text"] + "\nCorrection appended."  # the article's text changed: a new task
     newer = tmp_path / "preannotated.jsonl"
     write_jsonl(newer, records)
-    report = ls.push_main(newer, GUIDELINES, params, env_file=env_file)
+    report = push_main(newer, GUIDELINES, params, env_file=env_file)
     assert report.created == 1 and report.refreshed == 4 and report.unchanged == 0
     assert [aid for aid, _ in report.text_changed] == [changed["id"]]
     stored = project_tasks(api, STATE["project"]["id"])
@@ -218,7 +224,7 @@ def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations
     api.post("/api/predictions", {"task": victim["id"], "model_version": "older", "score": 0.1, "result": []},
              what="a leftover prediction")
     write_jsonl(newer, records + records[1:2])
-    again = ls.push_main(newer, GUIDELINES, params, env_file=env_file)
+    again = push_main(newer, GUIDELINES, params, env_file=env_file)
     assert (again.created, again.refreshed, again.unchanged) == (0, 1, 4)  # 5 articles, one listed twice
     victim_now = api.get(f"/api/tasks/{victim['id']}", what="task")
     assert [p["model_version"] for p in victim_now["predictions"]] == [
@@ -233,7 +239,7 @@ def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations
     import time
 
     time.sleep(1.1)  # snapshot names have one-second resolution
-    later = ls.pull_main(STATE["annotations_dir"], params, articles=articles, env_file=env_file)
+    later = pull_main(STATE["annotations_dir"], params, articles=articles, env_file=env_file)
     assert old.read_bytes() == old_bytes
     assert len(list(STATE["annotations_dir"].glob("*.jsonl"))) == 2
     assert [s["article_id"] for s in later.stale] == [changed["id"]]
@@ -244,7 +250,7 @@ def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", **env}, timeout=120)
+                          env={"PATH": "/usr/bin:/bin", **env}, timeout=120, check=False)
 
 
 @pytest.mark.parametrize(
@@ -303,16 +309,16 @@ def test_gold_round_trips_as_ground_truth(api, params, seeds, tmp_path):
     p["labelstudio"]["project_title"] = "Gold round trip"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(p))
-    cfg = ls.load_config(path)
+    cfg = load_config(path)
     articles = seeds.parent / "articles.jsonl"
     gold = list(gold_module.load_gold(ROOT / "gold", (a for _, a in read_jsonl(articles))))
-    project, _ = ls.push(api, tasks_of(cfg, seeds), cfg, GUIDELINES.read_text(), progress=False)
-    assert ls.import_gold(api, project["id"], gold, cfg.ls.page_size) == len(gold) == 5
-    report = ls.pull(api, cfg, tmp_path / "annotations", articles)
+    project, _ = push(api, tasks_of(cfg, seeds), cfg, GUIDELINES.read_text(), progress=False)
+    assert import_gold(api, project["id"], gold, cfg.ls.page_size) == len(gold) == 5
+    report = pull(api, cfg, tmp_path / "annotations", articles)
     exported = {t["data"]["article_id"]: t for _, t in read_jsonl(Path(report.snapshot))}
-    user = next(u for u in api.get("/api/users/", what="users") if u["email"] == ls.GOLD_ANNOTATOR)
+    user = next(u for u in api.get("/api/users/", what="users") if u["email"] == GOLD_ANNOTATOR)
     for record in gold:
         (ann,) = exported[record["id"]]["annotations"]
-        assert ann["result"] == ls.gold_result(record)
+        assert ann["result"] == gold_result(record)
         assert ann["completed_by"] == user["id"] and ann["ground_truth"] and not ann["was_cancelled"]
     assert report.stale == []

@@ -9,8 +9,11 @@ import yaml
 
 from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
-from pipeline.labelstudio import project as ls
 from pipeline.labelstudio.api import LabelStudioAPI
+from pipeline.labelstudio.params import load_config
+from pipeline.labelstudio.pull import pull
+from pipeline.labelstudio.push import push
+from pipeline.labelstudio.tasks import to_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,15 +39,15 @@ def test_ten_thousand_tasks_push_and_pull(label_studio_server, tmp_path):
     params["labelstudio"].update(project_title="Scale check", import_batch_size=500, page_size=1000)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    cfg = ls.load_config(path)
+    cfg = load_config(path)
     api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=300, retries=2)
-    tasks = [ls.to_task(_record(i), cfg) for i in range(N)]
-    project, report = ls.push(api, tasks[: N // 2], cfg, "guidelines", progress=False)
+    tasks = [to_task(_record(i), cfg) for i in range(N)]
+    _, report = push(api, tasks[: N // 2], cfg, "guidelines", progress=False)
     assert report.created == N // 2
-    project, report = ls.push(api, tasks, cfg, "guidelines", progress=False)
+    _, report = push(api, tasks, cfg, "guidelines", progress=False)
     assert (report.created, report.unchanged) == (N - N // 2, N // 2)
 
-    pulled = ls.pull(api, cfg, tmp_path / "annotations")
+    pulled = pull(api, cfg, tmp_path / "annotations")
     ids = [t["data"]["article_id"] for _, t in read_jsonl(Path(pulled.snapshot))]
     assert pulled.tasks == len(ids) == len(set(ids)) == N
     assert set(ids) == {t["data"]["article_id"] for t in tasks}

@@ -68,8 +68,8 @@ def _is_jwt(token: str) -> bool:
 
 
 @dataclass
-class LabelStudioAPI:
-    """Authenticated requests to one Label Studio server."""
+class Transport:
+    """One Label Studio server and its API token: requests sent authenticated, with retries and back-off."""
 
     url: str
     token: str = field(repr=False)
@@ -161,6 +161,11 @@ class LabelStudioAPI:
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         raise LabelStudioError(problem + tries, status)
 
+
+@dataclass
+class LabelStudioAPI(Transport):
+    """Authenticated requests to one Label Studio server, every answer checked and read as JSON."""
+
     def request(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200, 201, 204),
                 **kwargs: Any) -> requests.Response:
         """Send a request and turn any unexpected answer into a one-line LabelStudioError naming `what`."""
@@ -239,7 +244,9 @@ class LabelStudioAPI:
             if resp.status_code == 404:
                 raise LabelStudioError(f"{what}: HTTP 404: {_detail(resp)}")
             body = self._json(resp, what)
-            items = body.get(key, body.get("results", [])) if isinstance(body, dict) else body
+            items: list[dict[str, Any]] = body  # a bare list, or the list under `key` (else "results") of an object
+            if isinstance(body, dict):
+                items = body[key] if key in body else body.get("results", [])
             yield from items
             if len(items) < page_size or (isinstance(body, dict) and body.get("next") is None and "next" in body):
                 return

@@ -1,0 +1,90 @@
+"""The Label Studio commands of the CLI: push, pull, ls-config and the local server (up, down)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipeline.common.errors import InputError
+from pipeline.common.jsonl import atomic_writer, write_json
+from pipeline.labelstudio import server as ls_server
+from pipeline.labelstudio.api import LabelStudioAPI, mask
+from pipeline.labelstudio.config import label_config
+from pipeline.labelstudio.params import connect, load_config
+from pipeline.labelstudio.pull import PullReport, pull
+from pipeline.labelstudio.push import PushReport, push
+from pipeline.labelstudio.tasks import read_tasks
+
+
+def read_guidelines(path: Path) -> str:
+    """The annotation guidelines (Markdown)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: guidelines file not found") from None
+
+
+def push_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path(".env"),
+              limit: int | None = None) -> PushReport:
+    """Push pre-annotated articles to the Label Studio project named in params."""
+    cfg = load_config(params)
+    text = read_guidelines(guidelines)
+    tasks = read_tasks(input, cfg)
+    if limit is not None:
+        tasks = tasks[:limit]
+    api = connect(cfg, env_file)
+    project, report = push(api, tasks, cfg, text)
+    print(report.line(), file=sys.stderr)
+    for aid, old in report.text_changed:
+        print(f"push: article {aid}: text changed; old task {old} left as it is", file=sys.stderr)
+    print(f"push: project {project['id']} at {api.url}/projects/{project['id']}/data", file=sys.stderr)
+    return report
+
+
+def pull_main(out_dir: Path, params: Path, articles: Path | None = None, report_path: Path | None = None,
+              env_file: Path = Path(".env")) -> PullReport:
+    """Pull a new annotations snapshot."""
+    cfg = load_config(params)
+    api = connect(cfg, env_file)
+    report = pull(api, cfg, out_dir, articles)
+    print(report.line(), file=sys.stderr)
+    for item in report.stale:
+        print(f"pull: stale: task {item['task']} (article {item['article_id']}): {item['reason']}", file=sys.stderr)
+    if report_path:
+        write_json(report_path, report.as_dict())
+    return report
+
+
+def config_main(params: Path, output: Path | None = None) -> str:
+    """Print (or write) the labeling config generated from params."""
+    xml = label_config(load_config(params))
+    if output:
+        with atomic_writer(output) as out:
+            out.write(xml + "\n")
+    else:
+        print(xml)
+    return xml
+
+
+def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path(".labelstudio"),
+            env_file: Path = Path(".env")) -> None:
+    """Bring up the local server, create/update the project, push the tasks, say how to log in."""
+    cfg = load_config(params)
+    text = read_guidelines(guidelines)
+    tasks = read_tasks(input, cfg)
+    url, creds, started = ls_server.server_main(data_dir, env_file, cfg.ls.server.port, cfg.ls.server.start_timeout_s)
+    api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
+    project, report = push(api, tasks, cfg, text)
+    print(report.line(), file=sys.stderr)
+    print(
+        f"\nLabel Studio is {'up' if started else 'already running'}: {url}/projects/{project['id']}/data\n"
+        f"  log in as {creds.email}; the password is LABEL_STUDIO_PASSWORD in {env_file} "
+        f"(`grep LABEL_STUDIO_PASSWORD {env_file}`)\n"
+        f"  API token {mask(creds.token)} is LABEL_STUDIO_API_KEY in {env_file}\n"
+        f"  stop it with `python -m pipeline label-studio --stop`; data stays in {data_dir}/"
+    )
+
+
+def down_main(data_dir: Path = Path(".labelstudio")) -> None:
+    """Stop the local server."""
+    print("label-studio: stopped" if ls_server.stop_main(data_dir) else "label-studio: no local server running")

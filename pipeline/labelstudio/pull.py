@@ -1,0 +1,228 @@
+"""Pull: a Label Studio JSON export snapshot, streamed to `annotations/<UTC timestamp>.jsonl`, never overwritten."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from pipeline.common.errors import PipelineError
+from pipeline.common.jsonl import dumps, read_jsonl
+from pipeline.common.provenance import sha256_text
+from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
+from pipeline.labelstudio.params import Config
+from pipeline.labelstudio.push import find_project
+
+EXPORT_OPTIONS = {
+    # completed_by as the user id (no e-mail addresses in committed snapshots); predictions in full.
+    "serialization_options": {
+        "drafts": {"only_id": True},
+        "predictions": {"only_id": False},
+        "annotations__completed_by": {"only_id": True},
+        "include_annotation_history": False,
+    },
+}
+
+
+def snapshot_name(now: dt.datetime | None = None) -> str:
+    """`YYYYMMDDTHHMMSSZ.jsonl` for the current UTC time."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".jsonl"
+
+
+def iter_json_array(handle: TextIO, chunk_size: int = 1 << 20) -> Iterator[Any]:
+    """Yield the elements of a top-level JSON array read from a text stream, one at a time."""
+    decoder = json.JSONDecoder()
+    buf = ""
+    pos = 0
+    started = False
+    eof = False
+    while True:
+        if not eof and len(buf) - pos < chunk_size:
+            more = handle.read(chunk_size)
+            eof = not more
+            buf = buf[pos:] + more
+            pos = 0
+        while pos < len(buf) and buf[pos] in " \t\r\n,":
+            pos += 1
+        if not started:
+            if pos >= len(buf):
+                if eof:
+                    raise ValueError("empty export")
+                continue
+            if buf[pos] != "[":
+                raise ValueError("export is not a JSON array")
+            started = True
+            pos += 1
+            continue
+        if pos < len(buf) and buf[pos] == "]":
+            return
+        if pos >= len(buf):
+            if eof:
+                raise ValueError("export ends inside the array")
+            continue
+        try:
+            item, end = decoder.raw_decode(buf, pos)
+        except json.JSONDecodeError:
+            if eof:
+                raise
+            more = handle.read(chunk_size)  # an element longer than what is buffered: read on
+            eof = not more
+            buf = buf[pos:] + more
+            pos = 0
+            continue
+        yield item
+        pos = end
+
+
+def write_new_file(path: Path, lines: Iterable[str]) -> int:
+    """Write lines to a temp file and link it to `path` only if `path` does not exist yet; return the count."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a snapshot is an ordinary, shareable file (mkstemp makes it private)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            for line in lines:
+                out.write(line)
+                n += 1
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)  # fails if the name is taken: a pull never overwrites a snapshot
+        except FileExistsError:
+            raise PipelineError(f"{path} already exists; a pull never overwrites a snapshot") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return n
+
+
+def export_snapshot(api: LabelStudioAPI, project_id: int, out_json: Path, timeout_s: float) -> None:
+    """Have Label Studio write a JSON export snapshot of the whole project and stream it to `out_json`."""
+    export = api.post(
+        f"/api/projects/{project_id}/exports", {"title": "pipeline pull", **EXPORT_OPTIONS},
+        what="creating an export snapshot", timeout_s=timeout_s,
+    )
+    export_id = export["id"]
+    deadline = time.monotonic() + timeout_s
+    while export.get("status") not in ("completed", "failed"):
+        if time.monotonic() > deadline:
+            raise LabelStudioError(f"export snapshot {export_id} not ready after {timeout_s:g} s")
+        time.sleep(1.0)
+        export = api.get(f"/api/projects/{project_id}/exports/{export_id}", what="checking the export snapshot")
+    if export["status"] == "failed":
+        raise LabelStudioError(f"Label Studio failed to build export snapshot {export_id} (see the server log)")
+    api.download(
+        f"/api/projects/{project_id}/exports/{export_id}/download", out_json, what="downloading the export",
+        params={"exportType": "JSON"}, timeout_s=timeout_s,
+    )
+    api.delete(f"/api/projects/{project_id}/exports/{export_id}", what="removing the export snapshot on the server")
+
+
+def load_article_hashes(path: Path) -> dict[str, str]:
+    """article id -> sha256 of its current text, from data/articles.jsonl."""
+    return {
+        rec["id"]: sha256_text(rec["text"]) for _, rec in read_jsonl(path)
+        if isinstance(rec.get("id"), str) and isinstance(rec.get("text"), str)
+    }
+
+
+def annotation_status(task: Mapping[str, Any], current: Mapping[str, str] | None) -> str:
+    """'ok', or why the task's annotations are stale (text changed since they were made)."""
+    data = task.get("data") or {}
+    text_hash = data.get("text_hash")
+    if not isinstance(data.get("text"), str) or sha256_text(data["text"]) != text_hash:
+        return "text_hash does not match the task's text"
+    if current is not None:
+        aid = data.get("article_id")
+        if not isinstance(aid, str) or aid not in current:
+            return "article no longer in the articles file"
+        if current[aid] != text_hash:
+            return "article text changed since the task was pushed"
+    return "ok"
+
+
+@dataclass
+class PullReport:
+    """What a pull found."""
+
+    snapshot: str
+    tasks: int = 0
+    annotated_tasks: int = 0
+    annotations: int = 0
+    cancelled: int = 0
+    annotators: Counter = field(default_factory=Counter)  # user id -> submitted annotations
+    stale: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for a JSON report."""
+        return {
+            "snapshot": self.snapshot, "tasks": self.tasks, "annotated_tasks": self.annotated_tasks,
+            "annotations": self.annotations, "cancelled": self.cancelled,
+            "annotations_per_annotator": {str(k): v for k, v in sorted(self.annotators.items())},
+            "stale": self.stale,
+        }
+
+    def line(self) -> str:
+        """One summary line."""
+        return (
+            f"pull: {self.snapshot}: {self.tasks} task(s), {self.annotated_tasks} annotated, "
+            f"{self.annotations} submitted annotation(s) by {len(self.annotators)} annotator(s), "
+            f"{self.cancelled} skipped/cancelled, {len(self.stale)} stale"
+        )
+
+
+def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None = None,
+         now: dt.datetime | None = None) -> PullReport:
+    """Export every task with every annotation into a new snapshot `out_dir/<UTC timestamp>.jsonl`."""
+    project = find_project(api, cfg.ls.project_title)
+    if project is None:
+        raise LabelStudioError(f"no project titled {cfg.ls.project_title!r} on {api.url}; push first")
+    current = load_article_hashes(articles) if articles else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / snapshot_name(now)
+    if target.exists():
+        raise PipelineError(f"{target} already exists; a pull never overwrites a snapshot (wait a second)")
+    report = PullReport(snapshot=str(target))
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".pull.") as tmp:
+        raw = Path(tmp) / "export.json"
+        export_snapshot(api, project["id"], raw, cfg.ls.export_timeout_s)
+
+        def lines() -> Iterator[str]:
+            with open(raw, encoding="utf-8") as handle:
+                try:
+                    for task in iter_json_array(handle):
+                        _count(task, report, current)
+                        yield dumps(task) + "\n"
+                except ValueError as exc:
+                    raise LabelStudioError(f"the export is not valid JSON: {exc}") from None
+
+        write_new_file(target, lines())
+    return report
+
+
+def _count(task: Mapping[str, Any], report: PullReport, current: Mapping[str, str] | None) -> None:
+    """Add one exported task to the report's counts (and to its stale list if its annotations are stale)."""
+    report.tasks += 1
+    annotations = task.get("annotations") or []
+    submitted = [a for a in annotations if not a.get("was_cancelled")]
+    report.cancelled += len(annotations) - len(submitted)
+    report.annotations += len(submitted)
+    report.annotated_tasks += bool(submitted)
+    for ann in submitted:
+        report.annotators[ann.get("completed_by")] += 1
+    status = annotation_status(task, current)
+    if annotations and status != "ok":
+        report.stale.append(
+            {"task": task.get("id"), "article_id": (task.get("data") or {}).get("article_id"),
+             "annotations": [a.get("id") for a in annotations], "reason": status}
+        )
+

@@ -1,0 +1,179 @@
+"""Pre-annotated articles as Label Studio tasks: `data` to show, the model's `predictions` as regions and relations.
+
+A task is identified by (article_id, text_hash); region ids are stable, so the same record gives the same task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.common.contract import document_problem, is_number
+from pipeline.common.errors import BadRecords
+from pipeline.common.jsonl import read_jsonl
+from pipeline.common.provenance import sha256_text
+from pipeline.labelstudio.config import FROM_NAME, TO_NAME
+from pipeline.labelstudio.params import Config
+
+DISPLAY_FIELDS = ("title", "date", "source", "url")
+
+
+def model_version(provenance: Mapping[str, Any]) -> str:
+    """`{model}@{model_version}+rules.{rules_version}+code.{code_revision}` from a record's provenance."""
+    try:
+        return (
+            f"{provenance['model']}@{provenance['model_version']}"
+            f"+rules.{provenance['rules_version']}+code.{provenance['code_revision']}"
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"provenance lacks {exc}") from None
+
+
+def _score_problem(item: Mapping[str, Any]) -> str | None:
+    """Why an entity's or stance's optional `score` is unusable, or None."""
+    if "score" not in item:
+        return None
+    score = item["score"]
+    if not is_number(score) or not 0 <= score <= 1:
+        return f"score {json.dumps(score)[:40]} is not a number in [0, 1]"
+    return None
+
+
+def check_record(record: Mapping[str, Any], cfg: Config) -> str | None:
+    """What is wrong with a pre-annotated record, or None (the shared contract plus what a task needs)."""
+    text = record.get("text")
+    rid = record.get("id")
+    if rid is None:
+        return "missing 'id'"
+    if not (isinstance(rid, str) and rid.strip()):  # merge keys articles by string id: 42 would be dropped there
+        return f"'id' must be a non-empty string (an integer id as \"42\"), got {json.dumps(rid)[:40]}"
+    if not isinstance(text, str) or not text:
+        return "missing 'text'"
+    try:
+        model_version(record.get("provenance") or {})
+    except ValueError as exc:
+        return str(exc)
+    if problem := document_problem(dict(record), text=text, entity_labels=cfg.entity_labels,
+                                   stance_labels=cfg.stance_labels):
+        return problem
+    for i, ent in enumerate(record["entities"]):
+        if ent["text"] != text[ent["start"]:ent["end"]]:
+            return f"entities[{i}]: text {ent['text']!r} does not match the offsets ({text[ent['start']:ent['end']]!r})"
+        if problem := _score_problem(ent):
+            return f"entities[{i}]: {problem}"
+    for i, st in enumerate(record["stances"]):
+        if st["holder"] == st["target"]:
+            return f"stances[{i}]: holder and target are the same entity ({st['holder']})"
+        if problem := _score_problem(st):
+            return f"stances[{i}]: {problem}"
+    return None
+
+
+def region_id(article_id: str, index: int) -> str:
+    """Stable id of the index-th predicted entity region of an article."""
+    return f"{article_id[:10]}_e{index}"
+
+
+def task_score(record: Mapping[str, Any], how: str) -> float:
+    """Task-level confidence from entity and stance scores (min or mean); 0 when nothing was proposed."""
+    scores = [float(x["score"]) for key in ("entities", "stances") for x in record.get(key) or [] if "score" in x]
+    if not scores:
+        return 0.0
+    return round(min(scores) if how == "min" else sum(scores) / len(scores), 6)
+
+
+def result_json(record: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str, Any]]:
+    """A document's entities as labels regions (`ids[i]` for entity i, with its score) and stances as relations."""
+    text = record["text"]
+    result: list[dict[str, Any]] = []
+    for i, ent in enumerate(record["entities"]):
+        region: dict[str, Any] = {
+            "id": ids[i],
+            "from_name": FROM_NAME,
+            "to_name": TO_NAME,
+            "type": "labels",
+            "value": {"start": ent["start"], "end": ent["end"], "text": text[ent["start"]:ent["end"]],
+                      "labels": [ent["label"]]},
+        }
+        if "score" in ent:
+            region["score"] = float(ent["score"])
+        result.append(region)
+    seen = set()
+    for st in sorted(record.get("stances") or [], key=lambda s: -float(s.get("score", 0))):
+        pair = (st["holder"], st["target"])
+        if pair in seen:  # one relation per ordered pair in Label Studio: keep the most confident stance
+            continue
+        seen.add(pair)
+        result.append(
+            {
+                "from_id": ids[st["holder"]],
+                "to_id": ids[st["target"]],
+                "type": "relation",
+                "direction": "right",
+                "labels": [st["label"]],
+            }
+        )
+    return result
+
+
+def prediction(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
+    """The model's proposals for one article as a Label Studio prediction."""
+    ids = [region_id(record["id"], i) for i in range(len(record["entities"]))]
+    return {
+        "model_version": model_version(record["provenance"]),
+        "score": task_score(record, cfg.ls.task_score),
+        "result": result_json(record, ids),
+    }
+
+
+def gold_region_id(record_id: str, entity: Mapping[str, Any]) -> str:
+    """A stable region id for one gold entity (same span and label, same id)."""
+    key = f"{record_id}:{entity['start']}:{entity['end']}:{entity['label']}"
+    return "g" + hashlib.sha256(key.encode()).hexdigest()[:9]
+
+
+def gold_result(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Label Studio annotation result JSON for one gold record: labels regions, then stance relations."""
+    return result_json(record, [gold_region_id(record["id"], e) for e in record["entities"]])
+
+
+def to_task(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
+    """One Label Studio task for one pre-annotated article."""
+    data: dict[str, Any] = {"text": record["text"]}
+    for key in DISPLAY_FIELDS:  # "" rather than null: Label Studio would render a missing value as "$title"
+        data[key] = record.get(key) or ""
+    data["article_id"] = record["id"]
+    data["text_hash"] = sha256_text(record["text"])
+    # Shown under the title. Not "$date · $source" in the config: Label Studio reads "$source" in a
+    # template as the whole task's JSON.
+    data["byline"] = " · ".join(x for x in (record.get("date"), record.get("source")) if x)
+    return {"data": data, "predictions": [prediction(record, cfg)]}
+
+
+def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, where: Path, bad: BadRecords) -> list[dict]:
+    """Check records and turn the good ones into tasks, ordered for the annotators' queue."""
+    tasks = []
+    before = len(bad)
+    rejected = 0
+    for lineno, record in records:
+        problem = check_record(record, cfg)
+        if problem:
+            bad.add(f"{where}:{lineno}", problem)
+            rejected += 1
+            continue
+        tasks.append(to_task(record, cfg))
+    unreadable = len(bad) - before - rejected  # lines that were not even JSON objects
+    bad.check(len(tasks) + rejected + unreadable)
+    if cfg.ls.queue_order == "least_confident_first":
+        tasks.sort(key=lambda t: t["predictions"][0]["score"])  # stable: input order among equal scores
+    return tasks
+
+
+
+def read_tasks(path: Path, cfg: Config) -> list[dict]:
+    """The tasks of a pre-annotated JSON Lines file (bad records reported, too many of them an error)."""
+    bad = BadRecords("push", cfg.ls.max_bad_share)
+    return build_tasks(read_jsonl(path, bad), cfg, path, bad)
