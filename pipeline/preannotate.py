@@ -30,13 +30,16 @@ from pipeline.common.config import from_mapping, read_yaml, section
 from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.jsonl import dumps, read_jsonl, write_jsonl
 from pipeline.common.provenance import code_revision, file_digest, sha256_text
-from pipeline.stance.finder import Lexicon, find_stances, load_lexicon
+from pipeline.stance.finder import find_stances
+from pipeline.stance.lexicon import Lexicon, load_lexicon
 
 STAGE = "preannotate"
 # The modules whose code decides this stage's output: their hash is the recorded code revision and
 # they are the stage's code deps in dvc.yaml (a test keeps the two lists equal).
-CODE = ("preannotate.py", "stance/finder.py", "common/jsonl.py", "common/config.py", "common/errors.py",
-        "common/provenance.py")
+CODE = ("preannotate.py", "stance/finder.py", "stance/lexicon.py", "stance/parse.py", "stance/holders.py",
+        "stance/registry.py", "stance/scores.py", "stance/rules/verbs.py", "stance/rules/nouns.py",
+        "stance/rules/adjectives.py", "stance/rules/prepositions.py", "stance/rules/speech_sentiment.py",
+        "common/jsonl.py", "common/config.py", "common/errors.py", "common/provenance.py")
 COMPONENT = "geonews_preannotate"
 USER_DATA_KEY = "geonews_preannotate"
 # A run of cached records is interrupted by an empty placeholder text every this many records, so the

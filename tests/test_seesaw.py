@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.common.errors import ConfigError
 from pipeline.evaluation import seesaw
-from pipeline.stance.finder import load_lexicon
+from pipeline.stance.lexicon import load_lexicon
 
 ROOT = Path(__file__).parents[1]
 SEESAW = Path(__file__).parents[2] / "shared" / "eval" / "seesaw"  # beside the clone, never inside it

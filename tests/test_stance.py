@@ -11,14 +11,9 @@ from spacy.tokens import Doc, Span
 
 from pipeline.common.errors import ConfigError
 from pipeline.common.provenance import file_digest
-from pipeline.stance.finder import (
-    DEFAULT_STANCE_ENDS,
-    RULE_PRECISION,
-    RULES_VERSION,
-    Lexicon,
-    find_stances,
-    load_lexicon,
-)
+from pipeline.stance.finder import find_stances
+from pipeline.stance.lexicon import DEFAULT_STANCE_ENDS, RULES_VERSION, Lexicon, load_lexicon
+from pipeline.stance.scores import RULE_PRECISION
 
 ROOT = Path(__file__).parents[1]
 LEXICON = ROOT / "resources" / "stance_cues.yaml"
