@@ -20,16 +20,14 @@ from spacy.language import Language
 from pipeline.common.config import section
 from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.jsonl import read_jsonl, write_jsonl
-from pipeline.common.provenance import code_revision
+from pipeline.common.provenance import code_files, code_revision
 from pipeline.entities.annotator import COMPONENT, USER_DATA_KEY, Annotator, load_model
 from pipeline.entities.cache import Cache
 
 STAGE = "preannotate"
-# The modules whose code decides this stage's output: their hash is the recorded code revision and
-# they are the stage's code deps in dvc.yaml (a test keeps the two lists equal).
-CODE = ("preannotate.py", "entities/actors.py", "entities/annotator.py", "entities/cache.py", "entities/patterns.py",
-        "entities/rules.py", "stance/finder.py", "common/jsonl.py", "common/config.py", "common/errors.py",
-        "common/provenance.py")
+# The files whose code decides this stage's output (its import closure): their hash is the recorded code revision,
+# and dvc.yaml lists the same files as the stage's code deps (a test checks).
+CODE = code_files("preannotate.py")
 # A run of cached records is interrupted by an empty placeholder text every this many records, so the
 # queue of records waiting for the model stays short however long the run of cached records is.
 FLUSH_EVERY = 256

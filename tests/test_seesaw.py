@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.common.errors import ConfigError
 from pipeline.evaluation import seesaw
-from pipeline.stance.finder import load_lexicon
+from pipeline.stance.lexicon import load_lexicon
 
 ROOT = Path(__file__).parents[1]
 # Beside the clone, never inside it (CC BY-NC-SA): a user's clone has nothing there, so the real run is then skipped.

@@ -11,14 +11,11 @@ from spacy.tokens import Doc, Span
 
 from pipeline.common.errors import ConfigError
 from pipeline.common.provenance import file_digest
-from pipeline.stance.finder import (
-    DEFAULT_STANCE_ENDS,
-    RULE_PRECISION,
-    RULES_VERSION,
-    Lexicon,
-    find_stances,
-    load_lexicon,
-)
+from pipeline.stance import registry
+from pipeline.stance.finder import find_stances
+from pipeline.stance.lexicon import DEFAULT_STANCE_ENDS, RULES_VERSION, SECTIONS, Lexicon, load_lexicon
+from pipeline.stance.parse import Context
+from pipeline.stance.scores import RULE_PRECISION
 
 ROOT = Path(__file__).parents[1]
 LEXICON = ROOT / "resources" / "stance_cues.yaml"
@@ -364,22 +361,23 @@ def test_bypass_in_reported_speech(nlp, lexicon):
     assert ("Jean-Yves Le Drian", "against", "Russia") in pairs
 
 
-def test_misparsed_object_right_after_the_verb_is_the_target(nlp, lexicon):
-    # spaCy sometimes hangs "President Barack Obama" off the verb as a non-object; the name right after
-    # the verb (past titles) is then its object.
-    words = ["Republicans", "slammed", "President", "Barack", "Obama", "on", "Friday", "."]
+def misparsed_slam(nlp, title: str = "President") -> tuple[Doc, list[Span]]:
+    """`Republicans slammed <title> Barack Obama on Friday.` parsed as spaCy sometimes does, and its two entities."""
+    words = ["Republicans", "slammed", title, "Barack", "Obama", "on", "Friday", "."]
+    sent_starts: list[bool | int | None] = [True, False, False, False, False, False, False, False]
     doc = Doc(nlp.vocab, words=words, heads=[1, 1, 3, 1, 3, 1, 5, 1],
               deps=["nsubj", "ROOT", "compound", "prep", "pobj", "prep", "pobj", "punct"],
               pos=["PROPN", "VERB", "PROPN", "PROPN", "PROPN", "ADP", "PROPN", "PUNCT"],
-              lemmas=["Republicans", "slam", "President", "Barack", "Obama", "on", "Friday", "."],
-              sent_starts=[True] + [False] * 7)
-    spans = [Span(doc, 0, 1, label="NORP"), Span(doc, 3, 5, label="PERSON")]
-    found = find_stances(doc, spans, lexicon)
+              lemmas=["Republicans", "slam", title, "Barack", "Obama", "on", "Friday", "."], sent_starts=sent_starts)
+    return doc, [Span(doc, 0, 1, label="NORP"), Span(doc, 3, 5, label="PERSON")]
+
+
+def test_misparsed_object_right_after_the_verb_is_the_target(nlp, lexicon):
+    # spaCy sometimes hangs "President Barack Obama" off the verb as a non-object; the name right after
+    # the verb (past titles) is then its object.
+    found = find_stances(*misparsed_slam(nlp), lexicon)
     assert [(s["holder"], s["label"], s["target"], s["rule"]) for s in found] == [(0, "against", 1, "adjacent")]
-    doc = Doc(nlp.vocab, words=[w if w != "President" else "rumours" for w in words], heads=[t.head.i for t in doc],
-              deps=[t.dep_ for t in doc], pos=[t.pos_ for t in doc], lemmas=[t.lemma_ for t in doc],
-              sent_starts=[True] + [False] * 7)
-    assert find_stances(doc, [Span(doc, 0, 1, label="NORP"), Span(doc, 3, 5, label="PERSON")], lexicon) == []
+    assert find_stances(*misparsed_slam(nlp, title="rumours"), lexicon) == []
 
 
 def test_criticism_or_support_received_from_someone(nlp, lexicon):
@@ -422,3 +420,108 @@ def test_more_cues_of_attack_praise_and_closeness(nlp, lexicon):
     ]
     for text, holder, target, expected in cases:
         assert stances(nlp, lexicon, text, holder, target) == [expected], text
+
+
+# --- the rule registry ---------------------------------------------------------------------------------
+
+# One sentence per rule name a stance can carry: (text, entities, the stance it must give).
+RULE_EXAMPLES = {
+    "svo": ("Zelensky tore into Moscow in a speech on Friday.", [("Zelensky", "PERSON"), ("Moscow", "GPE")],
+            ("Zelensky", "against", "Moscow", "svo", "tore")),
+    "passive": ("Russia was warned by NATO.", [("Russia", "GPE"), ("NATO", "ORG")],
+                ("NATO", "against", "Russia", "passive", "warned")),
+    "control": ("NATO wants to deter Russia from attacking Ukraine.", [("NATO", "ORG"), ("Russia", "GPE"), ("Ukraine", "GPE")],
+                ("NATO", "against", "Russia", "control", "deter")),
+    "clause": ("NATO fears that Russia is considering invading Ukraine.",
+               [("NATO", "ORG"), ("Russia", "GPE"), ("Ukraine", "GPE")], ("NATO", "against", "Russia", "clause", "fears")),
+    "adjacent": (None, [], ("Republicans", "against", "Barack Obama", "adjacent", "slammed")),  # a misparse: misparsed_slam
+    "symmetric": ("It was the latest rift between Obama and Trump.", [("Obama", "PERSON"), ("Trump", "PERSON")],
+                  ("Obama", "against", "Trump", "symmetric", "rift")),
+    "speech": ("Obama said the crisis will hurt Russia.", [("Obama", "PERSON"), ("Russia", "GPE")],
+               ("Obama", "against", "Russia", "speech", "hurt")),
+    "demand": ("seed:Russia is demanding security guarantees that would prevent",
+               [("Russia", "GPE"), ("United States", "GPE"), ("NATO", "ORG"), ("Kremlin", "ORG")],
+               ("Russia", "against", "NATO", "demand", "prevent")),
+    "possessive": ("Russia's aggression against Ukraine must stop.", [("Russia", "GPE"), ("Ukraine", "GPE")],
+                   ("Russia", "against", "Ukraine", "possessive", "aggression")),
+    "light_verb": ("Macron paid tribute to Zelensky on Friday.", [("Macron", "PERSON"), ("Zelensky", "PERSON")],
+                   ("Macron", "favor", "Zelensky", "light_verb", "tribute")),
+    "undergo": ("Kiev received strong support from Washington after the talks.", [("Kiev", "GPE"), ("Washington", "GPE")],
+                ("Washington", "favor", "Kiev", "undergo", "support")),
+    "role": ("Steve King, an avid opponent of Jeb Bush, spoke on Friday.", [("Steve King", "PERSON"), ("Jeb Bush", "PERSON")],
+             ("Steve King", "against", "Jeb Bush", "role", "opponent")),
+    "adjective": ("Warsaw is furious with Berlin over the pipeline.", [("Warsaw", "GPE"), ("Berlin", "GPE")],
+                  ("Warsaw", "against", "Berlin", "adjective", "furious")),
+    "prep_against": ("NATO took steps against Russia.", [("NATO", "ORG"), ("Russia", "GPE")],
+                     ("NATO", "against", "Russia", "prep_against", "against")),
+    "speech_sentiment": ("Lew said Russia's dangerous actions are illegal.", [("Lew", "PERSON"), ("Russia", "GPE")],
+                         ("Lew", "against", "Russia", "speech_sentiment", "dangerous")),
+    "speech_agent": ("McConnell said Reid is pushing a partisan agenda.", [("McConnell", "PERSON"), ("Reid", "PERSON")],
+                     ("McConnell", "against", "Reid", "speech_agent", "partisan")),
+    "speech_tone": ("Obama said the dangerous crisis could reach Russia.", [("Obama", "PERSON"), ("Russia", "GPE")],
+                    ("Obama", "against", "Russia", "speech_tone", "dangerous")),
+}
+# The registered families and one rule each fires on its own (the example's cue is of its part of speech).
+FAMILY_EXAMPLES = {
+    "verbs": "passive", "nouns": "possessive", "roles": "role", "adjectives": "adjective",
+    "prepositions": "prep_against", "speech_sentiment": "speech_sentiment",
+}
+
+
+def example(nlp, rule: str) -> tuple[Doc, list[Span]]:
+    """The doc and entity spans of the example sentence of `rule`."""
+    text, entities, _ = RULE_EXAMPLES[rule]
+    if text is None:
+        return misparsed_slam(nlp)
+    text = seed_sentence(text.removeprefix("seed:")) if text.startswith("seed:") else text
+    doc = nlp(text)
+    spans = [doc.char_span(text.index(m), text.index(m) + len(m), label=label) for m, label in entities]
+    return doc, sorted(spans, key=lambda s: s.start)
+
+
+def test_registry_lists_every_rule_in_a_fixed_order():
+    assert [entry.name for entry in registry.rules()] == list(registry.ORDER) == [
+        "verbs", "nouns", "roles", "adjectives", "prepositions", "speech_sentiment"
+    ]
+    assert registry.rule_names() == (
+        "svo", "passive", "control", "clause", "adjacent", "symmetric", "speech", "demand", "possessive", "light_verb",
+        "undergo", "role", "adjective", "prep_against", "speech_sentiment", "speech_agent", "speech_tone",
+    )
+    assert set(registry.rule_names()) == set(RULE_PRECISION) == set(RULE_EXAMPLES)
+    cue_rules = [entry for entry in registry.rules() if isinstance(entry, registry.CueRule)]
+    assert sorted(entry.pos for entry in cue_rules) == sorted(SECTIONS.values())  # one family per lexicon section
+    assert set(FAMILY_EXAMPLES) == set(registry.ORDER)
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_EXAMPLES))
+def test_every_rule_name_fires_on_its_example(nlp, lexicon, rule):
+    doc, spans = example(nlp, rule)
+    found = find_stances(doc, spans, lexicon)
+    assert RULE_EXAMPLES[rule][2] in [(spans[s["holder"]].text, s["label"], spans[s["target"]].text, s["rule"],
+                                       s["cue"]["text"]) for s in found]
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_EXAMPLES))
+def test_every_registered_rule_fires_on_its_example(nlp, lexicon, name):
+    entry, rule = registry.get(name), FAMILY_EXAMPLES[name]
+    assert rule in entry.emits
+    doc, spans = example(nlp, rule)
+    ctx = Context(doc, spans, lexicon, DEFAULT_STANCE_ENDS)
+    if isinstance(entry, registry.CueRule):
+        found = [(f.rule, tok.text) for tok in doc if (cue := lexicon.match(tok)) is not None and cue.pos == entry.pos
+                 for f in entry.find(ctx, tok, cue) if f.holders and f.targets]
+    else:
+        found = [(s["rule"], s["cue"]["text"]) for s in entry.find(ctx, {})]
+    assert (rule, RULE_EXAMPLES[rule][2][4]) in found
+
+
+def test_unknown_rule_name_is_an_error():
+    with pytest.raises(registry.UnknownRule, match="unknown stance rule 'sarcasm'; registered: verbs, nouns"):
+        registry.get("sarcasm")
+    with pytest.raises(registry.UnknownRule, match=r"'sarcasm' is not in registry\.ORDER"):
+        registry.doc_rule("sarcasm", emits=("svo",))(lambda ctx, found: iter(()))
+    with pytest.raises(ValueError, match="'verbs' is registered twice"):
+        registry.cue_rule("verbs", pos="VERB", emits=("svo",))(lambda ctx, tok, cue: iter(()))
+    with pytest.raises(ValueError, match="no lexicon section has cues of part of speech 'ADV'"):
+        registry.cue_rule("adverbs", pos="ADV", emits=("svo",))
+    assert [entry.name for entry in registry.rules()] == list(registry.ORDER)  # the refused rules left no trace

@@ -12,7 +12,7 @@ from pipeline.common.errors import ConfigError
 from pipeline.common.provenance import file_digest, sha256_text
 from pipeline.entities.actors import ActorIndex, Actors
 from pipeline.entities.patterns import Patterns
-from pipeline.stance.finder import Lexicon, load_lexicon
+from pipeline.stance.lexicon import Lexicon, load_lexicon
 
 
 def _load_yaml(cls: type, path: Path) -> Any:

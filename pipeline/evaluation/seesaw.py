@@ -28,7 +28,7 @@ from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import read_json
 
 if TYPE_CHECKING:
-    from pipeline.stance.finder import Lexicon
+    from pipeline.stance.lexicon import Lexicon
 
 STAGE = "evaluate-seesaw"
 SCORED_TYPES = frozenset({"People", "Organization", "GPE"})
@@ -329,7 +329,7 @@ def main(
     from pipeline import preannotate as pa
     from pipeline.common.config import section
     from pipeline.common.jsonl import write_jsonl
-    from pipeline.stance.finder import load_lexicon
+    from pipeline.stance.lexicon import load_lexicon
 
     if split is not None and split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
