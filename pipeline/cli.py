@@ -247,7 +247,7 @@ def evaluate_gold(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Print entity and stance precision/recall/F1 of the pre-annotations against the seed gold."""
-    from pipeline.evaluation import gold as stage
+    from pipeline.evaluation import gold_eval as stage
 
     stage.evaluate_main(gold=gold, articles=articles, predictions=predictions, output=output, params=params)
 

@@ -15,6 +15,7 @@ from pipeline import evaluate
 from pipeline.common.contract import labeled_problem
 from pipeline.common.errors import ConfigError, InputError
 from pipeline.common.jsonl import write_json
+from pipeline.evaluation.metrics import Preannotation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evaluate"
 LABELED = FIXTURES / "labeled.jsonl"
@@ -141,6 +142,14 @@ def test_no_gold_article_gives_null_quality_and_empty_plots() -> None:
     assert plots["label_f1"] == [] and plots["stance_confusion"] == [] and plots["lead_time"] == []
 
 
+def test_an_accumulator_works_without_the_stage_as_the_card_uses_it(result) -> None:
+    scored = Preannotation()
+    for record in _records():
+        if record["status"] == "gold":
+            scored.add(record)
+    assert scored.result() == result[0]["preannotation"]
+
+
 def test_summary_is_flat_and_agrees_with_the_detailed_metrics(result) -> None:
     metrics = result[0]
     summary = metrics["summary"]
@@ -229,7 +238,7 @@ def test_cli_reports_missing_input_in_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "evaluate", "--input", str(tmp_path / "none.jsonl"),
          "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p"), "--params", str(_params(tmp_path))],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT, capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: {tmp_path / 'none.jsonl'}: file not found"

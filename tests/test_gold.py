@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.common.contract import LabelSets, label_sets
 from pipeline.common.errors import ConfigError
-from pipeline.evaluation import gold as gold_mod
+from pipeline.evaluation import gold_eval
 from pipeline.evaluation.gold import GoldError, load_gold
 from pipeline.labelstudio.tasks import gold_result
 
@@ -274,9 +274,9 @@ def test_gold_and_evaluate_gold_commands(seed_articles: Path, tmp_path: Path) ->
     # the gold scored as its own prediction is perfect; a broken anchor is one clear line
     preds = tmp_path / "pred.jsonl"
     preds.write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = gold_mod.evaluate(ROOT / "gold", seed_articles, preds)
+    result = gold_eval.evaluate(ROOT / "gold", seed_articles, preds)
     assert result["entities"]["f1"] == 1.0 and result["stances"]["f1"] == 1.0
-    assert "entities, exact span+label" in gold_mod.report(result)
+    assert "entities, exact span+label" in gold_eval.report(result)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.yaml").write_text('source_file: 000_26aa7dedf783269b.txt\nsentences:\n  - sentence: "No such words"\n')

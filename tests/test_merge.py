@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from pipeline import merge as stage
-from pipeline.common.contract import stage_config
+from pipeline.annotations import Version, annotator_id, collect_tasks, newest_snapshot
+from pipeline.common.contract import SPLITS, stage_config
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import read_jsonl
+from pipeline.resolve import resolve
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
 SNAPSHOT = "20220112T093000Z.jsonl"
@@ -43,10 +45,10 @@ def no_link(text: str, label: str) -> str | None:
 def merged() -> tuple[dict[str, dict], stage.Report, BadRecords]:
     bad = BadRecords("merge", 1.0, quiet=True)
     report = stage.Report()
-    snapshot = stage.newest_snapshot(FIXTURES / "annotations")
+    snapshot = newest_snapshot(FIXTURES / "annotations")
     assert snapshot is not None
     report.snapshot = snapshot.name
-    tasks = stage.collect_tasks(snapshot, bad, report)
+    tasks, report.tasks = collect_tasks(snapshot, bad)
     arts = [a for _, a in read_jsonl(FIXTURES / "preannotated.jsonl")]
     out = list(stage.merge(arts, tasks, CFG, no_link, bad, report))
     return {r["title"].split()[0] + ("2" if "copy" in r["title"] else ""): r for r in out}, report, bad
@@ -62,11 +64,35 @@ def stance_texts(record: dict) -> set[tuple]:
 
 
 def test_newest_snapshot_is_lexicographic_max(tmp_path: Path) -> None:
-    assert stage.newest_snapshot(FIXTURES / "annotations").name == "20220112T093000Z.jsonl"
+    newest = newest_snapshot(FIXTURES / "annotations")
+    assert newest is not None and newest.name == "20220112T093000Z.jsonl"
     (tmp_path / "README.md").write_text("not a snapshot")
-    assert stage.newest_snapshot(tmp_path) is None
+    assert newest_snapshot(tmp_path) is None
     with pytest.raises(InputError, match="not found"):
-        stage.newest_snapshot(tmp_path / "missing")
+        newest_snapshot(tmp_path / "missing")
+
+
+def test_collect_tasks_groups_by_article_and_counts_every_task_read(tmp_path: Path) -> None:
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    lines = [*tasks, {"data": {"text": "no article id"}}, {"data": {"article_id": "x"}, "annotations": 5}, tasks[0]]
+    snapshot = tmp_path / SNAPSHOT
+    snapshot.write_text("".join(json.dumps(t) + "\n" for t in lines))
+    bad = BadRecords("merge", 1.0, quiet=True)
+    grouped, read = collect_tasks(snapshot, bad)
+    assert read == len(lines)
+    assert [p["error"] for p in bad.problems] == ["task has no data.article_id", "task annotations is not a list"]
+    first = tasks[0]["data"]["article_id"]
+    assert [where for where, _ in grouped[first]] == [f"{snapshot}:1", f"{snapshot}:{len(lines)}"]
+    assert sum(map(len, grouped.values())) == len(tasks) + 1
+
+
+@pytest.mark.parametrize(
+    ("completed_by", "expected"),
+    [(7, "annotator-7"), ({"id": 7, "email": "a@b.c"}, "annotator-7"), (None, "annotator-unknown"),
+     (True, "annotator-unknown"), ({"email": "a@b.c"}, "annotator-unknown")],
+)
+def test_annotator_ids_are_pseudonymous(completed_by: Any, expected: str) -> None:
+    assert annotator_id(completed_by) == expected
 
 
 def test_status_follows_human_annotation(merged) -> None:
@@ -141,7 +167,7 @@ def test_splits_are_grouped_by_story_and_deterministic(merged) -> None:
                             entity_labels=ENTITY_LABELS, stance_labels=STANCE_LABELS)
     splits = [stage.assign_split(f"story-{i}", cfg) for i in range(2000)]
     assert splits == [stage.assign_split(f"story-{i}", cfg) for i in range(2000)]
-    shares = {s: splits.count(s) / len(splits) for s in stage.SPLITS}
+    shares = {s: splits.count(s) / len(splits) for s in SPLITS}
     assert abs(shares["train"] - 0.5) < 0.05 and abs(shares["test"] - 0.25) < 0.05
     other_seed = stage.MergeConfig(seed=2, splits=cfg.splits, max_bad_share=0.1,
                                    entity_labels=ENTITY_LABELS, stance_labels=STANCE_LABELS)
@@ -149,14 +175,14 @@ def test_splits_are_grouped_by_story_and_deterministic(merged) -> None:
 
 
 def test_ground_truth_annotation_wins() -> None:
-    v1 = stage.Version("annotator-1", 1, [{"start": 0, "end": 3, "label": "GPE", "text": "abc", "actor": None}], [],
-                       None, False, "2022-01-01")
-    v2 = stage.Version("annotator-2", 2, [], [], None, True, "2022-01-01")
-    v3 = stage.Version("annotator-3", 3, v1.entities, [], None, False, "2022-01-01")
-    final, rule, ties = stage.resolve([v1, v2, v3], {"entities": [], "stances": []})
+    v1 = Version("annotator-1", 1, [{"start": 0, "end": 3, "label": "GPE", "text": "abc", "actor": None}], [],
+                 None, False, "2022-01-01")
+    v2 = Version("annotator-2", 2, [], [], None, True, "2022-01-01")
+    v3 = Version("annotator-3", 3, v1.entities, [], None, False, "2022-01-01")
+    final, rule, ties = resolve([v1, v2, v3], {"entities": [], "stances": []})
     assert (final["entities"], rule, ties) == ([], "ground_truth", [])
     v2.ground_truth = False
-    final, rule, _ = stage.resolve([v1, v2, v3], {"entities": [], "stances": []})
+    final, rule, _ = resolve([v1, v2, v3], {"entities": [], "stances": []})
     assert rule == "majority" and [e["text"] for e in final["entities"]] == ["abc"]
 
 

@@ -16,6 +16,10 @@ import pytest
 from pipeline import publish as stage
 from pipeline.common.errors import ConfigError, InputError
 from pipeline.common.provenance import file_digest
+from pipeline.dataset import hub
+from pipeline.dataset.figure import FIGURE
+from pipeline.dataset.release import MANIFEST
+from pipeline.dataset.rows import features
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
 LABELED = FIXTURES / "labeled.jsonl"
@@ -85,7 +89,7 @@ def loaded(built: Path, offline_hf) -> dict:
 
 
 def test_every_config_loads_with_the_declared_features(loaded, built: Path) -> None:
-    feats = stage.features(stage.load_config(write_params(built.parent)))
+    feats = features(stage.load_config(write_params(built.parent)))
     for name, ds in loaded.items():
         for split in ds.values():
             assert split.features == feats[name.removesuffix("_silver")], name
@@ -172,14 +176,15 @@ def test_card_parses_with_huggingface_hub_and_shows_the_figure(built: Path) -> N
     for c in data["configs"]:
         for f in c["data_files"]:
             assert (built / f["path"]).is_file()
-    assert f"![Actor-by-actor stance matrix of the gold stances]({stage.FIGURE})" in card.text
-    assert (built / stage.FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"![Actor-by-actor stance matrix of the gold stances]({FIGURE})" in card.text
+    assert (built / FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Version 0.1.0" in card.text and "machine-translated" in card.text
     assert file_digest(LABELED, "md5") in card.text
 
 
 def test_a_spacy_ner_model_trains_on_the_entities_config(loaded) -> None:
     import spacy
+    from spacy.pipeline import EntityRecognizer
     from spacy.tokens import Doc, Span
     from spacy.training import Example, biluo_tags_to_spans, iob_to_biluo
 
@@ -187,6 +192,7 @@ def test_a_spacy_ner_model_trains_on_the_entities_config(loaded) -> None:
     names = ds.features["ner_tags"].feature.names
     nlp = spacy.blank("en")
     ner = nlp.add_pipe("ner")
+    assert isinstance(ner, EntityRecognizer)
     examples = []
     for row in ds:
         doc = Doc(nlp.vocab, words=row["tokens"])
@@ -212,8 +218,8 @@ def test_a_bag_of_words_classifier_fits_the_stance_config(loaded) -> None:
     vocab = {w: i for i, w in enumerate(sorted({w for t in texts for w in t}))}
     x = np.zeros((len(rows), len(vocab)))
     for i, t in enumerate(texts):
-        for w in t:
-            x[i, vocab[w]] = 1.0
+        for word in t:
+            x[i, vocab[word]] = 1.0
     y = np.array([r["label"] for r in rows])
     w = np.zeros((len(vocab), 3))
     for _ in range(300):  # softmax regression, plain gradient descent
@@ -235,7 +241,7 @@ def test_changelog_against_the_recorded_previous_version(tmp_path: Path) -> None
     lines = LABELED.read_text().splitlines()
     smaller = tmp_path / "labeled.jsonl"
     smaller.write_text("\n".join(lines[1:]) + "\n")
-    out, second = build(tmp_path, "v2", labeled=smaller, releases=releases, version="0.2.0")
+    out, _ = build(tmp_path, "v2", labeled=smaller, releases=releases, version="0.2.0")
     removed = json.loads(lines[0])["id"]
     card = (out / "README.md").read_text()
     assert "**0.2.0** (against 0.1.0): 0 article(s) added, 1 removed" in card
@@ -253,23 +259,23 @@ def test_push_uploads_tags_and_records_the_manifest(tmp_path: Path, built: Path,
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create_repo", repo_id, kw)))
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload_folder", kw["repo_id"], kw)))
     monkeypatch.setattr(HfApi, "create_tag", lambda self, repo_id, **kw: calls.append(("create_tag", repo_id, kw)))
-    man = json.loads((built / stage.MANIFEST).read_text())
+    man = json.loads((built / MANIFEST).read_text())
     releases = tmp_path / "releases"
-    stage.push(built, "org/geonews", man, releases)
+    assert hub.push(built, "org/geonews", man, releases) == releases / "manifest-0.1.0.json"
     assert [c[0] for c in calls] == ["create_repo", "upload_folder", "create_tag"]
     assert all(c[1] == "org/geonews" and c[2]["repo_type"] == "dataset" for c in calls)
     assert calls[1][2]["folder_path"] == built and calls[2][2]["tag"] == "v0.1.0"
     assert json.loads((releases / "manifest-0.1.0.json").read_text()) == man
     changed = {**man, "files": {"other.parquet": "x"}}
-    with pytest.raises(ConfigError, match="bump publish.version"):
-        stage.push(built, "org/geonews", changed, releases)
+    with pytest.raises(ConfigError, match=r"bump publish\.version"):
+        hub.push(built, "org/geonews", changed, releases)
 
 
 def test_push_without_token_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.chdir(tmp_path)  # no .env here
     with pytest.raises(ConfigError, match="HF_TOKEN is not set"):
-        stage.hf_token()
+        hub.hf_token()
 
 
 def test_dry_run_lists_the_upload_and_does_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -292,7 +298,7 @@ def test_labels_outside_the_schema_are_bad_records(tmp_path: Path) -> None:
     bad.write_text(json.dumps(rec) + "\n" + LABELED.read_text())
     from pipeline.common.errors import InputError
 
-    with pytest.raises(InputError, match="'DATE' is not in preannotate.entity_labels"):
+    with pytest.raises(InputError, match=r"'DATE' is not in preannotate\.entity_labels"):
         build(tmp_path, labeled=bad)
 
 
@@ -421,12 +427,12 @@ def test_a_corrupt_release_manifest_is_a_one_line_error(tmp_path: Path, built: P
     with pytest.raises(InputError, match=r"manifest-0\.1\.0\.json:1: invalid JSON"):
         build(tmp_path, releases=releases, version="0.2.0")  # the changelog reads the previous version
     monkeypatch.setenv("HF_TOKEN", "hf_test")
-    man = json.loads((built / stage.MANIFEST).read_text())
+    man = json.loads((built / MANIFEST).read_text())
     with pytest.raises(InputError, match=r"manifest-0\.1\.0\.json:1: invalid JSON"):
-        stage.push(built, "org/geonews", man, releases)  # fails before any upload
+        hub.push(built, "org/geonews", man, releases)  # fails before any upload
     corrupt.write_text('["not", "a", "manifest"]')
     with pytest.raises(InputError, match="release manifest must be a JSON object, got list"):
-        stage.push(built, "org/geonews", man, releases)
+        hub.push(built, "org/geonews", man, releases)
     corrupt.write_text('{"articles": {"a": 1}}')
     with pytest.raises(InputError, match="field 'articles' must map article ids to objects"):
         build(tmp_path, releases=releases, version="0.2.0")

@@ -1,4 +1,4 @@
-"""The dataset card (README.md with a Hub YAML header) and its actor-by-actor stance figure.
+"""The dataset card: README.md with the Hub's YAML header (configs, features, tags) and a body for ML practitioners.
 
 Everything in the card comes from the pipeline's own records (labeled.jsonl, params, the evaluate
 stage's metrics, the annotation guidelines), never from the clock, so rebuilds are identical.
@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from pipeline.common.contract import SPLITS
+from pipeline.dataset.rows import CONFIGS, SILVER, Schema, data_file
+from pipeline.evaluation.metrics import Preannotation
 
 ENTITY_DEFINITIONS = {
     "PERSON": "People, including fictional ones and named officials (\"Sergei Ryabkov\", \"Blinken\").",
@@ -40,11 +43,26 @@ RESOLUTION_RULE = (
 )
 
 
+class CardConfig(Schema, Protocol):
+    """What the card needs of the publish config (publish.PublishConfig) beyond the rows' schema."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def pretty_name(self) -> str: ...
+    @property
+    def license(self) -> str: ...
+    @property
+    def license_name(self) -> str: ...
+    @property
+    def entity_labels(self) -> tuple[str, ...]: ...
+
+
 @dataclass(frozen=True)
 class CardContext:
     """What the card is rendered from."""
 
-    cfg: Any
+    cfg: CardConfig
     records: list[dict[str, Any]]
     counts: dict[str, dict[str, int]]
     features: dict[str, Any]
@@ -56,71 +74,6 @@ class CardContext:
     guidelines: str | None
     guidelines_path: str | None
     figure: str
-
-
-# ---------------------------------------------------------------- figure
-
-
-def actor_stances(records: list[dict[str, Any]]) -> Counter[tuple[str, str, str]]:
-    """Counts of gold stances by (holder actor, target actor, label); an unlinked entity is named by its text."""
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for rec in records:
-        if rec["status"] != "gold":
-            continue
-        ents = rec["entities"]
-        for s in rec["stances"]:
-            h, t = ents[s["holder"]], ents[s["target"]]
-            counts[(h.get("actor") or f'"{h["text"]}"', t.get("actor") or f'"{t["text"]}"', s["label"])] += 1
-    return counts
-
-
-def stance_by_actor(records: list[dict[str, Any]], path: Path, max_actors: int) -> None:
-    """Draw the holder x target matrix of gold stances (blue favour, red against) as a deterministic PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    counts = actor_stances(records)
-    plt.rcParams.update({"svg.hashsalt": "geonews", "font.family": "DejaVu Sans"})
-    fig, ax = plt.subplots(figsize=(8, 6.5), dpi=100)
-    if not counts:
-        ax.text(0.5, 0.5, "No human-annotated (gold) stances yet", ha="center", va="center", fontsize=14)
-        ax.set_axis_off()
-    else:
-        weight: Counter[str] = Counter()
-        for (h, t, _), n in counts.items():
-            weight[h] += n
-            weight[t] += n
-        actors = sorted(sorted(weight), key=lambda a: -weight[a])[:max_actors]
-        holders = [a for a in actors if any(h == a for h, _, _ in counts)]
-        targets = [a for a in actors if any(t == a for _, t, _ in counts)]
-        favor = np.zeros((len(holders), len(targets)))
-        against = np.zeros_like(favor)
-        for (h, t, label), n in counts.items():
-            # only favor and against have a sign; other stance labels (e.g. neutral) are left out of the matrix
-            if h in holders and t in targets and label in ("favor", "against"):
-                (favor if label == "favor" else against)[holders.index(h), targets.index(t)] += n
-        net = favor - against
-        lim = max(1.0, float(np.abs(net).max()))
-        im = ax.imshow(net, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-        for i in range(len(holders)):
-            for j in range(len(targets)):
-                if favor[i, j] or against[i, j]:
-                    dark = abs(net[i, j]) > 0.6 * lim
-                    ax.text(j, i, f"+{favor[i, j]:.0f}/−{against[i, j]:.0f}", ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
-        ax.set_xticks(range(len(targets)), targets, rotation=45, ha="right", fontsize=9)
-        ax.set_yticks(range(len(holders)), holders, fontsize=9)
-        ax.set_xlabel("target (the stance is about)")
-        ax.set_ylabel("holder (who takes the stance)")
-        fig.colorbar(im, ax=ax, label="favour − against (gold stances)")
-        ax.set_title("Who is for or against whom: gold stances by actor\n(cell: +favour/−against counts)", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------- YAML header
@@ -140,9 +93,7 @@ def header(ctx: CardContext) -> str:
     from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCardData
 
-    from pipeline.publish import SILVER, SPLITS, data_file
-
-    names = sorted(ctx.counts, key=lambda n: (n.endswith(SILVER), ["articles", "entities", "stance"].index(n.removesuffix(SILVER))))
+    names = sorted(ctx.counts, key=lambda n: (n.endswith(SILVER), CONFIGS.index(n.removesuffix(SILVER))))
     configs = []
     for name in names:
         cfg: dict[str, Any] = {"config_name": name,
@@ -176,12 +127,14 @@ def header(ctx: CardContext) -> str:
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table; None cells are left empty."""
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def _fmt(x: Any) -> str:
+    """A figure as the card shows it: floats to three decimals, None as a dash."""
     return f"{x:.3f}" if isinstance(x, float) else ("–" if x is None else str(x))
 
 
@@ -206,6 +159,7 @@ def stance_definition(guidelines: str | None) -> str | None:
 
 
 def _distinct(records: list[dict[str, Any]], key: str) -> str:
+    """The distinct values of a provenance field over the records, as inline code."""
     values = sorted({str((r.get("provenance") or {}).get(key)) for r in records})
     return ", ".join(f"`{v}`" for v in values)
 
@@ -222,8 +176,6 @@ def quality_section(ctx: CardContext) -> str:
                    f"the final human labels of the {len(gold)} gold articles (exact = same span and label; overlap = "
                    "spans sharing a character, same label):\n")
     else:
-        from pipeline.evaluate import Preannotation
-
         scored = Preannotation()
         for rec in gold:
             scored.add(rec)
@@ -257,8 +209,6 @@ def quality_section(ctx: CardContext) -> str:
 
 def render(ctx: CardContext) -> str:
     """The whole card: YAML header and a Markdown body for ML practitioners."""
-    from pipeline.publish import SILVER, SPLITS
-
     cfg, records = ctx.cfg, ctx.records
     gold = [r for r in records if r["status"] == "gold"]
     silver = [r for r in records if r["status"] == "silver"]
@@ -282,10 +232,10 @@ def render(ctx: CardContext) -> str:
               'stance = load_dataset("<repo id or local folder>", "stance")     # sentence + (holder, target) -> label',
               'articles = load_dataset("<repo id or local folder>", "articles") # full texts with offsets',
               'labels = ner["train"].features["ner_tags"].feature.names', "```", "",
-              "Gold (human-annotated) rows are in `articles`, `entities` and `stance`. Machine-only rows are in the "
-              f"configs ending in `{SILVER}` — use them for pre-training or analysis, never as evaluation data. "
-              "Splits are shared by all configs and grouped by story: an article, its sentences, its pairs and its "
-              "near-duplicates are always in the same split (for gold and silver alike), so nothing leaks across splits."]
+              ("Gold (human-annotated) rows are in `articles`, `entities` and `stance`. Machine-only rows are in the "
+               f"configs ending in `{SILVER}` — use them for pre-training or analysis, never as evaluation data. "
+               "Splits are shared by all configs and grouped by story: an article, its sentences, its pairs and its "
+               "near-duplicates are always in the same split (for gold and silver alike), so nothing leaks across splits.")]
     parts += ["", "## Configurations and splits", ""]
     rows = [[f"`{name}`", *(ctx.counts[name].get(s, 0) for s in SPLITS), "one " + {"articles": "article", "entities": "sentence", "stance": "entity pair"}[name.removesuffix(SILVER)]]
             for name in sorted(ctx.counts, key=lambda n: (n.endswith(SILVER), n))]
@@ -317,7 +267,7 @@ def render(ctx: CardContext) -> str:
                  f"{cfg.max_candidates_per_sentence} per sentence, in document order; pairs of the same name skipped). "
                  "A stance whose entities are in different sentences uses the span of sentences covering both.")
     parts += ["", "## Data fields", ""]
-    for name in ("articles", "entities", "stance"):
+    for name in CONFIGS:
         parts.append(f"- **`{name}`**: " + ", ".join(f"`{k}` ({_type(v)})" for k, v in ctx.features[name].items()))
     parts += ["", "## Source data", ""]
     parts.append(
@@ -348,8 +298,8 @@ def render(ctx: CardContext) -> str:
                   _table(["count", "n"], [[k, v] for k, v in ctx.stats.items()])]
     parts += ["", "## Who is for or against whom", "",
               f"![Actor-by-actor stance matrix of the gold stances]({ctx.figure})", "",
-              "Rows are stance holders, columns targets, both as canonical actors (quoted text when unlinked); "
-              "blue cells are mostly favour, red mostly against, with the counts in each cell."]
+              ("Rows are stance holders, columns targets, both as canonical actors (quoted text when unlinked); "
+               "blue cells are mostly favour, red mostly against, with the counts in each cell.")]
     parts += ["", "## Changelog", ""]
     parts.append(_changelog(cfg.version, ctx.changelog))
     parts += ["", "## Provenance", ""]
@@ -380,11 +330,12 @@ def _type(feature: Any) -> str:
 
 
 def _changelog(version: str, change: dict[str, Any] | None) -> str:
+    """The changelog section: first version, or counts, label deltas and up to 20 ids per kind of change."""
     if change is None:
         return f"- **{version}**: first published version (no earlier release recorded in `releases/`)."
-    lines = [f"- **{version}** (against {change['previous_version']}): {len(change['added'])} article(s) added, "
-             f"{len(change['removed'])} removed, {len(change['changed'])} with changed labels, status or split "
-             f"({len(change['newly_gold'])} newly human-annotated)."]
+    lines = [(f"- **{version}** (against {change['previous_version']}): {len(change['added'])} article(s) added, "
+              f"{len(change['removed'])} removed, {len(change['changed'])} with changed labels, status or split "
+              f"({len(change['newly_gold'])} newly human-annotated).")]
     for kind, deltas in change["label_deltas"].items():
         if deltas:
             lines.append(f"  - gold {kind}: " + ", ".join(f"`{k}` {v:+d}" for k, v in deltas.items()))

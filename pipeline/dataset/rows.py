@@ -1,0 +1,219 @@
+"""The Hugging Face layout of the dataset: configs, their features, their rows and their Parquet files.
+
+Three configs (`articles`, `entities`, `stance`) of human-annotated (gold) rows, with the machine-only
+(silver) rows in configs of the same features suffixed `_silver`; one Parquet file per config and split.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.common.contract import NO_STANCE
+
+CONFIGS = ("articles", "entities", "stance")
+SILVER = "_silver"
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True,
+                   "write_statistics": True, "version": "2.6", "data_page_version": "1.0"}
+
+
+class Schema(Protocol):
+    """What the rows need of the publish config (publish.PublishConfig): the class names and the candidate cap."""
+
+    @property
+    def bio_tags(self) -> list[str]: ...
+    @property
+    def stance_classes(self) -> tuple[str, ...]: ...
+    @property
+    def stance_ends(self) -> tuple[str, ...]: ...
+    @property
+    def max_candidates_per_sentence(self) -> int: ...
+
+
+# ---------------------------------------------------------------- features
+
+
+def features(cfg: Schema) -> dict[str, Any]:
+    """The `datasets.Features` of each config (silver configs share them)."""
+    from datasets import ClassLabel, Features, List, Value
+
+    string, i32, f64 = Value("string"), Value("int32"), Value("float64")
+    entity = {"start": i32, "end": i32, "label": string, "text": string, "actor": string}
+    return {
+        "articles": Features({
+            "id": string, "title": string, "date": string, "source": string, "url": string, "text": string,
+            "story_id": string,
+            "entities": List(entity),
+            "stances": List({"holder": i32, "target": i32, "label": string}),
+            "annotators": List(string),
+            "annotations": List({"annotator": string, "lead_time": f64, "entities": List(entity),
+                                 "stances": List({"holder": i32, "target": i32, "label": string})}),
+            "agreement": {"entity_f1": f64, "stance_kappa": f64, "n_annotators": i32},
+            "provenance": {"status": string, "resolution": string, "annotation_snapshot": string, "model": string,
+                           "model_version": string, "rules_version": string, "code_revision": string},
+        }),
+        "entities": Features({
+            "id": string, "article_id": string, "sentence_index": i32,
+            "tokens": List(string), "ner_tags": List(ClassLabel(names=cfg.bio_tags)),
+        }),
+        "stance": Features({
+            "id": string, "article_id": string, "sentence": string,
+            **{f"{role}{suffix}": tp for role in ("holder", "target")
+               for suffix, tp in (("", string), ("_label", string), ("_actor", string), ("_start", i32), ("_end", i32))},
+            "label": ClassLabel(names=list(cfg.stance_classes)),
+        }),
+    }
+
+
+# ---------------------------------------------------------------- rows
+
+
+def article_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """One row of the `articles` config."""
+    prov = rec.get("provenance") or {}
+    agreement = rec.get("agreement")
+    return {
+        **{k: rec.get(k) for k in ("id", "title", "date", "source", "url", "text")},
+        "story_id": rec.get("story_id") or rec["id"],
+        "entities": [{k: e.get(k) for k in ("start", "end", "label", "text", "actor")} for e in rec["entities"]],
+        "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in rec["stances"]],
+        "annotators": list(rec.get("annotators") or []),
+        "annotations": [
+            {"annotator": a.get("annotator"), "lead_time": a.get("lead_time"),
+             "entities": [{k: e.get(k) for k in ("start", "end", "label", "text", "actor")} for e in a["entities"]],
+             "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in a["stances"]]}
+            for a in rec.get("annotations") or []
+        ],
+        "agreement": {k: agreement.get(k) for k in ("entity_f1", "stance_kappa", "n_annotators")} if agreement else None,
+        "provenance": {"status": rec["status"], "resolution": prov.get("resolution"),
+                       **{k: prov.get(k) for k in ("annotation_snapshot", "model", "model_version",
+                                                   "rules_version", "code_revision")}},
+    }
+
+
+def _sentence_of(rec: dict[str, Any]) -> list[int | None]:
+    """Index of the sentence holding each entity's start, or None."""
+    sents = rec["sentences"]
+    starts = [s["start"] for s in sents]
+    out: list[int | None] = []
+    for e in rec["entities"]:
+        i = bisect.bisect_right(starts, e["start"]) - 1
+        out.append(i if i >= 0 and e["start"] < sents[i]["end"] else None)
+    return out
+
+
+def entity_rows(rec: dict[str, Any], tokenizer: Any, cfg: Schema, stats: Counter[str]) -> Iterator[dict]:
+    """Rows of the `entities` config: one per sentence, spaCy tokens with BIO tags (space tokens dropped)."""
+    tag_id = {t: i for i, t in enumerate(cfg.bio_tags)}
+    where = _sentence_of(rec)
+    by_sentence: dict[int, list[dict]] = {}
+    for e, i in zip(rec["entities"], where, strict=True):
+        if i is None:
+            stats["entities outside any sentence"] += 1
+        elif e["end"] > rec["sentences"][i]["end"]:
+            stats["entities crossing a sentence boundary"] += 1
+        else:
+            by_sentence.setdefault(i, []).append(e)
+    text = rec["text"]
+    for i, sent in enumerate(rec["sentences"]):
+        s0 = sent["start"]
+        doc = tokenizer(text[s0 : sent["end"]])
+        bio = ["O"] * len(doc)
+        # longest first: BIO can't nest, so an overlapped shorter span is dropped and counted
+        for e in sorted(by_sentence.get(i, []), key=lambda e: (e["start"] - e["end"], e["start"])):
+            span = doc.char_span(e["start"] - s0, e["end"] - s0, alignment_mode="expand")
+            if span is None or len(span) == 0:
+                stats["entities not aligned to tokens"] += 1
+                continue
+            if any(bio[k] != "O" for k in range(span.start, span.end)):
+                stats["overlapping entities dropped from BIO"] += 1
+                continue
+            bio[span.start : span.end] = [f"B-{e['label']}"] + [f"I-{e['label']}"] * (len(span) - 1)
+        keep = [k for k, tok in enumerate(doc) if not tok.is_space]
+        if not keep:
+            continue
+        tags = [bio[k] for k in keep]
+        for k, tag in enumerate(tags):  # a dropped leading space token must not leave an I- without its B-
+            if tag.startswith("I-") and (k == 0 or tags[k - 1][2:] != tag[2:]):
+                tags[k] = "B-" + tag[2:]
+        stats["entities in BIO"] += sum(t.startswith("B-") for t in tags)
+        yield {
+            "id": f"{rec['id']}-{i:04d}",
+            "article_id": rec["id"],
+            "sentence_index": i,
+            "tokens": [doc[k].text for k in keep],
+            "ner_tags": [tag_id[t] for t in tags],
+        }
+
+
+def stance_rows(rec: dict[str, Any], cfg: Schema, stats: Counter[str]) -> Iterator[dict]:
+    """Rows of the `stance` config: every annotated stance plus unlabelled candidate pairs (`none`) per sentence."""
+    ents, sents, text = rec["entities"], rec["sentences"], rec["text"]
+    where = _sentence_of(rec)
+    labelled = {(s["holder"], s["target"]): s["label"] for s in rec["stances"]}
+    capable = set(cfg.stance_ends)
+    pairs: list[tuple[int, int]] = []
+    for i in range(len(sents)):
+        members = [k for k, w in enumerate(where) if w == i and ents[k]["label"] in capable
+                   and ents[k]["end"] <= sents[i]["end"]]
+        candidates = [(h, t) for h in members for t in members
+                      if h != t and (h, t) not in labelled and ents[h]["text"] != ents[t]["text"]]
+        stats["candidate pairs beyond the cap"] += max(0, len(candidates) - cfg.max_candidates_per_sentence)
+        pairs.extend(candidates[: cfg.max_candidates_per_sentence])
+    pairs.extend(labelled)
+    rows = []
+    for h, t in pairs:
+        hs, ts = where[h], where[t]
+        if hs is None or ts is None:
+            stats["stances outside any sentence"] += 1
+            continue
+        start = sents[min(hs, ts)]["start"]
+        end = max(sents[max(hs, ts)]["end"], ents[h]["end"], ents[t]["end"])
+        if hs != ts:
+            stats["stances across sentences"] += 1
+        row = {"id": f"{rec['id']}-{h:04d}-{t:04d}", "article_id": rec["id"], "sentence": text[start:end]}
+        for role, k in (("holder", h), ("target", t)):
+            e = ents[k]
+            row |= {role: e["text"], f"{role}_label": e["label"], f"{role}_actor": e.get("actor"),
+                    f"{role}_start": e["start"] - start, f"{role}_end": e["end"] - start}
+        row["label"] = cfg.stance_classes.index(labelled.get((h, t), NO_STANCE))
+        rows.append(row)
+    yield from sorted(rows, key=lambda r: r["id"])
+
+
+# ---------------------------------------------------------------- tables and files
+
+
+def build_rows(records: list[dict[str, Any]], cfg: Schema) -> tuple[dict[str, dict[str, list[dict]]], Counter[str]]:
+    """Rows of every config (silver ones suffixed) and split, plus counts of what BIO/pairs had to drop."""
+    import spacy
+
+    tokenizer = spacy.blank("en").tokenizer
+    tables: dict[str, dict[str, list[dict]]] = {}
+    stats: Counter[str] = Counter()
+    for rec in records:
+        suffix = "" if rec["status"] == "gold" else SILVER
+        split = rec["split"]
+        for name, rows in (("articles", [article_row(rec)]),
+                           ("entities", entity_rows(rec, tokenizer, cfg, stats)),
+                           ("stance", stance_rows(rec, cfg, stats))):
+            tables.setdefault(name + suffix, {}).setdefault(split, []).extend(rows)
+    return tables, stats
+
+
+def write_parquet(rows: list[dict[str, Any]], feats: Any, path: Path) -> None:
+    """Write rows with the Hugging Face features' Arrow schema; fixed writer options, so identical rows give identical bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=feats.arrow_schema)
+    pq.write_table(table, path, **PARQUET_OPTIONS)
+
+
+def data_file(config: str, split: str) -> str:
+    """Path of a config's split inside the folder, in the Hub's file-naming convention."""
+    return f"{config}/{split}-00000-of-00001.parquet"
