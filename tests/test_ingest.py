@@ -536,6 +536,8 @@ def bad_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (corpus / "l_binary.jsonl").write_bytes(b"\x00\x01\x02" * 10)
     (corpus / "m_utf16.txt").write_text(GOOD.replace("Paragraph", "Part"), encoding="utf-16")
     (corpus / "n_nested.jsonl").write_text("[" * 2000 + "]" * 2000 + "\n", encoding="utf-8")  # RecursionError in json
+    (corpus / "o_numbers.jsonl").write_text('{"text": "x", "n": ' + "9" * 4400 + '}\n{"text": "x", "lead_time": NaN}\n',
+                                            encoding="utf-8")  # Python's int-string limit; NaN is not JSON
     (corpus / "notes.md").write_text("not an article\n", encoding="utf-8")
     return corpus
 
@@ -559,7 +561,9 @@ BAD_CASES = [
     ("j_rows.csv:21", "malformed CSV"),
     ("k_nocolumn.csv:1", "no 'text' column in the header (columns: title, body)"),
     ("l_binary.jsonl", "binary file (contains NUL bytes)"),
-    ("n_nested.jsonl:1", "invalid JSON (nested too deeply)"),
+    ("n_nested.jsonl:1", "invalid JSON: nested too deeply"),
+    ("o_numbers.jsonl:1", "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion"),
+    ("o_numbers.jsonl:2", "invalid JSON: NaN is not a JSON number"),
 ]
 
 

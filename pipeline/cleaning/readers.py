@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from pipeline.cleaning.article import Raw
 from pipeline.common.errors import BadRecords, InputError
+from pipeline.common.jsonl import JSONLineError, loads
 
 FORMATS = (".txt", ".jsonl", ".csv")
 OPTIONAL_FIELDS = ("title", "date", "url", "source")
@@ -137,12 +137,9 @@ def _read_jsonl(path: Path, rel: str, max_bytes: int, bad: BadRecords, report: R
                 continue
             text = _decode(line, where, report)
             try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                bad.add(where, f"invalid JSON ({exc.msg}, column {exc.colno})")
-                continue
-            except RecursionError:
-                bad.add(where, "invalid JSON (nested too deeply)")
+                obj = loads(text)
+            except JSONLineError as exc:
+                bad.add(where, str(exc))
                 continue
             if not isinstance(obj, dict):
                 bad.add(where, f"expected a JSON object, got {type(obj).__name__}")
