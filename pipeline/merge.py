@@ -134,8 +134,11 @@ def merge(
         latest: dict[str, tuple[Version, str]] = {}
         for where, task in tasks.get(art["id"], ()):
             data = task["data"]
-            task_hash = data.get("text_hash") or sha256_text(str(data.get("text", "")))
-            if task_hash != text_hash:
+            task_text = data.get("text")
+            if isinstance(task_text, str) and sha256_text(task_text) != text_hash:  # edited inside Label Studio
+                report.stale_task(where, art["id"], "the task's text differs from the article's current text")
+                continue
+            if (data.get("text_hash") or text_hash) != text_hash:
                 report.stale_task(where, art["id"], "text_hash differs from the article's current text")
                 continue
             for ann in task.get("annotations") or []:

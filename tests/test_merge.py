@@ -17,6 +17,7 @@ from pipeline.annotations import Version, annotator_id, collect_tasks, newest_sn
 from pipeline.common.contract import SPLITS, stage_config
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import read_jsonl
+from pipeline.common.provenance import sha256_text
 from pipeline.resolve import resolve
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
@@ -335,3 +336,17 @@ def test_the_report_lists_ties_in_the_same_order_whatever_the_hash_seed(tmp_path
         reports.append(report.read_bytes())
     assert len(json.loads(reports[0])["ties"]) >= 3
     assert reports[0] == reports[1]
+
+
+def test_a_text_edited_in_label_studio_is_stale_although_its_hash_is_not() -> None:
+    """merge checks `data.text` itself, not only the `text_hash` written at push time."""
+    art = next(a for _, a in read_jsonl(FIXTURES / "preannotated.jsonl"))
+    edited = art["text"].replace(" ", "  ", 1)
+    ann = {"id": 1, "completed_by": 9, "updated_at": "2022-01-12T09:00:00Z", "lead_time": 3.0, "result": []}
+    tasks = {art["id"]: [("snap.jsonl:1", {"data": {"text": edited, "text_hash": sha256_text(art["text"]),
+                                                    "article_id": art["id"]}, "annotations": [ann]})]}
+    bad, report = BadRecords("merge", 1.0, quiet=True), stage.Report()
+    (record,) = stage.merge([art], tasks, CFG, no_link, bad, report)
+    assert record["status"] == "silver" and record["annotations"] == []
+    assert report.stale == [{"where": "snap.jsonl:1", "article_id": art["id"],
+                             "reason": "the task's text differs from the article's current text"}]
