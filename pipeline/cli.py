@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.common.errors import PipelineError
+from pipeline.common.errors import ConfigError, PipelineError
 
 app = typer.Typer(
     name="pipeline",
@@ -259,3 +259,7 @@ def main() -> None:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # an output that cannot be written (permissions, a full disk): a path problem, not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(ConfigError.exit_code)

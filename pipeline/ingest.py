@@ -19,7 +19,7 @@ from pipeline.cleaning.clean import clean
 from pipeline.cleaning.dedup import NearDuplicates
 from pipeline.cleaning.readers import read_corpus
 from pipeline.cleaning.rules import Rules, load_rules
-from pipeline.common.config import section
+from pipeline.common.config import MAX_TEXT_CHARS, section
 from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.jsonl import write_json, write_jsonl
 from pipeline.common.provenance import sha256_text
@@ -58,6 +58,7 @@ class Report:
     files: int = 0
     records: int = 0
     ignored_files: list[str] = field(default_factory=list)
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
     removed_lines: list[dict[str, Any]] = field(default_factory=list)
     exact_duplicates: list[dict[str, Any]] = field(default_factory=list)
     near_duplicates: list[dict[str, Any]] = field(default_factory=list)
@@ -85,6 +86,7 @@ class Report:
                 "removed_lines": len(self.removed_lines),
                 "decoding_fallbacks": len(self.decoding_fallbacks),
                 "ignored_files": len(self.ignored_files),
+                "skipped_files": len(self.skipped_files),
             },
             "removed_lines_by_pattern": dict(sorted(Counter(r["pattern"] for r in self.removed_lines).items())),
             "removed_lines": self.removed_lines,
@@ -94,6 +96,7 @@ class Report:
             "decoding_fallbacks": self.decoding_fallbacks,
             "metadata_warnings": self.metadata_warnings,
             "ignored_files": self.ignored_files,
+            "skipped_files": self.skipped_files,
         }
 
 
@@ -111,6 +114,9 @@ def ingest(raws: Iterable[Raw], cfg: IngestParams, rules: Rules, bad: BadRecords
         report.metadata_warnings.extend({"where": raw.where, "warning": w} for w in cleaned.warnings)
         if len(cleaned.text) < cfg.min_text_chars:
             bad.add(raw.where, f"text too short after cleaning ({len(cleaned.text)} < min_text_chars {cfg.min_text_chars})")
+            continue
+        if len(cleaned.text) > MAX_TEXT_CHARS:
+            bad.add(raw.where, f"text too long to annotate ({len(cleaned.text)} > {MAX_TEXT_CHARS} characters after cleaning)")
             continue
         article_id = sha256_text(cleaned.text)[:16]
         if article_id in seen:

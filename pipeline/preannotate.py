@@ -17,7 +17,7 @@ from typing import Any
 
 from spacy.language import Language
 
-from pipeline.common.config import section
+from pipeline.common.config import MAX_TEXT_CHARS, section
 from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.jsonl import read_jsonl, write_jsonl
 from pipeline.common.provenance import code_files, code_revision
@@ -181,6 +181,8 @@ def check_record(obj: dict[str, Any]) -> str | None:
         return f"'text' must be a string, got {type(obj['text']).__name__}"
     if not obj["text"].strip():
         return "empty 'text'"
+    if len(obj["text"]) > MAX_TEXT_CHARS:
+        return f"'text' too long to annotate ({len(obj['text'])} > {MAX_TEXT_CHARS} characters)"
     return None
 
 
@@ -202,8 +204,11 @@ def main(
     counts = Counts()
 
     def records() -> Iterator[dict[str, Any]]:
+        first: dict[str, int] = {}  # id (as a string: Label Studio and the dataset make it one) -> its first line
         for lineno, obj in read_jsonl(input, bad):
-            if problem := check_record(obj):
+            if not (problem := check_record(obj)) and (line := first.setdefault(str(obj["id"]), lineno)) != lineno:
+                problem = f"duplicate id {str(obj['id'])[:40]!r} (first on line {line})"
+            if problem:
                 bad.add(f"{input}:{lineno}", problem)
                 continue
             yield obj

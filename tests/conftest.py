@@ -47,7 +47,7 @@ def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
         artifacts = Path("test-artifacts")
         artifacts.mkdir(exist_ok=True)
         if log.exists():
-            (artifacts / "label-studio-server.log").write_bytes(log.read_bytes())
+            (artifacts / "label-studio-server.log").write_bytes(ls_server.redacted_log(log, creds))
 
 
 @pytest.fixture(scope="session")

@@ -240,5 +240,5 @@ def test_cli_reports_missing_input_in_one_line(tmp_path: Path) -> None:
          "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p"), "--params", str(_params(tmp_path))],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 3
     assert proc.stderr.strip() == f"error: {tmp_path / 'none.jsonl'}: file not found"

@@ -282,5 +282,5 @@ def test_gold_and_evaluate_gold_commands(seed_articles: Path, tmp_path: Path) ->
     (bad / "x.yaml").write_text('source_file: 000_26aa7dedf783269b.txt\nsentences:\n  - sentence: "No such words"\n')
     run = subprocess.run([sys.executable, "-m", "pipeline", "gold", "--gold", str(bad), "--articles",
                           str(seed_articles), "--output", str(out)], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert run.returncode == 1 and run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
+    assert run.returncode == 3 and run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
     assert "x.yaml:3" in run.stderr and "Traceback" not in run.stderr

@@ -185,6 +185,7 @@ def test_seed_corpus_gives_five_articles_in_file_order(seeds) -> None:
     assert report["counts"] | {"removed_lines": 0} == {
         "files": 5, "records": 5, "articles": 5, "bad_records": 0, "exact_duplicates": 0,
         "near_duplicate_pairs": 0, "removed_lines": 0, "decoding_fallbacks": 0, "ignored_files": 0,
+        "skipped_files": 0,
     }  # fmt: skip
     for article in articles.values():
         assert list(article) == [
@@ -617,7 +618,7 @@ def _skipped(stderr: str, corpus: Path) -> list[str]:
 
 def test_too_many_bad_records_fail_the_stage(bad_corpus: Path, tmp_path: Path) -> None:
     result = run_cli(bad_corpus, tmp_path, max_article_bytes=5000, max_bad_share=0.5)
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert "Traceback" not in result.stderr
     last = result.stderr.splitlines()[-1]
     assert last.startswith(f"error: ingest: {len(BAD_CASES)} of {len(BAD_CASES) + 6} records are bad")
@@ -668,6 +669,7 @@ class Tally:
     files: int = 0
     records: int = 0
     ignored_files: list[str] = dataclasses.field(default_factory=list)
+    skipped_files: list[dict[str, str]] = dataclasses.field(default_factory=list)
     fallbacks: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def fallback(self, where: str, encoding: str, reason: str) -> None:

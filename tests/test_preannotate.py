@@ -304,7 +304,7 @@ def test_bad_input_is_reported_with_line_numbers(tmp_path) -> None:
     )
     out = tmp_path / "out.jsonl"
     result = cli("preannotate", "--input", str(src), "--output", str(out))
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert "Traceback" not in result.stderr
     for line, message in [(2, "invalid JSON"), (3, "not valid UTF-8"), (4, "missing 'text'"), (5, "empty 'text'"),
                           (6, "missing 'id'")]:

@@ -404,7 +404,7 @@ def test_cli_reports_a_bad_record_in_one_line_without_traceback(tmp_path: Path) 
          "--params", str(write_params(tmp_path))],
         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=False,
     )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: publish: 1 of 5 records are bad")
 
 

@@ -43,6 +43,7 @@ def clean(raw: Raw, rules: Rules) -> Cleaned:
     if url is None:
         starts = (URL_AT_START.match(r.text) for r in sorted(removed, key=lambda r: r.line))
         url = next((m.group(0).rstrip(".,;:)]") for m in starts if m), None)
+    url = safe_url(url, warnings)
 
     date = None
     if (given := _clean_field(raw.date)) is not None:
@@ -74,6 +75,28 @@ def clean(raw: Raw, rules: Rules) -> Cleaned:
         source = (urlsplit(url).hostname or "").removeprefix("www.") or None
     text = "\n\n".join(para for _, _, para in paragraphs)
     return Cleaned(title, text, date, url, source, spans, removed, warnings)
+
+
+def safe_url(url: str | None, warnings: list[str]) -> str | None:
+    """An http(s) URL without user credentials, or None; what was dropped or stripped goes to `warnings`."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what raises for "http://host:x"
+    except ValueError as exc:  # "http://[" and "https://[::1": an unclosed IPv6 literal
+        warnings.append(f"url dropped: not a valid URL ({exc})")
+        return None
+    if parts.scheme.lower() not in ("http", "https"):
+        warnings.append(f"url dropped: scheme {parts.scheme.lower()[:20]!r} is not http or https")
+        return None
+    if not parts.hostname:
+        warnings.append("url dropped: no host name")
+        return None
+    if "@" in parts.netloc:  # user or password: never published, never shown in the report
+        warnings.append("url: credentials (user:password@) removed")
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return url
 
 
 def _furniture(lines: list[str], head: set[int], gone: dict[int, Removal], rules: Rules) -> None:

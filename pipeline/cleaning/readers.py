@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import errno
+import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -23,6 +26,7 @@ class ReadLog(Protocol):
     files: int
     records: int
     ignored_files: list[str]
+    skipped_files: list[dict[str, str]]  # entries that are not regular files: FIFOs, dangling links, loops
 
     def fallback(self, where: str, encoding: str, reason: str) -> None:
         """Record that a file or record was not UTF-8 and how it was decoded."""
@@ -31,12 +35,21 @@ class ReadLog(Protocol):
 def read_corpus(corpus: Path, max_bytes: int, bad: BadRecords, report: ReadLog) -> Iterator[Raw]:
     """Yield raw articles from every .txt, .jsonl and .csv file under `corpus`, in sorted path order."""
     paths = sorted(
-        (p for p in corpus.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(corpus).parts)),
+        (p for p in corpus.rglob("*") if not any(part.startswith(".") for part in p.relative_to(corpus).parts)),
         key=lambda p: p.relative_to(corpus).as_posix(),
     )
     readers = {".txt": _read_txt, ".jsonl": _read_jsonl, ".csv": _read_csv}
     for path in paths:
         rel = path.relative_to(corpus).as_posix()
+        if (kind := _not_a_file(path)) is not None:
+            if kind:
+                report.skipped_files.append({"path": shown(rel), "kind": kind})
+                print(f"ingest: warning {shown(str(path))}: skipped, {kind}", file=sys.stderr)
+            continue
+        if shown(rel) != rel:  # the name would be written into source_file and the report, which are UTF-8
+            report.records += 1
+            bad.add(shown(str(path)), "file name is not valid UTF-8; rename the file")
+            continue
         reader = readers.get(path.suffix.lower())
         if reader is None:
             report.ignored_files.append(rel)
@@ -49,6 +62,36 @@ def read_corpus(corpus: Path, max_bytes: int, bad: BadRecords, report: ReadLog) 
             bad.add(str(path), f"cannot read: {exc.strerror or exc}")
     if report.files == 0:
         raise InputError(f"{corpus}: no {', '.join(FORMATS)} files to ingest")
+
+
+def shown(name: str) -> str:
+    """A file name as printable UTF-8: bytes that are not UTF-8 (surrogate escapes) shown as \\xNN."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
+def _not_a_file(path: Path) -> str | None:
+    """None for a regular file (or a link to one), "" for a folder, else what the entry is (reported, not read)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        if path.is_symlink():
+            return "dangling symlink"
+        return f"cannot stat: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "symlink to a folder (not followed)" if path.is_symlink() else ""
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe), not a file"
+    if stat.S_ISSOCK(mode):
+        return "socket, not a file"
+    return "device, not a file"
 
 
 def _decode(data: bytes, where: str, report: ReadLog | None) -> str:

@@ -21,6 +21,9 @@ DEFAULT_PARAMS = Path("params.yaml")
 # Magnitudes a parameter may have: past these, counts and sizes overflow C integers in the libraries below.
 MAX_INT = 2**53
 MAX_FLOAT = 1e15
+# The longest article text a stage accepts: spaCy's nlp.max_length (E088). Past it the parser and NER need
+# about 1 GB of memory per 100,000 characters, so ingest rejects such texts and preannotate never meets one.
+MAX_TEXT_CHARS = 1_000_000
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

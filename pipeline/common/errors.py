@@ -1,4 +1,10 @@
-"""Errors shared by every stage: configuration errors stop at once, bad records are counted."""
+"""Errors shared by every stage: configuration errors stop at once, bad records are counted.
+
+Exit codes of `python -m pipeline` (README, "Exit codes"): 0 success; 1 only for a bug (a traceback: no
+input should cause one); 2 bad params, paths or command line (click's usage errors are 2 as well); 3 unusable
+input (a file, a record); 4 too many bad records (`max_bad_share` passed); 5 a service such as Label Studio
+or the Hub failed.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,9 @@ from dataclasses import dataclass, field
 
 
 class PipelineError(Exception):
-    """An error reported to the user as one line, with a non-zero exit code."""
+    """An error reported to the user as one line, with a non-zero exit code; the base class is a failed service."""
 
-    exit_code = 1
+    exit_code = 5
 
 
 class ConfigError(PipelineError):
@@ -21,7 +27,13 @@ class ConfigError(PipelineError):
 class InputError(PipelineError):
     """Unusable input data (a file or a record) that stops the stage."""
 
-    exit_code = 1
+    exit_code = 3
+
+
+class BadShareError(InputError):
+    """More bad records than the stage's `max_bad_share` allows."""
+
+    exit_code = 4
 
 
 @dataclass
@@ -51,7 +63,7 @@ class BadRecords:
             return
         share = len(self.problems) / max(total, 1)
         if share > self.max_share:
-            raise InputError(
+            raise BadShareError(
                 f"{self.stage}: {len(self.problems)} of {total} records are bad "
                 f"({share:.0%} > max_bad_share {self.max_share:.0%}); first: "
                 f"{self.problems[0]['where']}: {self.problems[0]['error']}"

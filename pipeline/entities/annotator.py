@@ -19,6 +19,7 @@ from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
+from pipeline.common.config import MAX_TEXT_CHARS
 from pipeline.common.errors import ConfigError
 from pipeline.entities.actors import normalise
 from pipeline.entities.rules import Rules, load_rules
@@ -210,11 +211,13 @@ class Annotator:
 def load_model(name: str) -> Language:
     """Load an installed spaCy pipeline by name, with a one-line error if it is not installed."""
     try:
-        return spacy.load(name)
+        nlp = spacy.load(name)
     except OSError:
         raise ConfigError(
             f"spaCy model {name!r} is not installed (install its package or set preannotate.model in params.yaml)"
         ) from None
+    nlp.max_length = MAX_TEXT_CHARS  # what ingest and preannotate's record check let through, whatever the model says
+    return nlp
 
 
 @Language.component("paragraph_sentences")

@@ -12,6 +12,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urljoin, urlsplit
+
+import requests
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.jsonl import dumps, read_jsonl
@@ -180,9 +183,29 @@ class PullReport:
         )
 
 
+def refuse_cross_host_redirects(api: LabelStudioAPI) -> None:
+    """Make every request of `api` fail, before it is followed, on a redirect to another scheme, host or port."""
+    home = urlsplit(api.url)
+
+    def refuse_redirect(resp: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        if resp.is_redirect:
+            target = urlsplit(urljoin(resp.url, resp.headers["location"]))
+            if (target.scheme, target.hostname, target.port) != (home.scheme, home.hostname, home.port):
+                raise LabelStudioError(
+                    f"Label Studio at {api.url} redirected {urlsplit(resp.url).path} to another host "
+                    f"({target.scheme}://{target.netloc.rpartition('@')[2]}); refusing to follow it"
+                )
+        return resp
+
+    hooks = api.session.hooks["response"]
+    if not any(getattr(h, "__name__", "") == refuse_redirect.__name__ for h in hooks):
+        hooks.append(refuse_redirect)
+
+
 def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None = None,
          now: dt.datetime | None = None) -> PullReport:
     """Export every task with every annotation into a new snapshot `out_dir/<UTC timestamp>.jsonl`."""
+    refuse_cross_host_redirects(api)
     project = find_project(api, cfg.ls.project_title)
     if project is None:
         raise LabelStudioError(f"no project titled {cfg.ls.project_title!r} on {api.url}; push first")

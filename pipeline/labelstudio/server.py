@@ -62,6 +62,9 @@ def free_port(preferred: int = 0) -> int:
     """`preferred` if it is free on 127.0.0.1, else a free port chosen by the OS."""
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the server binds (SO_REUSEADDR): a port left in TIME_WAIT by a crashed server is free, one
+            # with a listener is not. Without it the server would move to a random port after every crash.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -80,7 +83,8 @@ def executable() -> Path:
 
 def start(data_dir: Path, port: int, creds: Credentials, log_path: Path, detach: bool = False) -> subprocess.Popen:
     """Start label-studio on 127.0.0.1:`port` with its data in `data_dir`; the admin is created on first run."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # its SQLite file holds the admin's password hash and API token
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "HEARTEX_"))}
     env.pop("USERNAME", None)  # Label Studio would take a plain USERNAME/PASSWORD as its admin account
@@ -97,7 +101,7 @@ def start(data_dir: Path, port: int, creds: Credentials, log_path: Path, detach:
     )
     cmd = [str(executable()), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
            "--data-dir", str(data_dir.resolve()), "--log-level", "WARNING"]
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    log = open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # noqa: SIM115 - to the child
     try:
         return subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -175,6 +179,15 @@ def _alive(pid: int) -> bool:
         return done == 0
     except ChildProcessError:
         return True
+
+
+def redacted_log(log_path: Path, creds: Credentials) -> bytes:
+    """The server log with the admin's e-mail, password and token replaced, for copying where others read it."""
+    data = log_path.read_bytes()
+    for secret, name in ((creds.token, "token"), (creds.password, "password"), (creds.email, "admin-email")):
+        if secret:
+            data = data.replace(secret.encode(), f"[{name} redacted]".encode())
+    return data
 
 
 def _last_line(path: Path | None) -> str:
