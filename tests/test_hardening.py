@@ -190,6 +190,17 @@ def set_param(text: str, section_name: str, key: str, value: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.parametrize(("line", "ok"), [(r'{"t": "\ud800 x"}', False), (r'{"\udfff": 1}', False),
+                                        (r'{"t": "\ud83d\ude00"}', True), (r'{"t": "\\ud800"}', True)])
+def test_a_lone_surrogate_escape_is_a_bad_line_not_a_crash_when_written(line: str, ok: bool) -> None:
+    """json.loads accepts "\\ud800", which then cannot be written as UTF-8 by any later stage."""
+    if ok:
+        loads(line)
+    else:
+        with pytest.raises(ValueError, match=r"^invalid JSON: a lone UTF-16 surrogate escape"):
+            loads(line)
+
+
 # -- item 5: numbers that are not numbers -----------------------------------------------------------
 
 

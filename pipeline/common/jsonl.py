@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,6 +24,9 @@ def open_input(path: Path) -> BinaryIO:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 class JSONLineError(ValueError):
     """One line that is not strict JSON; the message says why, in one line."""
 
@@ -32,9 +36,10 @@ def _no_constant(name: str) -> Any:
 
 
 def loads(line: str) -> Any:
-    """Parse one line of strict JSON: no NaN/Infinity, no integer past Python's digit limit, no stack overflow."""
+    """Parse one line of strict JSON: no NaN/Infinity, no integer past Python's digit limit, no stack overflow,
+    no lone UTF-16 surrogate (it could not be written back as UTF-8)."""
     try:
-        return json.loads(line, parse_constant=_no_constant)
+        obj = json.loads(line, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise JSONLineError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
@@ -43,6 +48,12 @@ def loads(line: str) -> Any:
         raise
     except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
         raise JSONLineError(f"invalid JSON: {str(exc).splitlines()[0]}") from None
+    if _SURROGATE_ESCAPE.search(line):  # rare: only then is the whole object checked
+        try:
+            dumps(obj).encode("utf-8")
+        except UnicodeEncodeError:
+            raise JSONLineError("invalid JSON: a lone UTF-16 surrogate escape (\\ud800-\\udfff) is not a character") from None
+    return obj
 
 
 def read_jsonl(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
