@@ -25,7 +25,9 @@ from pipeline.common.contract import stage_config
 from pipeline.common.errors import BadRecords, BadShareError, ConfigError, PipelineError
 from pipeline.common.jsonl import loads, read_jsonl
 from pipeline.common.provenance import file_digest
+from pipeline.labelstudio.api import LabelStudioError
 from pipeline.labelstudio.params import load_config as ls_config
+from pipeline.labelstudio.pull import PullReport, snapshot_lines
 from pipeline.labelstudio.tasks import read_tasks
 from pipeline.preannotate import Params as PreParams
 from pipeline.preannotate import check_record
@@ -36,6 +38,7 @@ RULES = (ROOT / "resources/entity_patterns.yaml", ROOT / "resources/actors.yaml"
 SEED = 15
 PER_STAGE = 160  # mutated lines per JSON Lines reader
 INGEST_FILES = 200
+PULL_EXPORTS = 150
 BAD_VALUES: list[Any] = [None, True, False, 0, -1, 2**63, 10**40, 1.5, -0.0, 1e308, "", " ", "x", "\u0000", "9" * 60,
                          [], {}, [None], [1, "a"], {"a": 1}, {"start": 0}, "\ud800"]
 SKIPPED = re.compile(r"^(?P<stage>[a-z]+): skipped (?P<where>.+?): (?P<message>.+)$")
@@ -248,6 +251,36 @@ def test_evaluate_and_publish_readers(tmp_path: Path, capsys: pytest.CaptureFixt
     assert file_digest(labeled) == before
 
 
+def test_pull_reads_bad_exports(tmp_path: Path) -> None:
+    """A corrupted Label Studio export is a correct snapshot or one LabelStudioError, never a traceback."""
+    tasks = fixture("annotations/20220112T093000Z.jsonl")
+    rng = random.Random(SEED + 10)
+    current = {t["data"]["article_id"]: t["data"]["text_hash"] for t in tasks}
+    raw = tmp_path / "export.json"
+    outcomes = {"ok": 0, "error": 0}
+    for _ in range(PULL_EXPORTS):
+        items = [_dump(t) for t in tasks] + [mutate(rng, rng.choice(tasks)) for _ in range(rng.randrange(1, 4))]
+        rng.shuffle(items)
+        text = "[" + ",\n".join(items) + "]"
+        if rng.random() < 0.2:
+            text = text[: rng.randrange(len(text))]
+        raw.write_bytes(text.encode("utf-8", "surrogatepass"))
+        report = PullReport(snapshot="s")
+        try:
+            lines = list(snapshot_lines(raw, report, current if rng.random() < 0.5 else None))
+        except LabelStudioError as exc:
+            assert str(exc).startswith("the export is not valid JSON: ") and "\n" not in str(exc)
+            outcomes["error"] += 1
+            continue
+        outcomes["ok"] += 1
+        assert report.tasks == len(lines) >= len(tasks)
+        json.dumps(report.as_dict(), allow_nan=False)  # the pull report is writable
+        for line in lines:
+            assert isinstance(loads(line), dict)
+            line.encode("utf-8")
+    assert outcomes["ok"] > 10 and outcomes["error"] > 10
+
+
 # -- ingest: bad corpus files ------------------------------------------------------------------------
 
 
@@ -378,7 +411,7 @@ def test_params_mutations_are_config_errors_naming_the_file(tmp_path: Path) -> N
 
 def test_fuzz_tier_has_at_least_1000_cases() -> None:
     readers = {"preannotate": 2 * PER_STAGE, "push": 2 * PER_STAGE, "merge": 3 * PER_STAGE, "evaluate+publish": 2 * PER_STAGE}
-    assert sum(readers.values()) + INGEST_FILES + PARAMS_CASES >= 1000
+    assert sum(readers.values()) + INGEST_FILES + PARAMS_CASES + PULL_EXPORTS >= 1000
 
 
 # -- through the command line: exit codes ----------------------------------------------------------

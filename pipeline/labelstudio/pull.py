@@ -40,9 +40,13 @@ def snapshot_name(now: dt.datetime | None = None) -> str:
     return now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".jsonl"
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def iter_json_array(handle: TextIO, chunk_size: int = 1 << 20) -> Iterator[Any]:
     """Yield the elements of a top-level JSON array read from a text stream, one at a time."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=_no_constant)
     buf = ""
     pos = 0
     started = False
@@ -140,7 +144,9 @@ def load_article_hashes(path: Path) -> dict[str, str]:
 
 def annotation_status(task: Mapping[str, Any], current: Mapping[str, str] | None) -> str:
     """'ok', or why the task's annotations are stale (text changed since they were made)."""
-    data = task.get("data") or {}
+    data = task.get("data")
+    if not isinstance(data, Mapping):
+        return "the task has no data object"
     text_hash = data.get("text_hash")
     if not isinstance(data.get("text"), str) or sha256_text(data["text"]) != text_hash:
         return "text_hash does not match the task's text"
@@ -151,6 +157,12 @@ def annotation_status(task: Mapping[str, Any], current: Mapping[str, str] | None
         if current[aid] != text_hash:
             return "article text changed since the task was pushed"
     return "ok"
+
+
+def _user_order(item: tuple[Any, int]) -> tuple[int, int, str]:
+    """Numeric user ids in numeric order, then any other `completed_by` (None, a string) by its text."""
+    key = item[0]
+    return (0, key, "") if isinstance(key, int) and not isinstance(key, bool) else (1, 0, str(key))
 
 
 @dataclass
@@ -170,7 +182,7 @@ class PullReport:
         return {
             "snapshot": self.snapshot, "tasks": self.tasks, "annotated_tasks": self.annotated_tasks,
             "annotations": self.annotations, "cancelled": self.cancelled,
-            "annotations_per_annotator": {str(k): v for k, v in sorted(self.annotators.items())},
+            "annotations_per_annotator": {str(k): v for k, v in sorted(self.annotators.items(), key=_user_order)},
             "stale": self.stale,
         }
 
@@ -218,34 +230,43 @@ def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None 
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".pull.") as tmp:
         raw = Path(tmp) / "export.json"
         export_snapshot(api, project["id"], raw, cfg.ls.export_timeout_s)
-
-        def lines() -> Iterator[str]:
-            with open(raw, encoding="utf-8") as handle:
-                try:
-                    for task in iter_json_array(handle):
-                        _count(task, report, current)
-                        yield dumps(task) + "\n"
-                except ValueError as exc:
-                    raise LabelStudioError(f"the export is not valid JSON: {exc}") from None
-
-        write_new_file(target, lines())
+        write_new_file(target, snapshot_lines(raw, report, current))
     return report
+
+
+def snapshot_lines(raw: Path, report: PullReport, current: Mapping[str, str] | None) -> Iterator[str]:
+    """The snapshot's lines, one exported task each, counted into `report`; an unusable export is one error."""
+    with open(raw, encoding="utf-8") as handle:
+        try:
+            for task in iter_json_array(handle):
+                if not isinstance(task, dict):
+                    raise ValueError(f"element {report.tasks + 1} is a {type(task).__name__}, not a task object")
+                line = dumps(task) + "\n"
+                line.encode("utf-8")  # a lone surrogate escape could not be written
+                _count(task, report, current)
+                yield line
+        except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+            message = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:200]
+            raise LabelStudioError(f"the export is not valid JSON: {message}") from None
 
 
 def _count(task: Mapping[str, Any], report: PullReport, current: Mapping[str, str] | None) -> None:
     """Add one exported task to the report's counts (and to its stale list if its annotations are stale)."""
     report.tasks += 1
-    annotations = task.get("annotations") or []
+    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)] \
+        if isinstance(task.get("annotations"), list) else []
     submitted = [a for a in annotations if not a.get("was_cancelled")]
     report.cancelled += len(annotations) - len(submitted)
     report.annotations += len(submitted)
     report.annotated_tasks += bool(submitted)
     for ann in submitted:
-        report.annotators[ann.get("completed_by")] += 1
+        who = ann.get("completed_by")
+        report.annotators[who if isinstance(who, int | str) or who is None else dumps(who)] += 1
     status = annotation_status(task, current)
     if annotations and status != "ok":
+        data = task.get("data")
         report.stale.append(
-            {"task": task.get("id"), "article_id": (task.get("data") or {}).get("article_id"),
+            {"task": task.get("id"), "article_id": data.get("article_id") if isinstance(data, dict) else None,
              "annotations": [a.get("id") for a in annotations], "reason": status}
         )
 
