@@ -297,7 +297,10 @@ def test_exit_codes_from_the_command_line(tmp_path: Path) -> None:
 
 def test_a_label_studio_that_is_down_exits_5(tmp_path: Path) -> None:
     env = {**os.environ, "LABEL_STUDIO_URL": f"http://127.0.0.1:{_closed_port()}", "LABEL_STUDIO_API_KEY": "0" * 40}
-    run = _cli("pull", "--output", str(tmp_path / "ann"), "--params", str(ROOT / "params.yaml"), env=env)
+    params = tmp_path / "params.yaml"  # no retries: the first refused connection is final
+    params.write_text(set_param((ROOT / "params.yaml").read_text(encoding="utf-8"), "labelstudio", "retries", "0"),
+                      encoding="utf-8")
+    run = _cli("pull", "--output", str(tmp_path / "ann"), "--params", str(params), env=env)
     assert run.returncode == 5, run.stderr
     assert run.stderr.startswith("error: cannot connect to Label Studio") and run.stderr.count("\n") == 1
     assert not (tmp_path / "ann").exists() or not any((tmp_path / "ann").iterdir())
