@@ -80,6 +80,8 @@ def document_problem(doc: Any, prefix: str = "", *, text: str | None = None,
     """
     if not isinstance(doc, dict):
         return f"field '{prefix.rstrip('.')}' must be an object, got {_shown(doc)}"
+    if not prefix and (problem := _string_or_null(doc, OPTIONAL_STRINGS, "")):  # an article: its metadata too
+        return problem
     entities, stances = doc.get("entities"), doc.get("stances")
     if not isinstance(entities, list) or not isinstance(stances, list):
         return f"field '{prefix}entities' and '{prefix}stances' must be lists"
