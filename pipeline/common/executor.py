@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from tqdm import tqdm
+from tqdm.contrib import DummyTqdmFile
 
 from pipeline.common.errors import ConfigError
 
@@ -60,9 +61,19 @@ def shards(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def progress(desc: str, total: int | None) -> tqdm[Any]:
-    """One progress bar on stderr (done/total, rate, ETA); never written into an output."""
-    return tqdm(total=total, desc=desc, unit=" articles", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+@contextlib.contextmanager
+def progress(desc: str, total: int | None) -> Iterator[tqdm[Any]]:
+    """One progress bar on stderr (done/total, rate, ETA); never written into an output.
+
+    While it runs, other stderr messages go through the bar, so each stays on a line of its own.
+    """
+    stderr = sys.stderr
+    with tqdm(total=total, desc=desc, unit=" articles", file=stderr, mininterval=1.0, dynamic_ncols=True) as bar:
+        sys.stderr = DummyTqdmFile(stderr)
+        try:
+            yield bar
+        finally:
+            sys.stderr = stderr
 
 
 def run_shards(
