@@ -14,13 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.cleaning.article import Raw
+import numpy as np
+
+from pipeline.cleaning.article import Cleaned, Raw
 from pipeline.cleaning.clean import clean
-from pipeline.cleaning.dedup import NearDuplicates
+from pipeline.cleaning.dedup import NearDuplicates, Stories
 from pipeline.cleaning.readers import read_corpus
 from pipeline.cleaning.rules import Rules, load_rules
 from pipeline.common.config import MAX_TEXT_CHARS, section
 from pipeline.common.errors import BadRecords, ConfigError
+from pipeline.common.executor import Engine, run_shards, worker_state
 from pipeline.common.jsonl import write_json, write_jsonl
 from pipeline.common.provenance import sha256_text
 
@@ -36,10 +39,14 @@ class IngestParams:
     min_text_chars: int
     near_duplicate_threshold: float
     shingle_size: int
+    n_workers: int
+    shard_size: int
     max_bad_share: float
 
     def validate(self) -> str | None:
         """Cross-field and range checks."""
+        if problem := Engine(self.n_workers, self.shard_size).problem():
+            return problem
         if not re.fullmatch(r"[a-z]{2,3}(?:-[A-Za-z0-9]+)*", self.language):
             return f"language: {self.language!r} is not a language code such as 'en'"
         if self.max_article_bytes < 1 or self.min_text_chars < 1 or self.shingle_size < 1:
@@ -100,19 +107,44 @@ class Report:
         }
 
 
-def ingest(raws: Iterable[Raw], cfg: IngestParams, rules: Rules, bad: BadRecords, report: Report) -> Iterator[dict]:
-    """Clean articles, skip too-short ones, drop exact duplicates and record near-duplicate pairs in `report`.
+@dataclass(frozen=True)
+class CleanJob:
+    """Cleaning and MinHash signatures of a shard of raw articles: picklable, so it runs on any Dask worker."""
 
-    Yields articles without their cluster fields; `link_stories` adds `story_id` and `near_duplicates`.
+    patterns: Path
+    min_text_chars: int
+    threshold: float
+    shingle_size: int
+
+    def __call__(self, shard: list[Raw]) -> list[tuple[Raw, Cleaned, np.ndarray | None]]:
+        """Each raw article with its cleaned form and, if it is long enough to keep, its signature."""
+        rules = worker_state(("ingest rules", self.patterns), lambda: load_rules(self.patterns))
+        minhash = worker_state(("minhash", self.threshold, self.shingle_size),
+                               lambda: NearDuplicates(self.threshold, self.shingle_size))
+        out = []
+        for raw in shard:
+            cleaned = clean(raw, rules)
+            keep = len(cleaned.text) >= self.min_text_chars
+            out.append((raw, cleaned, minhash.signature(cleaned.text) if keep else None))
+        return out
+
+
+def ingest(
+    raws: Iterable[Raw], cfg: IngestParams, patterns: Path, bad: BadRecords, report: Report, stories: Stories
+) -> Iterator[dict]:
+    """Clean articles (in shards, on Dask workers if n_workers > 1), skip too-short ones, drop exact duplicates.
+
+    Near-duplicate links go to `report` and into `stories`, in input order whatever the workers; yields articles
+    without their cluster fields, which `link_stories` adds.
     """
     seen: dict[str, str] = {}
     index = NearDuplicates(cfg.near_duplicate_threshold, cfg.shingle_size)
     ids: list[str] = []
-    for raw in raws:
-        cleaned = clean(raw, rules)
+    job = CleanJob(Path(patterns), cfg.min_text_chars, cfg.near_duplicate_threshold, cfg.shingle_size)
+    for raw, cleaned, sig in run_shards(raws, job, Engine(cfg.n_workers, cfg.shard_size), desc=STAGE):
         report.removed_lines.extend({"file": raw.source_file, **asdict(r)} for r in cleaned.removed)
         report.metadata_warnings.extend({"where": raw.where, "warning": w} for w in cleaned.warnings)
-        if len(cleaned.text) < cfg.min_text_chars:
+        if sig is None:
             bad.add(raw.where, f"text too short after cleaning ({len(cleaned.text)} < min_text_chars {cfg.min_text_chars})")
             continue
         if len(cleaned.text) > MAX_TEXT_CHARS:
@@ -123,7 +155,9 @@ def ingest(raws: Iterable[Raw], cfg: IngestParams, rules: Rules, bad: BadRecords
             report.exact_duplicates.append({"id": article_id, "source_file": raw.source_file, "duplicate_of": seen[article_id]})
             continue
         seen[article_id] = raw.source_file
-        for j, similarity in index.add(cleaned.text):
+        me = stories.add()
+        for j, similarity in index.add_signature(sig):
+            stories.union(j, me)
             report.near_duplicates.append(
                 {"id": article_id, "source_file": raw.source_file, "similar_to": ids[j], "similarity": similarity}
             )
@@ -141,40 +175,22 @@ def ingest(raws: Iterable[Raw], cfg: IngestParams, rules: Rules, bad: BadRecords
         }
 
 
-def link_stories(articles: Iterable[dict], pairs: list[dict[str, Any]]) -> Iterator[dict]:
-    """Add `story_id` (first article of its near-duplicate cluster) and `near_duplicates` (both directions)."""
-    parent: dict[str, str] = {}
-    order: dict[str, int] = {}
-    links: dict[str, list[dict[str, Any]]] = {}
+def link_stories(articles: Iterable[dict], stories: Stories) -> Iterator[dict]:
+    """Add `story_id` (the first article of its near-duplicate cluster) and `cluster_size` (1 for a lone article).
 
-    def root(x: str) -> str:
-        while parent.get(x, x) != x:
-            x = parent[x]
-        return x
-
-    for n, pair in enumerate(pairs):
-        a, b = pair["similar_to"], pair["id"]  # a was read before b
-        order.setdefault(a, 2 * n)
-        order.setdefault(b, 2 * n + 1)
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            first, second = sorted((ra, rb), key=order.__getitem__)
-            parent[second] = first
-        links.setdefault(a, []).append({"id": b, "similarity": pair["similarity"]})
-        links.setdefault(b, []).append({"id": a, "similarity": pair["similarity"]})
-    for article in articles:
-        aid = article["id"]
-        yield {
-            **article,
-            "story_id": root(aid),
-            "near_duplicates": sorted(links.get(aid, []), key=lambda x: (-x["similarity"], x["id"])),
-        }
+    `articles` are the ones `ingest` yielded, in the same order: the n-th is article n of `stories`.
+    """
+    sizes = stories.sizes()
+    ids: list[str] = []
+    for n, article in enumerate(articles):
+        ids.append(article["id"])  # a root is never later than its members, so its id is known by then
+        yield {**article, "story_id": ids[stories.root(n)], "cluster_size": sizes[n]}
 
 
 def main(*, corpus: Path, output: Path, report: Path, patterns: Path, params: Path) -> None:
     """Run the stage: read `corpus`, write cleaned articles to `output` and the report to `report`."""
     cfg = section(IngestParams, STAGE, params)
-    rules = load_rules(patterns)
+    rules = worker_state(("ingest rules", Path(patterns)), lambda: load_rules(patterns))  # in-process: loaded once
     if not corpus.is_dir():
         raise ConfigError(f"{corpus}: corpus folder not found" if not corpus.exists() else f"{corpus}: not a folder")
     bad = BadRecords(STAGE, cfg.max_bad_share)
@@ -184,11 +200,12 @@ def main(*, corpus: Path, output: Path, report: Path, patterns: Path, params: Pa
     os.close(fd)
     try:
         raws = read_corpus(corpus, cfg.max_article_bytes, bad, log)
-        written = write_jsonl(Path(staging), ingest(raws, cfg, rules, bad, log))
+        stories = Stories()
+        written = write_jsonl(Path(staging), ingest(raws, cfg, patterns, bad, log, stories))
         write_json(report, log.as_json(written, bad, cfg, rules))
         bad.check(log.records)
         with open(staging, encoding="utf-8") as handle:
-            write_jsonl(output, link_stories((json.loads(line) for line in handle), log.near_duplicates))
+            write_jsonl(output, link_stories((json.loads(line) for line in handle), stories))
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staging)

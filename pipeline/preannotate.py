@@ -19,6 +19,7 @@ from spacy.language import Language
 
 from pipeline.common.config import MAX_TEXT_CHARS, section
 from pipeline.common.errors import BadRecords, ConfigError
+from pipeline.common.executor import Engine, run_shards, worker_state
 from pipeline.common.jsonl import read_jsonl, write_jsonl
 from pipeline.common.provenance import code_files, code_revision
 from pipeline.entities.annotator import COMPONENT, USER_DATA_KEY, Annotator, load_model
@@ -43,6 +44,8 @@ class Params:
     stance_labels: tuple[str, ...]
     batch_size: int
     n_process: int
+    n_workers: int
+    shard_size: int
     max_bad_share: float
 
     def validate(self) -> str | None:
@@ -53,6 +56,10 @@ class Params:
             return f"stance_ends {extra} are not in entity_labels"
         if self.batch_size < 1 or self.n_process < 1:
             return "batch_size and n_process must be at least 1"
+        if problem := Engine(self.n_workers, self.shard_size).problem():
+            return problem
+        if self.n_workers > 1 and self.n_process > 1:
+            return "n_process > 1 needs n_workers: 1 (a Dask worker cannot start nlp.pipe's processes)"
         if not 0.0 <= self.max_bad_share <= 1.0:
             return "max_bad_share must be between 0 and 1"
         return None
@@ -168,6 +175,37 @@ def preannotate(
             yield finish(entry)
 
 
+@dataclass(frozen=True)
+class ShardJob:
+    """What a worker needs to pre-annotate a shard: small and picklable; the model is built once per worker."""
+
+    params: Params
+    patterns: Path
+    actors: Path
+    lexicon: Path
+    cache: Path | None
+
+    def loaded(self) -> Preannotator:
+        """This process's model for this job, loaded on first use."""
+        return worker_state((STAGE, self.params, self.patterns, self.actors, self.lexicon),
+                            lambda: load(self.params, self.patterns, self.actors, self.lexicon))
+
+    def __call__(self, shard: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+        """The shard's records pre-annotated in order, each with whether it came from the cache."""
+        store = Cache(self.cache) if self.cache else None
+        counts = Counts()
+        out: list[tuple[dict[str, Any], bool]] = []
+        cached_before = 0
+        try:
+            for record in preannotate(shard, self.loaded(), store, counts):
+                out.append((record, counts.cached > cached_before))
+                cached_before = counts.cached
+        finally:
+            if store:
+                store.close()
+        return out
+
+
 def check_record(obj: dict[str, Any]) -> str | None:
     """Why a record cannot be annotated, or None."""
     rid = obj.get("id")
@@ -199,7 +237,9 @@ def main(
     cfg = section(Params, STAGE, params)
     if not Path(input).is_file():
         raise ConfigError(f"{input}: input file not found")
-    pre = load(cfg, patterns, actors, lexicon)
+    job = ShardJob(cfg, Path(patterns), Path(actors), Path(lexicon), Path(cache) if cache else None)
+    if cfg.n_workers == 1:
+        job.loaded()  # a missing model is an error before any output; a cluster's workers load their own
     bad = BadRecords(STAGE, cfg.max_bad_share)
     counts = Counts()
 
@@ -217,12 +257,15 @@ def main(
         yield from out  # the check runs before the output file is renamed into place
         bad.check()  # every non-blank input line, parsed or not
 
-    store = Cache(cache) if cache else None
-    try:
-        written = write_jsonl(output, checked(preannotate(records(), pre, store, counts)))
-    finally:
-        if store:
-            store.close()
+    def counted() -> Iterator[dict[str, Any]]:
+        with open(input, "rb") as handle:
+            total = sum(1 for line in handle if line.strip())
+        for record, cached in run_shards(records(), job, Engine(cfg.n_workers, cfg.shard_size), desc=STAGE, total=total):
+            counts.cached += cached
+            counts.annotated += not cached
+            yield record
+
+    written = write_jsonl(output, checked(counted()))
     print(
         f"{STAGE}: wrote {written} records to {output}: {counts.annotated} annotated, "
         f"{counts.cached} from cache, {len(bad)} skipped",

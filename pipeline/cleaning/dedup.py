@@ -1,4 +1,8 @@
-"""Near-duplicate articles: MinHash signatures of word shingles, banded for locality-sensitive hashing."""
+"""Near-duplicate articles: MinHash signatures of word shingles, LSH bands, and stories as union-find clusters.
+
+Cost and memory are linear in the corpus whatever the cluster sizes: an article is compared with at most two
+articles per band (the first and the latest in its bucket), and a story is a union-find root, not a member list.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ WORD = re.compile(r"\w+")
 
 
 class NearDuplicates:
-    """MinHash signatures of word shingles with LSH banding; finds earlier articles above a Jaccard threshold.
+    """MinHash signatures of word shingles with LSH banding; links an article to earlier ones above a threshold.
 
-    Only a signature of NUM_PERM hash values is kept per article, never its text.
+    Only a signature of NUM_PERM hash values is kept per article, never its text. Signatures can be computed
+    anywhere (a Dask worker) with `signature`; `add_signature` joins them in input order, in one process.
     """
 
     NUM_PERM = 128
@@ -27,7 +32,7 @@ class NearDuplicates:
         self.threshold = threshold
         self.shingle_size = shingle_size
         self.bands, self.rows = lsh_bands(threshold, self.NUM_PERM)
-        self.buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
+        self.buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]  # key -> [first, latest]
         self.signatures: list[np.ndarray] = []
 
     def shingles(self, text: str) -> np.ndarray:
@@ -46,8 +51,15 @@ class NearDuplicates:
         return ((np.outer(self.shingles(text), self.a) + self.b) % np.uint64(self.PRIME)).min(axis=0)
 
     def add(self, text: str) -> list[tuple[int, float]]:
-        """Index one article; return (index of an earlier article, estimated Jaccard similarity) above the threshold."""
-        sig = self.signature(text)
+        """Index one article's text; see `add_signature`."""
+        return self.add_signature(self.signature(text))
+
+    def add_signature(self, sig: np.ndarray) -> list[tuple[int, float]]:
+        """Index one article; return (index of an earlier article, estimated Jaccard similarity) above the threshold.
+
+        Candidates are the first and the latest article of each bucket the signature falls in: a reprint of a
+        story meets it in some band, and the comparisons per article stay at most twice the number of bands.
+        """
         candidates: set[int] = set()
         keys = [sig[i * self.rows : (i + 1) * self.rows].tobytes() for i in range(self.bands)]
         for bucket, key in zip(self.buckets, keys, strict=True):
@@ -60,8 +72,46 @@ class NearDuplicates:
         me = len(self.signatures)
         self.signatures.append(sig)
         for bucket, key in zip(self.buckets, keys, strict=True):
-            bucket.setdefault(key, []).append(me)
+            ends = bucket.get(key)
+            if ends is None:
+                bucket[key] = [me, me]
+            else:
+                ends[1] = me
         return found
+
+
+class Stories:
+    """Union-find over article indices in input order; a cluster's root is its earliest article."""
+
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+
+    def add(self) -> int:
+        """A new singleton; its index."""
+        self.parent.append(len(self.parent))
+        return len(self.parent) - 1
+
+    def root(self, x: int) -> int:
+        """The earliest article of x's cluster (with path halving, so a chain is walked once)."""
+        parent = self.parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        """Put a and b in one cluster, rooted at the earlier of the two roots."""
+        ra, rb = self.root(a), self.root(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def sizes(self) -> list[int]:
+        """The size of each article's cluster, by article index."""
+        roots = [self.root(x) for x in range(len(self.parent))]
+        count = [0] * len(roots)
+        for r in roots:
+            count[r] += 1
+        return [count[r] for r in roots]
 
 
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:

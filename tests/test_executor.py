@@ -1,0 +1,96 @@
+"""Tests of the Dask execution engine: outputs identical with 1 and 3 workers, the cache across workers, progress."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.common.executor import Engine, run_shards, shards, worker_state
+from pipeline.common.jsonl import dumps
+from pipeline.evaluation.bench import synthetic_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = sorted((ROOT / "corpus").glob("*.txt"))
+
+
+def _square_shard(shard: list[int]) -> list[int]:
+    """A picklable shard function with per-process state."""
+    offset = worker_state("offset", lambda: 0)
+    return [x * x + offset for x in shard]
+
+
+def test_shards_are_consecutive_and_cover_everything() -> None:
+    assert [len(s) for s in shards(range(10), 4)] == [4, 4, 2]
+    assert [x for s in shards(range(10), 3) for x in s] == list(range(10))
+
+
+def test_cluster_keeps_input_order(monkeypatch) -> None:
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    local = list(run_shards(range(200), _square_shard, Engine(1, 7), desc="test", total=200))
+    cluster = list(run_shards(range(200), _square_shard, Engine(2, 7), desc="test", total=200))
+    assert local == cluster == [x * x for x in range(200)]
+
+
+def _params(tmp_path: Path, **preannotate: object) -> Path:
+    data = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    data["preannotate"].update(preannotate)
+    path = tmp_path / f"params-{len(list(tmp_path.glob('params-*')))}.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _run(tmp_path: Path, src: Path, params: Path, name: str, cache: Path | None = None) -> tuple[bytes, str]:
+    out = tmp_path / f"{name}.jsonl"
+    args = [sys.executable, "-m", "pipeline", "preannotate", "--input", str(src), "--output", str(out),
+            "--params", str(params)]
+    if cache:
+        args += ["--cache", str(cache)]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out.read_bytes(), result.stderr
+
+
+def _write(path: Path, texts: list[str], first: int = 0) -> Path:
+    path.write_text("".join(dumps({"id": f"a{first + i:05d}", "text": t}) + "\n" for i, t in enumerate(texts)),
+                    encoding="utf-8")
+    return path
+
+
+def test_2000_articles_identical_with_1_and_3_workers_and_cache_on_any_worker(tmp_path, monkeypatch) -> None:
+    """A blank pipeline (the rules, not the model, are the point) over 2,000 articles in shards of 300."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    texts = synthetic_corpus(2010, sentences=(3, 6))
+    src = _write(tmp_path / "in.jsonl", texts[:2000])
+    one, log1 = _run(tmp_path, src, _params(tmp_path, model="blank:en", n_workers=1, shard_size=300), "one")
+    three, log3 = _run(tmp_path, src, _params(tmp_path, model="blank:en", n_workers=3, shard_size=300), "three")
+    assert one == three
+    assert len(one.splitlines()) == 2000
+    assert "Dask cluster" in log3 and "with 3 workers" in log3 and "Dask cluster" not in log1
+    assert "2000/2000" in log1 and "2000/2000" in log3  # the progress bar, on stderr only
+    assert b"2000/2000" not in one
+
+    params3 = _params(tmp_path, model="blank:en", n_workers=3, shard_size=300)
+    cache = tmp_path / "cache"
+    _run(tmp_path, src, params3, "warm", cache)
+    grown = _write(tmp_path / "grown.jsonl", texts)  # the same 2,000 and 10 more
+    out, log = _run(tmp_path, grown, params3, "grown", cache)
+    assert "10 annotated, 2000 from cache" in log
+    assert out.startswith(one)
+
+
+@pytest.mark.slow
+def test_seeds_identical_with_1_and_3_workers(tmp_path, monkeypatch) -> None:
+    """The real model on the seeds: one article a shard, so three workers really share them."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    src = tmp_path / "seeds.jsonl"
+    src.write_text("".join(json.dumps({"id": p.stem, "text": p.read_text(encoding="utf-8")}) + "\n" for p in SEEDS),
+                   encoding="utf-8")
+    one, _ = _run(tmp_path, src, _params(tmp_path, n_workers=1, shard_size=1), "one")
+    three, _ = _run(tmp_path, src, _params(tmp_path, n_workers=3, shard_size=1), "three")
+    assert one == three
+    assert len(one.splitlines()) == len(SEEDS)
