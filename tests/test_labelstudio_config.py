@@ -79,6 +79,7 @@ def test_label_config_structure(cfg):
     assert [e.get("hotkey") for e in labels] == ["p", "o", None]
     assert all(e.get("background", "").startswith("#") for e in labels)  # GPE gets a palette colour
     assert [e.get("value") for e in _child(root, "Relations")] == ["against", "favor"]
+    assert _child(root, "Relations").get("choice") == "single"  # one stance label per relation
     shown = [e.get("value") for e in root.iter() if e.get("value", "").startswith("$")]
     assert shown == ["$title", "$byline", "$text"]
 
