@@ -39,6 +39,7 @@ class Version:
     ground_truth: bool
     updated_at: str
     dropped_relations: list[str] = field(default_factory=list)  # relations skipped for their labels, why
+    seen: dict[str, Any] | None = None  # the predictions in the task when it was annotated (entities, stances, model_version)
 
     def record(self) -> dict[str, Any]:
         """The version as stored in labeled.jsonl `annotations`."""
@@ -48,6 +49,7 @@ class Version:
             "stances": self.stances,
             "lead_time": self.lead_time,
             "annotation_id": self.annotation_id,
+            "seen_predictions": self.seen,
         }
 
 
@@ -171,6 +173,27 @@ def parse_annotation(
         updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
         dropped_relations=dropped,
     )
+
+
+def seen_predictions(ann: dict[str, Any], task: dict[str, Any], text: str, link: Linker, *,
+                     entity_labels: tuple[str, ...], stance_labels: tuple[str, ...]) -> dict[str, Any] | None:
+    """The predictions an annotator saw, from the snapshot: the annotation's own `prediction`, else the task's only one.
+
+    Parsed like an annotation (entities, stances) with the full Label Studio model_version; None when the
+    snapshot does not hold them (or they do not parse).
+    """
+    pred = ann.get("prediction")
+    if not (isinstance(pred, dict) and isinstance(pred.get("result"), list)):
+        preds = [p for p in task.get("predictions") or [] if isinstance(p, dict) and isinstance(p.get("result"), list)]
+        pred = preds[0] if len(preds) == 1 else None
+    if pred is None:
+        return None
+    quiet = BadRecords("merge", 1.0, quiet=True)  # a prediction's bad region is no human record for the bad share
+    version = parse_annotation({"result": pred["result"]}, text, {}, link, "prediction", quiet,
+                               entity_labels=entity_labels, stance_labels=stance_labels)
+    if version is None or quiet.problems:
+        return None
+    return {"entities": version.entities, "stances": version.stances, "model_version": str(pred.get("model_version"))}
 
 
 def _region(value: Any, text: str, entity_labels: tuple[str, ...]) -> tuple[int, int, str] | str:

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.annotations import Linker, Tasks, Version, collect_tasks, parse_annotation, snapshot_of, snapshots
+from pipeline.annotations import (
+    Linker,
+    Tasks,
+    Version,
+    collect_tasks,
+    parse_annotation,
+    seen_predictions,
+    snapshot_of,
+    snapshots,
+)
 from pipeline.common.contract import SPLITS, article_problem, labels_problem, stage_config
 from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl, write_json, write_jsonl
@@ -158,6 +167,8 @@ def merge(
                                            entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels)
                 if version is None:
                     continue
+                version.seen = seen_predictions(ann, task, art["text"], link, entity_labels=cfg.entity_labels,
+                                                stance_labels=cfg.stance_labels)
                 report.dropped_relations.extend({"where": at, "article_id": art["id"], "annotator": version.annotator,
                                                  "reason": why} for why in version.dropped_relations)
                 prev = latest.get(version.annotator)
