@@ -66,6 +66,27 @@ def snapshots(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.jsonl") if SNAPSHOT_NAME.match(p.name))
 
 
+HASHED = 1 << 60  # import ids from this up carry a hashed (not numeric) annotator identity
+
+
+def identity_number(annotator: str) -> int | None:
+    """The number that carries an annotator's identity in Label Studio's `import_id` (see `original_annotator`)."""
+    tail = annotator.removeprefix("annotator-")
+    if tail.isascii() and tail.isdigit():
+        return int(tail)
+    if re.fullmatch(r"[0-9a-f]{12}", tail):
+        return HASHED + int(tail, 16)
+    return None
+
+
+def original_annotator(ann: dict[str, Any]) -> str:
+    """Who made an annotation: the identity it was re-imported under (`import_id`, set by label-studio), else its user."""
+    number: Any = ann.get("import_id")  # untyped JSON until is_int has checked it
+    if is_int(number) and number > 0:
+        return f"annotator-{number - HASHED:012x}" if number >= HASHED else f"annotator-{number}"
+    return annotator_id(ann.get("completed_by"))
+
+
 def annotator_id(completed_by: Any) -> str:
     """A pseudonymous annotator id from Label Studio's `completed_by`: its numeric user id, else a hash (never an e-mail)."""
     if isinstance(completed_by, dict):
@@ -100,7 +121,7 @@ def parse_annotation(
         bad.add(where, f"result must be a list, got {type(result).__name__} {result!r:.40}")
         return None
     bad.seen += len(result)
-    annotator = annotator_id(ann.get("completed_by"))
+    annotator = original_annotator(ann)
     regions: dict[str, tuple[int, int, str]] = {}
     duplicated: set[str] = set()
     relations = []
