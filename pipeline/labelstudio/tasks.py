@@ -100,6 +100,7 @@ def result_json(record: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str,
         }
         if "score" in ent:
             region["score"] = float(ent["score"])
+        region["meta"] = {"text": [f"actor: {ent.get('actor') or 'none'}"]}  # shown on the region in Label Studio
         result.append(region)
     seen = set()
     for st in sorted(record.get("stances") or [], key=lambda s: -float(s.get("score", 0))):
