@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.common.contract import document_problem, is_number
-from pipeline.common.errors import BadRecords
+from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.config import FROM_NAME, TO_NAME
@@ -160,6 +160,10 @@ def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, wher
     before = len(bad)
     rejected = 0
     for lineno, record in records:
+        if "entities" not in record and not isinstance((record.get("provenance") or {}).get("model"), str):
+            # an ingested (not pre-annotated) file: one line for the whole file, not one per record
+            raise InputError(f"{where}:{lineno}: not a pre-annotated article (no entities, no model in its "
+                             f"provenance); run preannotate first (dvc repro preannotate)")
         problem = check_record(record, cfg)
         if problem:
             bad.add(f"{where}:{lineno}", problem)
