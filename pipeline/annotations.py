@@ -1,16 +1,17 @@
 """Human annotations read from Label Studio export snapshots (annotations/<timestamp>.jsonl).
 
-The newest snapshot, its tasks grouped by article, and each annotation turned into one annotator's
-version of an article: sorted entities (linked to actors) and stances. A bad task, region or relation
-is reported and skipped, and counts towards the merge stage's share of bad records.
+Every snapshot (whatever server it came from), its tasks grouped by article, and each annotation turned
+into one annotator's version of an article: sorted entities (linked to actors) and stances. A bad task,
+region or relation is reported and skipped, and counts towards the merge stage's share of bad records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ class Version:
     lead_time: float | None
     ground_truth: bool
     updated_at: str
+    dropped_relations: list[str] = field(default_factory=list)  # relations skipped for their labels, why
+    seen: dict[str, Any] | None = None  # the predictions in the task when it was annotated (entities, stances, model_version)
 
     def record(self) -> dict[str, Any]:
         """The version as stored in labeled.jsonl `annotations`."""
@@ -46,24 +49,54 @@ class Version:
             "stances": self.stances,
             "lead_time": self.lead_time,
             "annotation_id": self.annotation_id,
+            "seen_predictions": self.seen,
         }
 
 
 def newest_snapshot(folder: Path) -> Path | None:
     """The newest Label Studio snapshot in `folder` (lexicographic max of the timestamped names), or None."""
-    if not folder.is_dir():
-        raise InputError(f"{folder}: annotations folder not found")
-    names = sorted(p for p in folder.glob("*.jsonl") if SNAPSHOT_NAME.match(p.name))
+    names = snapshots(folder)
     return names[-1] if names else None
 
 
+def snapshots(folder: Path) -> list[Path]:
+    """Every Label Studio snapshot in `folder`, oldest first (by their timestamped names)."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: annotations folder not found")
+    return sorted(p for p in folder.glob("*.jsonl") if SNAPSHOT_NAME.match(p.name))
+
+
+HASHED = 1 << 60  # import ids from this up carry a hashed (not numeric) annotator identity
+
+
+def identity_number(annotator: str) -> int | None:
+    """The number that carries an annotator's identity in Label Studio's `import_id` (see `original_annotator`)."""
+    tail = annotator.removeprefix("annotator-")
+    if tail.isascii() and tail.isdigit():
+        return int(tail)
+    if re.fullmatch(r"[0-9a-f]{12}", tail):
+        return HASHED + int(tail, 16)
+    return None
+
+
+def original_annotator(ann: dict[str, Any]) -> str:
+    """Who made an annotation: the identity it was re-imported under (`import_id`, set by label-studio), else its user."""
+    number: Any = ann.get("import_id")  # untyped JSON until is_int has checked it
+    if is_int(number) and number > 0:
+        return f"annotator-{number - HASHED:012x}" if number >= HASHED else f"annotator-{number}"
+    return annotator_id(ann.get("completed_by"))
+
+
 def annotator_id(completed_by: Any) -> str:
-    """A pseudonymous annotator id from Label Studio's `completed_by` (never an e-mail address)."""
+    """A pseudonymous annotator id from Label Studio's `completed_by`: its numeric user id, else a hash (never an e-mail)."""
     if isinstance(completed_by, dict):
-        completed_by = completed_by.get("id")
-    if isinstance(completed_by, bool) or completed_by is None:
+        completed_by = completed_by.get("id", completed_by.get("email"))
+    if isinstance(completed_by, bool) or completed_by is None or completed_by == "":
         return "annotator-unknown"
-    return f"annotator-{completed_by}"
+    if isinstance(completed_by, int) or (isinstance(completed_by, str) and completed_by.isascii()
+                                         and completed_by.isdigit()):
+        return f"annotator-{int(completed_by)}"
+    return "annotator-" + hashlib.sha256(str(completed_by).strip().lower().encode()).hexdigest()[:12]
 
 
 def parse_annotation(
@@ -79,18 +112,21 @@ def parse_annotation(
 ) -> Version | None:
     """Turn one Label Studio annotation into sorted entities and stances; bad regions are reported and skipped.
 
-    Each result item counts as a record for the bad share; an annotation whose result is not a list is
-    reported and skipped (None).
+    Each result item counts as a record for the bad share; an annotation whose result is missing or not a
+    list is reported and skipped (None): it is no evidence that the article has no entities.
     """
     result = ann.get("result")
-    if not isinstance(result, list | None):
+    if not isinstance(result, list):
         bad.seen += 1
         bad.add(where, f"result must be a list, got {type(result).__name__} {result!r:.40}")
         return None
-    bad.seen += len(result or [])
+    bad.seen += len(result)
+    annotator = original_annotator(ann)
     regions: dict[str, tuple[int, int, str]] = {}
+    duplicated: set[str] = set()
     relations = []
-    for item in result or []:
+    dropped: list[str] = []
+    for item in result:
         if not isinstance(item, dict):
             bad.add(where, f"result item is not an object: {item!r:.60}")
             continue
@@ -100,7 +136,11 @@ def parse_annotation(
         elif kind == "labels":
             rid = item.get("id")
             region = _region(item.get("value"), text, entity_labels)
-            if isinstance(region, str):
+            if str(rid) in regions or str(rid) in duplicated:  # which one a relation means is unknowable
+                bad.add(where, f"region id {rid} is used by more than one region; all of them skipped")
+                regions.pop(str(rid), None)
+                duplicated.add(str(rid))
+            elif isinstance(region, str):
                 bad.add(where, f"region {rid}: {region}")
             else:
                 regions[str(rid)] = region
@@ -126,8 +166,10 @@ def parse_annotation(
             continue
         labels = rel.get("labels") or []
         if not isinstance(labels, list) or len(labels) != 1 or labels[0] not in stance_labels:
-            bad.add(where, f"relation {rel.get('from_id')}->{rel.get('to_id')}: expected one label of "
-                           f"preannotate.stance_labels ({', '.join(stance_labels)}), got {labels!r:.60}")
+            why = (f"relation {rel.get('from_id')}->{rel.get('to_id')} by {annotator}: expected one label of "
+                   f"preannotate.stance_labels ({', '.join(stance_labels)}), got {labels!r:.60}")
+            bad.add(where, why)
+            dropped.append(why)
             continue
         a, b = index[ends[0]], index[ends[1]]  # type: ignore[index]
         if a == b:
@@ -143,14 +185,36 @@ def parse_annotation(
             continue
         stances.add((a, b, labels[0]))
     return Version(
-        annotator=annotator_id(ann.get("completed_by")),
+        annotator=annotator,
         annotation_id=ann.get("id"),
         entities=entities,
         stances=[{"holder": h, "target": t, "label": lab} for h, t, lab in sorted(stances)],
         lead_time=float(ann["lead_time"]) if is_number(ann.get("lead_time")) else None,
-        ground_truth=bool(ann.get("ground_truth")),
+        ground_truth=ann.get("ground_truth") is True,  # a string "false" is not a yes
         updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
+        dropped_relations=dropped,
     )
+
+
+def seen_predictions(ann: dict[str, Any], task: dict[str, Any], text: str, link: Linker, *,
+                     entity_labels: tuple[str, ...], stance_labels: tuple[str, ...]) -> dict[str, Any] | None:
+    """The predictions an annotator saw, from the snapshot: the annotation's own `prediction`, else the task's only one.
+
+    Parsed like an annotation (entities, stances) with the full Label Studio model_version; None when the
+    snapshot does not hold them (or they do not parse).
+    """
+    pred = ann.get("prediction")
+    if not (isinstance(pred, dict) and isinstance(pred.get("result"), list)):
+        preds = [p for p in task.get("predictions") or [] if isinstance(p, dict) and isinstance(p.get("result"), list)]
+        pred = preds[0] if len(preds) == 1 else None
+    if pred is None:
+        return None
+    quiet = BadRecords("merge", 1.0, quiet=True)  # a prediction's bad region is no human record for the bad share
+    version = parse_annotation({"result": pred["result"]}, text, {}, link, "prediction", quiet,
+                               entity_labels=entity_labels, stance_labels=stance_labels)
+    if version is None or quiet.problems:
+        return None
+    return {"entities": version.entities, "stances": version.stances, "model_version": str(pred.get("model_version"))}
 
 
 def _region(value: Any, text: str, entity_labels: tuple[str, ...]) -> tuple[int, int, str] | str:
@@ -174,9 +238,25 @@ def _region(value: Any, text: str, entity_labels: tuple[str, ...]) -> tuple[int,
     return start, end, labels[0]
 
 
-def collect_tasks(snapshot: Path, bad: BadRecords) -> tuple[Tasks, int]:
-    """Label Studio tasks of a snapshot grouped by article id, each with its FILE:LINE, and how many tasks were read."""
+def collect_tasks(snapshot: Path | Sequence[Path], bad: BadRecords) -> tuple[Tasks, int]:
+    """Label Studio tasks of one or more snapshots grouped by article id, each with its FILE:LINE, and how many were read.
+
+    Tasks keep the order of the snapshots given (oldest first), so a later version wins a tie of timestamps.
+    """
     tasks: Tasks = defaultdict(list)
+    read = 0
+    for path in [snapshot] if isinstance(snapshot, Path) else snapshot:
+        read += _collect(path, tasks, bad)
+    return tasks, read
+
+
+def snapshot_of(where: str) -> str:
+    """The snapshot path of a task's FILE:LINE."""
+    return where.rsplit(":", 1)[0]
+
+
+def _collect(snapshot: Path, tasks: Tasks, bad: BadRecords) -> int:
+    """Add the tasks of one snapshot to `tasks`; return how many were read."""
     read = 0
     for lineno, task in read_jsonl(snapshot, bad):
         where = f"{snapshot}:{lineno}"
@@ -189,4 +269,4 @@ def collect_tasks(snapshot: Path, bad: BadRecords) -> tuple[Tasks, int]:
             bad.add(where, "task annotations is not a list")
             continue
         tasks[data["article_id"]].append((where, task))
-    return tasks, read
+    return read

@@ -51,14 +51,17 @@ def label_studio(
     data_dir: Annotated[Path, typer.Option(help="The local server's data (git-ignored).")] = Path(".labelstudio"),
     stop: Annotated[bool, typer.Option("--stop", help="Stop the local server instead.")] = False,
     params: ParamsOpt = Path("params.yaml"),
+    annotations: Annotated[Path, typer.Option(help="Snapshots whose human work is imported (as its annotators').")]
+    = Path("annotations"),
 ) -> None:
-    """Start a local Label Studio (first run: admin + token into .env), set up the project, push the tasks."""
+    """Start a local Label Studio (first run: admin + token into .env), set up the project, push the tasks,
+    import the human annotations of annotations/ that the server lacks."""
     from pipeline.labelstudio import commands as stage
 
     if stop:
         stage.down_main(data_dir)
     else:
-        stage.up_main(input=input, guidelines=guidelines, params=params, data_dir=data_dir)
+        stage.up_main(input=input, guidelines=guidelines, params=params, data_dir=data_dir, annotations=annotations)
 
 
 @app.command()

@@ -99,8 +99,11 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "articles": data["total"]["articles"],
         "gold_articles": data["by_status"]["gold"]["articles"],
         "silver_articles": data["by_status"]["silver"]["articles"],
-        "entities": data["total"]["entities"],
-        "stances": data["total"]["stances"],
+        # gold (human) and silver (model) labels apart: a total would pass silver off as gold
+        "gold_entities": data["by_status"]["gold"]["entities"],
+        "gold_stances": data["by_status"]["gold"]["stances"],
+        "silver_entities": data["by_status"]["silver"]["entities"],
+        "silver_stances": data["by_status"]["silver"]["stances"],
         "entity_precision": get(pre, "entities", "precision"),
         "entity_recall": get(pre, "entities", "recall"),
         "entity_f1": get(pre, "entities", "f1"),

@@ -1,6 +1,7 @@
-"""merge stage: human corrections from the newest Label Studio snapshot over the machine's proposals.
+"""merge stage: human corrections from every Label Studio snapshot over the machine's proposals.
 
-Reads data/preannotated.jsonl and annotations/<timestamp>.jsonl, writes data/labeled.jsonl: per
+Reads data/preannotated.jsonl and every annotations/<timestamp>.jsonl (whatever server each came from;
+per article, text and annotator the latest submitted version wins), writes data/labeled.jsonl: per
 article the final entities and stances (`gold` when a human annotated it, else `silver`), each
 annotator's version, the machine's proposals, per-article agreement and a grouped split.
 Snapshots are read by pipeline/annotations.py; several annotators' versions are resolved by the
@@ -17,7 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.annotations import Linker, Tasks, Version, collect_tasks, newest_snapshot, parse_annotation
+from pipeline.annotations import (
+    Linker,
+    Tasks,
+    Version,
+    collect_tasks,
+    parse_annotation,
+    seen_predictions,
+    snapshot_of,
+    snapshots,
+)
 from pipeline.common.contract import SPLITS, article_problem, labels_problem, stage_config
 from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl, write_json, write_jsonl
@@ -64,13 +74,16 @@ class MergeConfig:
 class Report:
     """What merge saw and did, written to data/merge_report.json."""
 
-    snapshot: str | None = None
+    snapshot: str | None = None  # the newest snapshot
     snapshot_sha256: str | None = None
+    snapshots: dict[str, str] = field(default_factory=dict)  # every snapshot read, oldest first: path -> sha256
     tasks: int = 0
     annotations: int = 0
     cancelled: int = 0
     superseded: int = 0
     stale: list[dict[str, str]] = field(default_factory=list)
+    dropped_relations: list[dict[str, str]] = field(default_factory=list)
+    gold_sources: dict[str, dict[str, str]] = field(default_factory=dict)  # article -> annotator -> snapshot
     ties: list[dict[str, Any]] = field(default_factory=list)
     resolution: Counter[str] = field(default_factory=Counter)
     status: Counter[str] = field(default_factory=Counter)
@@ -86,6 +99,7 @@ class Report:
         return {
             "snapshot": self.snapshot,
             "snapshot_sha256": self.snapshot_sha256,
+            "snapshots": [{"path": p, "sha256": h} for p, h in self.snapshots.items()],
             "tasks": self.tasks,
             "annotations": self.annotations,
             "cancelled_or_skipped": self.cancelled,
@@ -94,6 +108,8 @@ class Report:
             "splits": {s: self.splits.get(s, 0) for s in SPLITS},
             "resolution": dict(sorted(self.resolution.items())),
             "stale": self.stale,
+            "dropped_relations": self.dropped_relations,
+            "gold_sources": dict(sorted(self.gold_sources.items())),
             "ties": self.ties,
             "bad_records": bad.problems,
         }
@@ -151,13 +167,21 @@ def merge(
                                            entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels)
                 if version is None:
                     continue
+                version.seen = seen_predictions(ann, task, art["text"], link, entity_labels=cfg.entity_labels,
+                                                stance_labels=cfg.stance_labels)
+                report.dropped_relations.extend({"where": at, "article_id": art["id"], "annotator": version.annotator,
+                                                 "reason": why} for why in version.dropped_relations)
                 prev = latest.get(version.annotator)
                 if prev is not None:
                     report.superseded += 1
-                    if (prev[0].updated_at, str(prev[0].annotation_id)) > (version.updated_at, str(version.annotation_id)):
+                    if prev[0].updated_at > version.updated_at:  # on a tie the later snapshot (read later) wins
                         continue
                 latest[version.annotator] = (version, where)
         versions = [latest[a][0] for a in sorted(latest)]
+        sources = {a: snapshot_of(latest[a][1]) for a in sorted(latest)}
+        newest = max(sources.values(), default=None)
+        if versions:
+            report.gold_sources[art["id"]] = sources
         prediction = {"entities": art["entities"], "stances": art["stances"]}
         if versions:
             final, rule, ties = resolve(versions, prediction)
@@ -190,8 +214,8 @@ def merge(
             "agreement": agreement(versions),
             "provenance": {
                 **art["provenance"],
-                "annotation_snapshot": report.snapshot if versions else None,
-                "annotation_snapshot_sha256": report.snapshot_sha256 if versions else None,
+                "annotation_snapshot": newest,  # the newest snapshot a kept version came from
+                "annotation_snapshot_sha256": report.snapshots.get(newest) if newest else None,
                 "resolution": rule,
             },
         }
@@ -217,16 +241,15 @@ def main(
     params: Path,
     rules: tuple[Path, Path, Path],
 ) -> None:
-    """Merge the newest annotation snapshot over the pre-annotated articles into labeled.jsonl and a report."""
+    """Merge every annotation snapshot over the pre-annotated articles into labeled.jsonl and a report."""
     cfg = stage_config(MergeConfig, STAGE, params)
     bad = BadRecords(STAGE, cfg.max_bad_share)
     rep = Report()
-    snapshot = newest_snapshot(annotations)
-    tasks: Tasks = {}
-    if snapshot is not None:
-        rep.snapshot = snapshot.as_posix()
-        rep.snapshot_sha256 = file_digest(snapshot)
-        tasks, rep.tasks = collect_tasks(snapshot, bad)
+    found = snapshots(annotations)
+    rep.snapshots = {p.as_posix(): file_digest(p) for p in found}
+    if found:
+        rep.snapshot, rep.snapshot_sha256 = found[-1].as_posix(), rep.snapshots[found[-1].as_posix()]
+    tasks, rep.tasks = collect_tasks(found, bad)
     link = _actor_linker(rules, cfg.stance_labels)
 
     def checked(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -238,6 +261,6 @@ def main(
     n = write_jsonl(output, checked(merge(_articles(preannotated, bad, cfg), tasks, cfg, link, bad, rep)))
     print(
         f"{STAGE}: {n} articles ({rep.status['gold']} gold, {rep.status['silver']} silver) from "
-        f"{rep.snapshot or 'no snapshot'}; {len(rep.stale)} stale task(s), {len(bad)} bad record(s)",
+        f"{len(found)} snapshot(s); {len(rep.stale)} stale task(s), {len(bad)} bad record(s)",
         file=sys.stderr,
     )

@@ -157,6 +157,9 @@ def test_summary_is_flat_and_agrees_with_the_detailed_metrics(result) -> None:
     assert summary["entity_f1"] == metrics["preannotation"]["entities"]["f1"]
     assert summary["stances_unchanged_share"] == metrics["effort"]["stances"]["unchanged_share"]
     assert summary["agreement_entity_f1"] == metrics["agreement"]["entity_f1"]
+    # gold and silver named apart (the fixture has 9 gold and 2 silver entities, 4 and 1 stances)
+    assert (summary["gold_entities"], summary["silver_entities"]) == (9, 2) and "entities" not in summary
+    assert (summary["gold_stances"], summary["silver_stances"]) == (4, 1)
 
 
 def test_rounded_floats_and_sorted_json_are_stable(tmp_path: Path) -> None:
@@ -242,3 +245,25 @@ def test_cli_reports_missing_input_in_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 3
     assert proc.stderr.strip() == f"error: {tmp_path / 'none.jsonl'}: file not found"
+
+
+def test_effort_and_model_versions_use_the_predictions_the_annotator_was_shown() -> None:
+    """Effort compares with the snapshot's predictions, not today's; versions are the full Label Studio strings."""
+    records = _records()
+    gold = next(r for r in records if r["id"] == "a2")
+    ann = gold["annotations"][0]
+    shown_entities = [dict(e) for e in ann["entities"]]
+    shown_entities[0]["label"] = "ORG" if shown_entities[0]["label"] != "ORG" else "GPE"  # the old rules got one wrong
+    ann["seen_predictions"] = {"entities": shown_entities, "stances": ann["stances"],
+                               "model_version": "en_core_web_sm@3.8.0+rules.old+code.x"}
+    others = [dict(a, seen_predictions={"entities": a["entities"], "stances": a["stances"],
+                                         "model_version": "en_core_web_sm@3.8.0+rules.new+code.x"})
+              for a in gold["annotations"][1:]]
+    gold["annotations"] = [ann, *others]
+    metrics, _ = evaluate.evaluate(records)
+    today, _ = evaluate.evaluate(_records())
+    by_annotator = metrics["effort"]["by_annotator"][ann["annotator"]]["entities"]
+    assert by_annotator["relabelled"] == today["effort"]["by_annotator"][ann["annotator"]]["entities"]["relabelled"] + 1
+    versions = metrics["preannotation"]["by_model_version"]
+    assert "en_core_web_sm@3.8.0+rules.old+code.x" in versions and "m2" not in versions
+    assert versions["en_core_web_sm@3.8.0+rules.old+code.x"]["entities"]["precision"] < 1.0

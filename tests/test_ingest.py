@@ -371,6 +371,14 @@ def test_cut_after_never_takes_more_than_the_tail(rules) -> None:
         ("28/12/2021–|Last Updated: 12/28/202111:04 AM (Mecca)", "2021-12-28"),
         ("January 9, 2022", "2022-01-09"),
         ("Published: 2022-01-10 09:30", "2022-01-10"),
+        # as news sites print them; the hand-written patterns knew none of these
+        ("Tuesday 12 March 2024 10:42 GMT", "2024-03-12"),
+        ("Tuesday, 12 March 2024", "2024-03-12"),
+        ("12 March 2024", "2024-03-12"),
+        ("Mar. 12, 2024", "2024-03-12"),
+        ("Tue, 12 Mar 2024 10:42:00 +0000", "2024-03-12"),
+        ("2024-03-12T10:42:00+00:00", "2024-03-12"),
+        ("Updated 12 March 2024 | 10:42 EST", "2024-03-12"),
         ("date 2022-13-45 Moscow said on Thursday that talks would go ahead.", None),  # not a calendar date
     ],
 )
@@ -383,6 +391,27 @@ def test_date_lines(rules, first: str, date: str | None) -> None:
         assert [(r.kind, r.line) for r in cleaned.removed] == [("metadata", 1)]
     else:
         assert cleaned.text.startswith(first)
+
+
+@pytest.mark.parametrize("first", ["12 Mrach 2024", "Tuesday 31 February 2024 10:42 GMT", "March 2024"])
+def test_a_date_like_line_that_cannot_be_read_is_reported_and_not_glued_into_the_text(rules, first: str) -> None:
+    cleaned = article(rules, "\n\n".join([first, *BODY]))
+    assert cleaned.date is None
+    assert cleaned.text.startswith(BODY[0] + "\n\n") and first not in cleaned.text
+    assert [w for w in cleaned.warnings if first in w and w.startswith("line 1: date-like line")]
+
+
+@pytest.mark.parametrize("line", ["2024 Olympics: the bid", "Moscow said on Thursday 12 March 2024 that talks went on.",
+                                  "May 2024 be better for Geneva than it was"])
+def test_a_sentence_with_a_date_is_not_a_date_line(rules, line: str) -> None:
+    cleaned = article(rules, "\n\n".join([BODY[0], line, *BODY[1:]]))
+    assert line in cleaned.text and not cleaned.warnings
+
+
+@pytest.mark.parametrize(("field", "date"), [("Tuesday 12 March 2024 10:42 GMT", "2024-03-12"),
+                                             ("Mar. 12, 2024", "2024-03-12"), ("12 March", None)])
+def test_a_date_field_as_sites_print_it(rules, field: str, date: str | None) -> None:
+    assert parse_date(field, rules) == date
 
 
 def test_date_inside_url_and_fields_win(rules) -> None:

@@ -82,3 +82,82 @@ def test_predictions_are_rendered(label_studio_server, pushed):
             raise
         finally:
             browser.close()
+
+
+def _open_task(page, server, project_id: int, task_id: int) -> None:
+    """Log in (if needed) and open one task in the labelling view, predictions drawn."""
+    if "/user/login" in page.url or page.url == "about:blank":
+        page.goto(f"{server.url}/user/login/")
+        page.fill("input[name=email]", server.email)
+        page.fill("input[name=password]", server.password)
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda u: "/user/login" not in u, timeout=60_000)
+    page.goto(f"{server.url}/projects/{project_id}/data?tab=0&task={task_id}")
+    page.locator(".relations-overlay text").first.wait_for(timeout=60_000)
+
+
+def test_relations_single_choice_readable_and_actor_on_regions(label_studio_server, pushed):
+    """One label per relation; the relations list names its ends; each region shows its actor; edits survive a reload."""
+    from playwright.sync_api import sync_playwright
+
+    project, stored = pushed
+    task = max(stored, key=lambda t: sum(r["type"] == "relation" for r in t["predictions"][0]["result"]))
+    result = task["predictions"][0]["result"]
+    regions = [r for r in result if r["type"] == "labels"]
+    relations = [r for r in result if r["type"] == "relation"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            _open_task(page, label_studio_server, project["id"], task["id"])
+            # the actor link of a region is shown in its details (region meta)
+            first = regions[0]
+            page.locator(f"[class*='htx-highlight-{first['id']}-']").first.click()
+            page.get_by_text(first["meta"]["text"][0], exact=True).wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "labelstudio-region-actor.png"))
+            page.keyboard.press("Escape")
+
+            page.locator(".lsf-panel-tabs__tab:visible", has_text="Relations").first.click()
+            items = page.locator(".lsf-relations__item")
+            items.first.wait_for(timeout=30_000)
+            assert items.count() == len(relations)
+            # each end of a relation is named by its region's index and label (what Label Studio 1.23 shows)
+            index = {r["id"]: i + 1 for i, r in enumerate(regions)}
+            label = {r["id"]: r["value"]["labels"][0] for r in regions}
+            shown = sorted(tuple(items.nth(k).locator(".lsf-detailed-region__head").all_inner_texts())
+                           for k in range(items.count()))
+            expected = sorted((f"{index[r['from_id']]}\n{label[r['from_id']]}", f"{index[r['to_id']]}\n{label[r['to_id']]}")
+                              for r in relations)
+            assert [tuple(s.replace(" ", "\n").strip() for s in pair) for pair in shown] == expected
+
+            # one label per relation: picking "favor" replaces "against", it is not added to it
+            item = items.first
+            item.hover()
+            item.get_by_role("button", name="Show Relation Labels").click()
+            trigger = item.locator("[data-testid^='select-trigger']")
+            before = trigger.inner_text()
+            other = next(v for v in ("against", "favor") if v != before)
+            trigger.click()
+            page.locator("[role=option]:visible", has_text=other).first.click()
+            page.keyboard.press("Escape")
+            assert trigger.inner_text() == other
+            assert item.locator("select").first.get_attribute("multiple") is None
+            page.screenshot(path=str(ARTIFACTS / "labelstudio-relation-single-label.png"))
+
+            # submit, reopen: the relation keeps its new single label
+            page.get_by_role("button", name="Submit").click()
+            page.wait_for_timeout(2_000)
+            api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=30)
+            [saved] = api.get(f"/api/tasks/{task['id']}/annotations", what="annotations")
+            labels = sorted(r["labels"] for r in saved["result"] if r["type"] == "relation")
+            assert [other] in labels and all(len(x) == 1 for x in labels)
+            _open_task(page, label_studio_server, project["id"], task["id"])
+            drawn = page.locator(".relations-overlay text")
+            assert sorted(drawn.nth(i).text_content() or "" for i in range(drawn.count())) == sorted(x[0] for x in labels)
+            page.screenshot(path=str(ARTIFACTS / "labelstudio-relation-reopened.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "labelstudio-relations-failure.png"))
+            raise
+        finally:
+            browser.close()

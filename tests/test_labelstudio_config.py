@@ -64,6 +64,15 @@ def test_read_tasks_refuses_a_file_of_bad_records(tmp_path, cfg):
         read_tasks(path, cfg)
 
 
+def test_push_of_a_file_that_is_not_pre_annotated_says_so_in_one_line(tmp_path, cfg, capsys):
+    path = tmp_path / "articles.jsonl"  # what ingest writes: articles without entities or model provenance
+    path.write_text("".join(f'{{"id": "a{i}", "text": "Russia warned NATO.", "provenance": {{"code_revision": "x"}}}}\n'
+                            for i in range(5)))
+    with pytest.raises(InputError, match=r"articles.jsonl:1: not a pre-annotated article .*run preannotate first") as exc:
+        read_tasks(path, cfg)
+    assert "\n" not in str(exc.value) and "provenance lacks" not in capsys.readouterr().err
+
+
 def _child(root: ET.Element, tag: str) -> ET.Element:
     """The first `tag` element under `root` (the test fails if there is none)."""
     found = root.find(tag)
@@ -79,6 +88,7 @@ def test_label_config_structure(cfg):
     assert [e.get("hotkey") for e in labels] == ["p", "o", None]
     assert all(e.get("background", "").startswith("#") for e in labels)  # GPE gets a palette colour
     assert [e.get("value") for e in _child(root, "Relations")] == ["against", "favor"]
+    assert _child(root, "Relations").get("choice") == "single"  # one stance label per relation
     shown = [e.get("value") for e in root.iter() if e.get("value", "").startswith("$")]
     assert shown == ["$title", "$byline", "$text"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pipeline import merge as stage
-from pipeline.annotations import Version, annotator_id, collect_tasks, newest_snapshot
+from pipeline.annotations import Version, annotator_id, collect_tasks, newest_snapshot, snapshots
 from pipeline.common.contract import SPLITS, stage_config
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import read_jsonl
@@ -46,10 +46,9 @@ def no_link(text: str, label: str) -> str | None:
 def merged() -> tuple[dict[str, dict], stage.Report, BadRecords]:
     bad = BadRecords("merge", 1.0, quiet=True)
     report = stage.Report()
-    snapshot = newest_snapshot(FIXTURES / "annotations")
-    assert snapshot is not None
-    report.snapshot = snapshot.name
-    tasks, report.tasks = collect_tasks(snapshot, bad)
+    found = snapshots(FIXTURES / "annotations")
+    report.snapshot = found[-1].name
+    tasks, report.tasks = collect_tasks(found, bad)
     arts = [a for _, a in read_jsonl(FIXTURES / "preannotated.jsonl")]
     out = list(stage.merge(arts, tasks, CFG, no_link, bad, report))
     return {r["title"].split()[0] + ("2" if "copy" in r["title"] else ""): r for r in out}, report, bad
@@ -90,7 +89,10 @@ def test_collect_tasks_groups_by_article_and_counts_every_task_read(tmp_path: Pa
 @pytest.mark.parametrize(
     ("completed_by", "expected"),
     [(7, "annotator-7"), ({"id": 7, "email": "a@b.c"}, "annotator-7"), (None, "annotator-unknown"),
-     (True, "annotator-unknown"), ({"email": "a@b.c"}, "annotator-unknown")],
+     (True, "annotator-unknown"), ("12", "annotator-12"),
+     # an identity that is not a numeric id (a hand-made snapshot) is pseudonymised, never published
+     ({"email": "a@b.c"}, "annotator-" + sha256_text("a@b.c")[:12]),
+     ("Ann@Example.org", "annotator-" + sha256_text("ann@example.org")[:12])],
 )
 def test_annotator_ids_are_pseudonymous(completed_by: Any, expected: str) -> None:
     assert annotator_id(completed_by) == expected
@@ -278,7 +280,7 @@ def test_a_preannotated_article_breaking_the_contract_is_reported_and_skipped(
     [
         (lambda ann: ann.update(result=5), "annotation 106: result must be a list, got int 5"),
         (lambda ann: ann["result"][-1].update(labels=5),
-         "annotation 106: relation d6->d5: expected one label of preannotate.stance_labels (against, favor), got 5"),
+         "annotation 106: relation d6->d5 by annotator-4: expected one label of preannotate.stance_labels (against, favor), got 5"),
         (lambda ann: ann["result"][0]["value"].update(labels=["DATE"]), "label 'DATE' is not in preannotate.entity_labels"),
         (lambda ann: ann["result"][0]["value"].update(start="3"), "offsets are not integers: '3'"),
     ],
@@ -350,3 +352,78 @@ def test_a_text_edited_in_label_studio_is_stale_although_its_hash_is_not() -> No
     assert record["status"] == "silver" and record["annotations"] == []
     assert report.stale == [{"where": "snap.jsonl:1", "article_id": art["id"],
                              "reason": "the task's text differs from the article's current text"}]
+
+
+@pytest.mark.parametrize("change", [lambda ann: ann.pop("result"), lambda ann: ann.update(result=None)])
+def test_an_annotation_without_result_is_reported_not_gold_with_no_entities(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    change(tasks[3]["annotations"][0])  # article D's only annotation
+    out, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks)
+    moscow = next(r for r in out if r["title"] == "Moscow warns")
+    assert moscow["status"] == "silver" and moscow["entities"]
+    assert any("result must be a list, got NoneType" in p["error"] for p in report["bad_records"])
+
+
+def test_duplicate_region_ids_are_reported_and_neither_region_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    result = tasks[3]["annotations"][0]["result"]
+    regions = [r for r in result if r["type"] == "labels"]
+    regions[1]["id"] = regions[0]["id"]
+    out, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks)
+    moscow = next(r for r in out if r["title"] == "Moscow warns")
+    texts = {e["text"] for e in moscow["annotations"][0]["entities"]}
+    assert regions[0]["value"]["text"] not in texts or regions[1]["value"]["text"] not in texts
+    assert any(f"region id {regions[0]['id']} is used by more than one region" in p["error"]
+               for p in report["bad_records"])
+
+
+def test_ground_truth_must_be_the_boolean_true() -> None:
+    bad = BadRecords("merge", 1.0, quiet=True)
+    ann = {"id": 1, "completed_by": 1, "result": [], "ground_truth": "false"}
+    version = stage.parse_annotation(ann, "text", {}, no_link, "x", bad, entity_labels=ENTITY_LABELS,
+                                     stance_labels=STANCE_LABELS)
+    assert version is not None and version.ground_truth is False
+    ann["ground_truth"] = True
+    version = stage.parse_annotation(ann, "text", {}, no_link, "x", bad, entity_labels=ENTITY_LABELS,
+                                     stance_labels=STANCE_LABELS)
+    assert version is not None and version.ground_truth is True
+
+
+def test_a_relation_with_two_labels_is_reported_by_task_and_annotator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    relation = next(r for r in tasks[3]["annotations"][0]["result"] if r["type"] == "relation")
+    relation["labels"] = ["against", "favor"]
+    _, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks)
+    [dropped] = report["dropped_relations"]
+    assert dropped["annotator"] == "annotator-4" and dropped["where"].endswith(f"{SNAPSHOT}:4 annotation 106")
+    assert "['against', 'favor']" in dropped["reason"]
+
+
+def test_every_snapshot_is_merged_whatever_server_it_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An old snapshot's gold survives a newer snapshot (another server) that never saw it; per annotator the latest wins."""
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    old, new = [tasks[0], tasks[3]], [json.loads(json.dumps(tasks[0]))]
+    new[0]["id"] = 1  # another server numbers its tasks and annotations afresh
+    new[0]["annotations"] = [{**new[0]["annotations"][1], "id": 1, "updated_at": "2022-02-01T00:00:00Z",
+                              "completed_by": {"id": 2, "email": "b@x.org"}}]
+    new[0]["annotations"][0]["result"] = [r for r in new[0]["annotations"][0]["result"] if r["type"] == "labels"][:1]
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+    (ann / "20220201T000000Z.jsonl").write_text("".join(json.dumps(t) + "\n" for t in new))
+    out, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), old)  # old goes to SNAPSHOT (older name)
+    by = {r["title"]: r for r in out}
+    russia = next(r for r in out if r["title"].startswith("Russia"))
+    assert by["Moscow warns"]["status"] == "gold"  # only in the older snapshot
+    assert by["Moscow warns"]["provenance"]["annotation_snapshot"].endswith(SNAPSHOT)
+    a2 = next(v for v in russia["annotations"] if v["annotator"] == "annotator-2")
+    assert len(a2["entities"]) == 1  # the newer correction replaced annotator 2's older version
+    assert russia["provenance"]["annotation_snapshot"].endswith("20220201T000000Z.jsonl")
+    assert report["gold_sources"][russia["id"]]["annotator-2"].endswith("20220201T000000Z.jsonl")
+    assert report["gold_sources"][russia["id"]]["annotator-1"].endswith(SNAPSHOT)
+    assert [Path(s["path"]).name for s in report["snapshots"]] == [SNAPSHOT, "20220201T000000Z.jsonl"]
+    assert "b@x.org" not in (tmp_path / "labeled.jsonl").read_text()

@@ -112,18 +112,20 @@ def test_correction_effort_spans_and_stances() -> None:
         "stances": [st(0, 1, "against"), st(0, 2, "against"), st(3, 0, "against")],
     }
     e = scoring.correction_effort(pred, final)
-    assert e["entities"] == {"unchanged": 1, "relabelled": 1, "moved": 1, "deleted": 1, "added": 1, "moved_relabelled": 0}
+    assert e["entities"] == {"unchanged": 1, "relabelled": 1, "moved": 1, "deleted": 1, "added": 1}
     assert e["stances"] == {"unchanged": 1, "relabelled": 1, "deleted": 1, "added": 1}
     assert e["entities_by_label"]["ORG"]["relabelled"] == 1  # by the predicted label
     assert e["entities_by_label"]["NORP"]["added"] == 1  # by the final label
     assert e["entities_by_label"]["PERSON"]["moved"] == 1
 
 
-def test_correction_effort_moved_with_new_label_and_nothing_changed() -> None:
+def test_a_delete_and_an_add_with_another_label_are_not_a_move_and_nothing_changed() -> None:
     pred = {"entities": [ent(0, 5, "ORG")], "stances": []}
     final = {"entities": [ent(0, 7, "GPE")], "stances": []}
     e = scoring.correction_effort(pred, final)
-    assert e["entities"]["moved"] == 1 and e["entities"]["moved_relabelled"] == 1
+    assert e["entities"] == {"unchanged": 0, "relabelled": 0, "moved": 0, "deleted": 1, "added": 1}
+    moved = scoring.correction_effort(pred, {"entities": [ent(0, 7, "ORG")], "stances": []})
+    assert moved["entities"]["moved"] == 1 and moved["entities"]["deleted"] == 0
     same = scoring.correction_effort(PRED_DOC, PRED_DOC)
     assert same["entities"]["unchanged"] == 3 and same["stances"]["unchanged"] == 3
     assert sum(same["entities"].values()) == 3 and sum(same["stances"].values()) == 3

@@ -33,10 +33,10 @@ def clean(raw: Raw, rules: Rules) -> Cleaned:
     """Clean one article: metadata lines out, furniture out, paragraphs and title found."""
     lines = [normalise_line(line) for line in fix_text(raw.text).split("\n")]
     head = set([k for k, line in enumerate(lines) if line][: rules.guards.head_lines])
-    found_date, removed, gone = date_lines(lines, head, rules)
+    warnings: list[str] = []
+    found_date, removed, gone = date_lines(lines, head, rules, warnings)
     _furniture(lines, head, gone, rules)
     removed.extend(gone.values())
-    warnings: list[str] = []
 
     # The article's URL comes from a line the rules took out as furniture (a source link), never from the body.
     url = _clean_field(raw.url)

@@ -111,20 +111,31 @@ class Preannotation:
     """The model's proposals against the final human labels of every gold article, overall and by model_version."""
 
     def __init__(self) -> None:
+        self.current: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
         self._quality: dict[str, Any] | None = None
 
     def add(self, record: dict[str, Any]) -> None:
-        """Keep one gold article's proposals and final labels (entities and stances only, never the text)."""
+        """Keep one gold article's proposals and final labels (entities and stances only, never the text).
+
+        Overall figures score today's proposals; `by_model_version` scores, per full Label Studio model_version,
+        the proposals annotators were shown (in their snapshot), so rule versions are not lumped together.
+        """
         pred = record.get("predictions")
         if pred is None:
             return
         final = {"entities": record["entities"], "stances": record["stances"]}
-        self.pairs[str(pred.get("model_version"))].append((pred, final))
+        self.current.append((pred, final))
+        shown = [a["seen_predictions"] for a in record.get("annotations") or [] if a.get("seen_predictions")]
+        if shown:
+            for seen in {s["model_version"]: s for s in shown}.values():  # one pair per version shown
+                self.pairs[seen["model_version"]].append((seen, final))
+        else:
+            self.pairs[str(pred.get("model_version"))].append((pred, final))  # a snapshot without them: today's
 
     def _all(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """Every (proposals, final labels) pair, model versions in sorted order."""
-        return [pair for version in sorted(self.pairs) for pair in self.pairs[version]]
+        """Every (today's proposals, final labels) pair."""
+        return self.current
 
     def quality(self) -> dict[str, Any]:
         """scoring.preannotation_quality over every gold article (computed once)."""
@@ -153,7 +164,7 @@ class Preannotation:
 
     def plot(self) -> list[dict[str, Any]]:
         """Per-label F1 rows (exact match), entity labels then stance labels; labels never scored are left out."""
-        if not self.pairs:
+        if not self.current:
             return []
         quality = self.quality()
         return [
@@ -165,7 +176,7 @@ class Preannotation:
 
     def confusion_plot(self) -> list[dict[str, Any]]:
         """One row per stance pair of predictions or final labels: annotated and predicted label ('none' when absent)."""
-        if not self.pairs:
+        if not self.current:
             return []
         confusion = self.quality()["stances"]["confusion"]
         return [
@@ -193,7 +204,8 @@ class Effort:
         if pred is None:
             return
         for ann in record.get("annotations") or []:
-            effort = scoring.correction_effort(pred, ann)
+            # against what the annotator was shown (in the snapshot), not today's re-computed proposals
+            effort = scoring.correction_effort(ann.get("seen_predictions") or pred, ann)
             annotator = str(ann.get("annotator"))
             self.tasks[annotator] += 1
             mine = self.by_annotator[annotator]
@@ -207,7 +219,7 @@ class Effort:
         """The metrics document (metrics/effort.json), without the time (added by the caller)."""
         return {
             "annotations": sum(self.tasks.values()),
-            "entities": _outcomes(self.entities, (*scoring.SPAN_OUTCOMES, "moved_relabelled")),
+            "entities": _outcomes(self.entities, scoring.SPAN_OUTCOMES),
             "stances": _outcomes(self.stances, scoring.STANCE_OUTCOMES),
             "entities_by_label": {label: _outcomes(c, scoring.SPAN_OUTCOMES) for label, c in sorted(self.by_label.items())},
             "by_annotator": {
@@ -235,7 +247,7 @@ class Effort:
 def _outcomes(counts: Counter[str], outcomes: tuple[str, ...]) -> dict[str, Any]:
     """Counts of every outcome (zeros kept, so metrics diffs line up) and the share of proposals kept unchanged."""
     out: dict[str, Any] = {k: counts[k] for k in outcomes}
-    proposed = sum(counts[k] for k in outcomes if k not in ("added", "moved_relabelled"))
+    proposed = sum(counts[k] for k in outcomes if k != "added")
     out["unchanged_share"] = counts["unchanged"] / proposed if proposed else None
     return out
 

@@ -191,20 +191,20 @@ def correction_effort(pred: Doc, final: Doc) -> dict[str, Any]:
     """What an annotator did to the prediction: spans and stances unchanged, relabelled, moved, deleted, added.
 
     Spans: same offsets and label -> unchanged; same offsets, other label -> relabelled; overlapping with
-    other offsets (any label) -> moved (``moved_relabelled`` counts those whose label changed too); no
-    counterpart -> deleted (prediction) or added (final). Per label by the predicted label, by the final
-    label for added spans. Stances follow their ends through that span pairing.
+    other offsets and the same label -> moved; no counterpart -> deleted (prediction) or added (final): a
+    span deleted and another added over part of it with another label is a deletion and an addition. Per
+    label by the predicted label, by the final label for added spans. Stances follow their ends through
+    that span pairing.
     """
     p_ents, f_ents = pred["entities"], final["entities"]
     exact = pair_spans(p_ents, f_ents, "exact", same_label=False)
     rest_p = [i for i in range(len(p_ents)) if i not in exact]
     rest_f = [j for j in range(len(f_ents)) if j not in set(exact.values())]
-    moved_local = pair_spans([p_ents[i] for i in rest_p], [f_ents[j] for j in rest_f], "overlap", same_label=False)
+    moved_local = pair_spans([p_ents[i] for i in rest_p], [f_ents[j] for j in rest_f], "overlap", same_label=True)
     moved = {rest_p[i]: rest_f[j] for i, j in moved_local.items()}
     ends = {**exact, **moved}
 
     spans = Counter(dict.fromkeys(SPAN_OUTCOMES, 0))
-    spans["moved_relabelled"] = 0
     by_label: dict[str, Counter] = {}
 
     def count(outcome: str, label: str) -> None:
@@ -216,7 +216,6 @@ def correction_effort(pred: Doc, final: Doc) -> dict[str, Any]:
             count("unchanged" if f_ents[exact[i]]["label"] == e["label"] else "relabelled", e["label"])
         elif i in moved:
             count("moved", e["label"])
-            spans["moved_relabelled"] += f_ents[moved[i]]["label"] != e["label"]
         else:
             count("deleted", e["label"])
     paired = set(ends.values())

@@ -13,6 +13,7 @@ from pipeline.labelstudio.config import label_config
 from pipeline.labelstudio.params import connect, load_config
 from pipeline.labelstudio.pull import PullReport, pull
 from pipeline.labelstudio.push import PushReport, push
+from pipeline.labelstudio.reimport import reimport
 from pipeline.labelstudio.tasks import read_tasks
 
 
@@ -67,8 +68,8 @@ def config_main(params: Path, output: Path | None = None) -> str:
 
 
 def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path(".labelstudio"),
-            env_file: Path = Path(".env")) -> None:
-    """Bring up the local server, create/update the project, push the tasks, say how to log in."""
+            env_file: Path = Path(".env"), annotations: Path = Path("annotations")) -> None:
+    """Bring up the local server, create/update the project, push the tasks, import earlier human work, say how to log in."""
     cfg = load_config(params)
     text = read_guidelines(guidelines)
     tasks = read_tasks(input, cfg)
@@ -76,6 +77,8 @@ def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path("
     api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
     project, report = push(api, tasks, cfg, text)
     print(report.line(), file=sys.stderr)
+    if annotations.is_dir():  # annotators build on the human work of every earlier snapshot, whatever server
+        print(reimport(api, project["id"], annotations, cfg.ls.page_size).line(), file=sys.stderr)
     print(
         f"\nLabel Studio is {'up' if started else 'already running'}: {url}/projects/{project['id']}/data\n"
         f"  log in as {creds.email}; the password is LABEL_STUDIO_PASSWORD in {env_file} "

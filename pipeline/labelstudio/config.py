@@ -33,7 +33,8 @@ def label_config(cfg: Config) -> str:
         if name in cfg.ls.entity_hotkeys:
             attrs["hotkey"] = cfg.ls.entity_hotkeys[name]
         ET.SubElement(labels, "Label", attrs)
-    relations = ET.SubElement(view, "Relations")
+    # one stance per relation: with several ticked, merge could only report and drop it
+    relations = ET.SubElement(view, "Relations", choice="single")
     for name in cfg.stance_labels:
         attrs = {"value": name}
         if name in cfg.ls.stance_colors:

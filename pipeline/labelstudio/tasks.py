@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.common.contract import document_problem, is_number
-from pipeline.common.errors import BadRecords
+from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.config import FROM_NAME, TO_NAME
@@ -100,6 +100,7 @@ def result_json(record: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str,
         }
         if "score" in ent:
             region["score"] = float(ent["score"])
+        region["meta"] = {"text": [f"actor: {ent.get('actor') or 'none'}"]}  # shown on the region in Label Studio
         result.append(region)
     seen = set()
     for st in sorted(record.get("stances") or [], key=lambda s: -float(s.get("score", 0))):
@@ -159,6 +160,11 @@ def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, wher
     before = len(bad)
     rejected = 0
     for lineno, record in records:
+        unannotated = "entities" not in record and not isinstance((record.get("provenance") or {}).get("model"), str)
+        if unannotated and not tasks and not rejected:
+            # the first record is not pre-annotated: an ingested file, one line for the whole file, not one per record
+            raise InputError(f"{where}:{lineno}: not a pre-annotated article (no entities, no model in its "
+                             f"provenance); run preannotate first (dvc repro preannotate)")
         problem = check_record(record, cfg)
         if problem:
             bad.add(f"{where}:{lineno}", problem)
