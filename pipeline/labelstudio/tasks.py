@@ -156,7 +156,7 @@ def to_task(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
 
 def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, where: Path, bad: BadRecords) -> list[dict]:
     """Check records and turn the good ones into tasks, ordered for the annotators' queue."""
-    tasks = []
+    tasks: list[dict] = []
     before = len(bad)
     rejected = 0
     for lineno, record in records:
