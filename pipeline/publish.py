@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.common.contract import NO_STANCE, SPLITS, labeled_problem, labels_problem, stage_config
 from pipeline.common.errors import BadRecords, ConfigError, InputError
-from pipeline.common.jsonl import read_json, read_jsonl
+from pipeline.common.jsonl import read_json, read_jsonl, umask_mode
 from pipeline.common.provenance import file_digest
 from pipeline.dataset import hub
 from pipeline.dataset.card import CardContext, render
@@ -115,6 +115,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
     feats = features(cfg)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    tmp.chmod(umask_mode(0o777))  # the published folder gets the user's umask, not mkdtemp's 0o700
     try:
         counts: dict[str, dict[str, int]] = {}
         for name in sorted(tables):

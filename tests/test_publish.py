@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections import defaultdict
@@ -444,3 +445,19 @@ def test_a_metrics_file_that_is_not_json_is_a_one_line_error(tmp_path: Path) -> 
     (metrics / "preannotation.json").write_bytes(b"\xff{}")
     with pytest.raises(InputError, match=r"preannotation\.json: not valid UTF-8"):
         build(tmp_path, metrics=metrics)
+
+
+def test_published_folder_and_files_follow_the_umask(tmp_path: Path) -> None:
+    """mkdtemp/mkstemp create 0o700/0o600; the published folder and its files get the user's umask instead."""
+    from pipeline.common.jsonl import umask_mode, write_jsonl
+
+    old = os.umask(0o022)
+    try:
+        assert umask_mode(0o777) == 0o755 and umask_mode(0o666) == 0o644
+        write_jsonl(tmp_path / "out.jsonl", [{"a": 1}])
+        assert stat.S_IMODE((tmp_path / "out.jsonl").stat().st_mode) == 0o644
+        output, _ = build(tmp_path)
+        assert stat.S_IMODE(output.stat().st_mode) == 0o755
+        assert {stat.S_IMODE(p.stat().st_mode) for p in output.rglob("*") if p.is_file()} == {0o644}
+    finally:
+        os.umask(old)

@@ -95,6 +95,13 @@ def dumps(record: Any) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
+def umask_mode(full: int) -> int:
+    """`full` (0o666 for a file, 0o777 for a folder) less the process umask, as `open` or `mkdir` would give."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return full & ~mask
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Path) -> Iterator[TextIO]:
     """Write text to a temporary file beside `path` and rename it into place only on success."""
@@ -104,6 +111,7 @@ def atomic_writer(path: Path) -> Iterator[TextIO]:
     try:
         with open(fd, "w", encoding="utf-8", newline="\n") as handle:
             yield handle
+        os.chmod(tmp, umask_mode(0o666))  # mkstemp's 0o600 is for the temporary name only
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
