@@ -53,24 +53,17 @@ def test_predictions_are_rendered(label_studio_server, pushed):
     regions = [r for r in result if r["type"] == "labels"]
     relations = [r for r in result if r["type"] == "relation"]
     assert regions and relations
-    url = label_studio_server.url
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{url}/user/login/")
-            page.fill("input[name=email]", label_studio_server.email)
-            page.fill("input[name=password]", label_studio_server.password)
-            page.click("button[type=submit]")
-            page.wait_for_url(lambda u: "/user/login" not in u, timeout=60_000)
-            page.goto(f"{url}/projects/{project['id']}/data?tab=0&task={task['id']}")
+            _open_task(page, label_studio_server, project["id"], task["id"])
             for region in regions:  # every predicted span is drawn, over exactly its text
                 spans = page.locator(f"[class*='htx-highlight-{region['id']}-']")  # class: htx-highlight-<id>-<n>
                 spans.first.wait_for(timeout=60_000)
                 assert "".join(spans.all_inner_texts()) == region["value"]["text"]
             overlay = page.locator(".relations-overlay text")
-            overlay.first.wait_for(timeout=30_000)
             drawn = [overlay.nth(i).text_content() or "" for i in range(overlay.count())]  # SVG: no innerText
             assert sorted(drawn) == sorted(r["labels"][0] for r in relations)
             if task["data"]["title"]:
