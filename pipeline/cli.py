@@ -136,7 +136,7 @@ def preannotate(
 
 @app.command()
 def bench(
-    stage: Annotated[str, typer.Argument(help="Stage to benchmark: preannotate.")],
+    stage: Annotated[str, typer.Argument(help="What to benchmark: preannotate, or scale (every stage, at --articles).")],
     docs: Annotated[int, typer.Option(help="Size of the generated corpus.")] = 500,
     n_process: Annotated[int, typer.Option("--n-process", help="Processes for the parallel run.")] = 2,
     repeat: Annotated[int, typer.Option(help="Timings per measurement; the best is kept.")] = 3,
@@ -144,10 +144,23 @@ def bench(
     patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
     actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
     lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
+    articles: Annotated[list[int] | None, typer.Option(help="scale: raw articles generated (repeat for several sizes).")] = None,
+    preannotate_articles: Annotated[int, typer.Option(help="scale: articles pre-annotated with the real model (0: none).")] = 200,
+    max_publish_articles: Annotated[int, typer.Option(help="scale: run publish only up to this corpus size (it holds the corpus in memory).")] = 10_000,
+    workdir: Annotated[Path | None, typer.Option(help="scale: keep the corpus, outputs and logs here (default: a temporary folder).")] = None,
 ) -> None:
     """Throughput of a stage beside the bare library on a generated corpus (docs/s, chars/s, ratio)."""
     from pipeline.evaluation import bench as stage_bench
 
+    if stage == "scale":
+        from pipeline.evaluation import bench_scale
+
+        resources = bench_scale.Resources(params=params.resolve(), boilerplate=Path("resources/boilerplate.yaml").resolve(),
+                                          patterns=patterns.resolve(), actors=actors.resolve(), lexicon=lexicon.resolve(),
+                                          guidelines=Path("resources/guidelines.md").resolve())
+        bench_scale.main(articles=articles or [10_000], preannotate_articles=preannotate_articles, n_process=n_process,
+                         max_publish=max_publish_articles, workdir=workdir, res=resources)
+        return
     stage_bench.main(
         stage=stage,
         docs=docs,

@@ -34,6 +34,7 @@ class NearDuplicates:
         self.bands, self.rows = lsh_bands(threshold, self.NUM_PERM)
         self.buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]  # key -> [first, latest]
         self.signatures: list[np.ndarray] = []
+        self.comparisons = 0  # signature comparisons so far: the work that must stay linear in the corpus
 
     def shingles(self, text: str) -> np.ndarray:
         """Distinct 32-bit hashes of the lower-cased text's word n-grams (one n-gram if it is shorter than n words)."""
@@ -65,6 +66,7 @@ class NearDuplicates:
         for bucket, key in zip(self.buckets, keys, strict=True):
             candidates.update(bucket.get(key, ()))
         found = []
+        self.comparisons += len(candidates)
         for j in sorted(candidates):
             similarity = float(np.mean(self.signatures[j] == sig))
             if similarity >= self.threshold:

@@ -15,7 +15,7 @@ from pipeline.common.config import section
 from pipeline.common.errors import ConfigError
 from pipeline.common.jsonl import dumps
 
-STAGES = ("preannotate",)
+STAGES = ("preannotate", "scale")  # scale: pipeline/evaluation/bench_scale.py, run by the CLI
 
 # Seed-like sentences: who said what about whom, in the register of the January 2022 security talks.
 _TEMPLATES = (

@@ -1,0 +1,313 @@
+"""The scale benchmark: ingest -> preannotate -> merge -> evaluate -> publish on a generated corpus, beside bare libraries.
+
+Every stage runs as its own CLI child process (`python -m pipeline <stage>`), exactly as `dvc repro` runs it, and
+so does each bare-library baseline (`python -m pipeline.evaluation.bench_scale bare ...`): the wall time includes
+interpreter start-up on both sides, and the peak memory is the child's `ru_maxrss` from `wait4` (its largest
+process, with the processes it started). Pre-annotation with the real model runs ~10-20 articles/s a core, so
+the scale rows use `blank:en` (tokenizer and the domain rules, no statistical model) and the real model's ratio
+is measured on `--preannotate-articles` articles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from pipeline.common.errors import ConfigError, PipelineError
+from pipeline.evaluation.scale_corpus import write_corpus
+
+SCALE_MODEL = "blank:en"
+STAGES = ("ingest", "preannotate", "merge", "evaluate", "publish")
+BARE = {
+    "ingest": "json read+write",
+    "preannotate": "nlp.pipe",
+    "merge": "json read+write",
+    "evaluate": "json read",
+    "publish": "pyarrow write",
+}
+
+
+class StageFailed(PipelineError):
+    """A benchmarked child process failed; the benchmark exits with its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code if exit_code > 0 else 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """One child process: wall seconds, CPU seconds (user + system, its processes) and peak resident memory in MB."""
+
+    seconds: float
+    cpu: float
+    peak_mb: float
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stage at one corpus size, beside its bare-library baseline."""
+
+    stage: str
+    model: str
+    articles: int
+    stage_run: Run
+    bare_run: Run
+
+    @property
+    def ratio(self) -> float:
+        """Stage throughput over bare throughput (1.0 = as fast as the bare library)."""
+        return self.bare_run.seconds / self.stage_run.seconds
+
+    @property
+    def cpu_ratio(self) -> float:
+        """The same in CPU time, steadier than wall time on a shared machine."""
+        return self.bare_run.cpu / self.stage_run.cpu
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as plain data."""
+        return {"stage": self.stage, "model": self.model, "articles": self.articles,
+                "seconds": self.stage_run.seconds, "cpu_seconds": self.stage_run.cpu, "articles_s": self.articles / self.stage_run.seconds,
+                "peak_mb": self.stage_run.peak_mb, "bare": BARE[self.stage], "bare_seconds": self.bare_run.seconds, "bare_cpu_seconds": self.bare_run.cpu,
+                "bare_articles_s": self.articles / self.bare_run.seconds, "bare_peak_mb": self.bare_run.peak_mb,
+                "ratio": self.ratio, "cpu_ratio": self.cpu_ratio}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The rule files the stages read (absolute paths: children may run anywhere)."""
+
+    params: Path
+    boilerplate: Path
+    patterns: Path
+    actors: Path
+    lexicon: Path
+    guidelines: Path
+
+
+def run_child(args: Sequence[str], log: Path) -> Run:
+    """Run one child process with stdout/stderr in `log`; its wall time and ru_maxrss (the honest peak)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                          os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    env.pop("DASK_SCHEDULER_ADDRESS", None)  # the local, one-process figures
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        child = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+    child.returncode = code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise StageFailed(f"bench scale: {' '.join(args[2:5])} failed with exit {code}: {tail[0]} (log {log})", code)
+    return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+
+
+def _params(base: Path, out: Path, model: str, n_process: int) -> Path:
+    """A copy of params.yaml with the benchmark's model and processes; one worker, so no Dask cluster."""
+    data = yaml.safe_load(base.read_text(encoding="utf-8"))
+    data["preannotate"].update(model=model, n_process=n_process, n_workers=1)
+    data["ingest"]["n_workers"] = 1
+    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def _lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _bare(kind: str, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline.evaluation.bench_scale", "bare", kind, *map(str, args)]
+
+
+def _stage(stage: str, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline", stage, *map(str, args)]
+
+
+def bench_size(n: int, work: Path, res: Resources, *, batch_size: int, max_publish: int) -> Iterator[Row]:
+    """Generate `n` raw articles in `work` and yield one row per stage (blank:en for preannotate).
+
+    Publish runs only up to `max_publish` raw articles: it holds every record and row in memory (see the README).
+    """
+    corpus, logs = work / "corpus", work / "logs"
+    for folder in (corpus, logs, work / "annotations", work / "releases"):
+        folder.mkdir(parents=True, exist_ok=True)
+    write_corpus(corpus, n)
+    params = _params(res.params, work / "params.yaml", SCALE_MODEL, 1)
+    p = {name: work / name for name in ("articles.jsonl", "preannotated.jsonl", "labeled.jsonl", "dataset",
+                                        "metrics", "plots", "bare.out")}
+    ingest = run_child(_stage("ingest", "--corpus", corpus, "--output", p["articles.jsonl"], "--report",
+                              work / "ingest_report.json", "--patterns", res.boilerplate, "--params", params),
+                       logs / f"ingest-{n}.log")
+    bare = run_child(_bare("json", p["bare.out"], *map(str, sorted(corpus.glob("*.jsonl")))), logs / f"bare-ingest-{n}.log")
+    yield Row("ingest", "-", n, ingest, bare)
+    articles = _lines(p["articles.jsonl"])
+    rules = ("--patterns", res.patterns, "--actors", res.actors, "--lexicon", res.lexicon)
+    pre = run_child(_stage("preannotate", "--input", p["articles.jsonl"], "--output", p["preannotated.jsonl"],
+                           "--params", params, *rules), logs / f"preannotate-{n}.log")
+    bare = run_child(_bare("pipe", str(p["articles.jsonl"]), SCALE_MODEL, "1", str(batch_size)),
+                     logs / f"bare-preannotate-{n}.log")
+    yield Row("preannotate", SCALE_MODEL, articles, pre, bare)
+    merge = run_child(_stage("merge", "--preannotated", p["preannotated.jsonl"], "--annotations", work / "annotations",
+                             "--output", p["labeled.jsonl"], "--report", work / "merge_report.json", "--params", params,
+                             *rules), logs / f"merge-{n}.log")
+    bare = run_child(_bare("json", p["bare.out"], str(p["preannotated.jsonl"])), logs / f"bare-merge-{n}.log")
+    yield Row("merge", "-", articles, merge, bare)
+    evaluate = run_child(_stage("evaluate", "--input", p["labeled.jsonl"], "--metrics", p["metrics"], "--plots",
+                                p["plots"], "--params", params), logs / f"evaluate-{n}.log")
+    bare = run_child(_bare("json", "-", str(p["labeled.jsonl"])), logs / f"bare-evaluate-{n}.log")
+    yield Row("evaluate", "-", articles, evaluate, bare)
+    if n > max_publish:
+        return
+    publish = run_child(_stage("publish", "--input", p["labeled.jsonl"], "--output", p["dataset"], "--metrics",
+                               p["metrics"], "--releases", work / "releases", "--guidelines", res.guidelines,
+                               "--params", params), logs / f"publish-{n}.log")
+    bare = run_child(_bare("parquet", str(p["dataset"]), str(work / "bare-dataset")), logs / f"bare-publish-{n}.log")
+    yield Row("publish", "-", articles, publish, bare)
+
+
+def bench_model(m: int, work: Path, res: Resources, *, model: str, n_process: int, batch_size: int) -> Row:
+    """Preannotate the first `m` cleaned articles with the real model, beside bare nlp.pipe with the same processes."""
+    sample = work / "sample.jsonl"
+    with open(work / "articles.jsonl", encoding="utf-8") as src, open(sample, "w", encoding="utf-8") as dst:
+        dst.writelines(line for _, line in zip(range(m), src, strict=False))
+    params = _params(res.params, work / "params-model.yaml", model, n_process)
+    pre = run_child(_stage("preannotate", "--input", sample, "--output", work / "sample-out.jsonl", "--params", params,
+                           "--patterns", res.patterns, "--actors", res.actors, "--lexicon", res.lexicon),
+                    work / "logs" / "preannotate-model.log")
+    bare = run_child(_bare("pipe", str(sample), model, str(n_process), str(batch_size)),
+                     work / "logs" / "bare-preannotate-model.log")
+    return Row("preannotate", f"{model} n_process={n_process}", _lines(sample), pre, bare)
+
+
+HEADER = (f"{'stage':<12} {'model':<32} {'articles':>8} {'seconds':>8} {'cpu s':>8} {'articles/s':>10} {'peak MB':>8}  "
+          f"{'bare':<16} {'seconds':>8} {'cpu s':>8} {'articles/s':>10} {'peak MB':>8} {'ratio':>6} {'cpu':>5}")
+
+
+def show(row: Row, out: TextIO) -> None:
+    """Print one table row."""
+    d = row.as_dict()
+    print(f"{d['stage']:<12} {d['model']:<32} {d['articles']:>8} {d['seconds']:>8.1f} {d['cpu_seconds']:>8.1f} "
+          f"{d['articles_s']:>10.1f} {d['peak_mb']:>8.0f}  {d['bare']:<16} {d['bare_seconds']:>8.1f} "
+          f"{d['bare_cpu_seconds']:>8.1f} {d['bare_articles_s']:>10.1f} {d['bare_peak_mb']:>8.0f} {d['ratio']:>6.2f} "
+          f"{d['cpu_ratio']:>5.2f}", file=out)
+
+
+def linearity(rows: list[Row], out: TextIO) -> None:
+    """Per stage, CPU seconds per 10,000 articles and peak MB at each size, and how much the peak grows per 10,000."""
+    scale = [r for r in rows if r.model in ("-", SCALE_MODEL)]
+    if len({r.articles for r in scale if r.stage == "ingest"}) < 2:
+        return
+    print("linearity: CPU seconds per 10,000 articles and peak MB at each size; peak growth per 10,000 more articles",
+          file=out)
+    for stage in STAGES:
+        mine = sorted((r for r in scale if r.stage == stage), key=lambda r: r.articles)
+        if len(mine) < 2:
+            continue
+        cells = [f"{r.articles}: {r.stage_run.cpu * 1e4 / r.articles:.1f} s, {r.stage_run.peak_mb:.0f} MB"
+                 for r in mine]
+        growth = (mine[-1].stage_run.peak_mb - mine[0].stage_run.peak_mb) * 1e4 / (mine[-1].articles - mine[0].articles)
+        print(f"  {stage:<12} " + "; ".join(cells) + f"; +{growth:.0f} MB per 10,000", file=out)
+
+
+def main(*, articles: Sequence[int], preannotate_articles: int, n_process: int, max_publish: int,
+         workdir: Path | None, res: Resources, out: TextIO = sys.stdout) -> list[dict[str, Any]]:
+    """Run the benchmark at every size in `articles`, then the real model on `preannotate_articles`; print the table."""
+    if not articles or min(articles) < 1 or preannotate_articles < 0 or n_process < 1:
+        raise ConfigError("--articles must be at least 1, --preannotate-articles at least 0, --n-process at least 1")
+    for path in (res.params, res.boilerplate, res.patterns, res.actors, res.lexicon, res.guidelines):
+        if not path.is_file():
+            raise ConfigError(f"{path}: file not found")
+    cfg = yaml.safe_load(res.params.read_text(encoding="utf-8"))["preannotate"]
+    model = cfg["model"]
+    root = Path(tempfile.mkdtemp(prefix="bench-scale-")) if workdir is None else workdir
+    print(f"bench scale: corpus sizes {', '.join(map(str, articles))} raw articles (seed-like, Pareto reprint "
+          f"clusters); every stage and baseline a child process, peak MB = its ru_maxrss; preannotate rows at scale "
+          f"use {SCALE_MODEL}, the real model {model} on {preannotate_articles} articles; publish up to "
+          f"{max_publish} raw articles; work in {root}", file=out)
+    print(HEADER, file=out)
+    rows: list[Row] = []
+    try:
+        for n in articles:
+            work = root / f"n{n}"
+            for row in bench_size(n, work, res, batch_size=cfg["batch_size"], max_publish=max_publish):
+                rows.append(row)
+                show(row, out)
+                out.flush()
+        if preannotate_articles:
+            row = bench_model(preannotate_articles, root / f"n{articles[-1]}", res, model=model,
+                              n_process=n_process, batch_size=cfg["batch_size"])
+            rows.append(row)
+            show(row, out)
+        linearity(rows, out)
+    finally:
+        if workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    return [r.as_dict() for r in rows]
+
+
+# ---------------------------------------------------------------- the bare-library baselines (child processes)
+
+
+def _bare_json(output: str, inputs: Sequence[str]) -> None:
+    """Plain `json` read of every line of `inputs` and write of each object to `output` ('-' = read only)."""
+    sink = open(os.devnull if output == "-" else output, "w", encoding="utf-8")  # noqa: SIM115
+    with sink:
+        for name in inputs:
+            with open(name, encoding="utf-8") as handle:
+                for line in handle:
+                    if line.strip():
+                        obj = json.loads(line)
+                        if output != "-":
+                            sink.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _bare_pipe(path: str, model: str, n_process: int, batch_size: int) -> None:
+    """Bare `nlp.pipe` over the texts of a JSON Lines file, with the stage's model, processes and batch size."""
+    import spacy
+
+    nlp = spacy.blank(model.removeprefix("blank:")) if model.startswith("blank:") else spacy.load(model)
+    with open(path, encoding="utf-8") as handle:
+        texts = (json.loads(line)["text"] for line in handle if line.strip())
+        for _ in nlp.pipe(texts, batch_size=batch_size, n_process=n_process):
+            pass
+
+
+def _bare_parquet(dataset: str, output: str) -> None:
+    """pyarrow writing the same rows the stage published (each Parquet file read, then written again)."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(Path(dataset).rglob("*.parquet")):
+        target = Path(output) / path.relative_to(dataset)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pq.read_table(path), target)
+
+
+def _bare_main(argv: list[str]) -> None:
+    """`bare json OUT IN...`, `bare pipe IN MODEL N_PROCESS BATCH`, `bare parquet DATASET OUT`."""
+    kind, *args = argv
+    if kind == "json":
+        _bare_json(args[0], args[1:])
+    elif kind == "pipe":
+        _bare_pipe(args[0], args[1], int(args[2]), int(args[3]))
+    elif kind == "parquet":
+        _bare_parquet(args[0], args[1])
+    else:
+        raise SystemExit(f"unknown baseline {kind!r}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["bare"]:
+        raise SystemExit("usage: python -m pipeline.evaluation.bench_scale bare KIND ARGS...")
+    _bare_main(sys.argv[2:])

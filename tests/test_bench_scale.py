@@ -1,0 +1,123 @@
+"""The scale benchmark: its generated corpus, the command's table at a tiny size, and linear near-duplicate work."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cleaning.dedup import NearDuplicates, Stories
+from pipeline.evaluation.bench import synthetic_corpus
+from pipeline.evaluation.scale_corpus import stories, write_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_scale_corpus_is_deterministic_with_reprint_clusters(tmp_path: Path) -> None:
+    first = list(stories(400))
+    assert first == list(stories(400))
+    assert len(first) == 400
+    sizes: dict[int, int] = {}
+    for story, _ in first:
+        sizes[story] = sizes.get(story, 0) + 1
+    assert 1 in sizes.values() and max(sizes.values()) >= 3  # lone articles and reprint clusters
+    assert max(sizes.values()) <= 400 // 20
+    biggest = max(sizes, key=lambda k: sizes[k])
+    original, reprint = [r for s, r in first if s == biggest][:2]
+    assert original["source"] != reprint["source"] and original["text"] != reprint["text"]
+    index = NearDuplicates(0.7, 5)
+    index.add(original["text"])
+    assert index.add(reprint["text"]), "a reprint must be a near-duplicate of its original"
+    stats = write_corpus(tmp_path, 25)
+    assert stats.records == 25 and [p.name for p in stats.files] == ["crawl-0000.jsonl"]
+    lines = (tmp_path / "crawl-0000.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 25 and set(json.loads(lines[0])) == {"title", "date", "source", "url", "text"}
+
+
+NUMBER = r"(\d+(?:\.\d+)?)"
+ROW = re.compile(rf"^(\w+)\s+(\S+(?: n_process=\d+)?)\s+(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)\s+"
+                 rf"(json read\+write|json read|nlp\.pipe|pyarrow write)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)"
+                 rf"\s+{NUMBER}\s+{NUMBER}$",
+                 re.MULTILINE)
+
+
+def _bench(tmp_path: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "bench", "scale", *args, "--workdir", str(tmp_path)],
+        cwd=ROOT, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _cleaned(path: Path) -> str:
+    return str(sum(1 for line in path.open(encoding="utf-8") if line.strip()))
+
+
+def test_bench_scale_prints_a_row_per_stage(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "--articles", "30", "--preannotate-articles", "0")
+    assert re.search(r"^bench scale: corpus sizes 30 raw articles .* preannotate rows at scale use blank:en, "
+                     r"the real model \S+ on 0 articles; publish up to 10000 raw articles", out, re.MULTILINE)
+    rows = ROW.findall(out)
+    assert [(r[0], r[1], r[7]) for r in rows] == [
+        ("ingest", "-", "json read+write"), ("preannotate", "blank:en", "nlp.pipe"), ("merge", "-", "json read+write"),
+        ("evaluate", "-", "json read"), ("publish", "-", "pyarrow write"),
+    ]
+    assert rows[0][2] == "30"  # ingest counts raw records, the others the cleaned articles
+    assert {r[2] for r in rows[1:]} == {_cleaned(tmp_path / "n30" / "articles.jsonl")}
+    assert all(float(r[k]) > 0 for r in rows for k in (3, 4, 5, 6, 8, 9, 10, 11, 12, 13))
+    assert (tmp_path / "n30" / "dataset" / "README.md").is_file()
+    assert "linearity" not in out  # one size: nothing to compare
+
+
+@pytest.mark.slow
+def test_bench_scale_two_sizes_real_model_and_publish_cap(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "--articles", "30", "--articles", "60", "--preannotate-articles", "4", "--n-process", "1",
+                 "--max-publish-articles", "30")
+    rows = ROW.findall(out)
+    assert [r[0] for r in rows] == ["ingest", "preannotate", "merge", "evaluate", "publish",
+                                    "ingest", "preannotate", "merge", "evaluate",  # publish skipped above 30
+                                    "preannotate"]  # the real model
+    assert rows[-1][1].endswith("n_process=1") and rows[-1][2] == "4"
+    assert re.search(r"^  ingest\s+30: [\d.]+ s, \d+ MB; 60: [\d.]+ s, \d+ MB; \+-?\d+ MB per 10,000$", out, re.MULTILINE)
+    assert not re.search(r"^  publish", out, re.MULTILINE)  # one size only: no growth to show
+    assert not (tmp_path / "n60" / "dataset").exists()
+
+
+def _cluster(members: int) -> list[str]:
+    """One story reprinted `members` times, each copy with a different sentence swapped in."""
+    base = synthetic_corpus(1, sentences=(36, 36), seed=7)[0]
+    fillers = synthetic_corpus(members, sentences=(3, 3), seed=8)
+    sentences = base.split(". ")
+    return [". ".join([*sentences[: i % 30], fillers[i].split(". ")[0], *sentences[i % 30 + 1 :]])
+            for i in range(members)]
+
+
+def _dedup(texts: list[str]) -> tuple[NearDuplicates, Stories, int]:
+    """Index the texts as ingest does; the index, the stories and the number of near-duplicate links found."""
+    index, clusters, links = NearDuplicates(0.7, 5), Stories(), 0
+    for text in texts:
+        me = clusters.add()
+        for j, _ in index.add(text):
+            clusters.union(j, me)
+            links += 1
+    return index, clusters, links
+
+
+def test_a_1000_article_reprint_cluster_costs_linear_work() -> None:
+    """Comparisons, links and bucket entries per article stay bounded, so doubling the cluster doubles the work."""
+    half, _, half_links = _dedup(_cluster(500))
+    full, clusters, full_links = _dedup(_cluster(1000))
+    assert set(clusters.sizes()) == {1000}  # one story, found
+    bound = 2 * full.bands  # the first and the latest article of each bucket the signature falls in
+    assert full.comparisons <= bound * 1000 and full_links <= bound * 1000
+    assert full.comparisons > 900  # the cluster really is compared, not skipped
+    assert full.comparisons <= 2.2 * half.comparisons and full_links <= 2.2 * half_links
+    assert all(len(ends) == 2 for bucket in full.buckets for ends in bucket.values())  # no member lists
+    # all-pairs comparison would be ~500,000 here
+    assert full.comparisons < 1000 * 999 / 2 / 10
