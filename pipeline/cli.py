@@ -136,8 +136,10 @@ def preannotate(
 
 @app.command()
 def bench(
-    stage: Annotated[str, typer.Argument(help="Stage to benchmark: preannotate.")],
+    stage: Annotated[str, typer.Argument(help="What to benchmark: preannotate, or label-studio (push, no-op push, "
+                                          "refresh, pull on a throwaway local server).")],
     docs: Annotated[int, typer.Option(help="Size of the generated corpus.")] = 500,
+    tasks: Annotated[int, typer.Option(help="label-studio: tasks pushed, refreshed and pulled.")] = 1000,
     n_process: Annotated[int, typer.Option("--n-process", help="Processes for the parallel run.")] = 2,
     repeat: Annotated[int, typer.Option(help="Timings per measurement; the best is kept.")] = 3,
     params: ParamsOpt = Path("params.yaml"),
@@ -145,12 +147,13 @@ def bench(
     actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
     lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
 ) -> None:
-    """Throughput of a stage beside the bare library on a generated corpus (docs/s, chars/s, ratio)."""
+    """Throughput of a stage beside the bare library (or the bare Label Studio API) on generated data, as a ratio."""
     from pipeline.evaluation import bench as stage_bench
 
     stage_bench.main(
         stage=stage,
         docs=docs,
+        tasks=tasks,
         n_process=n_process,
         repeat=repeat,
         params=params,

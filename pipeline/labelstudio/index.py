@@ -33,7 +33,7 @@ class IndexedTask:
     predictions: int
 
 
-def _query(after_id: int, ids: Iterable[int] | None) -> str:
+def list_query(after_id: int, ids: Iterable[int] | None) -> str:
     """The Data Manager query: every task (or the given ids), with model versions computed, in id order."""
     items: list[dict[str, Any]] = [{"filter": "filter:tasks:predictions_model_versions", "operator": "not_contains",
                                     "type": "List", "value": [NO_VERSION]}]
@@ -72,7 +72,7 @@ class TaskIndex:
         """The index of the project's tasks (only those with id > `after_id`, or only `ids`, when given)."""
         return cls(_entry(t) for t in api.pages(
             "/api/tasks", what="listing tasks", page_size=page_size,
-            params={"project": project_id, "include": INCLUDE, "resolve_uri": "false", "query": _query(after_id, ids)},
+            params={"project": project_id, "include": INCLUDE, "resolve_uri": "false", "query": list_query(after_id, ids)},
         ))
 
     def add(self, entry: IndexedTask) -> None:

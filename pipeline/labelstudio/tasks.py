@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.common.contract import document_problem, is_number
 from pipeline.common.errors import BadRecords, InputError
-from pipeline.common.jsonl import loads, open_input, read_jsonl
+from pipeline.common.jsonl import JSONLineError, loads, open_input, read_jsonl
 from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.config import FROM_NAME, TO_NAME
 from pipeline.labelstudio.params import Config
@@ -214,7 +214,10 @@ class TaskStream:
         with open_input(self.path) as handle:
             for offset, article_id in self._order:
                 handle.seek(offset)
-                record = loads(handle.readline().decode("utf-8"))
+                try:
+                    record = loads(handle.readline().decode("utf-8"))
+                except (JSONLineError, UnicodeDecodeError):
+                    record = None
                 if not isinstance(record, dict) or record.get("id") != article_id:
                     raise InputError(f"{self.path}: changed while it was being pushed; push again")
                 yield to_task(record, self.cfg)
