@@ -1,7 +1,7 @@
 """`bench label-studio`: push, no-op push, refresh and pull of N tasks beside the bare API calls doing the same work.
 
 Each pipeline mode runs as the command a user types (`python -m pipeline push|pull`) in its own process,
-so its peak memory is that process's own (`ru_maxrss` from `os.wait4`); its time includes Python's start
+so its peak memory is that process's own (`ru_maxrss` of its wrapper's children); its time includes Python's start
 and imports (about a second). The bare side is `requests` in this process, on a second project: the
 same task JSON posted to `/import` in the same batches, the same task listing, the same bulk delete and
 predictions import, the same export download. Ratio = bare time / pipeline time (1.0: no overhead).
@@ -70,19 +70,23 @@ class Bare:
         return resp
 
 
+# A fork starts with its parent's memory and Linux carries that peak through exec into the child's
+# ru_maxrss; a small wrapper process in between makes the figure the client's own.
+_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+
+
 def _run_client(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, str]:
     """Run `python -m pipeline <args>`: wall seconds, its peak RSS in MB, its stderr; an error if it fails."""
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        done = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, "-m", "pipeline", *args], env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, check=False)
     wall = time.perf_counter() - start
     text = log.read_text(encoding="utf-8")
-    if proc.returncode:
+    if done.returncode:
         raise PipelineError(f"bench label-studio: `pipeline {args[0]}` failed: {text.strip().splitlines()[-1:]}")
-    return wall, usage.ru_maxrss / 1024, text  # ru_maxrss is in KiB on Linux
+    return wall, int(done.stdout.split()[-1]) / 1024, text  # ru_maxrss is in KiB on Linux
 
 
 def _summary(stderr: str, command: str) -> str:
@@ -166,7 +170,7 @@ def bench_label_studio(n: int, params: Path, url: str, token: str, out: TextIO =
         print(f"bench label-studio: {n} tasks ({first.stat().st_size / n / 1024:.1f} KiB of JSON each), "
               f"import_batch_size {batch}, page_size {page}, server {api.url}", file=out)
         print("client = `python -m pipeline push|pull` in its own process (time includes its start-up); memory = "
-              "its peak RSS (getrusage ru_maxrss via os.wait4); ratio = bare s / pipeline s", file=out)
+              "its peak RSS (getrusage ru_maxrss, RUSAGE_CHILDREN of a small wrapper); ratio = bare s / pipeline s", file=out)
         print(f"{'mode':<11} {'pipeline s':>10} {'tasks/s':>8} {'bare s':>8} {'bare tasks/s':>12} {'ratio':>6} "
               f"{'client MB':>9}  result", file=out)
 
