@@ -136,8 +136,10 @@ def preannotate(
 
 @app.command()
 def bench(
-    stage: Annotated[str, typer.Argument(help="What to benchmark: preannotate, or scale (every stage, at --articles).")],
+    stage: Annotated[str, typer.Argument(help="What to benchmark: preannotate, scale (every stage, at --articles), or "
+                                          "label-studio (push, no-op push, refresh, pull on a throwaway local server).")],
     docs: Annotated[int, typer.Option(help="Size of the generated corpus.")] = 500,
+    tasks: Annotated[int, typer.Option(help="label-studio: tasks pushed, refreshed and pulled.")] = 1000,
     n_process: Annotated[int, typer.Option("--n-process", help="Processes for the parallel run.")] = 2,
     repeat: Annotated[int, typer.Option(help="Timings per measurement; the best is kept.")] = 3,
     params: ParamsOpt = Path("params.yaml"),
@@ -149,7 +151,7 @@ def bench(
     max_publish_articles: Annotated[int, typer.Option(help="scale: run publish only up to this corpus size (it holds the corpus in memory).")] = 10_000,
     workdir: Annotated[Path | None, typer.Option(help="scale: keep the corpus, outputs and logs here (default: a temporary folder).")] = None,
 ) -> None:
-    """Throughput of a stage beside the bare library on a generated corpus (docs/s, chars/s, ratio)."""
+    """Throughput of a stage beside the bare library (or the bare Label Studio API) on generated data, as a ratio."""
     from pipeline.evaluation import bench as stage_bench
 
     if stage == "scale":
@@ -164,6 +166,7 @@ def bench(
     stage_bench.main(
         stage=stage,
         docs=docs,
+        tasks=tasks,
         n_process=n_process,
         repeat=repeat,
         params=params,

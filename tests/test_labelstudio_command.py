@@ -16,7 +16,7 @@ from dotenv import dotenv_values
 
 from pipeline.common.jsonl import read_jsonl
 from pipeline.labelstudio.api import LabelStudioAPI
-from pipeline.labelstudio.push import existing_tasks
+from pipeline.labelstudio.index import TaskIndex
 
 pytestmark = pytest.mark.integration
 
@@ -56,16 +56,16 @@ def test_one_command_brings_up_a_project_then_reuses_it_then_stops(tmp_path: Pat
         assert "grep LABEL_STUDIO_PASSWORD" in first.stdout
 
         api = LabelStudioAPI(url, token, timeout_s=30, retries=2)
-        tasks = existing_tasks(api, project, page_size=100)
-        assert sorted(aid for aid, _ in tasks) == sorted(r["id"] for _, r in read_jsonl(seed_preannotated))
-        assert all(t["predictions"] for t in tasks.values())
+        tasks = TaskIndex.fetch(api, project, page_size=100)
+        assert sorted(t.key[0] for t in tasks) == sorted(r["id"] for _, r in read_jsonl(seed_preannotated))
+        assert all(t.predictions == 1 and len(t.model_versions) == 1 for t in tasks)
 
         second = run(tmp_path, *args)  # the same command again: reuses the server, adds nothing
         assert second.returncode == 0, second.stderr
         again = UP.search(second.stdout)
         assert again and again.group(1) == "already running" and again.group(2) == url
         assert int(again.group(4)) == project
-        assert len(existing_tasks(api, project, page_size=100)) == n_articles
+        assert len(TaskIndex.fetch(api, project, page_size=100)) == n_articles
     finally:
         stopped = run(tmp_path, "label-studio", "--stop", "--data-dir", "ls-data")
     assert stopped.returncode == 0, stopped.stderr

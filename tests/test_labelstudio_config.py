@@ -54,7 +54,7 @@ def test_tasks_golden(cfg):
 
 def test_read_tasks_is_build_tasks_over_the_file(cfg):
     """The commands' one-call reader gives exactly the golden tasks."""
-    assert read_tasks(GOLDEN / "preannotated.jsonl", cfg) == _tasks(cfg)
+    assert list(read_tasks(GOLDEN / "preannotated.jsonl", cfg)) == _tasks(cfg)
 
 
 def test_read_tasks_refuses_a_file_of_bad_records(tmp_path, cfg):

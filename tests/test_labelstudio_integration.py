@@ -192,8 +192,7 @@ def test_corrections_round_trip_exactly(api, cfg, params, env_file, seeds, tmp_p
     STATE.update(snapshot=snapshots[0], annotations_dir=out, exported=by_id)
 
 
-def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations(api, cfg, params, env_file, seeds,
-                                                                                tmp_path):
+def test_repush_after_a_model_change_keeps_annotated_tasks_as_they_are(api, cfg, params, env_file, seeds, tmp_path):
     records = [rec for _, rec in read_jsonl(seeds)]
     old_rules = records[0]["provenance"]["rules_version"]
     for rec in records:
@@ -203,7 +202,8 @@ def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations
     newer = tmp_path / "preannotated.jsonl"
     write_jsonl(newer, records)
     report = push_main(newer, GUIDELINES, params, env_file=env_file)
-    assert report.created == 1 and report.refreshed == 4 and report.unchanged == 0
+    # every other task was annotated: its predictions are what the annotators corrected, left alone
+    assert (report.created, report.refreshed, report.kept_annotated, report.unchanged) == (1, 0, 4, 0)
     assert [aid for aid, _ in report.text_changed] == [changed["id"]]
     stored = project_tasks(api, STATE["project"]["id"])
     assert len(stored) == 6
@@ -211,24 +211,25 @@ def test_repush_after_a_model_change_refreshes_predictions_and_keeps_annotations
     assert len(set(keys)) == 6  # no duplicate task
     before = STATE["exported"]
     for task in stored:
-        if task["id"] in before:  # annotations untouched, byte for byte
+        if task["id"] in before:  # annotations and predictions untouched, byte for byte
             assert [(a["id"], a["result"], a["updated_at"]) for a in task["annotations"]] == [
                 (a["id"], a["result"], a["updated_at"]) for a in before[task["id"]]["annotations"]]
-            versions = [p["model_version"] for p in task["predictions"]]
-            expected = "next" if task["data"]["article_id"] != changed["id"] else old_rules
-            assert len(versions) == 1 and f"rules.{expected}+" in versions[0]
+            assert [(p["id"], p["model_version"]) for p in task["predictions"]] == [
+                (p["id"], p["model_version"]) for p in before[task["id"]]["predictions"]]
+            assert f"rules.{old_rules}+" in task["predictions"][0]["model_version"]
 
-    # a refresh that died between adding the new predictions and deleting the old ones is finished;
-    # an article listed twice in the input is still one task
-    victim = next(t for t in stored if t["id"] in before)
+    # a refresh that died after deleting some predictions, or left an older one, is finished on an
+    # unannotated task; an article listed twice in the input is still one task
+    victim = next(t for t in stored if t["id"] not in before)
     api.post("/api/predictions", {"task": victim["id"], "model_version": "older", "score": 0.1, "result": []},
              what="a leftover prediction")
     write_jsonl(newer, records + records[1:2])
     again = push_main(newer, GUIDELINES, params, env_file=env_file)
-    assert (again.created, again.refreshed, again.unchanged) == (0, 1, 4)  # 5 articles, one listed twice
+    assert (again.created, again.refreshed, again.kept_annotated, again.unchanged) == (0, 1, 4, 0)
     victim_now = api.get(f"/api/tasks/{victim['id']}", what="task")
     assert [p["model_version"] for p in victim_now["predictions"]] == [
         p["model_version"] for p in victim["predictions"]]
+    assert victim_now["predictions"][0]["result"] == victim["predictions"][0]["result"]
     assert len(project_tasks(api, STATE["project"]["id"])) == 6
 
     # a later pull is a new snapshot; the older one is kept; stale annotations are flagged

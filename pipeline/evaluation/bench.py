@@ -15,7 +15,7 @@ from pipeline.common.config import section
 from pipeline.common.errors import ConfigError
 from pipeline.common.jsonl import dumps
 
-STAGES = ("preannotate", "scale")  # scale: pipeline/evaluation/bench_scale.py, run by the CLI
+STAGES = ("preannotate", "scale", "label-studio")  # scale: pipeline/evaluation/bench_scale.py, run by the CLI
 
 # Seed-like sentences: who said what about whom, in the register of the January 2022 security talks.
 _TEMPLATES = (
@@ -146,11 +146,17 @@ def bench_preannotate(
 
 
 def main(
-    stage: str, docs: int, n_process: int, repeat: int, params: Path, patterns: Path, actors: Path, lexicon: Path
+    stage: str, docs: int, n_process: int, repeat: int, params: Path, patterns: Path, actors: Path, lexicon: Path,
+    tasks: int = 1000,
 ) -> None:
     """Run the benchmark of `stage` and print its throughputs."""
     if stage not in STAGES:
         raise ConfigError(f"no benchmark for stage {stage!r}; available: {', '.join(STAGES)}")
-    if docs < 1 or n_process < 1 or repeat < 1:
-        raise ConfigError("--docs, --n-process and --repeat must be at least 1")
+    if docs < 1 or n_process < 1 or repeat < 1 or tasks < 1:
+        raise ConfigError("--docs, --tasks, --n-process and --repeat must be at least 1")
+    if stage == "label-studio":
+        from pipeline.evaluation import ls_bench
+
+        ls_bench.main(tasks, params)
+        return
     bench_preannotate(docs, n_process, params, patterns, actors, lexicon, repeat=repeat)

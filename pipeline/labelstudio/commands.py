@@ -32,7 +32,7 @@ def push_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path
     text = read_guidelines(guidelines)
     tasks = read_tasks(input, cfg)
     if limit is not None:
-        tasks = tasks[:limit]
+        tasks.limit(limit)
     api = connect(cfg, env_file)
     project, report = push(api, tasks, cfg, text)
     print(report.line(), file=sys.stderr)

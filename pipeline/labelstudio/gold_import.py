@@ -17,9 +17,10 @@ from pipeline.evaluation import gold as gold_module
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.commands import read_guidelines
+from pipeline.labelstudio.index import TaskIndex
 from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.pull import PullReport, pull
-from pipeline.labelstudio.push import existing_tasks, push
+from pipeline.labelstudio.push import push
 from pipeline.labelstudio.tasks import gold_result, read_tasks
 
 GOLD_ANNOTATOR = "gold@annotators.local"
@@ -32,14 +33,15 @@ def import_gold(api: LabelStudioAPI, project_id: int, gold_records: Iterable[Map
     if user is None:
         user = api.post("/api/users/", {"email": GOLD_ANNOTATOR, "username": "gold", "first_name": "Gold",
                                         "password": secrets.token_urlsafe(18)}, what="creating the gold annotator")
-    tasks = existing_tasks(api, project_id, page_size)
+    tasks = TaskIndex.fetch(api, project_id, page_size)
     n = 0
     for record in gold_records:
         key = (record["id"], sha256_text(record["text"]))
-        if key not in tasks:
+        task = tasks.get(key)
+        if task is None:
             raise InputError(f"gold for article {record['id']}: no task with that article and text; push it first")
         api.post(
-            f"/api/tasks/{tasks[key]['id']}/annotations",
+            f"/api/tasks/{task.task_id}/annotations",
             {"result": gold_result(record), "completed_by": user["id"], "ground_truth": True},
             what=f"submitting the gold annotation of article {record['id']}",
         )

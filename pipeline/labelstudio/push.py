@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.config import instructions_html, label_config
+from pipeline.labelstudio.index import TaskIndex
 from pipeline.labelstudio.params import Config
 
 SAMPLING = {"least_confident_first": "Uncertainty sampling", "input_order": "Sequential sampling"}
@@ -24,6 +26,7 @@ class PushReport:
     created: int = 0
     refreshed: int = 0
     unchanged: int = 0
+    kept_annotated: int = 0  # a newer model version, but humans annotated the task: its predictions left as they are
     text_changed: list[tuple[str, int]] = field(default_factory=list)  # (article id, old task id)
 
     def line(self) -> str:
@@ -31,6 +34,7 @@ class PushReport:
         changed = len(self.text_changed)
         return (
             f"push: {self.created} new task(s), {self.refreshed} with refreshed predictions, "
+            f"{self.kept_annotated} left with older predictions because humans annotated them, "
             f"{self.unchanged} unchanged, {changed} article(s) whose text changed (new task, old one kept)"
         )
 
@@ -66,85 +70,125 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str) -> dict[st
     return project
 
 
-def existing_tasks(api: LabelStudioAPI, project_id: int, page_size: int) -> dict[tuple[str, str], dict[str, Any]]:
-    """(article_id, text_hash) -> {id, model_versions, predictions} of every task in the project, paged."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for task in api.pages(
-        "/api/tasks", what="listing tasks", page_size=page_size,
-        params={"project": project_id, "fields": "all", "include": "id,data,predictions"},
-    ):
-        data = task.get("data") or {}
-        key = (str(data.get("article_id")), str(data.get("text_hash")))
-        versions = {p.get("model_version") for p in task.get("predictions") or [] if isinstance(p, dict)}
-        preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
-        found.setdefault(key, {"id": task["id"], "model_versions": versions, "predictions": preds})
-    return found
+def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, Any]], index: TaskIndex,
+                  page_size: int) -> int:
+    """Import one batch and return how many of its tasks the server now holds that it did not before.
 
-
-def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, Any]], page_size: int) -> int:
-    """Import one batch; after a failure that may have half-landed, import only what is still missing."""
+    After a failure that may have landed (a timeout, a lost answer, a 5xx), the tasks created since the
+    last known one are read back: those of the batch count as created and only the rest is sent again."""
+    known = index.max_id
+    created = 0
     for attempt in range(1 + api.retries):
         try:
             answer = api.post(
                 f"/api/projects/{project_id}/import", batch, what="importing tasks",
                 timeout_s=max(api.timeout_s, 120.0),
             )
-            return int(answer.get("task_count", len(batch)))
+            return created + int((answer or {}).get("task_count", len(batch)))
         except LabelStudioError as exc:
             if (exc.status is not None and exc.status < 500) or attempt == api.retries:
                 raise  # the server refused the batch: retrying will not help
             time.sleep(min(api.backoff_s * 2**attempt, 10.0))
-            have = existing_tasks(api, project_id, page_size)
-            batch = [t for t in batch if (t["data"]["article_id"], t["data"]["text_hash"]) not in have]
+            landed = TaskIndex.fetch(api, project_id, page_size, after_id=known)
+            keys = {(t["data"]["article_id"], t["data"]["text_hash"]) for t in batch}
+            for entry in landed:
+                index.add(entry)
+                known = max(known, entry.task_id)
+                created += entry.key in keys
+            batch = [t for t in batch if (t["data"]["article_id"], t["data"]["text_hash"]) not in landed]
             if not batch:
-                return 0
-    return 0
+                return created
+    return created
 
 
-def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelines: str,
+def _refresh_batch(api: LabelStudioAPI, project_id: int, batch: list[tuple[int, dict[str, Any]]],
+                   page_size: int) -> int:
+    """Replace the predictions of unannotated tasks in bulk: one delete action, one predictions import.
+
+    Deleting first is safe: a push that dies in between leaves tasks without predictions, which the
+    next push sees as out of date and refreshes. A lost import answer is checked by reading the tasks back."""
+    ids = [task_id for task_id, _ in batch]
+    api.post("/api/dm/actions", {"selectedItems": {"all": False, "included": ids}}, idempotent=True,
+             what=f"removing the old predictions of {len(ids)} task(s)",
+             params={"id": "delete_tasks_predictions", "project": project_id})
+    todo = [{**pred, "task": task_id} for task_id, pred in batch]
+    for attempt in range(1 + api.retries):
+        try:
+            api.post(f"/api/projects/{project_id}/import/predictions", todo,
+                     what=f"importing the predictions of {len(todo)} task(s)", timeout_s=max(api.timeout_s, 120.0))
+            return len(batch)
+        except LabelStudioError as exc:
+            if (exc.status is not None and exc.status < 500) or attempt == api.retries:
+                raise
+            time.sleep(min(api.backoff_s * 2**attempt, 10.0))
+            now = {e.task_id: e.model_versions for e in TaskIndex.fetch(api, project_id, page_size, ids=ids)}
+            todo = [p for p in todo if p["model_version"] not in now.get(p["task"], frozenset())]
+            if not todo:
+                break
+    return len(batch)
+
+
+@dataclass
+class _Batches:
+    """Tasks waiting to be sent: new ones to import, unannotated ones whose predictions to refresh."""
+
+    size: int
+    new: list[dict[str, Any]] = field(default_factory=list)
+    refresh: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+
+def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guidelines: str,
          progress: bool = True) -> tuple[dict[str, Any], PushReport]:
-    """Create/update the project and add the tasks it lacks; refresh predictions of an older model version."""
+    """Create/update the project and add the tasks it lacks; refresh predictions of an older model version.
+
+    Tasks are read once and sent in batches of `import_batch_size`, so memory holds the task index and one
+    batch. Only tasks nobody annotated get new predictions; human annotations are never touched."""
     project = ensure_project(api, cfg, guidelines)
-    have = existing_tasks(api, project["id"], cfg.ls.page_size)
-    by_article: dict[str, list[int]] = {}
-    for (aid, _), info in have.items():
-        by_article.setdefault(aid, []).append(info["id"])
+    pid, page_size = project["id"], cfg.ls.page_size
+    index = TaskIndex.fetch(api, pid, page_size)
+    silent = [e.task_id for e in index if e.predictions and not e.model_versions]
+    if silent:
+        raise LabelStudioError(f"Label Studio at {api.url} did not report the model version of task {silent[0]}'s "
+                               f"predictions (an API change?); push cannot tell which predictions are current")
     report = PushReport()
-    new, refresh = [], []
-    seen = set()
+    pending = _Batches(cfg.ls.import_batch_size)
+    versions: Counter[str] = Counter()
+    seen: set[tuple[str, str]] = set()
+    total = len(tasks) if isinstance(tasks, Sized) else None
+    bar = tqdm(total=total, desc="push", unit="task", disable=not progress or (total or 0) < 200, file=sys.stderr)
+
+    def flush(final: bool = False) -> None:
+        if pending.new and (final or len(pending.new) >= pending.size):
+            report.created += _import_batch(api, pid, pending.new, index, page_size)
+            pending.new = []
+        if pending.refresh and (final or len(pending.refresh) >= pending.size):
+            report.refreshed += _refresh_batch(api, pid, pending.refresh, page_size)
+            pending.refresh = []
+
     for task in tasks:
+        bar.update(1)
         key = (task["data"]["article_id"], task["data"]["text_hash"])
         if key in seen:  # the same article twice in the input: one task
             continue
         seen.add(key)
-        if key not in have:
-            new.append(task)
-            for old_id in by_article.get(key[0], []):
-                report.text_changed.append((key[0], old_id))
-        elif have[key]["model_versions"] != {task["predictions"][0]["model_version"]}:
-            refresh.append((have[key], task))  # also finishes a refresh that died between add and delete
-        else:
-            report.unchanged += 1
-    batches = [new[i:i + cfg.ls.import_batch_size] for i in range(0, len(new), cfg.ls.import_batch_size)]
-    bar = tqdm(total=len(new), desc="push", unit="task", disable=not progress or len(new) < 200, file=sys.stderr)
-    for batch in batches:
-        report.created += _import_batch(api, project["id"], batch, cfg.ls.page_size)
-        bar.update(len(batch))
-    bar.close()
-    for info, task in tqdm(refresh, desc="refresh", unit="task", disable=not progress or len(refresh) < 200,
-                           file=sys.stderr):
         pred = task["predictions"][0]
-        if pred["model_version"] not in info["model_versions"]:
-            api.post("/api/predictions", {**pred, "task": info["id"]}, what=f"adding predictions to task {info['id']}")
-        for old in info["predictions"]:
-            if old.get("model_version") != pred["model_version"]:
-                api.delete(f"/api/predictions/{old['id']}", what=f"removing old predictions of task {info['id']}")
-        report.refreshed += 1
+        versions[pred["model_version"]] += 1
+        have = index.get(key)
+        if have is None:
+            pending.new.append(task)
+            report.text_changed.extend((key[0], old) for old in index.task_ids_of_article(key[0]))
+        elif have.model_versions == {pred["model_version"]}:
+            report.unchanged += 1
+        elif have.annotated:
+            report.kept_annotated += 1  # a human worked on these predictions: they stay as they were
+        else:
+            pending.refresh.append((have.task_id, pred))  # also finishes a refresh that died halfway
+        flush()
+    flush(final=True)
+    bar.close()
     # The project's model version selects the predictions shown and the ones uncertainty sampling orders
     # by; Label Studio accepts only a version that some prediction already has, hence after the import.
-    versions = Counter(t["predictions"][0]["model_version"] for t in tasks)
     if versions and project.get("model_version") != (current := versions.most_common(1)[0][0]):
-        project = api.patch(f"/api/projects/{project['id']}", {"model_version": current},
+        project = api.patch(f"/api/projects/{pid}", {"model_version": current},
                             what="setting the project's model version")
     return project, report
-

@@ -17,7 +17,7 @@ from pipeline.common.contract import is_int
 from pipeline.common.errors import BadRecords
 from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.api import LabelStudioAPI
-from pipeline.labelstudio.push import existing_tasks
+from pipeline.labelstudio.index import TaskIndex
 
 Key = tuple[str, str, str]  # article id, text hash, annotator
 
@@ -58,7 +58,7 @@ def latest_versions(folder: Path) -> dict[Key, dict[str, Any]]:
 def reimport(api: LabelStudioAPI, project_id: int, folder: Path, page_size: int) -> ReimportReport:
     """Submit the human versions of `folder`'s snapshots missing from the project as their original annotators'."""
     report = ReimportReport()
-    here = existing_tasks(api, project_id, page_size)
+    here = TaskIndex.fetch(api, project_id, page_size)
     users = {u.get("email"): u for u in api.get("/api/users/", what="listing users")}
     present: dict[int, set[int]] = {}
     for (article_id, text_hash, who), ann in sorted(latest_versions(folder).items()):
@@ -67,10 +67,11 @@ def reimport(api: LabelStudioAPI, project_id: int, folder: Path, page_size: int)
         if task is None or number is None:
             report.no_task += task is None
             continue
-        if task["id"] not in present:
-            anns = api.get(f"/api/tasks/{task['id']}/annotations", what=f"listing the annotations of task {task['id']}")
-            present[task["id"]] = {a["import_id"] for a in anns if isinstance(a, dict) and is_int(a.get("import_id"))}
-        if number in present[task["id"]]:
+        tid = task.task_id
+        if tid not in present:
+            anns = api.get(f"/api/tasks/{tid}/annotations", what=f"listing the annotations of task {tid}")
+            present[tid] = {a["import_id"] for a in anns if isinstance(a, dict) and is_int(a.get("import_id"))}
+        if number in present[tid]:
             report.already += 1
             continue
         email = f"{who}@annotators.local"
@@ -80,8 +81,8 @@ def reimport(api: LabelStudioAPI, project_id: int, folder: Path, page_size: int)
                                     what=f"creating the user standing for {who}")
         body = {"result": ann["result"], "completed_by": users[email]["id"], "import_id": number,
                 "ground_truth": ann.get("ground_truth") is True, "lead_time": ann.get("lead_time")}
-        api.post(f"/api/tasks/{task['id']}/annotations", body,
+        api.post(f"/api/tasks/{tid}/annotations", body,
                  what=f"importing {who}'s annotation of article {article_id}")
-        present[task["id"]].add(number)
+        present[tid].add(number)
         report.imported += 1
     return report

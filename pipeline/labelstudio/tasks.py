@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.common.contract import document_problem, is_number
 from pipeline.common.errors import BadRecords, InputError
-from pipeline.common.jsonl import read_jsonl
+from pipeline.common.jsonl import JSONLineError, loads, open_input, read_jsonl
 from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.config import FROM_NAME, TO_NAME
 from pipeline.labelstudio.params import Config
@@ -154,14 +154,14 @@ def to_task(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
     return {"data": data, "predictions": [prediction(record, cfg)]}
 
 
-def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, where: Path, bad: BadRecords) -> list[dict]:
-    """Check records and turn the good ones into tasks, ordered for the annotators' queue."""
-    tasks: list[dict] = []
+def checked_records(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, where: Path,
+                    bad: BadRecords) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The good records (line number, record); bad ones reported and counted, too many of them an error at the end."""
+    good = rejected = 0
     before = len(bad)
-    rejected = 0
     for lineno, record in records:
         unannotated = "entities" not in record and not isinstance((record.get("provenance") or {}).get("model"), str)
-        if unannotated and not tasks and not rejected:
+        if unannotated and not good and not rejected:
             # the first record is not pre-annotated: an ingested file, one line for the whole file, not one per record
             raise InputError(f"{where}:{lineno}: not a pre-annotated article (no entities, no model in its "
                              f"provenance); run preannotate first (dvc repro preannotate)")
@@ -170,16 +170,75 @@ def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, wher
             bad.add(f"{where}:{lineno}", problem)
             rejected += 1
             continue
-        tasks.append(to_task(record, cfg))
+        good += 1
+        yield lineno, record
     unreadable = len(bad) - before - rejected  # lines that were not even JSON objects
-    bad.check(len(tasks) + rejected + unreadable)
+    bad.check(good + rejected + unreadable)
+
+
+def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, where: Path, bad: BadRecords) -> list[dict]:
+    """Check records and turn the good ones into tasks, ordered for the annotators' queue (all in memory)."""
+    tasks = [to_task(record, cfg) for _, record in checked_records(records, cfg, where, bad)]
     if cfg.ls.queue_order == "least_confident_first":
         tasks.sort(key=lambda t: t["predictions"][0]["score"])  # stable: input order among equal scores
     return tasks
 
 
+class TaskStream:
+    """The tasks of a pre-annotated file in queue order, built one at a time when iterated.
 
-def read_tasks(path: Path, cfg: Config) -> list[dict]:
-    """The tasks of a pre-annotated JSON Lines file (bad records reported, too many of them an error)."""
-    bad = BadRecords("push", cfg.ls.max_bad_share)
-    return build_tasks(read_jsonl(path, bad), cfg, path, bad)
+    Reading checks every record and keeps only (score, line, byte offset, article id) of each good one
+    (the first of an article id and text hash); iterating reads each line again at its offset, so memory
+    holds one task, not the file.
+    """
+
+    def __init__(self, path: Path, cfg: Config) -> None:
+        self.path, self.cfg = path, cfg
+        bad = BadRecords("push", cfg.ls.max_bad_share)
+        keep: list[tuple[float, int, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for lineno, record in checked_records(read_jsonl(path, bad), cfg, path, bad):
+            key = (record["id"], sha256_text(record["text"]))
+            if key not in seen:  # the same article twice in the input: one task
+                seen.add(key)
+                keep.append((task_score(record, cfg.ls.task_score), lineno, record["id"]))
+        if cfg.ls.queue_order == "least_confident_first":
+            keep.sort(key=lambda item: item[0])  # stable: input order among equal scores
+        offsets = _line_offsets(path, {lineno for _, lineno, _ in keep})
+        self._order = [(offsets[lineno], article_id) for _, lineno, article_id in keep]
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        with open_input(self.path) as handle:
+            for offset, article_id in self._order:
+                handle.seek(offset)
+                try:
+                    record = loads(handle.readline().decode("utf-8"))
+                except (JSONLineError, UnicodeDecodeError):
+                    record = None
+                if not isinstance(record, dict) or record.get("id") != article_id:
+                    raise InputError(f"{self.path}: changed while it was being pushed; push again")
+                yield to_task(record, self.cfg)
+
+    def limit(self, n: int) -> TaskStream:
+        """Only the first `n` tasks of the queue."""
+        self._order = self._order[:n]
+        return self
+
+
+def _line_offsets(path: Path, wanted: set[int]) -> dict[int, int]:
+    """Byte offset of each wanted line (1-based line numbers, as `read_jsonl` counts them)."""
+    offsets, pos = {}, 0
+    with open_input(path) as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if lineno in wanted:
+                offsets[lineno] = pos
+            pos += len(raw)
+    return offsets
+
+
+def read_tasks(path: Path, cfg: Config) -> TaskStream:
+    """The tasks of a pre-annotated JSON Lines file, streamed (bad records reported, too many of them an error)."""
+    return TaskStream(path, cfg)

@@ -1,0 +1,105 @@
+"""The existing-task index: per task only what keying needs, read from the tasks list with the smallest field set.
+
+Label Studio 1.23's `GET /api/tasks` returns just the fields named in `include` (drf-flex-fields) and leaves
+out predictions and annotations unless `fields=all`. `data` cannot be narrowed (it is one JSON column), so
+each page carries the article text; only the key is kept. The model versions of a task's predictions are
+computed by the server only when a filter or a shown column needs them: a `not_contains` filter on a value
+no model version has (`NO_VERSION`) asks for them and matches every task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.labelstudio.api import LabelStudioAPI
+
+Key = tuple[str, str]  # (article_id, text_hash)
+
+INCLUDE = "id,data,total_annotations,cancelled_annotations,total_predictions,predictions_model_versions"
+NO_VERSION = "~no model version is this~"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedTask:
+    """One task as the index holds it."""
+
+    task_id: int
+    key: Key
+    model_versions: frozenset[str]
+    annotated: bool  # a human submitted or skipped it (annotations are never touched, nor their predictions)
+    predictions: int
+
+
+def list_query(after_id: int, ids: Iterable[int] | None) -> str:
+    """The Data Manager query: every task (or the given ids), with model versions computed, in id order."""
+    items: list[dict[str, Any]] = [{"filter": "filter:tasks:predictions_model_versions", "operator": "not_contains",
+                                    "type": "List", "value": [NO_VERSION]}]
+    if after_id:
+        items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": after_id})
+    selected: dict[str, Any] = {"all": True, "excluded": []} if ids is None else {"all": False, "included": list(ids)}
+    return json.dumps({"filters": {"conjunction": "and", "items": items}, "selectedItems": selected,
+                       "ordering": ["tasks:id"]})
+
+
+def _entry(task: dict[str, Any]) -> IndexedTask:
+    data = task.get("data") or {}
+    versions = task.get("predictions_model_versions") or ""
+    return IndexedTask(
+        task_id=int(task["id"]),
+        key=(str(data.get("article_id")), str(data.get("text_hash"))),
+        model_versions=frozenset(v.strip() for v in str(versions).split(",") if v.strip()),
+        annotated=bool(task.get("total_annotations") or task.get("cancelled_annotations")),
+        predictions=int(task.get("total_predictions") or 0),
+    )
+
+
+class TaskIndex:
+    """Every task of a project by key (the first, lowest id, when a key has several), one page in memory at a time."""
+
+    def __init__(self, entries: Iterable[IndexedTask] = ()) -> None:
+        self.entries: list[IndexedTask] = []
+        self._by_key: dict[Key, IndexedTask] = {}
+        self._by_article: dict[str, list[int]] = {}
+        for entry in entries:
+            self.add(entry)
+
+    @classmethod
+    def fetch(cls, api: LabelStudioAPI, project_id: int, page_size: int, *, after_id: int = 0,
+              ids: Iterable[int] | None = None) -> TaskIndex:
+        """The index of the project's tasks (only those with id > `after_id`, or only `ids`, when given)."""
+        return cls(_entry(t) for t in api.pages(
+            "/api/tasks", what="listing tasks", page_size=page_size,
+            params={"project": project_id, "include": INCLUDE, "resolve_uri": "false", "query": list_query(after_id, ids)},
+        ))
+
+    def add(self, entry: IndexedTask) -> None:
+        """Index one more task."""
+        self.entries.append(entry)
+        self._by_key.setdefault(entry.key, entry)
+        self._by_article.setdefault(entry.key[0], []).append(entry.task_id)
+
+    def get(self, key: Key) -> IndexedTask | None:
+        """The task of this key, or None."""
+        return self._by_key.get(key)
+
+    def task_ids_of_article(self, article_id: str) -> list[int]:
+        """Ids of every task of this article, whatever its text."""
+        return self._by_article.get(article_id, [])
+
+    @property
+    def max_id(self) -> int:
+        """The highest task id (0 for an empty project)."""
+        return max((e.task_id for e in self.entries), default=0)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> Iterator[IndexedTask]:
+        """Every task, duplicates of a key included, in id order."""
+        return iter(self.entries)
