@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.config import instructions_html, label_config
+from pipeline.labelstudio.duplicates import DuplicateReport, Entry, check_duplicates, has_human_work
 from pipeline.labelstudio.params import Config
 
 SAMPLING = {"least_confident_first": "Uncertainty sampling", "input_order": "Sequential sampling"}
@@ -25,6 +26,7 @@ class PushReport:
     refreshed: int = 0
     unchanged: int = 0
     text_changed: list[tuple[str, int]] = field(default_factory=list)  # (article id, old task id)
+    duplicates: DuplicateReport = field(default_factory=DuplicateReport)
 
     def line(self) -> str:
         """One summary line."""
@@ -32,7 +34,7 @@ class PushReport:
         return (
             f"push: {self.created} new task(s), {self.refreshed} with refreshed predictions, "
             f"{self.unchanged} unchanged, {changed} article(s) whose text changed (new task, old one kept)"
-        )
+        ) + (f"; {dups}" if (dups := self.duplicates.line()) else "")
 
 
 def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
@@ -66,15 +68,20 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str) -> dict[st
     return project
 
 
-def existing_tasks(api: LabelStudioAPI, project_id: int, page_size: int) -> dict[tuple[str, str], dict[str, Any]]:
-    """(article_id, text_hash) -> {id, model_versions, predictions} of every task in the project, paged."""
+def existing_tasks(api: LabelStudioAPI, project_id: int, page_size: int,
+                   entries: list[Entry] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(article_id, text_hash) -> {id, model_versions, predictions} of the first task of each key, paged; every
+    task's (id, key, has human work) is appended to `entries` (duplicate detection)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
+    include = "id,data,predictions" + (",total_annotations,cancelled_annotations,drafts" if entries is not None else "")
     for task in api.pages(
         "/api/tasks", what="listing tasks", page_size=page_size,
-        params={"project": project_id, "fields": "all", "include": "id,data,predictions"},
+        params={"project": project_id, "fields": "all", "include": include},
     ):
         data = task.get("data") or {}
         key = (str(data.get("article_id")), str(data.get("text_hash")))
+        if entries is not None:
+            entries.append((task["id"], key, has_human_work(task)))
         versions = {p.get("model_version") for p in task.get("predictions") or [] if isinstance(p, dict)}
         preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
         found.setdefault(key, {"id": task["id"], "model_versions": versions, "predictions": preds})
@@ -102,14 +109,19 @@ def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, An
 
 
 def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelines: str,
-         progress: bool = True) -> tuple[dict[str, Any], PushReport]:
-    """Create/update the project and add the tasks it lacks; refresh predictions of an older model version."""
+         progress: bool = True, remove_duplicates: bool = False) -> tuple[dict[str, Any], PushReport]:
+    """Create/update the project and add the tasks it lacks; refresh predictions of an older model version;
+    report tasks that share a key (and, with `remove_duplicates`, delete those without human work)."""
     project = ensure_project(api, cfg, guidelines)
-    have = existing_tasks(api, project["id"], cfg.ls.page_size)
+    entries: list[Entry] = []
+    have = existing_tasks(api, project["id"], cfg.ls.page_size, entries)
+    duplicates = check_duplicates(api, entries, remove=remove_duplicates)
+    if duplicates.removed:  # index the task kept for each key
+        have = existing_tasks(api, project["id"], cfg.ls.page_size)
     by_article: dict[str, list[int]] = {}
     for (aid, _), info in have.items():
         by_article.setdefault(aid, []).append(info["id"])
-    report = PushReport()
+    report = PushReport(duplicates=duplicates)
     new, refresh = [], []
     seen = set()
     for task in tasks:
