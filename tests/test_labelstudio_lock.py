@@ -315,6 +315,6 @@ def test_a_duplicate_annotated_after_the_listing_is_spared(api, tmp_path, env_fi
     key = (task["data"]["article_id"], task["data"]["text_hash"])
     report = DuplicateReport(find_duplicates([(old["id"], key, False), (new["id"], key, False)]))  # listed unannotated
     api.post(f"/api/tasks/{new['id']}/drafts", {"result": [], "lead_time": 1.0}, what="a draft")  # then work began
-    remove_duplicates(api, report)
+    remove_duplicates(api, project["id"], report)
     assert report.spared == [new["id"]] and report.removed == []
     assert {t["id"] for t in all_tasks(api, project["id"])} == {old["id"], new["id"]}

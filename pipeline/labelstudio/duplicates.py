@@ -1,12 +1,14 @@
 """Duplicate tasks: several tasks of one key (article id, text hash) in a project, found and, on request, removed.
 
 Detection is a function over (task id, key, annotated) entries, so it runs on any task index. Removal deletes
-only tasks without human work (no submitted or skipped annotation, no draft), checked again just before each
-delete; where several tasks of one key hold human work, all are kept and reported for a human to decide.
+only tasks without human work (no submitted or skipped annotation, no draft), checked by the server in the
+request that deletes them; where several tasks of one key hold human work, all are kept and reported for a human
+to decide.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,23 +113,40 @@ class DuplicateReport:
         }
 
 
-def remove_duplicates(api: LabelStudioAPI, report: DuplicateReport) -> None:
-    """Delete the removable duplicates of `report.groups`, each re-read first: one annotated meanwhile is spared."""
-    for group in report.groups:
-        for task_id in group.removable:
-            task = api.request("GET", f"/api/tasks/{task_id}", what=f"reading duplicate task {task_id}", ok=(200, 404))
-            if task.status_code == 404:
-                continue  # gone already (another run removed it)
-            if has_human_work(api._json(task, f"reading duplicate task {task_id}")):
-                report.spared.append(task_id)
-                continue
-            api.delete(f"/api/tasks/{task_id}", what=f"deleting duplicate task {task_id}")
-            report.removed.append(task_id)
+# Label Studio's Data Manager filter for "no human work": applied by the server at the moment it deletes
+NO_HUMAN_WORK = {"conjunction": "and", "items": [
+    {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0},
+    {"filter": "filter:tasks:cancelled_annotations", "operator": "equal", "type": "Number", "value": 0},
+    {"filter": "filter:tasks:draft_exists", "operator": "equal", "type": "Boolean", "value": False},
+]}
+DELETE_BATCH = 200  # task ids per delete request (they travel in the query string of the check that follows)
 
 
-def check_duplicates(api: LabelStudioAPI, entries: Iterable[Entry], remove: bool) -> DuplicateReport:
+def remove_duplicates(api: LabelStudioAPI, project_id: int, report: DuplicateReport) -> None:
+    """Delete the removable duplicates of `report.groups`, a batch per request.
+
+    The server deletes only the selected tasks that still have no human work (its Data Manager filter is
+    evaluated in the same request as the delete). A task that gained an annotation or a draft since the
+    listing survives and is reported as spared."""
+    ids = [t for g in report.groups for t in g.removable]
+    for i in range(0, len(ids), DELETE_BATCH):
+        batch = ids[i:i + DELETE_BATCH]
+        selected = {"all": False, "included": batch}
+        api.post("/api/dm/actions", {"selectedItems": selected, "filters": NO_HUMAN_WORK},
+                 what=f"deleting {len(batch)} duplicate task(s)", idempotent=True,  # a repeat deletes nothing more
+                 params={"id": "delete_tasks", "project": project_id}, timeout_s=max(api.timeout_s, 120.0))
+        left = {t["id"] for t in api.pages(
+            "/api/tasks", what="checking the deleted duplicates", page_size=DELETE_BATCH,
+            params={"project": project_id, "fields": "all", "include": "id",
+                    "query": json.dumps({"selectedItems": selected})},
+        )}
+        report.removed += [t for t in batch if t not in left]
+        report.spared += [t for t in batch if t in left]
+
+
+def check_duplicates(api: LabelStudioAPI, project_id: int, entries: Iterable[Entry], remove: bool) -> DuplicateReport:
     """Find the project's duplicate tasks and, with `remove`, delete those without human work."""
     report = DuplicateReport(find_duplicates(entries))
     if remove:
-        remove_duplicates(api, report)
+        remove_duplicates(api, project_id, report)
     return report

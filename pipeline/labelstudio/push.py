@@ -115,7 +115,7 @@ def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelin
     project = ensure_project(api, cfg, guidelines)
     entries: list[Entry] = []
     have = existing_tasks(api, project["id"], cfg.ls.page_size, entries)
-    duplicates = check_duplicates(api, entries, remove=remove_duplicates)
+    duplicates = check_duplicates(api, project["id"], entries, remove=remove_duplicates)
     if duplicates.removed:  # index the task kept for each key
         have = existing_tasks(api, project["id"], cfg.ls.page_size)
     by_article: dict[str, list[int]] = {}
