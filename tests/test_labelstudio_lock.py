@@ -16,7 +16,7 @@ import yaml
 from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl, write_jsonl
 from pipeline.common.provenance import sha256_text
-from pipeline.labelstudio.api import LabelStudioAPI
+from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.commands import push_main
 from pipeline.labelstudio.duplicates import DuplicateReport, find_duplicates, remove_duplicates
 from pipeline.labelstudio.lock import PREFIX, LockHeldError, PushLock
@@ -45,7 +45,7 @@ main()
 
 HOLD_LOCK = """\
 import sys, time
-from pipeline.labelstudio.api import LabelStudioAPI
+from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.lock import PushLock
 api = LabelStudioAPI(sys.argv[1], sys.argv[2], timeout_s=30, retries=2)
 with PushLock(api, sys.argv[3], float(sys.argv[4])):
@@ -318,3 +318,12 @@ def test_a_duplicate_annotated_after_the_listing_is_spared(api, tmp_path, env_fi
     remove_duplicates(api, project["id"], report)
     assert report.spared == [new["id"]] and report.removed == []
     assert {t["id"] for t in all_tasks(api, project["id"])} == {old["id"], new["id"]}
+
+
+def test_two_projects_of_one_title_stop_the_push_before_the_lock_is_taken(api, tmp_path, env_file):
+    title = "Twice titled"
+    for _ in range(2):
+        api.post("/api/projects", {"title": title}, what="a project")
+    with pytest.raises(LabelStudioError, match=f"2 projects are titled '{title}'; rename all but one"):
+        push_main(synthetic(tmp_path / "one.jsonl", 1), GUIDELINES, params_for(tmp_path, title), env_file=env_file)
+    assert lock_markers(api, title) == []

@@ -36,8 +36,8 @@ def push_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path
     if limit is not None:
         tasks = tasks[:limit]
     api = connect(cfg, env_file)
-    with PushLock(api, cfg.ls.project_title, cfg.ls.lock_stale_s, break_lock=break_lock):
-        project, report = push(api, tasks, cfg, text, remove_duplicates=remove_duplicates)
+    with PushLock(api, cfg.ls.project_title, cfg.ls.lock_stale_s, break_lock=break_lock) as lock:
+        project, report = push(api, tasks, cfg, text, remove_duplicates=remove_duplicates, project=lock.project)
     print(report.line(), file=sys.stderr)
     for aid, old in report.text_changed:
         print(f"push: article {aid}: text changed; old task {old} left as it is", file=sys.stderr)
@@ -92,8 +92,8 @@ def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path("
     tasks = read_tasks(input, cfg)
     url, creds, started = ls_server.server_main(data_dir, env_file, cfg.ls.server.port, cfg.ls.server.start_timeout_s)
     api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
-    with PushLock(api, cfg.ls.project_title, cfg.ls.lock_stale_s):
-        project, report = push(api, tasks, cfg, text)
+    with PushLock(api, cfg.ls.project_title, cfg.ls.lock_stale_s) as lock:
+        project, report = push(api, tasks, cfg, text, project=lock.project)
     print(report.line(), file=sys.stderr)
     if annotations.is_dir():  # annotators build on the human work of every earlier snapshot, whatever server
         print(reimport(api, project["id"], annotations, cfg.ls.page_size).line(), file=sys.stderr)

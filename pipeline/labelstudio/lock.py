@@ -29,7 +29,7 @@ from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 
 PREFIX = "pipeline push lock: "
 FROM_NAME = "pipeline-push-lock"  # the label-link's control tag name; no such tag exists, so nothing shows it
-TWIN_WAIT_S = 10.0  # how long the holder waits for a project created by a racing push to be deleted by it
+TWIN_WAIT_S = 5.0  # how long a second project of the title may take to be deleted by the racing push that made it
 
 
 class LockHeldError(PipelineError):
@@ -62,11 +62,18 @@ def _titled(api: LabelStudioAPI, title: str) -> list[dict[str, Any]]:
 
 
 def lock_project(api: LabelStudioAPI, title: str) -> dict[str, Any]:
-    """The project the lock is linked to, created (bare) if there is none yet.
+    """The project the lock is linked to and the push then fills, created (bare) if there is none yet.
 
     Two first pushes may both create it; each then keeps the oldest project of that title and deletes the one it
-    created itself if that is not the oldest (it is still empty: nothing is imported before the lock is held)."""
+    created itself if that is not the oldest (still empty: the holder pushes into this oldest one, never into a
+    project found later, so a twin that a racing push has not deleted yet is never filled)."""
     found = _titled(api, title)
+    deadline = time.monotonic() + TWIN_WAIT_S
+    while len(found) > 1 and time.monotonic() < deadline:  # a racing first push deletes its twin in a moment
+        time.sleep(0.25)
+        found = _titled(api, title)
+    if len(found) > 1:
+        raise LabelStudioError(f"{len(found)} projects are titled {title!r}; rename all but one")
     if found:
         return found[0]
     mine = api.post("/api/projects", {"title": title}, what=f"creating project {title!r}")
@@ -89,6 +96,7 @@ class PushLock:
         self.break_lock = break_lock
         self.me = holder()
         self.marker_id: int | None = None
+        self.project: dict[str, Any] | None = None  # the project the holder pushes into (lock_project)
         self.lost = ""  # why the lock was lost while held (broken by another run), if it was
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,6 +116,11 @@ class PushLock:
         except (KeyError, TypeError, ValueError):
             age = 0.0  # no usable clock: never judge a lock stale on a guess
         return marker, max(age, 0.0)
+
+    def _ours(self, marker: dict[str, Any]) -> bool:
+        """True when the marker carries this lock's token."""
+        value = marker.get("value")
+        return isinstance(value, dict) and value.get("token") == self.me["token"]
 
     def _find(self) -> dict[str, Any] | None:
         """The marker with our title, whoever holds it."""
@@ -131,12 +144,12 @@ class PushLock:
 
     def acquire(self) -> None:
         """Take the lock, taking over a stale one (or any, with break_lock); LockHeldError if another push holds it."""
-        project = lock_project(self.api, self.project_title)
+        self.project = project = lock_project(self.api, self.project_title)
         for _ in range(3):  # a marker can vanish or go stale between two looks: look again, a bounded number of times
             marker = self._create(project["id"])
             if marker is None:
                 continue
-            if (marker.get("value") or {}).get("token") == self.me["token"]:
+            if self._ours(marker):
                 self.marker_id = marker["id"]
                 break
             current, age = self._read(self.api, marker["id"])
@@ -155,15 +168,8 @@ class PushLock:
         else:
             raise LockHeldError(f"could not take the push lock of project {self.project_title!r} on {self.api.url} "
                                 f"after 3 tries (other pushes keep taking it); try again")
-        self._wait_for_twins()
         self._thread = threading.Thread(target=self._beat, name="push-lock-heartbeat", daemon=True)
         self._thread.start()
-
-    def _wait_for_twins(self) -> None:
-        """Give a racing first push the moment it needs to delete the twin project it created (lock_project)."""
-        deadline = time.monotonic() + TWIN_WAIT_S
-        while len(_titled(self.api, self.project_title)) > 1 and time.monotonic() < deadline:
-            time.sleep(0.25)
 
     def _beat(self) -> None:
         """Refresh the marker until released; note it (once) if another run broke it."""
@@ -190,7 +196,7 @@ class PushLock:
             return
         try:
             current, _ = self._read(self.api, self.marker_id)
-            if current is not None and (current.get("value") or {}).get("token") == self.me["token"]:
+            if current is not None and self._ours(current):
                 self.api.delete(f"/api/labels/{self.marker_id}/", what="releasing the push lock")
         except LabelStudioError as exc:
             print(f"push: warning: could not release the push lock ({exc}); it expires after {self.stale_s:g} s",

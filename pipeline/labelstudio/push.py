@@ -49,8 +49,10 @@ def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str) -> dict[str, Any]:
-    """Create the project, or bring its config, instructions and queue order up to date."""
+def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str,
+                   project: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create the project (unless given, e.g. by the push lock), or bring its config, instructions and queue order
+    up to date."""
     settings = {
         "title": cfg.ls.project_title,
         "label_config": label_config(cfg),
@@ -59,7 +61,7 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str) -> dict[st
         "sampling": SAMPLING[cfg.ls.queue_order],
         "show_collab_predictions": True,
     }
-    project = find_project(api, cfg.ls.project_title)
+    project = project or find_project(api, cfg.ls.project_title)
     if project is None:
         return api.post("/api/projects", settings, what=f"creating project {cfg.ls.project_title!r}")
     changed = {k: v for k, v in settings.items() if project.get(k) != v}
@@ -109,10 +111,11 @@ def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, An
 
 
 def push(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, guidelines: str,
-         progress: bool = True, remove_duplicates: bool = False) -> tuple[dict[str, Any], PushReport]:
+         progress: bool = True, remove_duplicates: bool = False,
+         project: dict[str, Any] | None = None) -> tuple[dict[str, Any], PushReport]:
     """Create/update the project and add the tasks it lacks; refresh predictions of an older model version;
     report tasks that share a key (and, with `remove_duplicates`, delete those without human work)."""
-    project = ensure_project(api, cfg, guidelines)
+    project = ensure_project(api, cfg, guidelines, project)
     entries: list[Entry] = []
     have = existing_tasks(api, project["id"], cfg.ls.page_size, entries)
     duplicates = check_duplicates(api, project["id"], entries, remove=remove_duplicates)
