@@ -69,11 +69,19 @@ def push(
     input: PreannotatedOpt = Path("data/preannotated.jsonl"),
     guidelines: GuidelinesOpt = Path("resources/guidelines.md"),
     params: ParamsOpt = Path("params.yaml"),
+    break_lock: Annotated[bool, typer.Option(
+        "--break-lock", help="Take the project's push lock even if another push holds it (one that died).")] = False,
+    remove_duplicates: Annotated[bool, typer.Option(
+        "--remove-duplicates", help="Delete tasks that repeat an article's task and have no human annotation.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write the push report here (JSON).")] = None,
 ) -> None:
-    """Push pre-annotated articles to Label Studio (LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY); only new ones are added."""
+    """Push pre-annotated articles to Label Studio (LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY); only new ones are added.
+
+    One push at a time per project (a lock on the server); tasks repeating an article are reported."""
     from pipeline.labelstudio import commands as stage
 
-    stage.push_main(input=input, guidelines=guidelines, params=params)
+    stage.push_main(input=input, guidelines=guidelines, params=params, break_lock=break_lock,
+                    remove_duplicates=remove_duplicates, report_path=report)
 
 
 @app.command()

@@ -277,6 +277,7 @@ def test_missing_url_and_token_are_config_errors(tmp_path, monkeypatch, cfg):
         ("timeout_s", 0, r"labelstudio: timeout_s: expected a number of seconds > 0"),
         ("timeout_s", float("nan"), r"labelstudio.timeout_s: expected a finite number of at most 1e\+15, got nan"),
         ("export_timeout_s", -5, r"labelstudio: export_timeout_s: expected a number of seconds > 0"),
+        ("lock_stale_s", 0, r"labelstudio: lock_stale_s: expected a number of seconds > 0, got 0"),
         ("max_bad_share", 1.5, r"labelstudio: max_bad_share: expected a share 0-1, got 1.5"),
         ("import_batch_size", 0, r"labelstudio: import_batch_size: expected an integer >= 1, got 0"),
         ("page_size", -3, r"labelstudio: page_size: expected an integer >= 1, got -3"),

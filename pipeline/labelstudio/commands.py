@@ -10,6 +10,7 @@ from pipeline.common.jsonl import atomic_writer, write_json
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI, mask
 from pipeline.labelstudio.config import label_config
+from pipeline.labelstudio.lock import PushLock
 from pipeline.labelstudio.params import connect, load_config
 from pipeline.labelstudio.pull import PullReport, pull
 from pipeline.labelstudio.push import PushReport, push
@@ -26,20 +27,36 @@ def read_guidelines(path: Path) -> str:
 
 
 def push_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path(".env"),
-              limit: int | None = None) -> PushReport:
-    """Push pre-annotated articles to the Label Studio project named in params."""
+              limit: int | None = None, break_lock: bool = False, remove_duplicates: bool = False,
+              report_path: Path | None = None) -> PushReport:
+    """Push pre-annotated articles to the Label Studio project named in params, holding the project's push lock."""
     cfg = load_config(params)
     text = read_guidelines(guidelines)
     tasks = read_tasks(input, cfg)
     if limit is not None:
         tasks.limit(limit)
     api = connect(cfg, env_file)
-    project, report = push(api, tasks, cfg, text)
+    with PushLock(api, cfg.ls.project_title, cfg.ls.lock_stale_s, break_lock=break_lock) as lock:
+        project, report = push(api, tasks, cfg, text, remove_duplicates=remove_duplicates, project=lock.project)
     print(report.line(), file=sys.stderr)
     for aid, old in report.text_changed:
         print(f"push: article {aid}: text changed; old task {old} left as it is", file=sys.stderr)
+    for line in report.duplicates.details(remove_duplicates):
+        print(line, file=sys.stderr)
     print(f"push: project {project['id']} at {api.url}/projects/{project['id']}/data", file=sys.stderr)
+    if report_path:
+        write_json(report_path, push_report_dict(report, project["id"]))
     return report
+
+
+def push_report_dict(report: PushReport, project_id: int) -> dict:
+    """The push report as JSON: counts, articles whose text changed, duplicate tasks."""
+    return {
+        "project": project_id, "created": report.created, "refreshed": report.refreshed,
+        "unchanged": report.unchanged,
+        "text_changed": [{"article_id": aid, "old_task": old} for aid, old in report.text_changed],
+        **report.duplicates.as_dict(),
+    }
 
 
 def pull_main(out_dir: Path, params: Path, articles: Path | None = None, report_path: Path | None = None,
@@ -75,7 +92,8 @@ def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path("
     tasks = read_tasks(input, cfg)
     url, creds, started = ls_server.server_main(data_dir, env_file, cfg.ls.server.port, cfg.ls.server.start_timeout_s)
     api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
-    project, report = push(api, tasks, cfg, text)
+    with PushLock(api, cfg.ls.project_title, cfg.ls.lock_stale_s) as lock:
+        project, report = push(api, tasks, cfg, text, project=lock.project)
     print(report.line(), file=sys.stderr)
     if annotations.is_dir():  # annotators build on the human work of every earlier snapshot, whatever server
         print(reimport(api, project["id"], annotations, cfg.ls.page_size).line(), file=sys.stderr)

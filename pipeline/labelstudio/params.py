@@ -53,6 +53,7 @@ class LabelStudioParams:
     retries: int
     export_timeout_s: float
     max_bad_share: float
+    lock_stale_s: float
     server: ServerParams
 
     def validate(self) -> str | None:
@@ -62,7 +63,7 @@ class LabelStudioParams:
         for key in ("import_batch_size", "page_size"):
             if getattr(self, key) < 1:
                 return f"{key}: expected an integer >= 1, got {getattr(self, key)}"
-        for key in ("timeout_s", "export_timeout_s"):
+        for key in ("timeout_s", "export_timeout_s", "lock_stale_s"):
             if not _positive(getattr(self, key)):
                 return f"{key}: expected a number of seconds > 0, got {getattr(self, key)}"
         if not 0 <= self.retries <= MAX_RETRIES:

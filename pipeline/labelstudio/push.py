@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.config import instructions_html, label_config
+from pipeline.labelstudio.duplicates import DuplicateReport, check_duplicates
 from pipeline.labelstudio.index import TaskIndex
 from pipeline.labelstudio.params import Config
 
@@ -28,6 +29,7 @@ class PushReport:
     unchanged: int = 0
     kept_annotated: int = 0  # a newer model version, but humans annotated the task: its predictions left as they are
     text_changed: list[tuple[str, int]] = field(default_factory=list)  # (article id, old task id)
+    duplicates: DuplicateReport = field(default_factory=DuplicateReport)
 
     def line(self) -> str:
         """One summary line."""
@@ -36,7 +38,7 @@ class PushReport:
             f"push: {self.created} new task(s), {self.refreshed} with refreshed predictions, "
             f"{self.kept_annotated} left with older predictions because humans annotated them, "
             f"{self.unchanged} unchanged, {changed} article(s) whose text changed (new task, old one kept)"
-        )
+        ) + (f"; {dups}" if (dups := self.duplicates.line()) else "")
 
 
 def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
@@ -51,8 +53,10 @@ def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str) -> dict[str, Any]:
-    """Create the project, or bring its config, instructions and queue order up to date."""
+def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str,
+                   project: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create the project (unless given, e.g. by the push lock), or bring its config, instructions and queue order
+    up to date."""
     settings = {
         "title": cfg.ls.project_title,
         "label_config": label_config(cfg),
@@ -61,7 +65,7 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str) -> dict[st
         "sampling": SAMPLING[cfg.ls.queue_order],
         "show_collab_predictions": True,
     }
-    project = find_project(api, cfg.ls.project_title)
+    project = project or find_project(api, cfg.ls.project_title)
     if project is None:
         return api.post("/api/projects", settings, what=f"creating project {cfg.ls.project_title!r}")
     changed = {k: v for k, v in settings.items() if project.get(k) != v}
@@ -138,19 +142,24 @@ class _Batches:
 
 
 def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guidelines: str,
-         progress: bool = True) -> tuple[dict[str, Any], PushReport]:
-    """Create/update the project and add the tasks it lacks; refresh predictions of an older model version.
+         progress: bool = True, remove_duplicates: bool = False,
+         project: dict[str, Any] | None = None) -> tuple[dict[str, Any], PushReport]:
+    """Create/update the project and add the tasks it lacks; refresh predictions of an older model version;
+    report tasks that share a key (and, with `remove_duplicates`, delete those without human work).
 
     Tasks are read once and sent in batches of `import_batch_size`, so memory holds the task index and one
     batch. Only tasks nobody annotated get new predictions; human annotations are never touched."""
-    project = ensure_project(api, cfg, guidelines)
+    project = ensure_project(api, cfg, guidelines, project)
     pid, page_size = project["id"], cfg.ls.page_size
     index = TaskIndex.fetch(api, pid, page_size)
+    duplicates = check_duplicates(api, pid, ((e.task_id, e.key, e.annotated) for e in index), remove=remove_duplicates)
+    if duplicates.removed:  # index the task kept for each key
+        index = TaskIndex.fetch(api, pid, page_size)
     silent = [e.task_id for e in index if e.predictions and not e.model_versions]
     if silent:
         raise LabelStudioError(f"Label Studio at {api.url} did not report the model version of task {silent[0]}'s "
                                f"predictions (an API change?); push cannot tell which predictions are current")
-    report = PushReport()
+    report = PushReport(duplicates=duplicates)
     pending = _Batches(cfg.ls.import_batch_size)
     versions: Counter[str] = Counter()
     seen: set[tuple[str, str]] = set()
