@@ -24,6 +24,11 @@ app = typer.Typer(
 )
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read the stage's section from.")]
+StanceModelOpt = Annotated[
+    Path | None,
+    typer.Option(help="Learned stance model (the train stage's output) for preannotate.stance_model; default: the "
+                      "committed base model resources/stance_model/seesaw.json."),
+]
 
 
 @app.command()
@@ -133,13 +138,52 @@ def preannotate(
     patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
     actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
     lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
+    stance_model: StanceModelOpt = None,
 ) -> None:
     """Pre-annotate entities, actor links and stances with spaCy (data/articles.jsonl -> data/preannotated.jsonl)."""
     from pipeline import preannotate as stage
 
     stage.main(
-        input=input, output=output, params=params, cache=cache, patterns=patterns, actors=actors, lexicon=lexicon
+        input=input, output=output, params=params, cache=cache, patterns=patterns, actors=actors, lexicon=lexicon,
+        stance_model=stance_model,
     )
+
+
+@app.command()
+def train(
+    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles.jsonl): text hashes and stories.")],
+    annotations: Annotated[Path, typer.Option(help="Folder of Label Studio snapshots (human gold); none modified.")],
+    output: Annotated[Path, typer.Option(help="The stance model file (JSON).")],
+    report: Annotated[Path, typer.Option(help="JSON report: gold articles and pairs used, held out, model hash.")],
+    base: Annotated[Path | None, typer.Option(help="Base model to stack on (with train.use_base).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
+    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
+    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
+) -> None:
+    """Train the stance model on the train-split human gold of annotations/ (optionally stacked on a base model)."""
+    from pipeline import train as stage
+
+    stage.main(articles=articles, annotations=annotations, output=output, report=report, params=params, base=base,
+               patterns=patterns, actors=actors, lexicon=lexicon)
+
+
+@app.command("train-seesaw")
+def train_seesaw(
+    folder: Annotated[Path, typer.Argument(help="A folder in the SEESAW layout (articles/, annotations/, meta/).")],
+    output: Annotated[Path, typer.Option(help="The base model file.")] = Path("resources/stance_model/seesaw.json"),
+    cv: Annotated[bool, typer.Option("--cv", help="Only print 5-fold cross-validation by story on train (C, threshold).")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N train articles.")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
+    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
+    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
+) -> None:
+    """Train the base stance model on SEESAW train (CC BY-NC-SA 4.0, and so are its weights) with the train: params."""
+    from pipeline.evaluation import seesaw_model
+
+    seesaw_model.train_main(folder=folder, output=output, params=params, patterns=patterns, actors=actors,
+                            lexicon=lexicon, cv=cv, limit=limit)
 
 
 @app.command()
@@ -158,6 +202,7 @@ def bench(
     preannotate_articles: Annotated[int, typer.Option(help="scale: articles pre-annotated with the real model (0: none).")] = 200,
     max_publish_articles: Annotated[int, typer.Option(help="scale: run publish only up to this corpus size (it holds the corpus in memory).")] = 10_000,
     workdir: Annotated[Path | None, typer.Option(help="scale: keep the corpus, outputs and logs here (default: a temporary folder).")] = None,
+    stance_model: StanceModelOpt = None,
 ) -> None:
     """Throughput of a stage beside the bare library (or the bare Label Studio API) on generated data, as a ratio."""
     from pipeline.evaluation import bench as stage_bench
@@ -181,6 +226,7 @@ def bench(
         patterns=patterns,
         actors=actors,
         lexicon=lexicon,
+        stance_model=stance_model,
     )
 
 
@@ -231,10 +277,20 @@ def evaluate_seesaw(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N articles (after the split filter).")] = None,
     by_rule: Annotated[bool, typer.Option("--by-rule", help="Also print the precision of each stance rule.")] = False,
     errors: Annotated[Path | None, typer.Option(help="Write false positives/negatives as JSONL here (keep it outside the repo).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Also score this stance model beside the rules, from one parse.")] = None,
+    learning_curve: Annotated[Path | None, typer.Option(help="With --model: write the learning curve on valid here (JSON).")] = None,
 ) -> None:
     """Triplet precision, recall and F1 of the stance pre-annotator on SEESAW-layout data (POS=favor, NEG=against)."""
     from pipeline.evaluation import seesaw
 
+    if model is not None:
+        from pipeline.evaluation import seesaw_model
+
+        seesaw_model.compare_main(folder=folder, model_path=model, params=params, patterns=patterns, actors=actors,
+                                  lexicon=lexicon, curve=learning_curve, limit=limit)
+        return
+    if learning_curve is not None:
+        raise ConfigError("--learning-curve needs --model")
     seesaw.main(folder=folder, params=params, patterns=patterns, actors=actors, lexicon=lexicon, split=split,
                 limit=limit, by_rule=by_rule, errors_out=errors)
 

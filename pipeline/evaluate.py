@@ -62,15 +62,22 @@ def evaluate(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], dict[st
     """Every metrics document (by file stem) and every plot's rows (by file stem), in one pass over the records."""
     stats, times = DatasetStats(), LeadTimes()
     quality, effort, agree = Preannotation(), Effort(), Agreement()
+    learned_from = 0  # gold articles kept out of the quality figures: the stance model was trained on them
     for record in records:
         stats.add(record)
         times.add(record)
         if record["status"] == "gold":
-            quality.add(record)
+            if trained_on(record):
+                learned_from += 1
+            else:
+                quality.add(record)
             effort.add(record)
             agree.add(record)
+    preannotation = quality.result()
+    if learned_from:
+        preannotation |= {"excluded_train_gold_articles": learned_from, "scored_splits": ["validation", "test"]}
     metrics = {
-        "preannotation": quality.result(),
+        "preannotation": preannotation,
         "effort": {**effort.result(), "time": times.result()},
         "agreement": agree.result(),
         "dataset": stats.result(),
@@ -84,6 +91,12 @@ def evaluate(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], dict[st
         "lead_time": times.plot(),
     }
     return metrics, plots
+
+
+def trained_on(record: dict[str, Any]) -> bool:
+    """Whether the record's stance model learned from this article: it was trained on gold and the article is train."""
+    sources = str((record.get("provenance") or {}).get("stance_trained_on") or "")
+    return record.get("split") == "train" and "gold:train" in sources.split(",")
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,8 @@ CODE = code_files("preannotate.py")
 # A run of cached records is interrupted by an empty placeholder text every this many records, so the
 # queue of records waiting for the model stays short however long the run of cached records is.
 FLUSH_EVERY = 256
+# The committed base stance model (learned from SEESAW, CC BY-NC-SA 4.0), used when no --stance-model is given.
+BASE_MODEL = Path(__file__).resolve().parents[1] / "resources" / "stance_model" / "seesaw.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Params:
     n_workers: int
     shard_size: int
     max_bad_share: float
+    stance_model: bool  # score entity pairs with the learned model (--stance-model FILE); false: rules alone
+    stance_threshold: float  # the model's probability from which a pair is proposed as a stance
 
     def validate(self) -> str | None:
         """Cross-field checks."""
@@ -62,6 +66,8 @@ class Params:
             return "n_process > 1 needs n_workers: 1 (a Dask worker cannot start nlp.pipe's processes)"
         if not 0.0 <= self.max_bad_share <= 1.0:
             return "max_bad_share must be between 0 and 1"
+        if not 0.0 < self.stance_threshold <= 1.0:
+            return "stance_threshold must be in (0, 1]"
         return None
 
 
@@ -79,8 +85,14 @@ class Preannotator:
         return hashlib.sha256(f"{self.fingerprint}\0{text}".encode()).hexdigest()
 
 
-def load(params: Params, patterns: Path, actors: Path, lexicon: Path) -> Preannotator:
-    """Load the model and add the annotator component to the end of its pipeline."""
+def load(params: Params, patterns: Path, actors: Path, lexicon: Path, stance_model: Path | None = None) -> Preannotator:
+    """Load the model and add the annotator component to the end of its pipeline.
+
+    With `params.stance_model`, the learned stance model `stance_model` (default: the committed base model)
+    proposes the stances; else the rules do.
+    """
+    if params.stance_model and stance_model is None:
+        stance_model = BASE_MODEL
     nlp = load_model(params.model)
     if not {"parser", "senter", "sentencizer"} & set(nlp.pipe_names):
         nlp.add_pipe("sentencizer")  # sentences are part of the output contract
@@ -89,7 +101,7 @@ def load(params: Params, patterns: Path, actors: Path, lexicon: Path) -> Preanno
         nlp.add_pipe("paragraph_sentences", before="parser")
     else:
         nlp.add_pipe("paragraph_sentences", after=next(n for n in ("senter", "sentencizer") if n in nlp.pipe_names))
-    config = {
+    config: dict[str, Any] = {
         "patterns": str(patterns),
         "actors": str(actors),
         "lexicon": str(lexicon),
@@ -97,6 +109,8 @@ def load(params: Params, patterns: Path, actors: Path, lexicon: Path) -> Preanno
         "stance_ends": list(params.stance_ends),
         "stance_labels": list(params.stance_labels),
     }
+    if params.stance_model:
+        config |= {"stance_model": str(stance_model), "stance_threshold": params.stance_threshold}
     annotator = nlp.add_pipe(COMPONENT, config=config, last=True)
     assert isinstance(annotator, Annotator)  # spaCy types add_pipe as any callable; the factory makes an Annotator
     provenance = {
@@ -105,6 +119,14 @@ def load(params: Params, patterns: Path, actors: Path, lexicon: Path) -> Preanno
         "rules_version": annotator.rules.version,
         "code_revision": code_revision(CODE),
     }
+    if (model := annotator.stance_model) is not None:  # absent without a model: outputs stay exactly the rules'
+        provenance |= {
+            "stance_model": model.version,
+            "stance_training_data": model.training.data_hash[:12],
+            "stance_threshold": str(params.stance_threshold),
+            "stance_model_licence": model.training.licence,
+            "stance_trained_on": ",".join(model.training.sources),
+        }
     fingerprint = json.dumps([provenance, config["entity_labels"], config["stance_ends"], config["stance_labels"]])
     return Preannotator(nlp, params, provenance, fingerprint)
 
@@ -184,11 +206,12 @@ class ShardJob:
     actors: Path
     lexicon: Path
     cache: Path | None
+    stance_model: Path | None = None
 
     def loaded(self) -> Preannotator:
         """This process's model for this job, loaded on first use."""
-        return worker_state((STAGE, self.params, self.patterns, self.actors, self.lexicon),
-                            lambda: load(self.params, self.patterns, self.actors, self.lexicon))
+        return worker_state((STAGE, self.params, self.patterns, self.actors, self.lexicon, self.stance_model),
+                            lambda: load(self.params, self.patterns, self.actors, self.lexicon, self.stance_model))
 
     def __call__(self, shard: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
         """The shard's records pre-annotated in order, each with whether it came from the cache."""
@@ -232,12 +255,14 @@ def main(
     actors: Path,
     lexicon: Path,
     cache: Path | None = None,
+    stance_model: Path | None = None,
 ) -> None:
     """Pre-annotate a JSONL file of records with `id` and `text` into another, atomically."""
     cfg = section(Params, STAGE, params)
     if not Path(input).is_file():
         raise ConfigError(f"{input}: input file not found")
-    job = ShardJob(cfg, Path(patterns), Path(actors), Path(lexicon), Path(cache) if cache else None)
+    model = Path(stance_model) if stance_model and cfg.stance_model else None
+    job = ShardJob(cfg, Path(patterns), Path(actors), Path(lexicon), Path(cache) if cache else None, model)
     if cfg.n_workers == 1:
         job.loaded()  # a missing model is an error before any output; a cluster's workers load their own
     bad = BadRecords(STAGE, cfg.max_bad_share)

@@ -20,6 +20,7 @@ from pipeline.entities.actors import ActorIndex
 from pipeline.entities.annotator import COMPONENT, Annotator
 from pipeline.entities.cache import Cache
 from pipeline.entities.rules import load_rules
+from pipeline.stance.model import load_model as load_stance_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = ROOT / "resources" / "entity_patterns.yaml"
@@ -169,6 +170,11 @@ def test_output_contract(seeds, pre, params) -> None:
             "model_version": pre.nlp.meta["version"],
             "rules_version": pre.provenance["rules_version"],
             "code_revision": code_revision(pa.CODE),
+            **({"stance_model": load_stance_model(pa.BASE_MODEL).version,  # params.yaml: the model, by default the base
+                "stance_training_data": load_stance_model(pa.BASE_MODEL).training.data_hash[:12],
+                "stance_threshold": str(params.stance_threshold),
+                "stance_model_licence": load_stance_model(pa.BASE_MODEL).training.licence,
+                "stance_trained_on": "seesaw:train"} if params.stance_model else {}),
         }
         previous = 0
         for s in record["sentences"]:
@@ -191,6 +197,7 @@ def test_output_contract(seeds, pre, params) -> None:
             assert st["holder"] != st["target"]
             assert st["label"] in params.stance_labels
             assert 0.0 <= st["score"] <= 1.0 and st["rule"]
+            assert not params.stance_model or st["score"] >= params.stance_threshold  # the model's probability
             assert text[st["cue"]["start"] : st["cue"]["end"]] == st["cue"]["text"]
             for end in (st["holder"], st["target"]):
                 assert record["entities"][end]["label"] in params.stance_ends

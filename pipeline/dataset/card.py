@@ -309,6 +309,10 @@ def render(ctx: CardContext) -> str:
              ["snapshot sha256", ", ".join(f"`{h}`" for h in snapshot_hashes) or "none"],
              ["pre-annotation model", _distinct(records, "model") + " " + _distinct(records, "model_version")],
              ["rules version", _distinct(records, "rules_version")]]
+    if any((r.get("provenance") or {}).get("stance_model") for r in records):  # the stances came from a learned model
+        prov += [["stance model (trained on; training data sha256)", _distinct(records, "stance_model") + " ("
+                  + _distinct(records, "stance_trained_on") + "; " + _distinct(records, "stance_training_data") + ")"],
+                 ["stance model licence", _distinct(records, "stance_model_licence")]]
     parts.append(_table(["input", "value"], prov))
     parts.append("\nRebuild with `dvc repro` from the repository at a commit with these hashes; the Parquet files, "
                  "this card and the figure are byte-identical for identical inputs.")

@@ -23,7 +23,9 @@ from pipeline.common.config import MAX_TEXT_CHARS
 from pipeline.common.errors import ConfigError
 from pipeline.entities.actors import normalise
 from pipeline.entities.rules import Rules, load_rules
-from pipeline.stance.finder import find_stances
+from pipeline.stance.finder import find_stances, model_stances
+from pipeline.stance.model import StanceModel
+from pipeline.stance.model import load_model as load_stance_model
 
 COMPONENT = "geonews_preannotate"
 USER_DATA_KEY = "geonews_preannotate"
@@ -65,15 +67,11 @@ def _forms(text: str) -> set[str]:
 class Annotator:
     """spaCy component: domain fixes, actor links, scores, sentences and stances for one Doc."""
 
-    def __init__(
-        self,
-        nlp: Language,
-        rules: Rules,
-        entity_labels: Iterable[str],
-        stance_ends: Iterable[str],
-        stance_labels: Iterable[str],
-    ) -> None:
+    def __init__(self, nlp: Language, rules: Rules, entity_labels: Iterable[str], stance_ends: Iterable[str],
+                 stance_labels: Iterable[str], stance_model: StanceModel | None = None,
+                 stance_threshold: float = 0.5) -> None:
         self.rules = rules
+        self.stance_model, self.stance_threshold = stance_model, stance_threshold
         self.scores = rules.patterns.scores
         self.keep = frozenset(entity_labels)
         self.stance_ends = frozenset(stance_ends)
@@ -162,6 +160,15 @@ class Annotator:
     def annotate(self, doc: Doc) -> dict[str, Any]:
         """The annotation of one Doc: sentences, entities and stances as plain data."""
         text = doc.text  # spaCy joins the tokens on every access: read it once
+        kept, records = self.entity_layer(doc, text)
+        stances = self.rule_stances(doc, text, kept)
+        if self.stance_model is not None and kept:  # the rules' stances are the model's features and explanation
+            stances = model_stances(doc, kept, stances, self.rules.lexicon, self.stance_ends, self.stance_model,
+                                    self.stance_threshold)
+        return {"sentences": sentence_spans(doc, text), "entities": records, "stances": stances}
+
+    def entity_layer(self, doc: Doc, text: str) -> tuple[list[Span], list[dict[str, Any]]]:
+        """The entity spans that are kept and their records; sets `doc.ents` to every corrected span."""
         link = self.rules.actors.link
         seats = self.rules.actors.seats
         spans, kept, records = [], [], []
@@ -187,6 +194,10 @@ class Annotator:
                     }
                 )
         doc.ents = spans
+        return kept, records
+
+    def rule_stances(self, doc: Doc, text: str, kept: list[Span]) -> list[dict[str, Any]]:
+        """The stance rules' proposals among `kept` (the entity spans of `doc`, whose text is `text`)."""
         stances = []
         for st in find_stances(doc, kept, self.rules.lexicon, self.stance_ends) if kept else ():
             h, t = st["holder"], st["target"]
@@ -195,17 +206,10 @@ class Annotator:
             if kept[h].label_ not in self.stance_ends or kept[t].label_ not in self.stance_ends:
                 continue
             cue = st["cue"]
-            stances.append(
-                {
-                    "holder": h,
-                    "target": t,
-                    "label": st["label"],
-                    "score": round(min(1.0, max(0.0, float(st["score"]))), 4),
-                    "rule": st["rule"],
-                    "cue": {"start": cue["start"], "end": cue["end"], "text": text[cue["start"] : cue["end"]]},
-                }
-            )
-        return {"sentences": sentence_spans(doc, text), "entities": records, "stances": stances}
+            stances.append({"holder": h, "target": t, "label": st["label"],
+                            "score": round(min(1.0, max(0.0, float(st["score"]))), 4), "rule": st["rule"],
+                            "cue": {"start": cue["start"], "end": cue["end"], "text": text[cue["start"] : cue["end"]]}})
+        return stances
 
 
 def load_model(name: str) -> Language:
@@ -239,7 +243,16 @@ def make_annotator(
     entity_labels: list[str],
     stance_ends: list[str],
     stance_labels: list[str],
+    stance_model: str = "",
+    stance_threshold: float = 0.5,
 ) -> Annotator:
-    """spaCy factory of the annotator component, configured with the rule files and label sets."""
+    """spaCy factory of the annotator component, configured with the rule files, label sets and stance model.
+
+    `stance_model` is the path of a learned model file ("" = the rules alone), loaded here so that every
+    process or Dask worker that builds the pipeline loads it once.
+    """
     rules = load_rules(Path(patterns), Path(actors), Path(lexicon), stance_labels)
-    return Annotator(nlp, rules, entity_labels, stance_ends, stance_labels)
+    model = load_stance_model(Path(stance_model)) if stance_model else None
+    if model is not None and (extra := sorted(set(model.labels[1:]) - set(stance_labels))):
+        raise ConfigError(f"{stance_model}: the stance model's labels {extra} are not in preannotate.stance_labels")
+    return Annotator(nlp, rules, entity_labels, stance_ends, stance_labels, model, stance_threshold)

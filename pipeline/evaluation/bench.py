@@ -83,6 +83,7 @@ def bench_preannotate(
     lexicon: Path,
     repeat: int = 3,
     out: TextIO = sys.stdout,
+    stance_model: Path | None = None,
 ) -> list[dict[str, float]]:
     """Time bare `nlp.pipe` and the full preannotate stage (no cache) on the same texts; print and return rows.
 
@@ -96,12 +97,13 @@ def bench_preannotate(
     records = [{"id": f"bench-{i:06d}", "text": t} for i, t in enumerate(texts)]
     chars = sum(map(len, texts))
     bare = stage.load_model(cfg.model)
-    pre = stage.load(cfg, patterns, actors, lexicon)
+    pre = stage.load(cfg, patterns, actors, lexicon, stance_model)
     _drain(bare.pipe(texts[:8]))  # warm-up: lazy initialisation stays out of the timings
     _drain(stage.preannotate(records[:8], pre))
     print(
         f"bench preannotate: {docs} docs, {chars} chars, model {cfg.model} {pre.provenance['model_version']}, "
-        f"batch_size {cfg.batch_size}, cache off, best of {repeat}",
+        f"batch_size {cfg.batch_size}, cache off, best of {repeat}, stance model "
+        f"{pre.provenance.get('stance_model', 'off (rules)')}",
         file=out,
     )
     print(f"{'n_process':>9} {'bare docs/s':>12} {'bare chars/s':>13} {'stage docs/s':>13} "
@@ -148,6 +150,7 @@ def bench_preannotate(
 def main(
     stage: str, docs: int, n_process: int, repeat: int, params: Path, patterns: Path, actors: Path, lexicon: Path,
     tasks: int = 1000,
+    stance_model: Path | None = None,
 ) -> None:
     """Run the benchmark of `stage` and print its throughputs."""
     if stage not in STAGES:
@@ -159,4 +162,4 @@ def main(
 
         ls_bench.main(tasks, params)
         return
-    bench_preannotate(docs, n_process, params, patterns, actors, lexicon, repeat=repeat)
+    bench_preannotate(docs, n_process, params, patterns, actors, lexicon, repeat=repeat, stance_model=stance_model)

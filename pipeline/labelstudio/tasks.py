@@ -22,11 +22,15 @@ DISPLAY_FIELDS = ("title", "date", "source", "url")
 
 
 def model_version(provenance: Mapping[str, Any]) -> str:
-    """`{model}@{model_version}+rules.{rules_version}+code.{code_revision}` from a record's provenance."""
+    """`{model}@{model_version}+rules.{rules_version}+code.{code_revision}` from a record's provenance.
+
+    With a learned stance model, `+stance.{stance_model}` follows, so a retrain is a new model version.
+    """
     try:
+        stance = f"+stance.{provenance['stance_model']}" if "stance_model" in provenance else ""
         return (
             f"{provenance['model']}@{provenance['model_version']}"
-            f"+rules.{provenance['rules_version']}+code.{provenance['code_revision']}"
+            f"+rules.{provenance['rules_version']}+code.{provenance['code_revision']}{stance}"
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"provenance lacks {exc}") from None

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy
 from spacy.tokens import Doc, Span
 
 from pipeline.stance import registry
+from pipeline.stance.features import candidates
 from pipeline.stance.lexicon import DEFAULT_STANCE_ENDS, Lexicon
+from pipeline.stance.model import StanceModel
 from pipeline.stance.parse import Context, conditional
 from pipeline.stance.rules import adjectives, nouns, prepositions, speech_sentiment, verbs
 from pipeline.stance.scores import rule_score, stance
@@ -54,3 +57,39 @@ def find_stances(
     for found in registry.doc_stances(ctx, best):
         best.setdefault((found["holder"], found["target"]), found)
     return sorted(best.values(), key=lambda s: (s["cue"]["start"], s["holder"], s["target"]))
+
+
+def model_stances(
+    doc: Doc,
+    entities: Sequence[Span],
+    rule_stances: Sequence[dict],
+    lexicon: Lexicon,
+    ends: Iterable[str],
+    model: StanceModel,
+    threshold: float,
+) -> list[dict]:
+    """Stances the learned model proposes among `entities`, the rules' stances being its features and explanation.
+
+    A pair is proposed with its most probable label other than `none` when that probability is at least
+    `threshold`; `score` is that probability, `rule` and `cue` the rule's when one fired with that label,
+    else `model` and the pair's strongest cue word (or the word joining the two ends).
+    """
+    cands = candidates(doc, entities, ends, lexicon, rule_stances)
+    if not cands:
+        return []
+    fired = {(s["holder"], s["target"]): s for s in rule_stances}
+    probs = model.proba(cands)
+    out = []
+    for cand, row in zip(cands, probs, strict=True):
+        best = 1 + int(numpy.argmax(row[1:]))
+        if row[best] < threshold:
+            continue
+        label = model.labels[best]
+        rule = fired.get((cand.holder, cand.target))
+        if rule is not None and rule["label"] == label:
+            found = {**rule, "score": round(float(row[best]), 4)}
+        else:
+            found = stance(cand.holder, cand.target, label, round(float(row[best]), 4), "model",
+                           doc[cand.cue_for(label)])
+        out.append(found)
+    return sorted(out, key=lambda s: (s["cue"]["start"], s["holder"], s["target"]))
