@@ -40,15 +40,17 @@ publish:
   license_name: research-only
   max_candidates_per_sentence: 12
   figure_max_actors: 16
+  rows_per_shard: {rows_per_shard}
   max_bad_share: {max_bad_share}
 """
 RULES = (Path("resources/entity_patterns.yaml"), Path("resources/actors.yaml"), Path("resources/stance_cues.yaml"))
 
 
 def write_params(folder: Path, version: str = "0.1.0", max_bad_share: float = 0.0,
-                 stance_labels: str = "[against, favor]") -> Path:
+                 stance_labels: str = "[against, favor]", rows_per_shard: int = 1000) -> Path:
     path = folder / "params.yaml"
-    path.write_text(PARAMS.format(version=version, max_bad_share=max_bad_share, stance_labels=stance_labels))
+    path.write_text(PARAMS.format(version=version, max_bad_share=max_bad_share, stance_labels=stance_labels,
+                                  rows_per_shard=rows_per_shard))
     return path
 
 
@@ -176,7 +178,7 @@ def test_card_parses_with_huggingface_hub_and_shows_the_figure(built: Path) -> N
     assert {c["config_name"] for c in data["configs"]} >= {"articles", "entities", "stance"}
     for c in data["configs"]:
         for f in c["data_files"]:
-            assert (built / f["path"]).is_file()
+            assert sorted(built.glob(f["path"])), f["path"]
     assert f"![Actor-by-actor stance matrix of the gold stances]({FIGURE})" in card.text
     assert (built / FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Version 0.1.0" in card.text and "machine-translated" in card.text

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.common.contract import SPLITS
-from pipeline.dataset.rows import CONFIGS, SILVER, Schema, data_file
+from pipeline.dataset.rows import CONFIGS, SILVER, Schema, data_files
 from pipeline.evaluation.metrics import Preannotation
 
 ENTITY_DEFINITIONS = {
@@ -97,7 +97,7 @@ def header(ctx: CardContext) -> str:
     configs = []
     for name in names:
         cfg: dict[str, Any] = {"config_name": name,
-                               "data_files": [{"split": s, "path": data_file(name, s)} for s in SPLITS if s in ctx.counts[name]]}
+                               "data_files": [{"split": s, "path": data_files(name, s)} for s in SPLITS if s in ctx.counts[name]]}
         if name == "articles":
             cfg["default"] = True
         configs.append(cfg)

@@ -1,12 +1,15 @@
 """The Hugging Face layout of the dataset: configs, their features, their rows and their Parquet files.
 
 Three configs (`articles`, `entities`, `stance`) of human-annotated (gold) rows, with the machine-only
-(silver) rows in configs of the same features suffixed `_silver`; one Parquet file per config and split.
+(silver) rows in configs of the same features suffixed `_silver`. Every row aligns back to its article:
+character offsets into the article's `text`, and entity indexes into its `entities` list. Each config's
+split is written as Parquet shards named as `datasets.push_to_hub` names them.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +34,8 @@ class Schema(Protocol):
     def stance_ends(self) -> tuple[str, ...]: ...
     @property
     def max_candidates_per_sentence(self) -> int: ...
+    @property
+    def rows_per_shard(self) -> int: ...
 
 
 # ---------------------------------------------------------------- features
@@ -46,6 +51,7 @@ def features(cfg: Schema) -> dict[str, Any]:
         "articles": Features({
             "id": string, "title": string, "date": string, "source": string, "url": string, "text": string,
             "story_id": string,
+            "sentences": List({"start": i32, "end": i32}),
             "entities": List(entity),
             "stances": List({"holder": i32, "target": i32, "label": string}),
             "annotators": List(string),
@@ -56,13 +62,15 @@ def features(cfg: Schema) -> dict[str, Any]:
                            "model_version": string, "rules_version": string, "code_revision": string},
         }),
         "entities": Features({
-            "id": string, "article_id": string, "sentence_index": i32,
-            "tokens": List(string), "ner_tags": List(ClassLabel(names=cfg.bio_tags)),
+            "id": string, "article_id": string, "sentence_index": i32, "sentence_start": i32, "sentence_end": i32,
+            "tokens": List(string), "token_starts": List(i32), "token_ends": List(i32),
+            "ner_tags": List(ClassLabel(names=cfg.bio_tags)),
         }),
         "stance": Features({
-            "id": string, "article_id": string, "sentence": string,
+            "id": string, "article_id": string, "sentence": string, "sentence_start": i32, "sentence_end": i32,
             **{f"{role}{suffix}": tp for role in ("holder", "target")
-               for suffix, tp in (("", string), ("_label", string), ("_actor", string), ("_start", i32), ("_end", i32))},
+               for suffix, tp in (("", string), ("_index", i32), ("_label", string), ("_actor", string),
+                                  ("_start", i32), ("_end", i32))},
             "label": ClassLabel(names=list(cfg.stance_classes)),
         }),
     }
@@ -78,6 +86,7 @@ def article_row(rec: dict[str, Any]) -> dict[str, Any]:
     return {
         **{k: rec.get(k) for k in ("id", "title", "date", "source", "url", "text")},
         "story_id": rec.get("story_id") or rec["id"],
+        "sentences": [{"start": s["start"], "end": s["end"]} for s in rec["sentences"]],
         "entities": [{k: e.get(k) for k in ("start", "end", "label", "text", "actor")} for e in rec["entities"]],
         "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in rec["stances"]],
         "annotators": list(rec.get("annotators") or []),
@@ -106,7 +115,7 @@ def _sentence_of(rec: dict[str, Any]) -> list[int | None]:
 
 
 def entity_rows(rec: dict[str, Any], tokenizer: Any, cfg: Schema, stats: Counter[str]) -> Iterator[dict]:
-    """Rows of the `entities` config: one per sentence, spaCy tokens with BIO tags (space tokens dropped)."""
+    """Rows of the `entities` config: one per sentence, spaCy tokens with article offsets and BIO tags (space tokens dropped)."""
     tag_id = {t: i for i, t in enumerate(cfg.bio_tags)}
     where = _sentence_of(rec)
     by_sentence: dict[int, list[dict]] = {}
@@ -131,6 +140,8 @@ def entity_rows(rec: dict[str, Any], tokenizer: Any, cfg: Schema, stats: Counter
             if any(bio[k] != "O" for k in range(span.start, span.end)):
                 stats["overlapping entities dropped from BIO"] += 1
                 continue
+            if (span.start_char, span.end_char) != (e["start"] - s0, e["end"] - s0):
+                stats["entities widened to token boundaries"] += 1
             bio[span.start : span.end] = [f"B-{e['label']}"] + [f"I-{e['label']}"] * (len(span) - 1)
         keep = [k for k, tok in enumerate(doc) if not tok.is_space]
         if not keep:
@@ -144,7 +155,11 @@ def entity_rows(rec: dict[str, Any], tokenizer: Any, cfg: Schema, stats: Counter
             "id": f"{rec['id']}-{i:04d}",
             "article_id": rec["id"],
             "sentence_index": i,
+            "sentence_start": s0,
+            "sentence_end": sent["end"],
             "tokens": [doc[k].text for k in keep],
+            "token_starts": [s0 + doc[k].idx for k in keep],
+            "token_ends": [s0 + doc[k].idx + len(doc[k]) for k in keep],
             "ner_tags": [tag_id[t] for t in tags],
         }
 
@@ -174,10 +189,11 @@ def stance_rows(rec: dict[str, Any], cfg: Schema, stats: Counter[str]) -> Iterat
         end = max(sents[max(hs, ts)]["end"], ents[h]["end"], ents[t]["end"])
         if hs != ts:
             stats["stances across sentences"] += 1
-        row = {"id": f"{rec['id']}-{h:04d}-{t:04d}", "article_id": rec["id"], "sentence": text[start:end]}
+        row = {"id": f"{rec['id']}-{h:04d}-{t:04d}", "article_id": rec["id"], "sentence": text[start:end],
+               "sentence_start": start, "sentence_end": end}
         for role, k in (("holder", h), ("target", t)):
             e = ents[k]
-            row |= {role: e["text"], f"{role}_label": e["label"], f"{role}_actor": e.get("actor"),
+            row |= {role: e["text"], f"{role}_index": k, f"{role}_label": e["label"], f"{role}_actor": e.get("actor"),
                     f"{role}_start": e["start"] - start, f"{role}_end": e["end"] - start}
         row["label"] = cfg.stance_classes.index(labelled.get((h, t), NO_STANCE))
         rows.append(row)
@@ -214,6 +230,21 @@ def write_parquet(rows: list[dict[str, Any]], feats: Any, path: Path) -> None:
     pq.write_table(table, path, **PARQUET_OPTIONS)
 
 
-def data_file(config: str, split: str) -> str:
-    """Path of a config's split inside the folder, in the Hub's file-naming convention."""
-    return f"{config}/{split}-00000-of-00001.parquet"
+def shard_names(config: str, split: str, n_rows: int, rows_per_shard: int) -> list[str]:
+    """Paths of a split's shards in the folder, as `datasets.push_to_hub` names them: <config>/<split>-00000-of-0000N.parquet."""
+    n = max(1, math.ceil(n_rows / rows_per_shard))
+    return [f"{config}/{split}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+
+
+def write_shards(rows: list[dict[str, Any]], feats: Any, folder: Path, config: str, split: str,
+                 rows_per_shard: int) -> list[str]:
+    """Write a split as consecutive shards of at most `rows_per_shard` rows; return their paths in the folder."""
+    names = shard_names(config, split, len(rows), rows_per_shard)
+    for i, name in enumerate(names):
+        write_parquet(rows[i * rows_per_shard : (i + 1) * rows_per_shard], feats, folder / name)
+    return names
+
+
+def data_files(config: str, split: str) -> str:
+    """The card's `data_files` glob of a config's split: every shard, whatever their number."""
+    return f"{config}/{split}-*"
