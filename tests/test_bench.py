@@ -50,4 +50,4 @@ def test_bench_rejects_unknown_stage() -> None:
         timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: no benchmark for stage 'ingest'; available: preannotate, scale"
+    assert result.stderr.strip() == "error: no benchmark for stage 'ingest'; available: preannotate, scale, label-studio"
