@@ -216,6 +216,13 @@ def bench(
         bench_scale.main(articles=articles or [10_000], preannotate_articles=preannotate_articles, n_process=n_process,
                          max_publish=max_publish_articles, workdir=workdir, res=resources)
         return
+    if stage == "label-studio":
+        from pipeline.evaluation import ls_bench
+
+        if tasks < 1:
+            raise ConfigError("--tasks must be at least 1")
+        ls_bench.main(tasks, params)
+        return
     stage_bench.main(
         stage=stage,
         docs=docs,

@@ -157,9 +157,6 @@ def main(
         raise ConfigError(f"no benchmark for stage {stage!r}; available: {', '.join(STAGES)}")
     if docs < 1 or n_process < 1 or repeat < 1 or tasks < 1:
         raise ConfigError("--docs, --tasks, --n-process and --repeat must be at least 1")
-    if stage == "label-studio":
-        from pipeline.evaluation import ls_bench
-
-        ls_bench.main(tasks, params)
-        return
+    if stage != "preannotate":
+        raise ConfigError(f"the {stage} benchmark is run by `python -m pipeline bench {stage}`")
     bench_preannotate(docs, n_process, params, patterns, actors, lexicon, repeat=repeat, stance_model=stance_model)
