@@ -23,6 +23,7 @@ from pipeline.common.provenance import file_digest
 from pipeline.dataset import hub
 from pipeline.dataset.card import CardContext, render
 from pipeline.dataset.figure import FIGURE, stance_by_actor
+from pipeline.dataset.license import LICENSE_FILE, license_problem, license_text
 from pipeline.dataset.release import MANIFEST, SEMVER, changelog, manifest, previous_manifest, write_manifest
 from pipeline.dataset.rows import SILVER, build_rows, features, write_shards
 
@@ -40,7 +41,7 @@ class PublishConfig:
     version: str
     pretty_name: str
     license: str
-    license_name: str
+    license_name: str  # a licence id (Hub spec for `license: other`); the card links the LICENSE file
     max_candidates_per_sentence: int
     figure_max_actors: int
     rows_per_shard: int
@@ -48,6 +49,9 @@ class PublishConfig:
     entity_labels: tuple[str, ...]  # from preannotate.entity_labels: the labels Label Studio offers
     stance_ends: tuple[str, ...]  # from preannotate.stance_ends: labels a stance holder or target may have
     stance_labels: tuple[str, ...]  # from preannotate.stance_labels: the relation labels Label Studio offers
+    # Hub access of the repo a push creates or updates. `private` left out: private, as the licence is research-only.
+    private: bool | None = None
+    gated: bool | str = False  # false, "auto" (approved at once) or "manual" (the owner approves each request)
 
     def validate(self) -> str | None:
         """Why the section can't be used (version, label sets, limits), or None."""
@@ -55,6 +59,10 @@ class PublishConfig:
             return f"version must be a semantic version MAJOR.MINOR.PATCH, got {self.version!r}"
         if problem := labels_problem(self.entity_labels, self.stance_ends, self.stance_labels):
             return problem
+        if problem := license_problem(self.license, self.license_name):
+            return problem
+        if self.gated is True or (isinstance(self.gated, str) and self.gated not in hub.GATED):
+            return f"gated must be false, auto or manual, got {self.gated!r}"
         if self.max_candidates_per_sentence < 0:
             return "max_candidates_per_sentence must be >= 0"
         if self.figure_max_actors < 2:
@@ -64,6 +72,12 @@ class PublishConfig:
         if not 0 <= self.max_bad_share <= 1:
             return f"max_bad_share must be in [0, 1], got {self.max_bad_share}"
         return None
+
+    @property
+    def access(self) -> hub.Access:
+        """The Hub access a push sets: private unless params say otherwise (the texts are research-only)."""
+        return hub.Access(private=True if self.private is None else self.private,
+                          gated=self.gated if isinstance(self.gated, str) else False)
 
     @property
     def bio_tags(self) -> list[str]:
@@ -131,6 +145,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         stance_by_actor(records, tmp / FIGURE, cfg.figure_max_actors)
         if guidelines_text is not None:
             (tmp / GUIDELINES).write_text(guidelines_text, encoding="utf-8")
+        (tmp / LICENSE_FILE).write_text(license_text(cfg.pretty_name, cfg.license_name, records), encoding="utf-8")
         files = {p.relative_to(tmp).as_posix(): file_digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         man = manifest(records, cfg.version, files)
         man["rows"] = counts
@@ -170,8 +185,12 @@ def main(input: Path, output: Path, params: Path, metrics: Path | None, releases
     print(f"{STAGE}: wrote {output} v{cfg.version}: " + ", ".join(f"{c} {n}" for c, n in sorted(rows.items())),
           file=sys.stderr)
     if push_to and dry_run:
+        lines, plan = hub.dry_run(output, push_to, man, releases, cfg.access)
         print("dry run: nothing uploaded, no tag created")
-        print("\n".join(hub.upload_plan(output, push_to, cfg.version)))
+        print("\n".join(lines))
+        if plan.refused:
+            raise ConfigError(f"{push_to}: {plan.refused}")
     elif push_to:
-        record = hub.push(output, push_to, man, releases)
-        print(f"{STAGE}: pushed {output} to {push_to} as v{cfg.version}; recorded {record}", file=sys.stderr)
+        record, plan = hub.push(output, push_to, man, releases, cfg.access)
+        done = "already released with identical content" if plan.done else "released"
+        print(f"{STAGE}: {push_to} v{cfg.version} {done}; recorded {record}", file=sys.stderr)

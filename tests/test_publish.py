@@ -1,4 +1,4 @@
-"""Tests of publish: the folder loads with `datasets` offline, trains models as shipped, rebuilds byte-identically, pushes (Hub mocked)."""
+"""Tests of publish: the folder loads with `datasets` offline, trains models as shipped, rebuilds byte-identically (releases: test_hub_release.py)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ publish:
   pretty_name: Test news
   license: other
   license_name: research-only
+  private: true
+  gated: false
   max_candidates_per_sentence: 12
   figure_max_actors: 16
   rows_per_shard: {rows_per_shard}
@@ -254,44 +256,11 @@ def test_changelog_against_the_recorded_previous_version(tmp_path: Path) -> None
     assert "first published version" in (out3 / "README.md").read_text()
 
 
-def test_push_uploads_tags_and_records_the_manifest(tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import HfApi
-
-    calls = []
-    monkeypatch.setenv("HF_TOKEN", "hf_test")
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create_repo", repo_id, kw)))
-    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload_folder", kw["repo_id"], kw)))
-    monkeypatch.setattr(HfApi, "create_tag", lambda self, repo_id, **kw: calls.append(("create_tag", repo_id, kw)))
-    man = json.loads((built / MANIFEST).read_text())
-    releases = tmp_path / "releases"
-    assert hub.push(built, "org/geonews", man, releases) == releases / "manifest-0.1.0.json"
-    assert [c[0] for c in calls] == ["create_repo", "upload_folder", "create_tag"]
-    assert all(c[1] == "org/geonews" and c[2]["repo_type"] == "dataset" for c in calls)
-    assert calls[1][2]["folder_path"] == built and calls[2][2]["tag"] == "v0.1.0"
-    assert json.loads((releases / "manifest-0.1.0.json").read_text()) == man
-    changed = {**man, "files": {"other.parquet": "x"}}
-    with pytest.raises(ConfigError, match=r"bump publish\.version"):
-        hub.push(built, "org/geonews", changed, releases)
-
-
 def test_push_without_token_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.chdir(tmp_path)  # no .env here
     with pytest.raises(ConfigError, match="HF_TOKEN is not set"):
         hub.hf_token()
-
-
-def test_dry_run_lists_the_upload_and_does_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    params = write_params(tmp_path)
-    releases = tmp_path / "releases"
-    stage.main(input=LABELED, output=tmp_path / "ds", params=params, metrics=FIXTURES / "metrics", releases=releases,
-               guidelines=None, push_to="org/geonews", dry_run=True)
-    out = capsys.readouterr().out
-    assert "repo: org/geonews (dataset)" in out and "tag: v0.1.0" in out
-    assert "entities/train-00000-of-00001.parquet" in out and "README.md" in out
-    assert not releases.exists()
 
 
 def test_labels_outside_the_schema_are_bad_records(tmp_path: Path) -> None:
@@ -432,10 +401,10 @@ def test_a_corrupt_release_manifest_is_a_one_line_error(tmp_path: Path, built: P
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     man = json.loads((built / MANIFEST).read_text())
     with pytest.raises(InputError, match=r"manifest-0\.1\.0\.json:1: invalid JSON"):
-        hub.push(built, "org/geonews", man, releases)  # fails before any upload
+        hub.push(built, "org/geonews", man, releases, hub.Access(private=True))  # fails before any upload
     corrupt.write_text('["not", "a", "manifest"]')
     with pytest.raises(InputError, match="release manifest must be a JSON object, got list"):
-        hub.push(built, "org/geonews", man, releases)
+        hub.push(built, "org/geonews", man, releases, hub.Access(private=True))
     corrupt.write_text('{"articles": {"a": 1}}')
     with pytest.raises(InputError, match="field 'articles' must map article ids to objects"):
         build(tmp_path, releases=releases, version="0.2.0")

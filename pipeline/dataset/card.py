@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.common.contract import SPLITS
+from pipeline.dataset.license import LICENSE_FILE
 from pipeline.dataset.rows import CONFIGS, SILVER, Schema, data_files
 from pipeline.evaluation.metrics import Preannotation
 
@@ -105,6 +106,7 @@ def header(ctx: CardContext) -> str:
         pretty_name=ctx.cfg.pretty_name,
         license=ctx.cfg.license,
         license_name=ctx.cfg.license_name,
+        license_link=LICENSE_FILE,  # the Hub spec for `license: other`: a link to the licence text, shipped alongside
         language=["en"],
         language_creators=["found", "machine-generated"],
         multilinguality=["monolingual"],

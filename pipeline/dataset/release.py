@@ -40,7 +40,7 @@ def manifest(records: list[dict[str, Any]], version: str, files: dict[str, str])
     }
 
 
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
     """MAJOR.MINOR.PATCH as a tuple of ints, so versions compare numerically."""
     return tuple(int(x) for x in version.split("."))
 
@@ -50,8 +50,8 @@ def previous_manifest(releases: Path, version: str) -> dict[str, Any] | None:
     found = []
     for path in releases.glob("manifest-*.json") if releases.is_dir() else ():
         v = path.stem.removeprefix("manifest-")
-        if SEMVER.match(v) and _version_key(v) < _version_key(version):
-            found.append((_version_key(v), path))
+        if SEMVER.match(v) and version_key(v) < version_key(version):
+            found.append((version_key(v), path))
     if not found:
         return None
     return read_manifest(max(found)[1])
