@@ -198,14 +198,6 @@ def bench_label_studio(n: int, params: Path, url: str, token: str, out: TextIO =
 
 def main(n: int, params: Path) -> list[dict[str, Any]]:
     """Start a throwaway local server (its data in a temporary folder), run the benchmark on it, stop it."""
-    with tempfile.TemporaryDirectory(prefix="ls-bench-server-") as tmp:
-        creds, port = ls_server.Credentials.new(), ls_server.free_port()
-        url, log = f"http://127.0.0.1:{port}", Path(tmp) / "server.log"
-        print(f"bench label-studio: starting a throwaway Label Studio on {url}…", file=sys.stderr)
-        proc = ls_server.start(Path(tmp) / "data", port, creds, log)
-        try:
-            ls_server.wait_healthy(url, 300, proc, log)
-            return bench_label_studio(n, params, url, creds.token)
-        finally:
-            ls_server.stop(proc)
+    with ls_server.throwaway("bench-label-studio", 300) as (url, token):
+        return bench_label_studio(n, params, url, token)
 

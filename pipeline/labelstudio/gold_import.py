@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,19 +55,11 @@ def import_gold_main(gold: Path, articles: Path, input: Path, guidelines: Path, 
     labels = LabelSets(cfg.entity_labels, cfg.stance_labels)
     records = list(gold_module.load_gold(gold, (a for _, a in read_jsonl(articles)), labels))
     tasks = read_tasks(input, cfg)
-    with tempfile.TemporaryDirectory(prefix="ls-gold-") as tmp:
-        creds, port = ls_server.Credentials.new(), ls_server.free_port()
-        url, log = f"http://127.0.0.1:{port}", Path(tmp) / "server.log"
-        print(f"ls-import-gold: starting a throwaway Label Studio on {url}…", file=sys.stderr)
-        proc = ls_server.start(Path(tmp) / "data", port, creds, log)
-        try:
-            ls_server.wait_healthy(url, cfg.ls.server.start_timeout_s, proc, log)
-            api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
-            project, _ = push(api, tasks, cfg, text, progress=False)
-            n = import_gold(api, project["id"], records, cfg.ls.page_size)
-            report = pull(api, cfg, out_dir, articles)
-        finally:
-            ls_server.stop(proc)
+    with ls_server.throwaway("ls-import-gold", cfg.ls.server.start_timeout_s) as (url, token):
+        api = LabelStudioAPI(url, token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
+        project, _ = push(api, tasks, cfg, text, progress=False)
+        n = import_gold(api, project["id"], records, cfg.ls.page_size)
+        report = pull(api, cfg, out_dir, articles)
     print(f"ls-import-gold: {n} gold annotation(s) -> {report.line()}", file=sys.stderr)
     return report
 

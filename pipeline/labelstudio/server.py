@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -281,3 +283,18 @@ def stop_main(data_dir: Path) -> bool:
         return False
     stop(pid)
     return True
+
+
+@contextmanager
+def throwaway(who: str, start_timeout_s: float) -> Iterator[tuple[str, str]]:
+    """A local server with its data in a temporary folder, healthy, for the block: yields (url, token); then stopped."""
+    with tempfile.TemporaryDirectory(prefix=f"{who}-server-") as tmp:
+        creds, port = Credentials.new(), free_port()
+        url, log = f"http://127.0.0.1:{port}", Path(tmp) / "server.log"
+        print(f"{who}: starting a throwaway Label Studio on {url}…", file=sys.stderr)
+        proc = start(Path(tmp) / "data", port, creds, log)
+        try:
+            wait_healthy(url, start_timeout_s, proc, log)
+            yield url, creds.token
+        finally:
+            stop(proc)
