@@ -33,7 +33,7 @@ def _python_blocks(markdown: str, section: str) -> list[str]:
 
 def _run(code: str) -> dict[str, Any]:
     scope: dict[str, Any] = {}
-    exec(compile(code, "<quick start>", "exec"), scope)  # noqa: S102 - the card's own snippet, run as a reader would
+    exec(compile(code, "<quick start>", "exec"), scope)
     return scope
 
 
@@ -76,9 +76,10 @@ def test_the_readmes_loading_code_runs_on_the_built_release(offline_hf) -> None:
 
 def test_datasets_cannot_load_an_empty_split_so_none_is_declared(tmp_path: Path, offline_hf) -> None:  # noqa: F811
     """Why empty splits are left out: if a `datasets` upgrade makes this pass, ship empty splits instead."""
+    from test_publish import write_params
+
     from pipeline import publish as stage
     from pipeline.dataset.rows import features, write_shards
-    from test_publish import write_params
 
     feats = features(stage.load_config(write_params(tmp_path)))["entities"]
     row = {"id": "a-0000", "article_id": "a", "sentence_index": 0, "sentence_start": 0, "sentence_end": 2,
@@ -116,10 +117,10 @@ def test_the_metadata_passes_the_offline_validation_of_datasets_and_huggingface_
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard, DatasetCardData
+    from test_publish import write_params
 
     from pipeline import publish as stage
     from pipeline.dataset.rows import features
-    from test_publish import write_params
 
     card = DatasetCard.load(built / "README.md")
     assert isinstance(card.data, DatasetCardData)

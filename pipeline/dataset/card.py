@@ -251,7 +251,7 @@ def render(ctx: CardContext) -> str:
               f"- **License:** `{cfg.license}` — {cfg.license_name}", "",
               "### Dataset Sources", "",
               f"- **Articles:** {sections.sources(records)}, dated {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}",
-              f"- **Annotation guidelines:** " + (f"[{ctx.guidelines_path}]({ctx.guidelines_path})" if ctx.guidelines_path else "not shipped"),
+              "- **Annotation guidelines:** " + (f"[{ctx.guidelines_path}]({ctx.guidelines_path})" if ctx.guidelines_path else "not shipped"),
               ""]
     parts += ["## Quick start", "", *sections.quick_start(ctx.counts), "",
               ("Gold (human-annotated) rows are in `articles`, `entities` and `stance`. Machine-only rows are in the "
