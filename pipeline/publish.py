@@ -154,7 +154,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
             metrics=read_metrics(metrics), changelog=changelog(man, previous_manifest(releases, cfg.version)),
             labeled_md5=file_digest(labeled, "md5"), labeled_path=labeled.as_posix(),
             guidelines=guidelines_text, guidelines_path=GUIDELINES if guidelines_text is not None else None,
-            figure=FIGURE,
+            figure=FIGURE, examples=examples(tables),
         )
         (tmp / "README.md").write_text(render(context), encoding="utf-8")
         write_manifest(tmp / MANIFEST, man)
@@ -165,6 +165,18 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         if tmp.exists():
             shutil.rmtree(tmp)
     return man
+
+
+def examples(tables: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, Any]]:
+    """The card's data instances: the first row of `entities` and the first annotated `stance` row (gold, else silver)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, wanted in (("entities", lambda r: True), ("stance", lambda r: r["label"] != 0)):
+        for config in (name, name + SILVER):
+            rows = [r for split in SPLITS for r in tables.get(config, {}).get(split) or [] if wanted(r)]
+            if rows:
+                out[config] = rows[0]
+                break
+    return out
 
 
 def load_config(params: Path) -> PublishConfig:

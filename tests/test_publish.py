@@ -183,7 +183,7 @@ def test_card_parses_with_huggingface_hub_and_shows_the_figure(built: Path) -> N
             assert sorted(built.glob(f["path"])), f["path"]
     assert f"![Actor-by-actor stance matrix of the gold stances]({FIGURE})" in card.text
     assert (built / FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Version 0.1.0" in card.text and "machine-translated" in card.text
+    assert "Version 0.1.0" in card.text and "No article records a translation" in card.text
     assert file_digest(LABELED, "md5") in card.text
 
 

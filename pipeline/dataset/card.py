@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.common.contract import SPLITS
+from pipeline.dataset import sections
 from pipeline.dataset.license import LICENSE_FILE
 from pipeline.dataset.rows import CONFIGS, SILVER, Schema, data_files
 from pipeline.evaluation.metrics import Preannotation
@@ -75,6 +76,7 @@ class CardContext:
     guidelines: str | None
     guidelines_path: str | None
     figure: str
+    examples: dict[str, dict[str, Any]] = field(default_factory=dict)  # a published row per config, for the card
 
 
 # ---------------------------------------------------------------- YAML header
@@ -86,6 +88,12 @@ def size_category(n: int) -> str:
         if n < limit:
             return name
     return "1M<n<10M"
+
+
+def annotated_size(ctx: CardContext) -> int:
+    """The dataset's size for size_categories: the largest count of articles, sentences or annotated stances (generated `none` pairs not counted)."""
+    size = sections.sizes(ctx.records)
+    return max(sum(size[f"{st} {kind}"] for st in ("gold", "silver")) for kind in ("articles", "sentences", "stances"))
 
 
 def header(ctx: CardContext) -> str:
@@ -108,13 +116,13 @@ def header(ctx: CardContext) -> str:
         license_name=ctx.cfg.license_name,
         license_link=LICENSE_FILE,  # the Hub spec for `license: other`: a link to the licence text, shipped alongside
         language=["en"],
-        language_creators=["found", "machine-generated"],
+        language_creators=["found", "machine-generated"] if sections.translated(ctx.records) else ["found"],
         multilinguality=["monolingual"],
         annotations_creators=["expert-generated", "machine-generated"],
         source_datasets=["original"],
         task_categories=["token-classification", "text-classification"],
         task_ids=["named-entity-recognition"],
-        size_categories=[size_category(max((sum(c.values()) for c in ctx.counts.values()), default=0))],
+        size_categories=[size_category(annotated_size(ctx))],
         tags=["news", "geopolitics", "stance-detection", "named-entity-recognition", "relation-extraction"],
         configs=configs,
     )
@@ -188,6 +196,8 @@ def quality_section(ctx: CardContext) -> str:
     out.append(_table(["task", "precision", "recall", "F1", "gold items"],
                       [[k.replace("_", " "), _fmt(pre[k].get("precision")), _fmt(pre[k].get("recall")),
                         _fmt(pre[k].get("f1")), pre[k].get("support")] for k in kinds]))
+    if warning := sections.small_sample(len(gold), "This table"):
+        out += ["", warning]
     per_label = (pre.get("entities") or {}).get("per_label") or {}
     if per_label:
         out.append("\nEntities per label (exact): " + ", ".join(
@@ -204,55 +214,81 @@ def quality_section(ctx: CardContext) -> str:
         out.append(f"**Agreement** on the {len(multi)} article(s) labelled by more than one annotator: mean entity "
                    f"span F1 {_fmt(mean(f1))}, mean Cohen's kappa on the stance labels of matched pairs "
                    f"{_fmt(mean(kappa))} (per article in the `agreement` column of the `articles` config).")
+        if warning := sections.small_sample(len(multi), "Agreement"):
+            out += ["", warning]
     else:
         out.append("**Agreement**: no article has more than one annotator yet, so agreement is not measured.")
     return "\n".join(out)
 
 
 def render(ctx: CardContext) -> str:
-    """The whole card: YAML header and a Markdown body for ML practitioners."""
+    """The whole card, by the sections of huggingface_hub's dataset card template: YAML header and Markdown body."""
     cfg, records = ctx.cfg, ctx.records
     gold = [r for r in records if r["status"] == "gold"]
     silver = [r for r in records if r["status"] == "silver"]
     annotators = sorted({a for r in gold for a in r.get("annotators") or []})
     snapshots = sorted({r["provenance"].get("annotation_snapshot") for r in gold if r["provenance"].get("annotation_snapshot")})
     dates = sorted(r["date"] for r in records if r.get("date"))
-    sources = Counter(r.get("source") or "unknown" for r in records)
+    size = sections.sizes(records)
     ent_counts = {st: Counter(e["label"] for r in records if r["status"] == st for e in r["entities"]) for st in ("gold", "silver")}
     stance_counts = {st: Counter(s["label"] for r in records if r["status"] == st for s in r["stances"]) for st in ("gold", "silver")}
-    parts = [f"---\n{header(ctx)}\n---", f"# {cfg.pretty_name}", ""]
+    parts = [f"---\n{header(ctx)}\n---", f"# Dataset Card for {cfg.pretty_name}", ""]
     parts.append(
         f"**Version {cfg.version}.** English news articles on geopolitics with **named entities** (linked to "
         f"canonical actors) and **entity-to-entity stances** — who is *for* or *against* whom. "
-        f"{len(records)} articles: **{len(gold)} gold** (corrected by {len(annotators)} human annotator(s) in Label "
-        f"Studio) and {len(silver)} silver (machine proposals no human has checked yet, published separately)."
+        f"**{len(gold)} gold** articles ({size['gold sentences']} sentences, {size['gold entities']} entities, "
+        f"{size['gold stances']} stances; corrected by {len(annotators)} human annotator(s) in Label Studio) and "
+        f"{len(silver)} silver ({size['silver sentences']} sentences; machine proposals no human has checked yet, "
+        "published separately)."
     )
     if not gold:
         parts += ["", "> **No human-annotated article yet**: only the `_silver` configs exist in this version."]
-    parts += ["", "## Quick start", "", "```python", "from datasets import load_dataset", "",
-              'ner = load_dataset("<repo id or local folder>", "entities")      # token classification (BIO)',
-              'stance = load_dataset("<repo id or local folder>", "stance")     # sentence + (holder, target) -> label',
-              'articles = load_dataset("<repo id or local folder>", "articles") # full texts with offsets',
-              'labels = ner["train"].features["ner_tags"].feature.names', "```", "",
+    parts += ["", "## Dataset Details", "", "### Dataset Description", "",
+              ("Articles are cleaned, pre-annotated by a spaCy model with the project's rules, corrected by annotators "
+              "and published as three views of the same labels: whole articles, token-classified sentences and "
+              "(holder, target) pairs. Every row aligns back to its article by character offsets."), "",
+              "- **Curated by:** the GeoNews pipeline contributors (annotators are pseudonymous)",
+              (f"- **Language(s) (NLP):** English ({size['gold articles'] + size['silver articles']} articles, "
+              f"{size['gold sentences'] + size['silver sentences']} sentences)"),
+              f"- **License:** `{cfg.license}` — {cfg.license_name}", "",
+              "### Dataset Sources", "",
+              f"- **Articles:** {sections.sources(records)}, dated {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}",
+              "- **Annotation guidelines:** " + (f"[{ctx.guidelines_path}]({ctx.guidelines_path})" if ctx.guidelines_path else "not shipped"),
+              ""]
+    parts += ["## Quick start", "", *sections.quick_start(ctx.counts), "",
               ("Gold (human-annotated) rows are in `articles`, `entities` and `stance`. Machine-only rows are in the "
                f"configs ending in `{SILVER}` — use them for pre-training or analysis, never as evaluation data. "
                "Splits are shared by all configs and grouped by story: an article, its sentences, its pairs and its "
-               "near-duplicates are always in the same split (for gold and silver alike), so nothing leaks across splits.")]
-    parts += ["", "## Configurations and splits", ""]
-    rows = [[f"`{name}`", *(ctx.counts[name].get(s, 0) for s in SPLITS), "one " + {"articles": "article", "entities": "sentence", "stance": "entity pair"}[name.removesuffix(SILVER)]]
-            for name in sorted(ctx.counts, key=lambda n: (n.endswith(SILVER), n))]
+               "near-duplicates are always in the same split (for gold and silver alike), so nothing leaks across splits."),
+              "", *sections.uses()]
+    parts += ["", "## Dataset Structure", "", "### Configurations and splits", ""]
+    every = [n + sfx for sfx in ("", SILVER) for n in CONFIGS]
+    rows = [[f"`{name}`", *(ctx.counts.get(name, {}).get(s, "–") for s in SPLITS),
+             "one " + {"articles": "article", "entities": "sentence", "stance": "entity pair"}[name.removesuffix(SILVER)]]
+            for name in every]
     parts.append(_table(["config", *SPLITS, "row ="], rows))
-    parts.append("\nA split with no rows is not declared (an empty Parquet file cannot be loaded). Split assignment: "
+    parts.append(f"\n{sections.configs_note(ctx.counts, every)} Each split is one or more Parquet shards "
+                 f"`<config>/<split>-00000-of-0000N.parquet` of at most {cfg.rows_per_shard:,} rows "
+                 "(`datasets.push_to_hub` naming; the card's `data_files` globs match every shard). Split assignment: "
                  "a stable SHA-256 hash of the story id and a seed (params `merge.seed`, `merge.splits`), so an "
                  "article keeps its split in later versions.")
-    parts += ["", "## Label schema", "", "### Entities", ""]
+    parts += ["", "### Alignment back to the article", "",
+              ("*The article's entities* are the `entities` list of its row in `articles` (or `articles_silver`), in "
+               "that order; `stances[].holder`/`target` there and `holder_index`/`target_index` in `stance` are "
+               "indexes into it. All offsets are character offsets into the article's `text`: `sentences` in "
+               "`articles`; `sentence_start`/`sentence_end` and per-token `token_starts`/`token_ends` in `entities` "
+               "(`article_id` + `sentence_index` name the sentence); `sentence_start`/`sentence_end` of the "
+               "`sentence` field in `stance`, whose `holder_start`/`target_start` are relative to that sentence. So "
+               "every entity (BIO spans of `entities` rows) and every stance (non-`none` `stance` rows) of an "
+               "article can be rebuilt from those two configs alone.")]
+    parts += ["", "### Label schema", "", "#### Entities", ""]
     parts.append(_table(["label", "definition", "gold", "silver"],
                         [[f"`{lab}`", ENTITY_DEFINITIONS.get(lab, UNDEFINED), ent_counts["gold"][lab], ent_counts["silver"][lab]]
                          for lab in cfg.entity_labels]))
     parts.append(f"\n`ner_tags` is a `ClassLabel` sequence in BIO: `O`=0, then `B-`/`I-` per label in the order above "
                  f"({', '.join(f'{t}={i}' for i, t in enumerate(cfg.bio_tags))}). Entities also carry `actor`, a "
                  f"canonical id from the project's actor table (e.g. `RUS`, `NATO`; null when unlinked).")
-    parts += ["", "### Stances", ""]
+    parts += ["", "#### Stances", ""]
     definition = stance_definition(ctx.guidelines)
     if definition:
         parts += [f"From the annotation guidelines ([{ctx.guidelines_path}]({ctx.guidelines_path})):", "", definition, ""]
@@ -268,20 +304,24 @@ def render(ctx: CardContext) -> str:
                  f"pairs of entities labelled {caps} in one sentence with no stance (at most "
                  f"{cfg.max_candidates_per_sentence} per sentence, in document order; pairs of the same name skipped). "
                  "A stance whose entities are in different sentences uses the span of sentences covering both.")
-    parts += ["", "## Data fields", ""]
+    parts += ["", "### Data fields", ""]
     for name in CONFIGS:
         parts.append(f"- **`{name}`**: " + ", ".join(f"`{k}` ({_type(v)})" for k, v in ctx.features[name].items()))
-    parts += ["", "## Source data", ""]
+    if ctx.examples:
+        parts += ["", "### Data instances", "", *sections.data_instance(ctx.examples)]
+    parts += ["", "## Dataset Creation", "", "### Curation Rationale", "", sections.curation_rationale()]
+    parts += ["", "### Source Data", "", "#### Data Collection and Processing", ""]
     parts.append(
-        f"{len(records)} news articles dated {dates[0] if dates else '?'} to {dates[-1] if dates else '?'} from "
-        f"{len(sources)} source(s) ({', '.join(f'{s}: {n}' for s, n in sorted(sources.items()))}), scraped and cleaned "
-        "by the pipeline (site furniture removed, near-duplicates grouped into stories).\n\n"
-        "**Caveats.** Several sources were machine-translated into English, so wording, names and quotes may differ "
-        "from the originals and carry translation errors. The texts are copyrighted by their publishers: the dataset "
-        f"is released for research only (license `{cfg.license}`: {cfg.license_name}); do not redistribute the texts "
-        "commercially. The selection of outlets and events is small and not representative."
+        f"{len(records)} news articles ({size['gold sentences'] + size['silver sentences']} sentences) dated "
+        f"{dates[0] if dates else '?'} to {dates[-1] if dates else '?'} from {sections.sources(records)}, scraped and "
+        "cleaned by the pipeline (site furniture removed, near-duplicates grouped into stories, sentences split by "
+        "the spaCy model).\n\n" + sections.translation(records) + "\n\n"
+        "#### Who are the source data producers?\n\n"
+        "The journalists and editors of the outlets above (and, for a translated text, its unknown translator). The "
+        f"texts are copyrighted by their publishers: the dataset is released under `{cfg.license}` "
+        f"({cfg.license_name}); do not redistribute the texts commercially."
     )
-    parts += ["", "## Annotation process", ""]
+    parts += ["", "### Annotations", "", "#### Annotation process", ""]
     parts.append(
         f"1. **Pre-annotation.** spaCy model {_distinct(records, 'model')} (version {_distinct(records, 'model_version')}) "
         f"with the project's entity and stance rules (rules version {_distinct(records, 'rules_version')}, code revision "
@@ -290,21 +330,30 @@ def render(ctx: CardContext) -> str:
         + (f" ([{ctx.guidelines_path}]({ctx.guidelines_path}), shipped with the data)" if ctx.guidelines_path else "") + ". Cancelled and skipped tasks are not gold; "
         "annotations made on an older version of a text are detected by a text hash and left out.\n"
         f"3. **Merge.** {RESOLUTION_RULE}\n\n"
-        f"Annotators are pseudonymous (`annotator-<Label Studio user id>`). Gold labels come from the Label Studio "
-        f"snapshot {', '.join(f'`{s}`' for s in snapshots) or '(none yet)'}. The `articles` config records per article "
-        "its status, resolution rule, annotators and agreement."
+        f"Gold labels come from the Label Studio snapshot {', '.join(f'`{s}`' for s in snapshots) or '(none yet)'}. "
+        "The `articles` config records per article its status, resolution rule, annotators and agreement."
     )
-    parts += ["", "## Quality", "", quality_section(ctx)]
+    parts += ["", "#### Who are the annotators?", "",
+              (f"{len(annotators)} annotator(s), pseudonymous (`annotator-<Label Studio user id>`): "
+              f"{', '.join(f'`{a}`' for a in annotators) or 'none yet'}. No demographic information is collected.")]
+    parts += ["", "#### Personal and Sensitive Information", "", sections.personal_information(records)]
+    parts += ["", "### Quality", "", quality_section(ctx)]
     if ctx.stats:
         parts += ["", "How the token (`entities`) and pair (`stance`) views were built, gold and silver articles together:", "",
                   _table(["count", "n"], [[k, v] for k, v in ctx.stats.items()])]
-    parts += ["", "## Who is for or against whom", "",
+    parts += ["", "### Who is for or against whom", "",
               f"![Actor-by-actor stance matrix of the gold stances]({ctx.figure})", "",
-              ("Rows are stance holders, columns targets, both as canonical actors (quoted text when unlinked); "
-               "blue cells are mostly favour, red mostly against, with the counts in each cell.")]
-    parts += ["", "## Changelog", ""]
+              ("Rows are stance holders, columns targets, both as canonical actors (quoted text when unlinked). A "
+               "cell's colour is its **net count of gold stances, favour minus against**: blue when favour "
+               "stances outnumber against ones, red when against ones do, white when they balance; grey cells "
+               "have no gold stance. The text in a cell gives both counts (+favour/−against). "
+               f"It rests on {size['gold stances']} gold stance(s) in {len(gold)} article(s).")]
+    parts += ["", "## Bias, Risks, and Limitations", "", sections.bias(records), "",
+              "### Recommendations", "", sections.recommendations()]
+    parts += ["", "## Citation", "", *sections.citation(cfg.pretty_name, cfg.version)]
+    parts += ["", "## More Information", "", "### Changelog", ""]
     parts.append(_changelog(cfg.version, ctx.changelog))
-    parts += ["", "## Provenance", ""]
+    parts += ["", "### Provenance", ""]
     snapshot_hashes = sorted({r["provenance"].get("annotation_snapshot_sha256") for r in gold} - {None})
     prov = [["`" + ctx.labeled_path + "` (md5, as in dvc.lock)", f"`{ctx.labeled_md5}`"]]
     prov += [["Label Studio snapshot", ", ".join(f"`{s}`" for s in snapshots) or "none"],
@@ -318,6 +367,7 @@ def render(ctx: CardContext) -> str:
     parts.append(_table(["input", "value"], prov))
     parts.append("\nRebuild with `dvc repro` from the repository at a commit with these hashes; the Parquet files, "
                  "this card and the figure are byte-identical for identical inputs.")
+    parts += ["", "## Dataset Card Contact", "", sections.contact()]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -23,12 +23,13 @@ def actor_stances(records: list[dict[str, Any]]) -> Counter[tuple[str, str, str]
 
 
 def stance_by_actor(records: list[dict[str, Any]], path: Path, max_actors: int) -> None:
-    """Draw the holder x target matrix of gold stances (blue favour, red against) as a deterministic PNG."""
+    """Draw the holder x target matrix of gold stances, coloured by net count (blue favour, red against, grey none), as a deterministic PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     counts = actor_stances(records)
     plt.rcParams.update({"svg.hashsalt": "geonews", "font.family": "DejaVu Sans"})
@@ -52,7 +53,9 @@ def stance_by_actor(records: list[dict[str, Any]], path: Path, max_actors: int) 
                 (favor if label == "favor" else against)[holders.index(h), targets.index(t)] += n
         net = favor - against
         lim = max(1.0, float(np.abs(net).max()))
-        im = ax.imshow(net, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#d9d9d9")  # grey: no gold stance in the cell
+        shown = np.ma.masked_where((favor + against) == 0, net)
+        im = ax.imshow(shown, cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
         for i in range(len(holders)):
             for j in range(len(targets)):
                 if favor[i, j] or against[i, j]:
@@ -63,7 +66,9 @@ def stance_by_actor(records: list[dict[str, Any]], path: Path, max_actors: int) 
         ax.set_yticks(range(len(holders)), holders, fontsize=9)
         ax.set_xlabel("target (the stance is about)")
         ax.set_ylabel("holder (who takes the stance)")
-        fig.colorbar(im, ax=ax, label="favour − against (gold stances)")
+        bar = fig.colorbar(im, ax=ax, label="net gold stances in the cell: favour count − against count")
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no fractional ticks
+        ax.set_facecolor("#d9d9d9")
         ax.set_title("Who is for or against whom: gold stances by actor\n(cell: +favour/−against counts)", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,201 @@
+"""The dataset card's prose sections of the Hub template, each figure derived from the published records and rows."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from pipeline.common.contract import SPLITS
+
+# Below this many gold articles a quality figure is an anecdote, not an estimate: the card says so.
+SMALL_SAMPLE = 30
+# The placeholder of the Quick start; tests/test_publish_card.py runs the snippet with a local folder in its place.
+REPO_PLACEHOLDER = "<repo id or local folder>"
+# Items of a list shown in the data-instance example before it is cut.
+EXAMPLE_ITEMS = 8
+
+
+def sources(records: list[dict[str, Any]]) -> str:
+    """Named sources with their article counts; articles with no recorded source are counted apart, not as a source."""
+    named = Counter(r["source"] for r in records if r.get("source"))
+    missing = sum(1 for r in records if not r.get("source"))
+    text = (f"{len(named)} named source(s) ({', '.join(f'{s}: {n}' for s, n in sorted(named.items()))})" if named
+            else "no named source")
+    if missing:
+        text += f"; {missing} of {len(records)} article(s) record no source"
+    return text
+
+
+def translation(records: list[dict[str, Any]]) -> str:
+    """What the records say about translation: counts of `translated_from`, or that they say nothing."""
+    langs = Counter(str(r["translated_from"]) for r in records if r.get("translated_from"))  # ISO codes
+    if not langs:
+        return ("No article records a translation (field `translated_from`): the corpus metadata does not say which "
+                "texts were translated, so any text may be a machine translation, with the wording, names and "
+                "quotes of the translation rather than of the original.")
+    n = sum(langs.values())
+    return (f"{n} of {len(records)} article(s) record that they were translated into English "
+            f"(from {', '.join(f'`{lang}`: {k}' for lang, k in sorted(langs.items()))}); their wording, names and "
+            "quotes are the translation's and may carry its errors.")
+
+
+def translated(records: list[dict[str, Any]]) -> int:
+    """How many articles record that they were translated (`translated_from`)."""
+    return sum(1 for r in records if r.get("translated_from"))
+
+
+def sizes(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Articles, sentences, entities and annotated stances, gold and silver."""
+    out: Counter[str] = Counter()
+    for r in records:
+        st = r["status"]
+        out[f"{st} articles"] += 1
+        out[f"{st} sentences"] += len(r["sentences"])
+        out[f"{st} entities"] += len(r["entities"])
+        out[f"{st} stances"] += len(r["stances"])
+    return {k: out[k] for k in (f"{st} {kind}" for st in ("gold", "silver")
+                                for kind in ("articles", "sentences", "entities", "stances"))}
+
+
+def small_sample(n_articles: int, what: str) -> str | None:
+    """A warning when `what` rests on fewer than SMALL_SAMPLE gold articles, else None."""
+    if n_articles >= SMALL_SAMPLE:
+        return None
+    return (f"> **Small sample.** {what} rests on {n_articles} gold article(s) (fewer than {SMALL_SAMPLE}): "
+            "read it as an indication, not an estimate; a single article can move it a lot.")
+
+
+def quick_start(counts: dict[str, dict[str, int]]) -> list[str]:
+    """Python that runs on this release: it loads the configs that exist and never names a split that may be absent."""
+    have = set(counts)
+    suffix = "" if "entities" in have else "_silver"
+    lines = ["```python", "from datasets import get_dataset_config_names, load_dataset", "",
+             f'REPO = "{REPO_PLACEHOLDER}"',
+             "configs = get_dataset_config_names(REPO)  # the configs of this release (see the table below)",
+             f'ner = load_dataset(REPO, "entities{suffix}")  # a DatasetDict of the splits this release has',
+             "first = next(iter(ner.values()))  # any split: all share the features",
+             'labels = first.features["ner_tags"].feature.names  # ["O", "B-PERSON", "I-PERSON", ...]',
+             "row = first[0]",
+             "# every token carries its character offsets into the article's text (config articles)",
+             'entities = [(row["token_starts"][k], row["token_ends"][k], labels[t])',
+             '            for k, t in enumerate(row["ner_tags"]) if labels[t].startswith("B-")]']
+    if f"stance{suffix}" in have:
+        lines.append(f'stance = load_dataset(REPO, "stance{suffix}")  # sentence + (holder, target) -> label')
+    lines.append(f'articles = load_dataset(REPO, "articles{suffix}")  # full texts, sentence offsets, entities, stances')
+    if suffix == "":
+        lines += ['if "entities_silver" in configs:  # machine-only rows: never evaluation data',
+                  '    silver = load_dataset(REPO, "entities_silver")']
+    lines.append("```")
+    return lines
+
+
+def data_instance(examples: dict[str, dict[str, Any]]) -> list[str]:
+    """One published row per row-level config as JSON, long lists cut after EXAMPLE_ITEMS items."""
+    out = []
+    for name, row in examples.items():
+        shown = {k: ([*v[:EXAMPLE_ITEMS], "..."] if isinstance(v, list) and len(v) > EXAMPLE_ITEMS else v)
+                 for k, v in row.items()}
+        body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in shown.items())
+        out += [f"A row of `{name}`:", "", "```json", "{\n" + body + "\n}", "```", ""]
+    return out
+
+
+def configs_note(counts: dict[str, dict[str, int]], all_configs: list[str]) -> str:
+    """Which configs and splits this release has and why an absent one is not declared."""
+    absent = [f"`{c}`" for c in all_configs if c not in counts]
+    empty = [f"`{c}` {s}" for c in all_configs if c in counts for s in SPLITS if s not in counts[c]]
+    text = ("A config or split with no rows is **not declared** in this release: `datasets` 5.2.0 cannot load an "
+            "empty split (an empty Parquet file raises an error), so it is left out rather than shipped broken. "
+            "Code that must run on every version should iterate over `get_dataset_config_names(REPO)` and over the "
+            "splits of the `DatasetDict`, never name a split directly.")
+    if absent:
+        text += f" Not in this release: configs {', '.join(absent)}."
+    if empty:
+        text += f" Splits absent from a config: {', '.join(empty)}."
+    return text
+
+
+def uses() -> list[str]:
+    """The template's Uses section."""
+    return ["## Uses", "", "### Direct Use", "",
+            "- Training and evaluating named-entity recognition on geopolitical news (`entities`, BIO `ner_tags`).",
+            ("- Entity-to-entity stance detection: given a sentence and an ordered (holder, target) pair, predict "
+            "`favor`, `against` or `none` (`stance`)."),
+            ("- Studying who is for or against whom across articles (`articles`: full texts with every label and "
+            "every annotator's version)."),
+            ("- Measuring how much human correction machine pre-annotation needs (per-annotator versions, lead "
+            "times, agreement)."), "",
+            "### Out-of-Scope Use", "",
+            "- Redistributing or commercially exploiting the article texts: they are copyrighted by their publishers.",
+            ("- Claims about what an actor actually said or thinks: the texts are scraped news, possibly translated, "
+            "and a stance is the annotators' reading of one sentence."),
+            ("- Measuring media bias or public opinion: the selection of outlets and events is small and not "
+            "representative."),
+            "- Profiling individuals named in the news.",
+            "- Evaluating a model on the `_silver` configs: they are the machine's own proposals."]
+
+
+def curation_rationale() -> str:
+    """Why the dataset exists."""
+    return ("Entity-level stance in news — which actor supports or opposes which other actor — is rarely annotated: "
+            "stance datasets mostly label a text's stance towards a fixed topic. This dataset pairs named entities "
+            "linked to canonical actors with directed stances between them, and keeps annotation cheap by having "
+            "humans correct machine proposals instead of labelling from scratch; every correction is kept, so the "
+            "cost and the quality of that trade-off can be measured.")
+
+
+def personal_information(records: list[dict[str, Any]]) -> str:
+    """Personal and sensitive information in the texts and the annotations."""
+    people = {e["text"] for r in records for e in r["entities"] if e["label"] == "PERSON"}
+    n_people = sum(1 for r in records for e in r["entities"] if e["label"] == "PERSON")
+    return (f"The texts are published news and name people: {n_people} `PERSON` entities ({len(people)} distinct "
+            "names), mostly public figures (officials, politicians, commentators), with the political opinions the "
+            "articles attribute to them — a stance row records such an opinion. Nothing was anonymised: the names "
+            "are the news. Quoted private individuals may appear. Annotators are pseudonymous "
+            "(`annotator-<Label Studio user id>`); per annotator the dataset keeps their labels and the time spent "
+            "per article (`lead_time`), nothing else about them.")
+
+
+def bias(records: list[dict[str, Any]]) -> str:
+    """Bias, risks and limitations, with the figures they rest on."""
+    gold = [r for r in records if r["status"] == "gold"]
+    single = sum(1 for r in gold if len(r.get("annotators") or []) <= 1)
+    dates = sorted(r["date"] for r in records if r.get("date"))
+    span = f"{dates[0]} to {dates[-1]}" if dates else "unknown dates"
+    return (
+        "- **The gold follows spaCy's conventions.** Gold labels are human corrections of the proposals of a spaCy "
+        "model and the project's rules, not annotations from scratch: span boundaries (\"the Kremlin\" vs "
+        "\"Kremlin\"), the OntoNotes label set and what counts as an entity follow the model where annotators "
+        "accepted it, and an entity or stance the model missed is more likely to stay missed (anchoring). Scores "
+        "of spaCy-like models on this gold are therefore optimistic.\n"
+        f"- **Few annotators per article.** {single} of {len(gold)} gold article(s) were labelled by a single "
+        "annotator: their labels are one person's reading.\n"
+        f"- **Narrow coverage.** {len(records)} article(s) dated {span} from {sources(records)}: a handful of "
+        "events seen by a handful of outlets, in English.\n"
+        f"- **Translation.** {translation(records)}\n"
+        "- **Stance candidates.** `none` pairs are generated (same sentence, both ends able to hold a stance), so "
+        "their share depends on that rule and the candidate cap, not on the news.")
+
+
+def recommendations() -> str:
+    """What a user should do about the limitations."""
+    return ("Report results per split with the number of gold articles they rest on; keep the `_silver` configs "
+            "out of evaluation; keep splits grouped by `story_id` (near-duplicate reprints share a story) when "
+            "re-splitting; test a model trained here on independently annotated data before trusting it on other "
+            "outlets or events; quote the dataset version (the Hub tag `v<version>`) with every result.")
+
+
+def citation(pretty_name: str, version: str) -> list[str]:
+    """BibTeX and APA entries for this version."""
+    key = "geonews_" + version.replace(".", "_")
+    return ["**BibTeX:**", "", "```bibtex", f"@misc{{{key},", f"  title = {{{{{pretty_name}}}}},",
+            "  author = {{GeoNews pipeline contributors}},", f"  note = {{Dataset version {version}}},",
+            "  howpublished = {Hugging Face dataset, tag v" + version + "}", "}", "```", "",
+            f"**APA:** GeoNews pipeline contributors. *{pretty_name}* (Version {version}) [Data set]. Hugging Face."]
+
+
+def contact() -> str:
+    """Where questions and corrections go."""
+    return ("Open a discussion in the Community tab of this dataset's Hub repository; for a wrong label, quote the "
+            "row `id` (or `article_id`) and the version.")

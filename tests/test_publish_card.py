@@ -1,0 +1,191 @@
+"""The dataset card: Hub template sections, figures derived from the data, offline metadata validation, a Quick start that runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_publish import LABELED, build, built, offline_hf  # noqa: F401 (fixtures)
+
+from pipeline.dataset.sections import REPO_PLACEHOLDER, SMALL_SAMPLE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _labeled(tmp_path: Path, keep=lambda r: True, change=lambda r: None) -> Path:
+    """The fixture labeled.jsonl with records filtered by `keep` and edited by `change`."""
+    records = [r for r in map(json.loads, LABELED.read_text().splitlines()) if keep(r)]
+    for r in records:
+        change(r)
+    path = tmp_path / "labeled.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def _python_blocks(markdown: str, section: str) -> list[str]:
+    """The ```python blocks of one `## section` of a Markdown text."""
+    body = markdown.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
+
+
+def _run(code: str) -> dict[str, Any]:
+    scope: dict[str, Any] = {}
+    exec(compile(code, "<quick start>", "exec"), scope)
+    return scope
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory: pytest.TempPathFactory, built: Path) -> dict[str, Path]:  # noqa: F811
+    """Releases of different shapes: gold and silver, gold only (one split), silver only."""
+    out = {"gold and silver": built}
+    for name, keep in (("gold only", lambda r: r["status"] == "gold"), ("silver only", lambda r: r["status"] == "silver")):
+        folder = tmp_path_factory.mktemp(name.replace(" ", "_"))
+        out[name] = build(folder, labeled=_labeled(folder, keep))[0]
+    return out
+
+
+@pytest.mark.parametrize("release", ["gold and silver", "gold only", "silver only"])
+def test_the_cards_quick_start_runs_on_the_release(variants: dict[str, Path], offline_hf, release: str) -> None:  # noqa: F811
+    folder = variants[release]
+    (block,) = _python_blocks((folder / "README.md").read_text(), "Quick start")
+    scope = _run(block.replace(REPO_PLACEHOLDER, str(folder)))
+    assert scope["labels"][0] == "O" and scope["entities"] and len(scope["articles"]) >= 1
+    assert ("silver" in scope) == (release == "gold and silver")
+
+
+@pytest.mark.parametrize("release", ["gold and silver", "gold only"])
+def test_the_readmes_loading_code_runs_on_the_release(variants: dict[str, Path], offline_hf, release: str) -> None:  # noqa: F811
+    blocks = _python_blocks((ROOT / "README.md").read_text(), "Loading the dataset")
+    assert blocks
+    for block in blocks:
+        assert '"data/dataset"' in block
+        _run(block.replace('"data/dataset"', json.dumps(str(variants[release]))))
+
+
+def test_the_readmes_loading_code_runs_on_the_built_release(offline_hf) -> None:  # noqa: F811
+    """The same against this checkout's data/dataset (present after `dvc repro` or `dvc pull`)."""
+    folder = ROOT / "data" / "dataset"
+    if not (folder / "README.md").is_file():
+        pytest.skip("data/dataset not built in this checkout (run dvc repro); the fixture releases test the same code")
+    for block in _python_blocks((ROOT / "README.md").read_text(), "Loading the dataset"):
+        _run(block.replace('"data/dataset"', json.dumps(str(folder))))
+
+
+def test_datasets_cannot_load_an_empty_split_so_none_is_declared(tmp_path: Path, offline_hf) -> None:  # noqa: F811
+    """Why empty splits are left out: if a `datasets` upgrade makes this pass, ship empty splits instead."""
+    from test_publish import write_params
+
+    from pipeline import publish as stage
+    from pipeline.dataset.rows import features, write_shards
+
+    feats = features(stage.load_config(write_params(tmp_path)))["entities"]
+    row = {"id": "a-0000", "article_id": "a", "sentence_index": 0, "sentence_start": 0, "sentence_end": 2,
+           "tokens": ["Hi"], "token_starts": [0], "token_ends": [2], "ner_tags": [0]}
+    full = write_shards([row], feats, tmp_path, "entities", "train", 10)
+    empty = write_shards([], feats, tmp_path, "entities", "test", 10)
+    assert empty == ["entities/test-00000-of-00001.parquet"]
+    with pytest.raises((ValueError, offline_hf.exceptions.DatasetGenerationError)):
+        offline_hf.load_dataset("parquet", data_files={"train": str(tmp_path / full[0]), "test": str(tmp_path / empty[0])},
+                                features=feats, cache_dir=str(tmp_path / "cache"))
+
+
+def test_every_configuration_is_listed_with_the_splits_it_has(variants: dict[str, Path]) -> None:
+    card = (variants["gold only"] / "README.md").read_text()
+    assert "| `entities_silver` | – | – | – | one sentence |" in card
+    assert "Not in this release: configs `articles_silver`, `entities_silver`, `stance_silver`." in card
+    assert "never name a split directly" in card
+
+
+def test_the_card_has_every_section_of_the_hub_template(built: Path) -> None:  # noqa: F811
+    import huggingface_hub
+
+    template = (Path(huggingface_hub.__file__).parent / "templates" / "datasetcard_template.md").read_text()
+    wanted = {h.removesuffix(" [optional]") for h in re.findall(r"^#{2,4} (.+)$", template, flags=re.MULTILINE)
+              if not h.endswith("[optional]") or h.startswith(("Citation", "Annotations", "Dataset Sources"))}
+    card = (built / "README.md").read_text()
+    have = set(re.findall(r"^#{2,4} (.+)$", card, flags=re.MULTILINE))
+    assert wanted <= have, wanted - have
+    assert "[More Information Needed]" not in card
+    assert "```bibtex" in card and "### Data instances" in card and "A row of `stance`:" in card
+
+
+def test_the_metadata_passes_the_offline_validation_of_datasets_and_huggingface_hub(built: Path) -> None:  # noqa: F811
+    import datasets
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard, DatasetCardData
+    from test_publish import write_params
+
+    from pipeline import publish as stage
+    from pipeline.dataset.rows import features
+
+    card = DatasetCard.load(built / "README.md")
+    assert isinstance(card.data, DatasetCardData)
+    configs = MetadataConfigs.from_dataset_card_data(card.data)  # raises on a malformed data_files field
+    for cfg in configs.values():
+        for f in cfg["data_files"]:
+            assert sorted(built.glob(f["path"])), f["path"]
+    feats = features(stage.load_config(write_params(built.parent)))
+    infos = DatasetInfosDict.from_dataset_card_data(card.data)
+    assert {n: i.features for n, i in infos.items()} == {n: feats[n.removesuffix("_silver")] for n in configs}
+    resources = Path(datasets.__file__).parent / "utils" / "resources"
+    known = {name: json.loads((resources / f"{name}.json").read_text())
+             for name in ("creators", "languages", "multilingualities", "size_categories")}
+    data = card.data.to_dict()
+    assert set(data["language_creators"]) <= set(known["creators"]["language"])
+    assert set(data["annotations_creators"]) <= set(known["creators"]["annotations"])
+    assert set(data["multilinguality"]) <= set(known["multilingualities"])
+    assert set(data["size_categories"]) <= set(known["size_categories"])
+    assert set(data["language"]) <= set(known["languages"])
+
+
+def test_sources_leave_out_articles_with_no_source(tmp_path: Path) -> None:
+    first = json.loads(LABELED.read_text().splitlines()[0])["id"]
+    labeled = _labeled(tmp_path, change=lambda r: r.update(source=None) if r["id"] == first else None)
+    card = (build(tmp_path, labeled=labeled)[0] / "README.md").read_text()
+    assert "1 named source(s) (news.example.org: 4); 1 of 5 article(s) record no source" in card
+    assert "unknown:" not in card  # "unknown" is not counted as a source
+
+
+def test_translation_is_derived_from_the_records(tmp_path: Path, built: Path) -> None:  # noqa: F811
+    from huggingface_hub import DatasetCard
+
+    plain = DatasetCard.load(built / "README.md")
+    assert plain.data.language_creators == ["found"] and "No article records a translation" in plain.text
+    first = json.loads(LABELED.read_text().splitlines()[0])["id"]
+    labeled = _labeled(tmp_path, change=lambda r: r.update(translated_from="ar") if r["id"] == first else None)
+    card = DatasetCard.load(build(tmp_path, labeled=labeled)[0] / "README.md")
+    assert card.data.language_creators == ["found", "machine-generated"]
+    assert "1 of 5 article(s) record that they were translated into English (from `ar`: 1)" in card.text
+
+
+def test_sizes_are_articles_and_sentences_and_size_categories_ignore_none_pairs(built: Path) -> None:  # noqa: F811
+    from huggingface_hub import DatasetCard
+
+    from pipeline.dataset.card import size_category
+
+    records = [json.loads(line) for line in LABELED.read_text().splitlines()]
+    sentences = sum(len(r["sentences"]) for r in records)
+    stances = sum(len(r["stances"]) for r in records)
+    card = DatasetCard.load(built / "README.md")
+    assert f"English ({len(records)} articles, {sentences} sentences)" in card.text
+    man = json.loads((built / "manifest.json").read_text())
+    pairs = sum(n for c, s in man["rows"].items() if c.startswith("stance") for n in s.values())
+    assert pairs > stances  # generated `none` pairs outnumber annotated stances
+    assert card.data.size_categories == [size_category(max(len(records), sentences, stances))]
+
+
+def test_quality_figures_give_their_sample_size_and_warn_when_it_is_small(built: Path) -> None:  # noqa: F811
+    card = (built / "README.md").read_text()
+    assert f"**Small sample.** This table rests on 2 gold article(s) (fewer than {SMALL_SAMPLE})" in card
+    assert "**Small sample.** Agreement rests on 1 gold article(s)" in card
+    assert "net count of gold stances, favour minus against" in card and "grey cells have no gold stance" in card
+
+
+def test_the_card_says_the_gold_follows_spacys_conventions(built: Path) -> None:  # noqa: F811
+    card = (built / "README.md").read_text()
+    bias = card.split("## Bias, Risks, and Limitations", 1)[1].split("\n## ", 1)[0]
+    assert "follows spaCy's conventions" in bias and "anchoring" in bias
