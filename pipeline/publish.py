@@ -25,7 +25,7 @@ from pipeline.dataset.card import CardContext, render
 from pipeline.dataset.figure import FIGURE, stance_by_actor
 from pipeline.dataset.license import LICENSE_FILE, license_problem, license_text
 from pipeline.dataset.release import MANIFEST, SEMVER, changelog, manifest, previous_manifest, write_manifest
-from pipeline.dataset.rows import SILVER, build_rows, features, write_shards
+from pipeline.dataset.rows import SILVER, arrow_bytes, build_rows, features, write_shards
 
 STAGE = "publish"
 # The annotation guidelines travel with the data, so the card can link them on the Hub.
@@ -135,13 +135,15 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
     tmp.chmod(umask_mode(0o777))  # the published folder gets the user's umask, not mkdtemp's 0o700
     try:
         counts: dict[str, dict[str, int]] = {}
+        split_bytes: dict[str, dict[str, int]] = {}
         for name in sorted(tables):
             for split in SPLITS:
                 rows = tables[name].get(split) or []
-                # datasets 5.2.0 can't load an empty split (tests/test_publish.py shows it): it is not declared
+                # datasets 5.2.0 can't load an empty split (tests/test_publish_card.py shows it): it is not declared
                 if rows:
-                    write_shards(rows, feats[name.removesuffix(SILVER)], tmp, name, split, cfg.rows_per_shard)
+                    paths = write_shards(rows, feats[name.removesuffix(SILVER)], tmp, name, split, cfg.rows_per_shard)
                     counts.setdefault(name, {})[split] = len(rows)
+                    split_bytes.setdefault(name, {})[split] = arrow_bytes(tmp, paths)
         stance_by_actor(records, tmp / FIGURE, cfg.figure_max_actors)
         if guidelines_text is not None:
             (tmp / GUIDELINES).write_text(guidelines_text, encoding="utf-8")
@@ -154,7 +156,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
             metrics=read_metrics(metrics), changelog=changelog(man, previous_manifest(releases, cfg.version)),
             labeled_md5=file_digest(labeled, "md5"), labeled_path=labeled.as_posix(),
             guidelines=guidelines_text, guidelines_path=GUIDELINES if guidelines_text is not None else None,
-            figure=FIGURE, examples=examples(tables),
+            figure=FIGURE, examples=examples(tables), split_bytes=split_bytes,
         )
         (tmp / "README.md").write_text(render(context), encoding="utf-8")
         write_manifest(tmp / MANIFEST, man)

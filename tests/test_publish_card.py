@@ -39,30 +39,69 @@ def _run(code: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory, built: Path) -> dict[str, Path]:  # noqa: F811
-    """Releases of different shapes: gold and silver, gold only (one split), silver only."""
+    """Releases of different shapes: gold and silver, gold only (one split), silver only, no gold train split."""
     out = {"gold and silver": built}
-    for name, keep in (("gold only", lambda r: r["status"] == "gold"), ("silver only", lambda r: r["status"] == "silver")):
+    to_test = lambda r: r.update(split="test") if r["split"] == "train" else None  # noqa: E731
+    for name, keep, change in (("gold only", lambda r: r["status"] == "gold", lambda r: None),
+                               ("silver only", lambda r: r["status"] == "silver", lambda r: None),
+                               ("no gold train", lambda r: True, to_test)):
         folder = tmp_path_factory.mktemp(name.replace(" ", "_"))
-        out[name] = build(folder, labeled=_labeled(folder, keep))[0]
+        out[name] = build(folder, labeled=_labeled(folder, keep, change))[0]
     return out
 
 
-@pytest.mark.parametrize("release", ["gold and silver", "gold only", "silver only"])
+RELEASES = ["gold and silver", "gold only", "silver only", "no gold train"]
+
+
+def _splits(folder: Path) -> dict[str, list[str]]:
+    """The splits each config declares in the card's `configs` metadata."""
+    from huggingface_hub import DatasetCard
+
+    return {c["config_name"]: [f["split"] for f in c["data_files"]]
+            for c in DatasetCard.load(folder / "README.md").data.configs}
+
+
+def test_the_release_shapes_are_the_ones_the_tests_mean(variants: dict[str, Path]) -> None:
+    assert _splits(variants["gold only"]) == {"articles": ["train"], "entities": ["train"], "stance": ["train"]}
+    assert set(_splits(variants["silver only"])) == {"articles_silver", "entities_silver", "stance_silver"}
+    no_train = _splits(variants["no gold train"])
+    assert no_train["entities"] == ["test"] and "train" not in no_train["entities_silver"]
+
+
+@pytest.mark.parametrize("release", RELEASES)
 def test_the_cards_quick_start_runs_on_the_release(variants: dict[str, Path], offline_hf, release: str) -> None:  # noqa: F811
     folder = variants[release]
     (block,) = _python_blocks((folder / "README.md").read_text(), "Quick start")
     scope = _run(block.replace(REPO_PLACEHOLDER, str(folder)))
     assert scope["labels"][0] == "O" and scope["entities"] and len(scope["articles"]) >= 1
-    assert ("silver" in scope) == (release == "gold and silver")
+    assert ("silver" in scope) == (release in ("gold and silver", "no gold train"))
 
 
-@pytest.mark.parametrize("release", ["gold and silver", "gold only"])
+@pytest.mark.parametrize("release", RELEASES)
 def test_the_readmes_loading_code_runs_on_the_release(variants: dict[str, Path], offline_hf, release: str) -> None:  # noqa: F811
     blocks = _python_blocks((ROOT / "README.md").read_text(), "Loading the dataset")
     assert blocks
     for block in blocks:
         assert '"data/dataset"' in block
-        _run(block.replace('"data/dataset"', json.dumps(str(variants[release]))))
+        scope = _run(block.replace('"data/dataset"', json.dumps(str(variants[release]))))
+        assert scope["names"][0] == "O" and len(scope["train"]) >= 1 and len(scope["articles"]) >= 1
+        assert ("silver" in scope) == (release in ("gold and silver", "no gold train"))
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_metadata_says_which_splits_exist_with_their_rows(variants: dict[str, Path], offline_hf,  # noqa: F811
+                                                              release: str, tmp_path: Path) -> None:
+    """`dataset_info[].splits` and `configs[].data_files` list exactly the non-empty splits, as datasets reads them."""
+    folder = variants[release]
+    rows = json.loads((folder / "manifest.json").read_text())["rows"]
+    for config, splits in rows.items():
+        assert sorted(offline_hf.get_dataset_split_names(str(folder), config)) == sorted(splits)
+        cache = str(tmp_path / config)  # a fresh cache: the builder's info is the card's, not a previous load's
+        info = offline_hf.load_dataset_builder(str(folder), config, cache_dir=cache).info
+        assert {s: i.num_examples for s, i in info.splits.items()} == splits
+        loaded = offline_hf.load_dataset(str(folder), config, cache_dir=cache)
+        assert {s: len(d) for s, d in loaded.items()} == splits
+        assert {s: d.info.splits[s].num_bytes for s, d in loaded.items()} == {s: i.num_bytes for s, i in info.splits.items()}
 
 
 def test_the_readmes_loading_code_runs_on_the_built_release(offline_hf) -> None:  # noqa: F811
@@ -74,21 +113,27 @@ def test_the_readmes_loading_code_runs_on_the_built_release(offline_hf) -> None:
         _run(block.replace('"data/dataset"', json.dumps(str(folder))))
 
 
-def test_datasets_cannot_load_an_empty_split_so_none_is_declared(tmp_path: Path, offline_hf) -> None:  # noqa: F811
+@pytest.mark.parametrize("empty", ["one empty row group", "no row group"])
+def test_datasets_cannot_load_an_empty_split_so_none_is_declared(tmp_path: Path, offline_hf, empty: str) -> None:  # noqa: F811
     """Why empty splits are left out: if a `datasets` upgrade makes this pass, ship empty splits instead."""
+    import pyarrow.parquet as pq
     from test_publish import write_params
 
     from pipeline import publish as stage
-    from pipeline.dataset.rows import features, write_shards
+    from pipeline.dataset.rows import PARQUET_OPTIONS, features, write_shards
 
     feats = features(stage.load_config(write_params(tmp_path)))["entities"]
     row = {"id": "a-0000", "article_id": "a", "sentence_index": 0, "sentence_start": 0, "sentence_end": 2,
            "tokens": ["Hi"], "token_starts": [0], "token_ends": [2], "ner_tags": [0]}
-    full = write_shards([row], feats, tmp_path, "entities", "train", 10)
-    empty = write_shards([], feats, tmp_path, "entities", "test", 10)
-    assert empty == ["entities/test-00000-of-00001.parquet"]
+    (full,) = write_shards([row], feats, tmp_path, "entities", "train", 10)
+    if empty == "one empty row group":  # what pyarrow's write_table writes for no rows
+        (path,) = write_shards([], feats, tmp_path, "entities", "test", 10)
+    else:  # a valid Parquet file with the schema and no row group at all
+        path = "entities/test-00000-of-00001.parquet"
+        pq.ParquetWriter(tmp_path / path, feats.arrow_schema, **PARQUET_OPTIONS).close()
+    assert pq.read_table(tmp_path / path).num_rows == 0  # pyarrow reads it: a valid, empty Parquet file
     with pytest.raises((ValueError, offline_hf.exceptions.DatasetGenerationError)):
-        offline_hf.load_dataset("parquet", data_files={"train": str(tmp_path / full[0]), "test": str(tmp_path / empty[0])},
+        offline_hf.load_dataset("parquet", data_files={"train": str(tmp_path / full), "test": str(tmp_path / path)},
                                 features=feats, cache_dir=str(tmp_path / "cache"))
 
 
@@ -96,7 +141,7 @@ def test_every_configuration_is_listed_with_the_splits_it_has(variants: dict[str
     card = (variants["gold only"] / "README.md").read_text()
     assert "| `entities_silver` | – | – | – | one sentence |" in card
     assert "Not in this release: configs `articles_silver`, `entities_silver`, `stance_silver`." in card
-    assert "never name a split directly" in card
+    assert "`dataset_info[].splits`" in card and '(`"train" in ner`) before naming it' in card
 
 
 def test_the_card_has_every_section_of_the_hub_template(built: Path) -> None:  # noqa: F811
@@ -189,3 +234,17 @@ def test_the_card_says_the_gold_follows_spacys_conventions(built: Path) -> None:
     card = (built / "README.md").read_text()
     bias = card.split("## Bias, Risks, and Limitations", 1)[1].split("\n## ", 1)[0]
     assert "follows spaCy's conventions" in bias and "anchoring" in bias
+
+
+def test_the_figure_greys_the_cells_with_no_gold_stance(tmp_path: Path) -> None:
+    """Net 0 (white) means favour and against balance; a cell with no gold stance is grey, not white."""
+    import matplotlib.image
+    import numpy as np
+
+    from pipeline.dataset.figure import stance_by_actor
+
+    records = [json.loads(line) for line in LABELED.read_text().splitlines()]
+    stance_by_actor(records, tmp_path / "figure.png", 16)
+    rgb = np.round(matplotlib.image.imread(tmp_path / "figure.png")[..., :3] * 255).astype(int)
+    grey = (rgb == (217, 217, 217)).all(axis=-1).mean()
+    assert grey > 0.1, grey  # the fixture's 6 x 4 matrix has 18 empty cells

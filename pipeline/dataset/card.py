@@ -6,7 +6,6 @@ stage's metrics, the annotation guidelines), never from the clock, so rebuilds a
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -77,6 +76,7 @@ class CardContext:
     guidelines_path: str | None
     figure: str
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)  # a published row per config, for the card
+    split_bytes: dict[str, dict[str, int]] = field(default_factory=dict)  # Arrow size per config and split (num_bytes)
 
 
 # ---------------------------------------------------------------- YAML header
@@ -98,7 +98,7 @@ def annotated_size(ctx: CardContext) -> int:
 
 def header(ctx: CardContext) -> str:
     """The card's YAML metadata: configs with data files, features, license, language, task and size tags."""
-    from datasets import DatasetInfo
+    from datasets import DatasetInfo, SplitDict, SplitInfo
     from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCardData
 
@@ -126,9 +126,13 @@ def header(ctx: CardContext) -> str:
         tags=["news", "geopolitics", "stance-detection", "named-entity-recognition", "relation-extraction"],
         configs=configs,
     )
-    infos = DatasetInfosDict(
-        {name: DatasetInfo(features=ctx.features[name.removesuffix(SILVER)], config_name=name) for name in names}
-    )
+    # `splits` (name, rows) is the machine-readable list of the splits this release has; absent ones are not declared
+    infos = DatasetInfosDict({
+        name: DatasetInfo(features=ctx.features[name.removesuffix(SILVER)], config_name=name,
+                          splits=SplitDict({s: SplitInfo(name=s, num_examples=n, num_bytes=ctx.split_bytes.get(name, {}).get(s, 0))
+                                           for s, n in ctx.counts[name].items()}))
+        for name in names
+    })
     infos.to_dataset_card_data(data)
     return data.to_yaml()
 
@@ -146,26 +150,6 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 def _fmt(x: Any) -> str:
     """A figure as the card shows it: floats to three decimals, None as a dash."""
     return f"{x:.3f}" if isinstance(x, float) else ("–" if x is None else str(x))
-
-
-def stance_definition(guidelines: str | None) -> str | None:
-    """The guidelines' section defining stance (first heading below the title mentioning 'stance'), without its heading."""
-    if not guidelines:
-        return None
-    lines = guidelines.splitlines()
-    for i, line in enumerate(lines):
-        m = re.match(r"^(#+)\s+(.*)", line)
-        if m and len(m.group(1)) > 1 and "stance" in m.group(2).lower():
-            level, body = len(m.group(1)), []
-            for nxt in lines[i + 1 :]:
-                n = re.match(r"^(#+)\s", nxt)
-                if n and len(n.group(1)) <= level:
-                    break
-                body.append(nxt)
-            text = "\n".join(body).strip()
-            # demote nested headings so they sit under the card's own section
-            return re.sub(r"^(#+)", lambda h: "#" * min(6, len(h.group(1)) + 2), text, flags=re.MULTILINE) or None
-    return None
 
 
 def _distinct(records: list[dict[str, Any]], key: str) -> str:
@@ -289,7 +273,7 @@ def render(ctx: CardContext) -> str:
                  f"({', '.join(f'{t}={i}' for i, t in enumerate(cfg.bio_tags))}). Entities also carry `actor`, a "
                  f"canonical id from the project's actor table (e.g. `RUS`, `NATO`; null when unlinked).")
     parts += ["", "#### Stances", ""]
-    definition = stance_definition(ctx.guidelines)
+    definition = sections.stance_definition(ctx.guidelines)
     if definition:
         parts += [f"From the annotation guidelines ([{ctx.guidelines_path}]({ctx.guidelines_path})):", "", definition, ""]
     else:
@@ -306,7 +290,7 @@ def render(ctx: CardContext) -> str:
                  "A stance whose entities are in different sentences uses the span of sentences covering both.")
     parts += ["", "### Data fields", ""]
     for name in CONFIGS:
-        parts.append(f"- **`{name}`**: " + ", ".join(f"`{k}` ({_type(v)})" for k, v in ctx.features[name].items()))
+        parts.append(f"- **`{name}`**: " + ", ".join(f"`{k}` ({sections.feature_type(v)})" for k, v in ctx.features[name].items()))
     if ctx.examples:
         parts += ["", "### Data instances", "", *sections.data_instance(ctx.examples)]
     parts += ["", "## Dataset Creation", "", "### Curation Rationale", "", sections.curation_rationale()]
@@ -352,7 +336,7 @@ def render(ctx: CardContext) -> str:
               "### Recommendations", "", sections.recommendations()]
     parts += ["", "## Citation", "", *sections.citation(cfg.pretty_name, cfg.version)]
     parts += ["", "## More Information", "", "### Changelog", ""]
-    parts.append(_changelog(cfg.version, ctx.changelog))
+    parts.append(sections.changelog(cfg.version, ctx.changelog))
     parts += ["", "### Provenance", ""]
     snapshot_hashes = sorted({r["provenance"].get("annotation_snapshot_sha256") for r in gold} - {None})
     prov = [["`" + ctx.labeled_path + "` (md5, as in dvc.lock)", f"`{ctx.labeled_md5}`"]]
@@ -369,34 +353,3 @@ def render(ctx: CardContext) -> str:
                  "this card and the figure are byte-identical for identical inputs.")
     parts += ["", "## Dataset Card Contact", "", sections.contact()]
     return "\n".join(parts).rstrip() + "\n"
-
-
-def _type(feature: Any) -> str:
-    """A short human name of a datasets feature type."""
-    name = type(feature).__name__
-    if name == "Value":
-        return feature.dtype
-    if name == "ClassLabel":
-        return "class label"
-    if name == "List":
-        return f"list of {_type(feature.feature)}"
-    if isinstance(feature, dict):
-        return "{" + ", ".join(feature) + "}"
-    return name
-
-
-def _changelog(version: str, change: dict[str, Any] | None) -> str:
-    """The changelog section: first version, or counts, label deltas and up to 20 ids per kind of change."""
-    if change is None:
-        return f"- **{version}**: first published version (no earlier release recorded in `releases/`)."
-    lines = [(f"- **{version}** (against {change['previous_version']}): {len(change['added'])} article(s) added, "
-              f"{len(change['removed'])} removed, {len(change['changed'])} with changed labels, status or split "
-              f"({len(change['newly_gold'])} newly human-annotated).")]
-    for kind, deltas in change["label_deltas"].items():
-        if deltas:
-            lines.append(f"  - gold {kind}: " + ", ".join(f"`{k}` {v:+d}" for k, v in deltas.items()))
-    for key in ("added", "removed", "changed"):
-        if change[key]:
-            ids = change[key]
-            lines.append(f"  - {key}: " + ", ".join(f"`{a}`" for a in ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else ""))
-    return "\n".join(lines)

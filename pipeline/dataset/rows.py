@@ -245,6 +245,13 @@ def write_shards(rows: list[dict[str, Any]], feats: Any, folder: Path, config: s
     return names
 
 
+def arrow_bytes(folder: Path, paths: list[str]) -> int:
+    """A split's in-memory Arrow size as `datasets` records it (`num_bytes`), reading its shards back one at a time."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_table(folder / path).nbytes for path in paths)
+
+
 def data_files(config: str, split: str) -> str:
     """The card's `data_files` glob of a config's split: every shard, whatever their number."""
     return f"{config}/{split}-*"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -74,9 +75,9 @@ def quick_start(counts: dict[str, dict[str, int]]) -> list[str]:
              f'REPO = "{REPO_PLACEHOLDER}"',
              "configs = get_dataset_config_names(REPO)  # the configs of this release (see the table below)",
              f'ner = load_dataset(REPO, "entities{suffix}")  # a DatasetDict of the splits this release has',
-             "first = next(iter(ner.values()))  # any split: all share the features",
-             'labels = first.features["ner_tags"].feature.names  # ["O", "B-PERSON", "I-PERSON", ...]',
-             "row = first[0]",
+             'train = ner["train"] if "train" in ner else next(iter(ner.values()))  # only splits with rows exist',
+             'labels = train.features["ner_tags"].feature.names  # ["O", "B-PERSON", "I-PERSON", ...]',
+             "row = train[0]",
              "# every token carries its character offsets into the article's text (config articles)",
              'entities = [(row["token_starts"][k], row["token_ends"][k], labels[t])',
              '            for k, t in enumerate(row["ner_tags"]) if labels[t].startswith("B-")]']
@@ -106,9 +107,12 @@ def configs_note(counts: dict[str, dict[str, int]], all_configs: list[str]) -> s
     absent = [f"`{c}`" for c in all_configs if c not in counts]
     empty = [f"`{c}` {s}" for c in all_configs if c in counts for s in SPLITS if s not in counts[c]]
     text = ("A config or split with no rows is **not declared** in this release: `datasets` 5.2.0 cannot load an "
-            "empty split (an empty Parquet file raises an error), so it is left out rather than shipped broken. "
-            "Code that must run on every version should iterate over `get_dataset_config_names(REPO)` and over the "
-            "splits of the `DatasetDict`, never name a split directly.")
+            "empty split (an empty Parquet file fails to load, even with the right schema), so it is left out "
+            "rather than shipped broken. The splits that exist are machine-readable in the card's metadata: "
+            "`configs[].data_files` (what `get_dataset_split_names(REPO, config)` reads) and "
+            "`dataset_info[].splits` (rows as `num_examples`). Code that must run on every version should ask "
+            "`get_dataset_config_names(REPO)` which configs exist and look a split up in the `DatasetDict` "
+            "(`\"train\" in ner`) before naming it.")
     if absent:
         text += f" Not in this release: configs {', '.join(absent)}."
     if empty:
@@ -199,3 +203,54 @@ def contact() -> str:
     """Where questions and corrections go."""
     return ("Open a discussion in the Community tab of this dataset's Hub repository; for a wrong label, quote the "
             "row `id` (or `article_id`) and the version.")
+
+
+def stance_definition(guidelines: str | None) -> str | None:
+    """The guidelines' section defining stance (first heading below the title mentioning 'stance'), without its heading."""
+    if not guidelines:
+        return None
+    lines = guidelines.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(#+)\s+(.*)", line)
+        if m and len(m.group(1)) > 1 and "stance" in m.group(2).lower():
+            level, body = len(m.group(1)), []
+            for nxt in lines[i + 1 :]:
+                n = re.match(r"^(#+)\s", nxt)
+                if n and len(n.group(1)) <= level:
+                    break
+                body.append(nxt)
+            text = "\n".join(body).strip()
+            # demote nested headings so they sit under the card's own section
+            return re.sub(r"^(#+)", lambda h: "#" * min(6, len(h.group(1)) + 2), text, flags=re.MULTILINE) or None
+    return None
+
+
+def feature_type(feature: Any) -> str:
+    """A short human name of a datasets feature type."""
+    name = type(feature).__name__
+    if name == "Value":
+        return feature.dtype
+    if name == "ClassLabel":
+        return "class label"
+    if name == "List":
+        return f"list of {feature_type(feature.feature)}"
+    if isinstance(feature, dict):
+        return "{" + ", ".join(feature) + "}"
+    return name
+
+
+def changelog(version: str, change: dict[str, Any] | None) -> str:
+    """The changelog section: first version, or counts, label deltas and up to 20 ids per kind of change."""
+    if change is None:
+        return f"- **{version}**: first published version (no earlier release recorded in `releases/`)."
+    lines = [(f"- **{version}** (against {change['previous_version']}): {len(change['added'])} article(s) added, "
+              f"{len(change['removed'])} removed, {len(change['changed'])} with changed labels, status or split "
+              f"({len(change['newly_gold'])} newly human-annotated).")]
+    for kind, deltas in change["label_deltas"].items():
+        if deltas:
+            lines.append(f"  - gold {kind}: " + ", ".join(f"`{k}` {v:+d}" for k, v in deltas.items()))
+    for key in ("added", "removed", "changed"):
+        if change[key]:
+            ids = change[key]
+            lines.append(f"  - {key}: " + ", ".join(f"`{a}`" for a in ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else ""))
+    return "\n".join(lines)
