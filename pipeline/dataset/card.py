@@ -236,7 +236,7 @@ def render(ctx: CardContext) -> str:
               f"{size['gold sentences'] + size['silver sentences']} sentences)"),
               f"- **License:** `{cfg.license}` — {cfg.license_name}", "",
               "### Dataset Sources", "",
-              f"- **Articles:** {sections.sources(records)}, dated {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}",
+              f"- **Articles:** dated {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}; {sections.sources(records)}",
               "- **Annotation guidelines:** " + (f"[{ctx.guidelines_path}]({ctx.guidelines_path})" if ctx.guidelines_path else "not shipped"),
               ""]
     parts += ["## Quick start", "", *sections.quick_start(ctx.counts), "",
@@ -297,7 +297,7 @@ def render(ctx: CardContext) -> str:
     parts += ["", "### Source Data", "", "#### Data Collection and Processing", ""]
     parts.append(
         f"{len(records)} news articles ({size['gold sentences'] + size['silver sentences']} sentences) dated "
-        f"{dates[0] if dates else '?'} to {dates[-1] if dates else '?'} from {sections.sources(records)}, scraped and "
+        f"{dates[0] if dates else '?'} to {dates[-1] if dates else '?'} ({sections.sources(records)}), scraped and "
         "cleaned by the pipeline (site furniture removed, near-duplicates grouped into stories, sentences split by "
         "the spaCy model).\n\n" + sections.translation(records) + "\n\n"
         "#### Who are the source data producers?\n\n"

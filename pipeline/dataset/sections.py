@@ -32,9 +32,10 @@ def translation(records: list[dict[str, Any]]) -> str:
     """What the records say about translation: counts of `translated_from`, or that they say nothing."""
     langs = Counter(str(r["translated_from"]) for r in records if r.get("translated_from"))  # ISO codes
     if not langs:
-        return ("No article records a translation (field `translated_from`): the corpus metadata does not say which "
-                "texts were translated, so any text may be a machine translation, with the wording, names and "
-                "quotes of the translation rather than of the original.")
+        return ("No article records a translation: the corpus formats have no translation field (ingest keeps "
+                "`title`, `date`, `url` and `source`), so which texts, if any, are translations cannot be derived "
+                "from the records; any text may be one, with the translation's wording, names and quotes. A "
+                "record's `translated_from` (ISO code), when present, is counted here.")
     n = sum(langs.values())
     return (f"{n} of {len(records)} article(s) record that they were translated into English "
             f"(from {', '.join(f'`{lang}`: {k}' for lang, k in sorted(langs.items()))}); their wording, names and "
@@ -175,7 +176,7 @@ def bias(records: list[dict[str, Any]]) -> str:
         "of spaCy-like models on this gold are therefore optimistic.\n"
         f"- **Few annotators per article.** {single} of {len(gold)} gold article(s) were labelled by a single "
         "annotator: their labels are one person's reading.\n"
-        f"- **Narrow coverage.** {len(records)} article(s) dated {span} from {sources(records)}: a handful of "
+        f"- **Narrow coverage.** {len(records)} article(s) dated {span} ({sources(records)}): a handful of "
         "events seen by a handful of outlets, in English.\n"
         f"- **Translation.** {translation(records)}\n"
         "- **Stance candidates.** `none` pairs are generated (same sentence, both ends able to hold a stance), so "
