@@ -191,7 +191,7 @@ def test_sources_leave_out_articles_with_no_source(tmp_path: Path) -> None:
     first = json.loads(LABELED.read_text().splitlines()[0])["id"]
     labeled = _labeled(tmp_path, change=lambda r: r.update(source=None) if r["id"] == first else None)
     card = (build(tmp_path, labeled=labeled)[0] / "README.md").read_text()
-    assert "1 named source(s) (news.example.org: 4); 1 of 5 article(s) record no source" in card
+    assert "1 named source (news.example.org: 4); 1 of 5 articles record no source" in card
     assert "unknown:" not in card  # "unknown" is not counted as a source
 
 

@@ -297,9 +297,9 @@ def render(ctx: CardContext) -> str:
     parts += ["", "### Source Data", "", "#### Data Collection and Processing", ""]
     parts.append(
         f"{len(records)} news articles ({size['gold sentences'] + size['silver sentences']} sentences) dated "
-        f"{dates[0] if dates else '?'} to {dates[-1] if dates else '?'} ({sections.sources(records)}), scraped and "
-        "cleaned by the pipeline (site furniture removed, near-duplicates grouped into stories, sentences split by "
-        "the spaCy model).\n\n" + sections.translation(records) + "\n\n"
+        f"{dates[0] if dates else '?'} to {dates[-1] if dates else '?'}, scraped and cleaned by the pipeline (site "
+        "furniture removed, near-duplicates grouped into stories, sentences split by the spaCy model). Sources: "
+        f"{sections.sources(records)}.\n\n" + sections.translation(records) + "\n\n"
         "#### Who are the source data producers?\n\n"
         "The journalists and editors of the outlets above (and, for a translated text, its unknown translator). The "
         f"texts are copyrighted by their publishers: the dataset is released under `{cfg.license}` "

@@ -17,14 +17,19 @@ REPO_PLACEHOLDER = "<repo id or local folder>"
 EXAMPLE_ITEMS = 8
 
 
+def _n(count: int, noun: str) -> str:
+    """`1 article`, `2 articles`."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def sources(records: list[dict[str, Any]]) -> str:
     """Named sources with their article counts; articles with no recorded source are counted apart, not as a source."""
     named = Counter(r["source"] for r in records if r.get("source"))
     missing = sum(1 for r in records if not r.get("source"))
-    text = (f"{len(named)} named source(s) ({', '.join(f'{s}: {n}' for s, n in sorted(named.items()))})" if named
+    text = (f"{_n(len(named), 'named source')} ({', '.join(f'{s}: {n}' for s, n in sorted(named.items()))})" if named
             else "no named source")
     if missing:
-        text += f"; {missing} of {len(records)} article(s) record no source"
+        text += f"; {missing} of {_n(len(records), 'article')} record no source"
     return text
 
 
@@ -176,8 +181,8 @@ def bias(records: list[dict[str, Any]]) -> str:
         "of spaCy-like models on this gold are therefore optimistic.\n"
         f"- **Few annotators per article.** {single} of {len(gold)} gold article(s) were labelled by a single "
         "annotator: their labels are one person's reading.\n"
-        f"- **Narrow coverage.** {len(records)} article(s) dated {span} ({sources(records)}): a handful of "
-        "events seen by a handful of outlets, in English.\n"
+        f"- **Narrow coverage.** {_n(len(records), 'article')} dated {span}: a handful of events seen by a "
+        f"handful of outlets, in English. Sources: {sources(records)}.\n"
         f"- **Translation.** {translation(records)}\n"
         "- **Stance candidates.** `none` pairs are generated (same sentence, both ends able to hold a stance), so "
         "their share depends on that rule and the candidate cap, not on the news.")
