@@ -159,8 +159,9 @@ def test_the_card_has_every_section_of_the_hub_template(built: Path) -> None:  #
 
 def test_the_metadata_passes_the_offline_validation_of_datasets_and_huggingface_hub(built: Path) -> None:  # noqa: F811
     import datasets
+    import yaml
     from datasets.info import DatasetInfosDict
-    from datasets.utils.metadata import MetadataConfigs
+    from datasets.utils.metadata import MetadataConfigs, _NoDuplicateSafeLoader, _split_yaml_from_readme
     from huggingface_hub import DatasetCard, DatasetCardData
     from test_publish import write_params
 
@@ -169,6 +170,10 @@ def test_the_metadata_passes_the_offline_validation_of_datasets_and_huggingface_
 
     card = DatasetCard.load(built / "README.md")
     assert isinstance(card.data, DatasetCardData)
+    block, _ = _split_yaml_from_readme((built / "README.md").read_text())
+    meta = yaml.load(block or "", Loader=_NoDuplicateSafeLoader)  # the loader datasets uses: duplicate keys raise
+    assert DatasetCardData(**meta).to_dict() == meta == card.data.to_dict()  # nothing dropped or renamed
+    assert (built / meta["license_link"]).is_file() and re.fullmatch(r"[a-z0-9][a-z0-9.-]*", meta["license_name"])
     configs = MetadataConfigs.from_dataset_card_data(card.data)  # raises on a malformed data_files field
     for cfg in configs.values():
         for f in cfg["data_files"]:
