@@ -105,6 +105,9 @@ def data_instance(examples: dict[str, dict[str, Any]]) -> list[str]:
                  for k, v in row.items()}
         body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in shown.items())
         out += [f"A row of `{name}`:", "", "```json", "{\n" + body + "\n}", "```", ""]
+    if out:
+        out.append("Class labels are stored as ids (`ner_tags`, the stance `label`); their names are in the label "
+                   "schema above and in `features[...].names`.")
     return out
 
 
