@@ -73,7 +73,9 @@ def test_the_cards_quick_start_runs_on_the_release(variants: dict[str, Path], of
     folder = variants[release]
     (block,) = _python_blocks((folder / "README.md").read_text(), "Quick start")
     scope = _run(block.replace(REPO_PLACEHOLDER, str(folder)))
-    assert scope["labels"][0] == "O" and scope["entities"] and len(scope["articles"]) >= 1
+    assert scope["labels"][0] == "O" and scope["entity_starts"] and len(scope["articles"]) >= 1
+    article = next(a for split in scope["articles"].values() for a in split if a["id"] == scope["row"]["article_id"])
+    assert set(scope["entity_starts"]) <= {(e["start"], e["label"]) for e in article["entities"]}
     assert ("silver" in scope) == (release in ("gold and silver", "no gold train"))
 
 

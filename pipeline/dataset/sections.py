@@ -84,9 +84,10 @@ def quick_start(counts: dict[str, dict[str, int]]) -> list[str]:
              'train = ner["train"] if "train" in ner else next(iter(ner.values()))  # only splits with rows exist',
              'labels = train.features["ner_tags"].feature.names  # ["O", "B-PERSON", "I-PERSON", ...]',
              "row = train[0]",
-             "# every token carries its character offsets into the article's text (config articles)",
-             'entities = [(row["token_starts"][k], row["token_ends"][k], labels[t])',
-             '            for k, t in enumerate(row["ner_tags"]) if labels[t].startswith("B-")]']
+             "# every token carries its character offsets into the article's text (config articles);",
+             "# an entity starts at a B- tag and runs over the I- tags that follow it",
+             'entity_starts = [(row["token_starts"][k], labels[t][2:])',
+             '                 for k, t in enumerate(row["ner_tags"]) if labels[t].startswith("B-")]']
     if f"stance{suffix}" in have:
         lines.append(f'stance = load_dataset(REPO, "stance{suffix}")  # sentence + (holder, target) -> label')
     lines.append(f'articles = load_dataset(REPO, "articles{suffix}")  # full texts, sentence offsets, entities, stances')
