@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span, Token
 
-from pipeline.stance.lexicon import Lexicon
+from pipeline.stance.lexicon import Cue, Lexicon
 
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 MAX_PATH = 4  # dependency arcs kept on each side of the path; longer sides are cut (and say so)
 
 
@@ -43,24 +43,46 @@ def _bucket(n: int) -> str:
     return "17+"
 
 
-def _chain(tok: Token) -> list[Token]:
-    """`tok` and its heads up to the root of its sentence."""
-    chain = [tok]
-    while chain[-1].head is not chain[-1] and len(chain) < 64:
-        chain.append(chain[-1].head)
-    return chain
+class _Parse:
+    """Per-doc memo of what every pair asks of a token: its chain of heads, its cue, its negation."""
 
+    def __init__(self, doc: Doc, lexicon: Lexicon) -> None:
+        self.doc, self.lexicon = doc, lexicon
+        self._chains: dict[int, list[Token]] = {}
+        self._cues: dict[int, Cue | None] = {}
+        self._neg: dict[int, bool] = {}
 
-def _path(a: Token, b: Token) -> tuple[list[Token], Token | None, list[Token]]:
-    """Tokens from `a` up to (not including) the lowest common head, that head, and from it down to `b`."""
-    up = _chain(a)
-    position = {t.i: k for k, t in enumerate(up)}
-    down: list[Token] = []
-    for tok in _chain(b):
-        if tok.i in position:
-            return up[: position[tok.i]], tok, list(reversed(down))
-        down.append(tok)
-    return up, None, list(reversed(down))
+    def chain(self, tok: Token) -> list[Token]:
+        """`tok` and its heads up to the root of its sentence."""
+        if (found := self._chains.get(tok.i)) is None:
+            found = [tok]
+            while found[-1].head.i != found[-1].i and len(found) < 64:  # spaCy makes a new Token per access: compare .i
+                found.append(found[-1].head)
+            self._chains[tok.i] = found
+        return found
+
+    def cue(self, tok: Token) -> Cue | None:
+        """The lexicon's cue at `tok`."""
+        if tok.i not in self._cues:
+            self._cues[tok.i] = self.lexicon.match(tok)
+        return self._cues[tok.i]
+
+    def negated(self, tok: Token) -> bool:
+        """Whether `tok` has a `neg` child."""
+        if (found := self._neg.get(tok.i)) is None:
+            found = self._neg[tok.i] = any(c.dep_ == "neg" for c in tok.children)
+        return found
+
+    def path(self, a: Token, b: Token) -> tuple[list[Token], Token | None, list[Token]]:
+        """Tokens from `a` up to (not including) the lowest common head, that head, and from it down to `b`."""
+        up = self.chain(a)
+        position = {t.i: k for k, t in enumerate(up)}
+        down: list[Token] = []
+        for tok in self.chain(b):
+            if tok.i in position:
+                return up[: position[tok.i]], tok, list(reversed(down))
+            down.append(tok)
+        return up, None, list(reversed(down))
 
 
 def _word(tok: Token) -> str:
@@ -69,16 +91,17 @@ def _word(tok: Token) -> str:
 
 
 def pair_features(
-    doc: Doc,
+    parse: _Parse,
     entities: Sequence[Span],
     holder: int,
     target: int,
-    lexicon: Lexicon,
     fired: Mapping[tuple[int, int], dict],
+    sentence_cues: Sequence[tuple[int, str]],
 ) -> Candidate:
-    """The features of the directed pair (holder, target) of `entities` (spans of `doc`); `fired`: rule stances."""
+    """The features of the directed pair (holder, target) of `entities`; `fired`: rule stances; cues of the sentence."""
     h, t = entities[holder], entities[target]
-    up, top, down = _path(h.root, t.root)
+    lexicon = parse.lexicon
+    up, top, down = parse.path(h.root, t.root)
     feats = ["bias", f"hl={h.label_}", f"tl={t.label_}", f"pair={h.label_}>{t.label_}"]
     up_deps = [tok.dep_ for tok in up][:MAX_PATH] + (["..."] if len(up) > MAX_PATH else [])
     down_deps = [tok.dep_ for tok in down][-MAX_PATH:]
@@ -97,7 +120,7 @@ def pair_features(
     on_path = {tok.i for tok in path_tokens}
     cues: list[tuple[int, str]] = []
     for tok in path_tokens:
-        if (cue := lexicon.match(tok)) is not None:
+        if (cue := parse.cue(tok)) is not None:
             cues.append((tok.i, cue.label))
             feats += [f"cue={cue.label}", f"cue_lemma={cue.lemma}:{cue.label}", f"cue_at={tok.dep_}:{cue.label}"]
         lemma = tok.lemma_.lower()
@@ -105,12 +128,12 @@ def pair_features(
             feats.append(f"tone={'neg' if lemma in lexicon.negative else 'pos'}")
         if lemma in lexicon.speech_verbs:
             feats.append("speech_on_path")
-        if any(c.dep_ == "neg" for c in tok.children):
+        if parse.negated(tok):
             feats.append("neg_on_path")
-    for tok in doc[first.end : last.start]:
-        if tok.i not in on_path and (cue := lexicon.match(tok)) is not None:
-            cues.append((tok.i, cue.label))
-            feats.append(f"between_cue={cue.label}")
+    for i, label in sentence_cues:
+        if first.end <= i < last.start and i not in on_path:
+            cues.append((i, label))
+            feats.append(f"between_cue={label}")
     if (found := fired.get((holder, target))) is not None:
         feats += ["rule", f"rule={found['rule']}:{found['label']}", f"rule_label={found['label']}"]
     if (back := fired.get((target, holder))) is not None:
@@ -132,16 +155,21 @@ def candidates(
     """
     ends = frozenset(ends)
     fired = {(s["holder"], s["target"]): s for s in rule_stances}
+    parse = _Parse(doc, lexicon)
     by_sentence: dict[int, list[int]] = {}
     for index, span in enumerate(entities):
         if span.label_ in ends:
             by_sentence.setdefault(span.sent.start, []).append(index)
     out = []
     for members in by_sentence.values():
+        if len(members) < 2:
+            continue
+        sent = entities[members[0]].sent
+        sentence_cues = [(tok.i, cue.label) for tok in sent if (cue := parse.cue(tok)) is not None]
         for i in members:
             for j in members:
                 a, b = entities[i], entities[j]
                 if i == j or a.text.lower() == b.text.lower() or (a.kb_id_ and a.kb_id_ == b.kb_id_):
                     continue
-                out.append(pair_features(doc, entities, i, j, lexicon, fired))
+                out.append(pair_features(parse, entities, i, j, fired, sentence_cues))
     return out
