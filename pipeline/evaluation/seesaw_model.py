@@ -59,12 +59,12 @@ def parse(articles: Sequence[Article], pre: pa.Preannotator) -> list[Parsed]:
             text = record["text"]
             kept, entities = annotator.entity_layer(doc, text)
             rules = annotator.rule_stances(doc, text, kept)
-            cands = candidates(doc, kept, pre.params.stance_ends, annotator.rules.lexicon, rules)
+            cands = candidates(doc, kept, pre.params.stance_ends, annotator.rules.lexicon, rules, pronouns=True)
             gold = {(s, h, t): lab for s, h, lab, t in sorted(article.gold)}
             labels: list[str | None] = []
             keys: list[tuple[str, str, str] | None] = []
             for c in cands:
-                start = entities[c.holder]["start"]
+                start = doc[c.at].idx  # the pair's sentence: where its holder is mentioned (maybe as a pronoun)
                 sid = next((s for a, b, s in spans if a <= start < b), None)
                 h = match_name(entities[c.holder]["text"], article.names)
                 t = match_name(entities[c.target]["text"], article.names)

@@ -1,7 +1,10 @@
 """Features of a directed entity pair in one sentence, for the learned stance model (pipeline/stance/model.py).
 
 A candidate is every ordered pair of distinct entity mentions of one sentence whose labels may end a
-stance. Its features are strings (value 1) read off spaCy's parse: the dependency path between the
+stance, a mention being a named entity or, with `pronouns`, a third-person pronoun standing for the
+nearest preceding named entity it can refer to ("he" a PERSON, "they"/"it" an organisation or a place)
+no more than PRONOUN_WINDOW sentences back: the pair's ends are then that entity's index, its features
+are read at the pronoun and say so (`h_pron`, `t_pron`). Its features are strings (value 1) read off spaCy's parse: the dependency path between the
 two mentions' heads, the cue words and tone words of the lexicon on it and in the sentence, the entity
 labels, the rule that fired for the pair (and for the reverse pair), distance and order. Bump
 FEATURES_VERSION whenever a feature changes: a model records the version it was trained with.
@@ -16,8 +19,14 @@ from spacy.tokens import Doc, Span, Token
 
 from pipeline.stance.lexicon import Cue, Lexicon
 
-FEATURES_VERSION = "2"
+FEATURES_VERSION = "3"
 MAX_PATH = 4  # dependency arcs kept on each side of the path; longer sides are cut (and say so)
+PRONOUN_WINDOW = 3  # sentences back (the pronoun's own included) where a pronoun's antecedent is looked for
+# Third-person pronouns and the entity labels each may stand for.
+PRONOUNS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(("he", "him", "his", "she", "her", "hers"), frozenset({"PERSON"})),
+    **dict.fromkeys(("they", "them", "their", "it", "its"), frozenset({"ORG", "GPE", "NORP"})),
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class Candidate:
     features: tuple[str, ...]
     cues: tuple[tuple[int, str], ...]  # (token index, label) of cue words on the path, then elsewhere between
     anchor: int  # the token joining the two ends in the parse (their lowest common head)
+    at: int = -1  # first token of the holder's mention in this sentence (the pronoun's when it is one)
 
     def cue_for(self, label: str) -> int:
         """The token that best carries `label` for this pair: its first cue of that label, else any cue, else the anchor."""
@@ -92,14 +102,19 @@ def _word(tok: Token) -> str:
 
 def pair_features(
     parse: _Parse,
-    entities: Sequence[Span],
+    mentions: tuple[Span, Span],
     holder: int,
     target: int,
     fired: Mapping[tuple[int, int], dict],
     sentence_cues: Sequence[tuple[int, str]],
 ) -> Candidate:
-    """The features of the directed pair (holder, target) of `entities`; `fired`: rule stances; cues of the sentence."""
-    h, t = entities[holder], entities[target]
+    """The features of the directed pair (holder, target) of entity indexes, mentioned in one sentence as `mentions`.
+
+    A mention that is a pronoun is a one-token span labelled like its entity; `fired`: the rules' stances
+    (read only when both mentions are the entities themselves); the cue words of the sentence.
+    """
+    h, t = mentions
+    h_pron, t_pron = h.text.lower() in PRONOUNS, t.text.lower() in PRONOUNS
     lexicon = parse.lexicon
     up, top, down = parse.path(h.root, t.root)
     feats = ["bias", f"hl={h.label_}", f"tl={t.label_}", f"pair={h.label_}>{t.label_}"]
@@ -134,42 +149,75 @@ def pair_features(
         if first.end <= i < last.start and i not in on_path:
             cues.append((i, label))
             feats.append(f"between_cue={label}")
-    if (found := fired.get((holder, target))) is not None:
+    if h_pron or t_pron:
+        end, pron = ("h", h) if h_pron else ("t", t)
+        feats += [f"{end}_pron", f"pron={pron.root.lower_}:{pron.label_}",
+                  f"pron_path={end}:{'/'.join(up_deps)}|{'/'.join(down_deps)}"]
+    elif (found := fired.get((holder, target))) is not None:
         feats += ["rule", f"rule={found['rule']}:{found['label']}", f"rule_label={found['label']}"]
-    if (back := fired.get((target, holder))) is not None:
+    if not (h_pron or t_pron) and (back := fired.get((target, holder))) is not None:
         feats += [f"rev_rule_label={back['label']}"]
     if h.kb_id_:
         feats.append("h_actor")
     if t.kb_id_:
         feats.append("t_actor")
     anchor = top.i if top is not None else t.root.i
-    return Candidate(holder, target, tuple(dict.fromkeys(feats)), tuple(cues), anchor)
+    return Candidate(holder, target, tuple(dict.fromkeys(feats)), tuple(cues), anchor, h.start)
+
+
+def _pronoun_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str]) -> dict[int, list[tuple[int, Span]]]:
+    """Per sentence start, the pronouns standing for an entity: (entity index, the pronoun as a span of its label)."""
+    inside = {i for span in entities for i in range(span.start, span.end)}
+    sentences = list(doc.sents)
+    out: dict[int, list[tuple[int, Span]]] = {}
+    for k, sent in enumerate(sentences):
+        first = sentences[max(0, k - PRONOUN_WINDOW + 1)].start
+        for tok in sent:
+            labels = PRONOUNS.get(tok.lower_)
+            if labels is None or tok.pos_ != "PRON" or tok.i in inside:
+                continue
+            # The nearest preceding entity of a label the pronoun may stand for, in this or the previous sentences.
+            ante = next((j for j in range(len(entities) - 1, -1, -1) if first <= entities[j].start < tok.i
+                         and entities[j].label_ in labels and entities[j].label_ in ends), None)
+            if ante is not None:
+                span = Span(doc, tok.i, tok.i + 1, label=entities[ante].label_, kb_id=entities[ante].kb_id_)
+                out.setdefault(sent.start, []).append((ante, span))
+    return out
 
 
 def candidates(
-    doc: Doc, entities: Sequence[Span], ends: Iterable[str], lexicon: Lexicon, rule_stances: Iterable[dict]
+    doc: Doc, entities: Sequence[Span], ends: Iterable[str], lexicon: Lexicon, rule_stances: Iterable[dict],
+    pronouns: bool = False,
 ) -> list[Candidate]:
-    """Every ordered pair of `entities` (spans of `doc`, document order) in one sentence, both labelled one of `ends`.
+    """Every ordered pair of mentions of one sentence of `entities` (spans of `doc`, document order) labelled one of `ends`.
 
-    Two mentions of one name or of one actor (Putin and Russia) make no pair, as in the rules.
+    Two mentions of one name or of one actor (Putin and Russia) make no pair, as in the rules; with
+    `pronouns`, a pronoun standing for an entity is a mention of it (never paired with another pronoun).
     """
     ends = frozenset(ends)
     fired = {(s["holder"], s["target"]): s for s in rule_stances}
     parse = _Parse(doc, lexicon)
-    by_sentence: dict[int, list[int]] = {}
+    by_sentence: dict[int, list[tuple[int, Span]]] = {}
     for index, span in enumerate(entities):
         if span.label_ in ends:
-            by_sentence.setdefault(span.sent.start, []).append(index)
+            by_sentence.setdefault(span.sent.start, []).append((index, span))
+    named = set(by_sentence)
+    if pronouns:
+        for start, found in _pronoun_mentions(doc, entities, ends).items():
+            by_sentence.setdefault(start, []).extend(found)
     out = []
-    for members in by_sentence.values():
-        if len(members) < 2:
+    for start in sorted(by_sentence):
+        members = by_sentence[start]
+        if len(members) < 2 or start not in named:
             continue
-        sent = entities[members[0]].sent
+        sent = members[0][1].sent
         sentence_cues = [(tok.i, cue.label) for tok in sent if (cue := parse.cue(tok)) is not None]
-        for i in members:
-            for j in members:
-                a, b = entities[i], entities[j]
-                if i == j or a.text.lower() == b.text.lower() or (a.kb_id_ and a.kb_id_ == b.kb_id_):
+        for i, a in members:
+            for j, b in members:
+                x, y = entities[i], entities[j]
+                if i == j or x.text.lower() == y.text.lower() or (x.kb_id_ and x.kb_id_ == y.kb_id_):
                     continue
-                out.append(pair_features(parse, entities, i, j, fired, sentence_cues))
+                if a is not x and b is not y:
+                    continue  # two pronouns
+                out.append(pair_features(parse, (a, b), i, j, fired, sentence_cues))
     return out
