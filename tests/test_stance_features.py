@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import spacy
 from spacy.tokens import Doc, Span
 
-from pipeline.stance.features import PRONOUN_WINDOW, _Parse, candidates
+from pipeline.stance.features import PRONOUN_WINDOW, Candidate, _Parse, candidates
+from pipeline.stance.finder import model_stances
 from pipeline.stance.lexicon import load_lexicon
+from pipeline.stance.model import StanceModel, Training, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 LEXICON = load_lexicon(ROOT / "resources" / "stance_cues.yaml")
@@ -99,3 +102,48 @@ def test_a_pronoun_of_the_wrong_kind_or_too_far_back_stands_for_nothing() -> Non
     spans = [Span(doc, 0, 1, label="PERSON"), Span(doc, n - 2, n - 1, label="GPE")]
     doc.ents = spans
     assert candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [], pronouns=True) == []
+
+
+def _pronoun_examples(rng: random.Random, n: int, shuffle: bool) -> list[tuple[Candidate, str]]:
+    """Pairs of PRONOUN-like docs: the pronoun-held pair is `favor`, the same words with the name held are `none`."""
+    out = []
+    for _ in range(n):
+        verb = rng.choice(["met", "saw", "called"])
+        doc, spans = pronoun_doc(*PRONOUN)
+        pron = candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [], pronouns=True)
+        named, nspans = parsed(["Putin", verb, "Ukraine", "."], [1, 1, 1, 1], ["nsubj", "ROOT", "dobj", "punct"],
+                               [(0, 1, "PERSON"), (2, 3, "GPE")])
+        plain = candidates(named, nspans, ["PERSON", "GPE"], LEXICON, [])
+        out += [(c, "favor" if c.holder == 0 else "none") for c in pron] + [(c, "none") for c in plain]
+    if shuffle:
+        labels = [lab for _, lab in out]
+        rng.shuffle(labels)
+        out = [(c, lab) for (c, _), lab in zip(out, labels, strict=True)]
+    return out
+
+
+def test_the_model_learns_what_a_pronoun_holder_shows_and_not_shuffled_labels() -> None:
+    test = _pronoun_examples(random.Random(1), 10, shuffle=False)
+    for shuffle, expected in ((False, True), (True, False)):
+        model = fit(_pronoun_examples(random.Random(7), 40, shuffle), ["against", "favor"], c=1.0, min_count=1,
+                    max_iter=2000, sources=("test",), gold_articles=0, licence="test")
+        predicted = [model.labels[int(row.argmax())] for row in model.proba([c for c, _ in test])]
+        assert (predicted == [lab for _, lab in test]) is expected
+
+
+def test_a_pair_met_again_through_a_pronoun_is_proposed_once() -> None:
+    # "Putin said he opposes NATO ." : (Putin, NATO) directly and through "he".
+    words = ["Putin", "said", "he", "opposes", "NATO", "."]
+    doc = Doc(NLP.vocab, words=words, heads=[1, 1, 3, 1, 3, 1], deps=["nsubj", "ROOT", "nsubj", "ccomp", "dobj", "punct"],
+              pos=["PROPN", "VERB", "PRON", "VERB", "PROPN", "PUNCT"], lemmas=["putin", "say", "he", "oppose", "nato", "."],
+              sent_starts=[True] + [False] * 5)
+    spans = [Span(doc, 0, 1, label="PERSON"), Span(doc, 4, 5, label="ORG")]
+    doc.ents = spans
+    cands = candidates(doc, spans, ["PERSON", "ORG"], LEXICON, [], pronouns=True)
+    assert sorted((c.holder, c.target) for c in cands) == [(0, 1), (0, 1), (1, 0), (1, 0)]
+    # Every pair `against` (p 0.79), surer through a pronoun holder (p 0.99).
+    model = StanceModel(("none", "against", "favor"), {"bias": (0.0, 2.0, 0.0), "h_pron": (0.0, 3.0, 0.0)},
+                        (0.0, 0.0, 0.0), Training("x", ("test",), 0, 0, "test"))
+    found = model_stances(doc, spans, [], LEXICON, ["PERSON", "ORG"], model, 0.5)
+    assert sorted((s["holder"], s["target"], s["label"], s["score"]) for s in found) == [
+        (0, 1, "against", 0.9867), (1, 0, "against", 0.7870)]
