@@ -172,3 +172,17 @@ def test_command_on_real_seesaw(tmp_path):
     assert gold > 0
     assert not any(line.startswith("valid") for line in lines)
     assert all(json.loads(line)["kind"] in ("fp", "fn") for line in errors.read_text().splitlines())
+
+
+def test_a_triplet_held_through_a_pronoun_is_a_candidate(tmp_path):
+    """The recall bound `train-seesaw` prints counts pairs reached through a pronoun ("He condemned Ukraine")."""
+    from pipeline.evaluation import seesaw_model
+
+    write_article(tmp_path, "000", 0, "train", ["Vladimir Putin spoke on Monday.", "He condemned Ukraine."],
+                  [("Vladimir Putin", "People"), ("Ukraine", "GPE")], [(1, "Vladimir Putin", "NEG", "Ukraine")])
+    res = ROOT / "resources"
+    parsed, _, _ = seesaw_model._load(tmp_path, ROOT / "params.yaml", res / "entity_patterns.yaml", res / "actors.yaml",
+                                      res / "stance_cues.yaml", "train", None)
+    assert seesaw_model.coverage(parsed) == (1, 1)
+    (p,) = parsed
+    assert [lab for lab, c in zip(p.labels, p.cands, strict=True) if "h_pron" in c.features] == ["against"]

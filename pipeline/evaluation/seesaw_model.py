@@ -59,12 +59,12 @@ def parse(articles: Sequence[Article], pre: pa.Preannotator) -> list[Parsed]:
             text = record["text"]
             kept, entities = annotator.entity_layer(doc, text)
             rules = annotator.rule_stances(doc, text, kept)
-            cands = candidates(doc, kept, pre.params.stance_ends, annotator.rules.lexicon, rules)
+            cands = candidates(doc, kept, pre.params.stance_ends, annotator.rules.lexicon, rules, pronouns=True)
             gold = {(s, h, t): lab for s, h, lab, t in sorted(article.gold)}
             labels: list[str | None] = []
             keys: list[tuple[str, str, str] | None] = []
             for c in cands:
-                start = entities[c.holder]["start"]
+                start = doc[c.at].idx  # the pair's sentence: where its holder is mentioned (maybe as a pronoun)
                 sid = next((s for a, b, s in spans if a <= start < b), None)
                 h = match_name(entities[c.holder]["text"], article.names)
                 t = match_name(entities[c.target]["text"], article.names)
@@ -79,6 +79,17 @@ def parse(articles: Sequence[Article], pre: pa.Preannotator) -> list[Parsed]:
 def examples(parsed: Sequence[Parsed]) -> list[tuple[Candidate, str]]:
     """The judgeable training pairs of the articles, in order."""
     return [(c, lab) for p in parsed for c, lab in zip(p.cands, p.labels, strict=True) if lab is not None]
+
+
+def coverage(parsed: Sequence[Parsed]) -> tuple[int, int]:
+    """Gold triplets of the articles, and how many of them some candidate pair could propose (the recall bound)."""
+    gold = covered = 0
+    for p in parsed:
+        reachable = {(k[0], k[1], lab, k[2]) for k, lab in zip(p.keys, p.labels, strict=True)
+                     if k is not None and lab is not None and lab != NONE}
+        gold += len(p.article.gold)
+        covered += len(p.article.gold & reachable)
+    return gold, covered
 
 
 def fit_seesaw(parsed: Sequence[Parsed], cfg: tr.Params, labels: Sequence[str], sources: tuple[str, ...]) -> StanceModel:
@@ -186,6 +197,10 @@ def train_main(folder: Path, output: Path, params: Path, patterns: Path, actors:
                cv: bool = False, limit: int | None = None) -> StanceModel | None:
     """Train the base model on SEESAW train (or, with `cv`, only print the cross-validation by story)."""
     parsed, cfg, pre_cfg = _load(folder, params, patterns, actors, lexicon, "train", limit)
+    gold, covered = coverage(parsed)
+    print(f"train-seesaw: {covered} of {gold} gold triplets ({covered / max(1, gold):.1%}) are candidate pairs "
+          f"(both ends entities of stance_ends matching a SEESAW name, in one sentence or through a pronoun)",
+          file=sys.stderr)
     if cv:
         print(f"{'C':>6} {'threshold':>9}   P      R      F1")
         for row in cross_validate(parsed, cfg, pre_cfg.stance_labels, (0.03, 0.1, 0.3, 1.0),

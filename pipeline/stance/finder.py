@@ -70,16 +70,18 @@ def model_stances(
 ) -> list[dict]:
     """Stances the learned model proposes among `entities`, the rules' stances being its features and explanation.
 
-    A pair is proposed with its most probable label other than `none` when that probability is at least
+    Pronouns count as mentions of the entity they stand for (features.candidates), so one pair of
+    entities may be met in several sentences: it is proposed once, where the model is surest. A pair
+    is proposed with its most probable label other than `none` when that probability is at least
     `threshold`; `score` is that probability, `rule` and `cue` the rule's when one fired with that label,
     else `model` and the pair's strongest cue word (or the word joining the two ends).
     """
-    cands = candidates(doc, entities, ends, lexicon, rule_stances)
+    cands = candidates(doc, entities, ends, lexicon, rule_stances, pronouns=True)
     if not cands:
         return []
     fired = {(s["holder"], s["target"]): s for s in rule_stances}
     probs = model.proba(cands)
-    out = []
+    best_of: dict[tuple[int, int], dict] = {}
     for cand, row in zip(cands, probs, strict=True):
         best = 1 + int(numpy.argmax(row[1:]))
         if row[best] < threshold:
@@ -91,5 +93,7 @@ def model_stances(
         else:
             found = stance(cand.holder, cand.target, label, round(float(row[best]), 4), "model",
                            doc[cand.cue_for(label)])
-        out.append(found)
-    return sorted(out, key=lambda s: (s["cue"]["start"], s["holder"], s["target"]))
+        key = (cand.holder, cand.target)  # a pair met again through a pronoun: its most probable stance
+        if key not in best_of or found["score"] > best_of[key]["score"]:
+            best_of[key] = found
+    return sorted(best_of.values(), key=lambda s: (s["cue"]["start"], s["holder"], s["target"]))

@@ -1,9 +1,10 @@
 """The learned stance model: multinomial logistic regression over pair features, stored as plain JSON.
 
-Training uses scikit-learn (imported only by `fit`); inference is a sum of weights and a softmax in
-numpy, so loading takes milliseconds and needs no scikit-learn. A model may be stacked on a base model
-(`base`): the base model's log-odds of each label against `none` are extra real-valued features, so
-a few hundred gold pairs adjust a model trained on a large corpus rather than replace it.
+Training uses scikit-learn (imported only by `fit`); inference is one sparse product (scipy)
+and a softmax for all candidates of a document, so loading takes milliseconds and needs no scikit-learn.
+A model may be stacked on a base model (`base`): the base model's log-odds of each label against
+`none` are extra real-valued features, so a few hundred gold pairs adjust a model trained on a large
+corpus rather than replace it.
 The file is deterministic: weights rounded to DIGITS decimals, keys sorted, and its `version` is the
 hash of its content.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy
+from scipy.sparse import csr_matrix
 
 from pipeline.common.errors import ConfigError
 from pipeline.stance.features import FEATURES_VERSION, Candidate
@@ -59,13 +61,17 @@ class StanceModel:
 
     def logits(self, cands: Sequence[Candidate]) -> numpy.ndarray:
         """Unnormalised scores, one row per candidate and one column per label."""
-        out = numpy.tile(numpy.array(self.intercept, dtype=numpy.float64), (len(cands), 1))
         index: dict[str, int] = self._index  # type: ignore[attr-defined]
         matrix: numpy.ndarray = self._matrix  # type: ignore[attr-defined]
+        # All candidates of a call at once: one 0/1 row per candidate, one sparse product.
+        rows, cols = [], []
         for row, cand in enumerate(cands):
-            cols = [k for f in cand.features if (k := index.get(f)) is not None]
-            if cols:
-                out[row] += matrix[cols].sum(axis=0)
+            for f in cand.features:
+                if (k := index.get(f)) is not None:
+                    rows.append(row)
+                    cols.append(k)
+        x = csr_matrix((numpy.ones(len(rows)), (rows, cols)), shape=(len(cands), len(index)))
+        out = numpy.asarray(x @ matrix) + numpy.array(self.intercept, dtype=numpy.float64)
         if self.base is not None and len(cands):
             out += self.base.log_odds(cands) @ numpy.array(self.base_weights, dtype=numpy.float64)
         return out
