@@ -3,8 +3,9 @@
 Each pipeline mode runs as the command a user types (`python -m pipeline push|pull`) in its own process,
 so its peak memory is that process's own (`ru_maxrss` of its wrapper's children); its time includes Python's start
 and imports (about a second). The bare side is `requests` in this process, on a second project: the
-same task JSON posted to `/import` in the same batches, the same task listing, the same bulk delete and
-predictions import, the same export download. Ratio = bare time / pipeline time (1.0: no overhead).
+same task JSON posted to `/import` in the same batches, the same task listing, the same bulk delete (with the
+same no-human-work filter) and predictions import, the same export download. Ratio = bare time / pipeline time
+(1.0: no overhead).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipeline.evaluation.bench import synthetic_corpus
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.config import label_config
+from pipeline.labelstudio.duplicates import NO_HUMAN_WORK
 from pipeline.labelstudio.index import INCLUDE, list_query
 from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.pull import EXPORT_OPTIONS
@@ -119,7 +121,7 @@ def _bare_refresh(bare: Bare, pid: int, ids: list[int], tasks: list[dict[str, An
     for i in range(0, len(ids), batch):
         part = ids[i:i + batch]
         bare.call("POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": pid},
-                  json={"selectedItems": {"all": False, "included": part}})
+                  json={"selectedItems": {"all": False, "included": part}, "filters": NO_HUMAN_WORK})
         preds = [{**t["predictions"][0], "task": tid} for tid, t in zip(part, tasks[i:i + batch], strict=True)]
         bare.call("POST", f"/api/projects/{pid}/import/predictions", json=preds)
 
