@@ -205,6 +205,7 @@ def test_bench_label_studio_prints_every_mode_beside_the_bare_api(label_studio_s
     assert ": 20 task(s)" in summaries[3]
     text = out.getvalue()
     assert "ratio" in text and "client MB" in text and "ru_maxrss" in text
+    assert "refresh, bare API, per batch of 250: delete action " in text and " import/predictions " in text
     for row in rows:
         assert row["pipeline_s"] > 0 and row["bare_s"] > 0 and row["client_mb"] > 0
         assert any(line.startswith(row["mode"] + " ") for line in text.splitlines())

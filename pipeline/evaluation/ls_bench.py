@@ -117,13 +117,20 @@ def _bare_list(bare: Bare, pid: int, page_size: int) -> list[int]:
         page += 1
 
 
-def _bare_refresh(bare: Bare, pid: int, ids: list[int], tasks: list[dict[str, Any]], batch: int) -> None:
+def _bare_refresh(bare: Bare, pid: int, ids: list[int], tasks: list[dict[str, Any]], batch: int) -> list[float]:
+    """The refresh as bare calls; returns the seconds spent in [delete actions, predictions imports]."""
+    spent = [0.0, 0.0]
     for i in range(0, len(ids), batch):
         part = ids[i:i + batch]
+        start = time.perf_counter()
         bare.call("POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": pid},
                   json={"selectedItems": {"all": False, "included": part}, "filters": NO_HUMAN_WORK})
+        middle = time.perf_counter()
         preds = [{**t["predictions"][0], "task": tid} for tid, t in zip(part, tasks[i:i + batch], strict=True)]
         bare.call("POST", f"/api/projects/{pid}/import/predictions", json=preds)
+        spent[0] += middle - start
+        spent[1] += time.perf_counter() - middle
+    return spent
 
 
 def _bare_export(bare: Bare, pid: int, out: Path) -> None:
@@ -190,7 +197,13 @@ def bench_label_studio(n: int, params: Path, url: str, token: str, out: TextIO =
         t_bare = _timed(lambda: ids.extend(_bare_list(bare, pid, page)))
         row("no-op push", wall, rss, t_bare, _summary(err, "push"))
         wall, rss, err = _run_client([*push_args, "--input", str(second)], env, tmp / "refresh.log")
-        row("refresh", wall, rss, _timed(_bare_refresh, bare, pid, ids, tasks_v2, batch), _summary(err, "push"))
+        spent: list[float] = []
+        row("refresh", wall, rss, _timed(lambda: spent.extend(_bare_refresh(bare, pid, ids, tasks_v2, batch))),
+            _summary(err, "push"))
+        batches = -(-len(ids) // batch)
+        print(f"refresh, bare API, per batch of {batch}: delete action {spent[0] / batches:.2f} s, "
+              f"import/predictions {spent[1] / batches:.2f} s (mean of {batches}; a server started here has "
+              f"{ls_server.FAST_IMPORT_FLAG}={os.environ.get(ls_server.FAST_IMPORT_FLAG, 'true')})", file=out, flush=True)
         wall, rss, err = _run_client(["pull", "--output", str(tmp / "annotations"), "--params", str(run_params)],
                                      env, tmp / "pull.log")
         row("pull", wall, rss, _timed(_bare_export, bare, pid, tmp / "bare.json"), _summary(err, "pull"))
