@@ -107,12 +107,12 @@ def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, An
 
 def _refresh_batch(api: LabelStudioAPI, project_id: int, batch: list[tuple[IndexedTask, dict[str, Any]]],
                    page_size: int) -> tuple[int, int]:
-    """Replace the predictions of unannotated tasks in bulk: one delete action, one predictions import.
-    Returns (refreshed, kept): kept are tasks a human started on since the index was read.
+    """Replace the predictions of tasks without human work in bulk; return (refreshed, kept by a human since).
 
-    The server deletes only the predictions of tasks that still have no annotation, skip or draft (the
-    filter is evaluated in the delete request itself); when it deleted fewer than the index counted, the
-    batch is read back and the tasks with human work now keep their predictions as they are. Deleting first
+    One delete action, one predictions import. The server deletes only the predictions of tasks that still
+    have no annotation, skip or draft (the filter is evaluated in the delete request itself); when it deleted
+    fewer than the index counted, the batch is read back and the tasks with human work now keep their
+    predictions as they are. Deleting first
     is safe: a push that dies in between leaves tasks without predictions, which the next push sees as out
     of date and refreshes. A lost import answer is checked by reading the tasks back."""
     ids = [have.task_id for have, _ in batch]
