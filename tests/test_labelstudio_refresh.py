@@ -70,43 +70,97 @@ def _stored(api: LabelStudioAPI, project_id: int) -> list[dict]:
     return list(api.pages("/api/tasks", what="tasks", page_size=100, params={"project": project_id, "fields": "all"}))
 
 
-def test_a_model_change_refreshes_only_tasks_nobody_annotated(label_studio_server, tmp_path, capsys):
+def _human_work(api: LabelStudioAPI, tasks: dict[int, dict]) -> dict[int, str]:
+    """Annotate the 4th task, skip the 6th, leave a draft on the 8th; {task id: what was done}."""
+    ids = sorted(tasks)
+    annotated, skipped, drafted = ids[3], ids[5], ids[7]
+    api.post(f"/api/tasks/{annotated}/annotations", {"result": tasks[annotated]["predictions"][0]["result"]},
+             what="annotating")
+    api.post(f"/api/tasks/{skipped}/annotations", {"result": [], "was_cancelled": True}, what="skipping")
+    api.post(f"/api/tasks/{drafted}/drafts", {"result": tasks[drafted]["predictions"][0]["result"], "lead_time": 2.0},
+             what="saving a draft")
+    return {annotated: "annotation", skipped: "skip", drafted: "draft"}
+
+
+def _trace(api: LabelStudioAPI, task_id: int) -> tuple[list, list, list]:
+    """A task's annotations, drafts and predictions as (id, result, updated_at) / (id, model version, result)."""
+    task = api.get(f"/api/tasks/{task_id}", what="task")
+    drafts = api.get(f"/api/tasks/{task_id}/drafts", what="drafts")
+    return ([(a["id"], a["result"], a["was_cancelled"], a["updated_at"]) for a in task["annotations"]],
+            [(d["id"], d["result"], d["updated_at"]) for d in drafts],
+            [(p["id"], p["model_version"], p["result"]) for p in task["predictions"]])
+
+
+def test_a_model_change_refreshes_only_tasks_without_human_work(label_studio_server, tmp_path, capsys):
     params, env, v1, v2 = _setup(tmp_path, label_studio_server, "Refresh after a model change")
     assert push_main(v1, GUIDELINES, params, env_file=env).created == N
     api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60, retries=2)
     project = find_project(api, "Refresh after a model change")
     assert project is not None
     before = {t["id"]: t for t in _stored(api, project["id"])}
-    annotated = sorted(before)[3]
-    api.post(f"/api/tasks/{annotated}/annotations", {"result": before[annotated]["predictions"][0]["result"]},
-             what="annotating")
-    before[annotated] = api.get(f"/api/tasks/{annotated}", what="task")
+    human = _human_work(api, before)
+    traces = {task_id: _trace(api, task_id) for task_id in human}
+    assert all(any(trace) for trace in traces.values())
     capsys.readouterr()
 
     report = push_main(v2, GUIDELINES, params, env_file=env)
-    assert (report.created, report.refreshed, report.kept_annotated, report.unchanged) == (0, N - 1, 1, 0)
+    assert (report.created, report.refreshed, report.kept_annotated, report.unchanged) == (0, N - 3, 3, 0)
     err = capsys.readouterr().err
-    assert (f"push: 0 new task(s), {N - 1} with refreshed predictions, 1 left with older predictions because humans "
+    assert (f"push: 0 new task(s), {N - 3} with refreshed predictions, 3 left with older predictions because humans "
             f"annotated them, 0 unchanged") in err
     new = {t["data"]["article_id"]: t["predictions"][0] for t in read_tasks(v2, load_config(params))}
     after = {t["id"]: t for t in _stored(api, project["id"])}
     assert sorted(after) == sorted(before)  # no task added or removed
-    kept = after[annotated]
-    assert [(a["id"], a["result"], a["updated_at"]) for a in kept["annotations"]] == [
-        (a["id"], a["result"], a["updated_at"]) for a in before[annotated]["annotations"]]
-    assert [(p["id"], p["model_version"], p["result"]) for p in kept["predictions"]] == [
-        (p["id"], p["model_version"], p["result"]) for p in before[annotated]["predictions"]]
+    for task_id in human:  # annotation, skip and draft untouched, and the predictions they were made on
+        assert _trace(api, task_id) == traces[task_id], human[task_id]
     for task_id, task in after.items():
-        if task_id != annotated:
+        if task_id not in human:
             want = new[task["data"]["article_id"]]
             assert [(p["model_version"], p["result"]) for p in task["predictions"]] == [
                 (want["model_version"], want["result"])]
             assert task["predictions"][0]["score"] == pytest.approx(want["score"])
+            assert task["total_predictions"] == 1
     project = api.get(f"/api/projects/{project['id']}", what="project")
-    assert project["model_version"] == new[before[annotated]["data"]["article_id"]]["model_version"]
+    assert project["model_version"] == next(iter(new.values()))["model_version"]
 
     again = push_main(v2, GUIDELINES, params, env_file=env)
-    assert (again.created, again.refreshed, again.kept_annotated, again.unchanged) == (0, 0, 1, N - 1)
+    assert (again.created, again.refreshed, again.kept_annotated, again.unchanged) == (0, 0, 3, N - 3)
+
+
+class DraftBeforeDelete(requests.Session):
+    """Before the first bulk delete of predictions reaches the server, a human saves a draft on task `victim`."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__()
+        self.url, self.token, self.victim, self.done = url, token, 0, False
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if (method == "POST" and urlsplit(str(url)).path == "/api/dm/actions" and not self.done
+                and "delete_tasks_predictions" in str(kwargs.get("params"))):
+            self.done = True
+            self.victim = kwargs["json"]["selectedItems"]["included"][0]
+            requests.post(f"{self.url}/api/tasks/{self.victim}/drafts", json={"result": [], "lead_time": 1.0},
+                          headers={"Authorization": f"Token {self.token}"}, timeout=60).raise_for_status()
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_a_task_a_human_starts_on_during_the_refresh_keeps_its_predictions(label_studio_server, tmp_path):
+    params, _, v1, v2 = _setup(tmp_path, label_studio_server, "Draft during refresh")
+    cfg = load_config(params)
+    api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60, retries=2)
+    project, _ = push(api, read_tasks(v1, cfg), cfg, "guidelines", progress=False)
+    session = DraftBeforeDelete(label_studio_server.url, label_studio_server.token)
+    racing = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60, retries=2,
+                            session=session)
+    before = {t["id"]: [(p["id"], p["model_version"], p["result"]) for p in t["predictions"]]
+              for t in _stored(api, project["id"])}
+    _, report = push(racing, read_tasks(v2, cfg), cfg, "guidelines", progress=False)
+    assert session.done and session.victim
+    assert (report.refreshed, report.kept_annotated) == (N - 1, 1)
+    _, drafts, predictions = _trace(api, session.victim)
+    assert predictions == before[session.victim] and len(drafts) == 1  # the old prediction stays, beside the new draft
+    versions = {t["id"]: [p["model_version"] for p in t["predictions"]] for t in _stored(api, project["id"])}
+    assert all(v == ["bench@2+rules.r+code.c"] for task_id, v in versions.items() if task_id != session.victim)
 
 
 def test_a_lost_import_answer_is_counted_from_what_the_server_holds(label_studio_server, tmp_path):
@@ -151,6 +205,7 @@ def test_bench_label_studio_prints_every_mode_beside_the_bare_api(label_studio_s
     assert ": 20 task(s)" in summaries[3]
     text = out.getvalue()
     assert "ratio" in text and "client MB" in text and "ru_maxrss" in text
+    assert "refresh, bare API, per batch of 250: delete action " in text and " import/predictions " in text
     for row in rows:
         assert row["pipeline_s"] > 0 and row["bare_s"] > 0 and row["client_mb"] > 0
         assert any(line.startswith(row["mode"] + " ") for line in text.splitlines())

@@ -3,8 +3,9 @@
 Each pipeline mode runs as the command a user types (`python -m pipeline push|pull`) in its own process,
 so its peak memory is that process's own (`ru_maxrss` of its wrapper's children); its time includes Python's start
 and imports (about a second). The bare side is `requests` in this process, on a second project: the
-same task JSON posted to `/import` in the same batches, the same task listing, the same bulk delete and
-predictions import, the same export download. Ratio = bare time / pipeline time (1.0: no overhead).
+same task JSON posted to `/import` in the same batches, the same task listing, the same bulk delete (with the
+same no-human-work filter) and predictions import, the same export download. Ratio = bare time / pipeline time
+(1.0: no overhead).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipeline.evaluation.bench import synthetic_corpus
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.config import label_config
+from pipeline.labelstudio.duplicates import NO_HUMAN_WORK
 from pipeline.labelstudio.index import INCLUDE, list_query
 from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.pull import EXPORT_OPTIONS
@@ -115,13 +117,20 @@ def _bare_list(bare: Bare, pid: int, page_size: int) -> list[int]:
         page += 1
 
 
-def _bare_refresh(bare: Bare, pid: int, ids: list[int], tasks: list[dict[str, Any]], batch: int) -> None:
+def _bare_refresh(bare: Bare, pid: int, ids: list[int], tasks: list[dict[str, Any]], batch: int) -> list[float]:
+    """The refresh as bare calls; returns the seconds spent in [delete actions, predictions imports]."""
+    spent = [0.0, 0.0]
     for i in range(0, len(ids), batch):
         part = ids[i:i + batch]
+        start = time.perf_counter()
         bare.call("POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": pid},
-                  json={"selectedItems": {"all": False, "included": part}})
+                  json={"selectedItems": {"all": False, "included": part}, "filters": NO_HUMAN_WORK})
+        middle = time.perf_counter()
         preds = [{**t["predictions"][0], "task": tid} for tid, t in zip(part, tasks[i:i + batch], strict=True)]
         bare.call("POST", f"/api/projects/{pid}/import/predictions", json=preds)
+        spent[0] += middle - start
+        spent[1] += time.perf_counter() - middle
+    return spent
 
 
 def _bare_export(bare: Bare, pid: int, out: Path) -> None:
@@ -188,7 +197,13 @@ def bench_label_studio(n: int, params: Path, url: str, token: str, out: TextIO =
         t_bare = _timed(lambda: ids.extend(_bare_list(bare, pid, page)))
         row("no-op push", wall, rss, t_bare, _summary(err, "push"))
         wall, rss, err = _run_client([*push_args, "--input", str(second)], env, tmp / "refresh.log")
-        row("refresh", wall, rss, _timed(_bare_refresh, bare, pid, ids, tasks_v2, batch), _summary(err, "push"))
+        spent: list[float] = []
+        row("refresh", wall, rss, _timed(lambda: spent.extend(_bare_refresh(bare, pid, ids, tasks_v2, batch))),
+            _summary(err, "push"))
+        batches = -(-len(ids) // batch)
+        print(f"refresh, bare API, per batch of {batch}: delete action {spent[0] / batches:.2f} s, "
+              f"import/predictions {spent[1] / batches:.2f} s (mean of {batches}; a server started here has "
+              f"{ls_server.FAST_IMPORT_FLAG}={os.environ.get(ls_server.FAST_IMPORT_FLAG, 'true')})", file=out, flush=True)
         wall, rss, err = _run_client(["pull", "--output", str(tmp / "annotations"), "--params", str(run_params)],
                                      env, tmp / "pull.log")
         row("pull", wall, rss, _timed(_bare_export, bare, pid, tmp / "bare.json"), _summary(err, "pull"))

@@ -4,7 +4,8 @@ Label Studio 1.23's `GET /api/tasks` returns just the fields named in `include` 
 out predictions and annotations unless `fields=all`. `data` cannot be narrowed (it is one JSON column), so
 each page carries the article text; only the key is kept. The model versions of a task's predictions are
 computed by the server only when a filter or a shown column needs them: a `not_contains` filter on a value
-no model version has (`NO_VERSION`) asks for them and matches every task.
+no model version has (`NO_VERSION`) asks for them and matches every task. `draft_exists` (a human's unsubmitted
+work) is computed because the query's `hiddenColumns` leaves it shown; every other computed column is hidden.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from pipeline.labelstudio.api import LabelStudioAPI
 
 Key = tuple[str, str]  # (article_id, text_hash)
 
-INCLUDE = "id,data,total_annotations,cancelled_annotations,total_predictions,predictions_model_versions"
+INCLUDE = ("id,data,total_annotations,cancelled_annotations,total_predictions,predictions_model_versions,"
+           "draft_exists")
 NO_VERSION = "~no model version is this~"
+# The Data Manager's computed columns that the index does not need (hidden, so the server does not compute them).
+_HIDDEN = [f"tasks:{c}" for c in ("annotators", "annotations_results", "annotations_ids", "predictions_score",
+                                  "predictions_results", "file_upload", "storage_filename", "avg_lead_time",
+                                  "completed_at", "updated_by")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +35,7 @@ class IndexedTask:
     task_id: int
     key: Key
     model_versions: frozenset[str]
-    annotated: bool  # a human submitted or skipped it (annotations are never touched, nor their predictions)
+    annotated: bool  # a human submitted, skipped or drafted it (their work is never touched, nor its predictions)
     predictions: int
 
 
@@ -41,7 +47,7 @@ def list_query(after_id: int, ids: Iterable[int] | None) -> str:
         items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": after_id})
     selected: dict[str, Any] = {"all": True, "excluded": []} if ids is None else {"all": False, "included": list(ids)}
     return json.dumps({"filters": {"conjunction": "and", "items": items}, "selectedItems": selected,
-                       "ordering": ["tasks:id"]})
+                       "ordering": ["tasks:id"], "hiddenColumns": {"explore": _HIDDEN, "labeling": _HIDDEN}})
 
 
 def _entry(task: dict[str, Any]) -> IndexedTask:
@@ -51,7 +57,7 @@ def _entry(task: dict[str, Any]) -> IndexedTask:
         task_id=int(task["id"]),
         key=(str(data.get("article_id")), str(data.get("text_hash"))),
         model_versions=frozenset(v.strip() for v in str(versions).split(",") if v.strip()),
-        annotated=bool(task.get("total_annotations") or task.get("cancelled_annotations")),
+        annotated=bool(task.get("total_annotations") or task.get("cancelled_annotations") or task.get("draft_exists")),
         predictions=int(task.get("total_predictions") or 0),
     )
 

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.config import instructions_html, label_config
-from pipeline.labelstudio.duplicates import DuplicateReport, check_duplicates
-from pipeline.labelstudio.index import TaskIndex
+from pipeline.labelstudio.duplicates import NO_HUMAN_WORK, DuplicateReport, check_duplicates
+from pipeline.labelstudio.index import IndexedTask, TaskIndex
 from pipeline.labelstudio.params import Config
 
 SAMPLING = {"least_confident_first": "Uncertainty sampling", "input_order": "Sequential sampling"}
@@ -105,31 +105,40 @@ def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, An
     return created
 
 
-def _refresh_batch(api: LabelStudioAPI, project_id: int, batch: list[tuple[int, dict[str, Any]]],
-                   page_size: int) -> int:
-    """Replace the predictions of unannotated tasks in bulk: one delete action, one predictions import.
+def _refresh_batch(api: LabelStudioAPI, project_id: int, batch: list[tuple[IndexedTask, dict[str, Any]]],
+                   page_size: int) -> tuple[int, int]:
+    """Replace the predictions of tasks without human work in bulk; return (refreshed, kept by a human since).
 
-    Deleting first is safe: a push that dies in between leaves tasks without predictions, which the
-    next push sees as out of date and refreshes. A lost import answer is checked by reading the tasks back."""
-    ids = [task_id for task_id, _ in batch]
-    api.post("/api/dm/actions", {"selectedItems": {"all": False, "included": ids}}, idempotent=True,
-             what=f"removing the old predictions of {len(ids)} task(s)",
-             params={"id": "delete_tasks_predictions", "project": project_id})
-    todo = [{**pred, "task": task_id} for task_id, pred in batch]
+    One delete action, one predictions import. The server deletes only the predictions of tasks that still
+    have no annotation, skip or draft (the filter is evaluated in the delete request itself); when it deleted
+    fewer than the index counted, the batch is read back and the tasks with human work now keep their
+    predictions as they are. Deleting first
+    is safe: a push that dies in between leaves tasks without predictions, which the next push sees as out
+    of date and refreshes. A lost import answer is checked by reading the tasks back."""
+    ids = [have.task_id for have, _ in batch]
+    answer = api.post("/api/dm/actions", {"selectedItems": {"all": False, "included": ids}, "filters": NO_HUMAN_WORK},
+                      idempotent=True, what=f"removing the old predictions of {len(ids)} task(s)",
+                      params={"id": "delete_tasks_predictions", "project": project_id},
+                      timeout_s=max(api.timeout_s, 120.0))
+    todo = [{**pred, "task": have.task_id} for have, pred in batch]
+    if (answer or {}).get("processed_items") != sum(have.predictions for have, _ in batch):
+        untouched = {e.task_id for e in TaskIndex.fetch(api, project_id, page_size, ids=ids) if not e.annotated}
+        todo = [p for p in todo if p["task"] in untouched]
+    refreshed = len(todo)
     for attempt in range(1 + api.retries):
+        if not todo:
+            break
         try:
             api.post(f"/api/projects/{project_id}/import/predictions", todo,
                      what=f"importing the predictions of {len(todo)} task(s)", timeout_s=max(api.timeout_s, 120.0))
-            return len(batch)
+            break
         except LabelStudioError as exc:
             if (exc.status is not None and exc.status < 500) or attempt == api.retries:
                 raise
             time.sleep(min(api.backoff_s * 2**attempt, 10.0))
             now = {e.task_id: e.model_versions for e in TaskIndex.fetch(api, project_id, page_size, ids=ids)}
             todo = [p for p in todo if p["model_version"] not in now.get(p["task"], frozenset())]
-            if not todo:
-                break
-    return len(batch)
+    return refreshed, len(batch) - refreshed
 
 
 @dataclass
@@ -138,7 +147,7 @@ class _Batches:
 
     size: int
     new: list[dict[str, Any]] = field(default_factory=list)
-    refresh: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    refresh: list[tuple[IndexedTask, dict[str, Any]]] = field(default_factory=list)
 
 
 def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guidelines: str,
@@ -171,7 +180,9 @@ def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guid
             report.created += _import_batch(api, pid, pending.new, index, page_size)
             pending.new = []
         if pending.refresh and (final or len(pending.refresh) >= pending.size):
-            report.refreshed += _refresh_batch(api, pid, pending.refresh, page_size)
+            refreshed, kept = _refresh_batch(api, pid, pending.refresh, page_size)
+            report.refreshed += refreshed
+            report.kept_annotated += kept
             pending.refresh = []
 
     for task in tasks:
@@ -191,7 +202,7 @@ def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guid
         elif have.annotated:
             report.kept_annotated += 1  # a human worked on these predictions: they stay as they were
         else:
-            pending.refresh.append((have.task_id, pred))  # also finishes a refresh that died halfway
+            pending.refresh.append((have, pred))  # also finishes a refresh that died halfway
         flush()
     flush(final=True)
     bar.close()
