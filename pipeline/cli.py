@@ -200,7 +200,7 @@ def bench(
     lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
     articles: Annotated[list[int] | None, typer.Option(help="scale: raw articles generated (repeat for several sizes).")] = None,
     preannotate_articles: Annotated[int, typer.Option(help="scale: articles pre-annotated with the real model (0: none).")] = 200,
-    max_publish_articles: Annotated[int, typer.Option(help="scale: run publish only up to this corpus size (it holds the corpus in memory).")] = 10_000,
+    max_publish_articles: Annotated[int, typer.Option(help="scale: run publish only up to this corpus size (raw articles).")] = 1_000_000,
     workdir: Annotated[Path | None, typer.Option(help="scale: keep the corpus, outputs and logs here (default: a temporary folder).")] = None,
     stance_model: StanceModelOpt = None,
 ) -> None:

@@ -16,16 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.common.contract import NO_STANCE, SPLITS, labeled_problem, labels_problem, stage_config
+from pipeline.common.contract import NO_STANCE, labeled_problem, labels_problem, stage_config
 from pipeline.common.errors import BadRecords, ConfigError, InputError
-from pipeline.common.jsonl import read_json, read_jsonl, umask_mode
+from pipeline.common.jsonl import dumps, read_json, read_jsonl, umask_mode
+from pipeline.common.lines import line_offsets, read_jsonl_at
 from pipeline.common.provenance import file_digest
 from pipeline.dataset import hub
 from pipeline.dataset.card import CardContext, render
 from pipeline.dataset.figure import FIGURE, stance_by_actor
 from pipeline.dataset.license import LICENSE_FILE, license_problem, license_text
-from pipeline.dataset.release import MANIFEST, SEMVER, changelog, manifest, previous_manifest, write_manifest
-from pipeline.dataset.rows import SILVER, arrow_bytes, build_rows, features, write_shards
+from pipeline.dataset.release import (
+    MANIFEST,
+    SEMVER,
+    changelog,
+    manifest,
+    previous_manifest,
+    release_fields,
+    write_manifest,
+)
+from pipeline.dataset.rows import features, write_configs
 
 STAGE = "publish"
 # The annotation guidelines travel with the data, so the card can link them on the Hub.
@@ -90,17 +99,41 @@ class PublishConfig:
         return (NO_STANCE, *self.stance_labels)
 
 
-def load_labeled(path: Path, cfg: PublishConfig) -> list[dict[str, Any]]:
-    """Publishable records of labeled.jsonl sorted by id; bad ones are reported, skipped and counted."""
+# What the card, figure, licence and manifest read of an article (pipeline/dataset/): the first pass keeps only
+# this; texts, sentences and Parquet rows exist one article at a time in the second. A silver article keeps its
+# entity and stance labels only (dicts shared by every article), a gold one its labels and annotations in full.
+SUMMARY_KEYS = ("id", "status", "split", "date", "source", "story_id", "annotators", "agreement", "provenance",
+                "translated_from")
+GOLD_KEYS = ("entities", "stances", "annotations", "predictions")
+
+
+def summarize(rec: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
+    """An article's summary (SUMMARY_KEYS, release_fields, its sentence count); equal small dicts are one object kept in `shared`."""
+    out = {k: rec[k] for k in SUMMARY_KEYS if k in rec} | release_fields(rec) | {"n_sentences": len(rec["sentences"])}
+    if rec["status"] == "gold":
+        return out | {k: rec[k] for k in GOLD_KEYS if k in rec}
+    if "provenance" in rec:
+        out["provenance"] = shared.setdefault(dumps(rec["provenance"]), rec["provenance"])
+    out["entities"] = [shared.setdefault("entity " + e["label"], {"label": e["label"]}) for e in rec["entities"]]
+    out["stances"] = [shared.setdefault("stance " + s["label"], {"label": s["label"]}) for s in rec["stances"]]
+    return out
+
+
+def scan_labeled(path: Path, cfg: PublishConfig) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+    """First pass: the summary of every publishable record, sorted by id, and where each record is in the file
+    (line number, byte offset) for the second; bad records are reported, skipped and counted."""
     bad = BadRecords(STAGE, cfg.max_bad_share)
-    records = []
+    found = []
+    shared: dict[str, Any] = {}
     for lineno, rec in read_jsonl(path, bad):
         if problem := labeled_problem(rec, entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels):
             bad.add(f"{path}:{lineno}", problem)
             continue
-        records.append(rec)
+        found.append((rec["id"], lineno, summarize(rec, shared)))
     bad.check()
-    return sorted(records, key=lambda r: r["id"])
+    found.sort(key=lambda f: f[0])  # stable: records of one id keep their order in the file
+    offsets = line_offsets(path)
+    return [f[2] for f in found], [(f[1], offsets[f[1] - 1]) for f in found]
 
 
 def read_metrics(folder: Path | None) -> dict[str, Any]:
@@ -125,38 +158,28 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         if not guidelines.is_file():
             raise InputError(f"{guidelines}: guidelines file not found")
         guidelines_text = guidelines.read_text(encoding="utf-8")
-    records = load_labeled(labeled, cfg)
+    records, where = scan_labeled(labeled, cfg)  # summaries only: the corpus stays on disk
     if not records:
         raise InputError(f"{labeled}: no publishable articles")
-    tables, stats = build_rows(records, cfg)
     feats = features(cfg)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     tmp.chmod(umask_mode(0o777))  # the published folder gets the user's umask, not mkdtemp's 0o700
     try:
-        counts: dict[str, dict[str, int]] = {}
-        split_bytes: dict[str, dict[str, int]] = {}
-        for name in sorted(tables):
-            for split in SPLITS:
-                rows = tables[name].get(split) or []
-                # datasets 5.2.0 can't load an empty split (tests/test_publish_card.py shows it): it is not declared
-                if rows:
-                    paths = write_shards(rows, feats[name.removesuffix(SILVER)], tmp, name, split, cfg.rows_per_shard)
-                    counts.setdefault(name, {})[split] = len(rows)
-                    split_bytes.setdefault(name, {})[split] = arrow_bytes(tmp, paths)
+        written = write_configs(read_jsonl_at(labeled, where), feats, tmp, cfg)
         stance_by_actor(records, tmp / FIGURE, cfg.figure_max_actors)
         if guidelines_text is not None:
             (tmp / GUIDELINES).write_text(guidelines_text, encoding="utf-8")
         (tmp / LICENSE_FILE).write_text(license_text(cfg.pretty_name, cfg.license_name, records), encoding="utf-8")
         files = {p.relative_to(tmp).as_posix(): file_digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         man = manifest(records, cfg.version, files)
-        man["rows"] = counts
+        man["rows"] = written.counts
         context = CardContext(
-            cfg=cfg, records=records, counts=counts, features=feats, stats=dict(sorted(stats.items())),
+            cfg=cfg, records=records, counts=written.counts, features=feats, stats=dict(sorted(written.stats.items())),
             metrics=read_metrics(metrics), changelog=changelog(man, previous_manifest(releases, cfg.version)),
             labeled_md5=file_digest(labeled, "md5"), labeled_path=labeled.as_posix(),
             guidelines=guidelines_text, guidelines_path=GUIDELINES if guidelines_text is not None else None,
-            figure=FIGURE, examples=examples(tables), split_bytes=split_bytes,
+            figure=FIGURE, examples=written.examples(), split_bytes=written.split_bytes,
         )
         (tmp / "README.md").write_text(render(context), encoding="utf-8")
         write_manifest(tmp / MANIFEST, man)
@@ -167,18 +190,6 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         if tmp.exists():
             shutil.rmtree(tmp)
     return man
-
-
-def examples(tables: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, Any]]:
-    """The card's data instances: the first row of `entities` and the first annotated `stance` row (gold, else silver)."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, wanted in (("entities", lambda r: True), ("stance", lambda r: r["label"] != 0)):
-        for config in (name, name + SILVER):
-            rows = [r for split in SPLITS for r in tables.get(config, {}).get(split) or [] if wanted(r)]
-            if rows:
-                out[config] = rows[0]
-                break
-    return out
 
 
 def load_config(params: Path) -> PublishConfig:

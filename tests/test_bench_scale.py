@@ -62,7 +62,7 @@ def _cleaned(path: Path) -> str:
 def test_bench_scale_prints_a_row_per_stage(tmp_path: Path) -> None:
     out = _bench(tmp_path, "--articles", "30", "--preannotate-articles", "0")
     assert re.search(r"^bench scale: corpus sizes 30 raw articles .* preannotate rows at scale use blank:en, "
-                     r"the real model \S+ on 0 articles; publish up to 10000 raw articles", out, re.MULTILINE)
+                     r"the real model \S+ on 0 articles; publish up to 1000000 raw articles", out, re.MULTILINE)
     rows = ROW.findall(out)
     assert [(r[0], r[1], r[7]) for r in rows] == [
         ("ingest", "-", "json read+write"), ("preannotate", "blank:en", "nlp.pipe"), ("merge", "-", "json read+write"),

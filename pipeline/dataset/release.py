@@ -24,8 +24,16 @@ def labels_digest(rec: dict[str, Any]) -> str:
     return sha256_text(json.dumps(payload, sort_keys=True))[:16]
 
 
+def release_fields(rec: dict[str, Any]) -> dict[str, str]:
+    """What the manifest keeps of an article's labels and text, computed while the whole record is at hand."""
+    return {"labels_digest": labels_digest(rec), "text_sha256": sha256_text(rec["text"])[:16]}
+
+
 def manifest(records: list[dict[str, Any]], version: str, files: dict[str, str]) -> dict[str, Any]:
-    """What this version contains: per article status, split and label digest; label counts; file hashes."""
+    """What this version contains: per article status, split and label digest; label counts; file hashes.
+
+    `records` are article summaries carrying release_fields (publish.summarize), not whole records.
+    """
     counts: dict[str, Counter[str]] = {"entities": Counter(), "stances": Counter()}
     for rec in records:
         if rec["status"] == "gold":
@@ -33,8 +41,8 @@ def manifest(records: list[dict[str, Any]], version: str, files: dict[str, str])
             counts["stances"].update(s["label"] for s in rec["stances"])
     return {
         "version": version,
-        "articles": {r["id"]: {"status": r["status"], "split": r["split"], "labels": labels_digest(r),
-                               "text_sha256": sha256_text(r["text"])[:16]} for r in records},
+        "articles": {r["id"]: {"status": r["status"], "split": r["split"], "labels": r["labels_digest"],
+                               "text_sha256": r["text_sha256"]} for r in records},
         "gold_label_counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
         "files": dict(sorted(files.items())),
     }

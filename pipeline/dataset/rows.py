@@ -11,16 +11,18 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.common.contract import NO_STANCE
+from pipeline.common.contract import NO_STANCE, SPLITS
 
 CONFIGS = ("articles", "entities", "stance")
 SILVER = "_silver"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True,
                    "write_statistics": True, "version": "2.6", "data_page_version": "1.0"}
+BATCH_ROWS = 1024  # rows turned into Arrow at a time while a shard fills
 
 
 class Schema(Protocol):
@@ -203,31 +205,12 @@ def stance_rows(rec: dict[str, Any], cfg: Schema, stats: Counter[str]) -> Iterat
 # ---------------------------------------------------------------- tables and files
 
 
-def build_rows(records: list[dict[str, Any]], cfg: Schema) -> tuple[dict[str, dict[str, list[dict]]], Counter[str]]:
-    """Rows of every config (silver ones suffixed) and split, plus counts of what BIO/pairs had to drop."""
-    import spacy
-
-    tokenizer = spacy.blank("en").tokenizer
-    tables: dict[str, dict[str, list[dict]]] = {}
-    stats: Counter[str] = Counter()
-    for rec in records:
-        suffix = "" if rec["status"] == "gold" else SILVER
-        split = rec["split"]
-        for name, rows in (("articles", [article_row(rec)]),
-                           ("entities", entity_rows(rec, tokenizer, cfg, stats)),
-                           ("stance", stance_rows(rec, cfg, stats))):
-            tables.setdefault(name + suffix, {}).setdefault(split, []).extend(rows)
-    return tables, stats
-
-
-def write_parquet(rows: list[dict[str, Any]], feats: Any, path: Path) -> None:
-    """Write rows with the Hugging Face features' Arrow schema; fixed writer options, so identical rows give identical bytes."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows, schema=feats.arrow_schema)
-    pq.write_table(table, path, **PARQUET_OPTIONS)
+def rows_of(rec: dict[str, Any], tokenizer: Any, cfg: Schema, stats: Counter[str]) -> Iterator[tuple[str, list[dict]]]:
+    """Each config's rows of one article (machine-only articles go to the `_silver` configs)."""
+    suffix = "" if rec["status"] == "gold" else SILVER
+    yield "articles" + suffix, [article_row(rec)]
+    yield "entities" + suffix, list(entity_rows(rec, tokenizer, cfg, stats))
+    yield "stance" + suffix, list(stance_rows(rec, cfg, stats))
 
 
 def shard_names(config: str, split: str, n_rows: int, rows_per_shard: int) -> list[str]:
@@ -236,13 +219,117 @@ def shard_names(config: str, split: str, n_rows: int, rows_per_shard: int) -> li
     return [f"{config}/{split}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
 
 
-def write_shards(rows: list[dict[str, Any]], feats: Any, folder: Path, config: str, split: str,
-                 rows_per_shard: int) -> list[str]:
-    """Write a split as consecutive shards of at most `rows_per_shard` rows; return their paths in the folder."""
-    names = shard_names(config, split, len(rows), rows_per_shard)
-    for i, name in enumerate(names):
-        write_parquet(rows[i * rows_per_shard : (i + 1) * rows_per_shard], feats, folder / name)
-    return names
+class SplitShards:
+    """One config split written as Parquet shards while its rows arrive; each shard is one table of `rows_per_shard` rows.
+
+    Rows wait as Arrow record batches (a tenth of their size as Python dicts) until a shard is full; a shard is
+    written under a temporary name and renamed at `close`, when the number of shards in the name is known.
+    """
+
+    def __init__(self, folder: Path, config: str, split: str, schema: Any, rows_per_shard: int) -> None:
+        self.folder, self.config, self.split = folder, config, split
+        self.schema, self.rows_per_shard = schema, rows_per_shard
+        self.rows: list[dict[str, Any]] = []
+        self.batches: list[Any] = []
+        self.batched = 0
+        self.parts: list[Path] = []
+        self.n_rows = 0
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Take rows in order; a shard is written as soon as it is full."""
+        for row in rows:
+            self.rows.append(row)
+            self.n_rows += 1
+            if self.batched + len(self.rows) == self.rows_per_shard:
+                self._flush()
+            elif len(self.rows) >= BATCH_ROWS:
+                self._batch()
+
+    def _batch(self) -> None:
+        import pyarrow as pa
+
+        if self.rows:
+            self.batches.append(pa.RecordBatch.from_pylist(self.rows, schema=self.schema))
+            self.batched += len(self.rows)
+            self.rows = []
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._batch()
+        if not self.batched:
+            return
+        # one contiguous table, as if built from all its rows at once: the same bytes as a shard written whole
+        table = pa.Table.from_batches(self.batches, schema=self.schema).combine_chunks()
+        path = self.folder / self.config / f".{self.split}-{len(self.parts):05d}.partial"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path, **PARQUET_OPTIONS)
+        self.parts.append(path)
+        self.batches, self.batched = [], 0
+
+    def close(self) -> list[str]:
+        """Write the last shard and give each its final name; return the names (none when no row came)."""
+        self._flush()
+        names = shard_names(self.config, self.split, self.n_rows, self.rows_per_shard) if self.n_rows else []
+        for part, name in zip(self.parts, names, strict=True):
+            part.rename(self.folder / name)
+        return names
+
+
+@dataclass
+class Written:
+    """What writing the configs found: rows and Arrow bytes per config and split, dropped-row counts, the card's examples."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    split_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
+    stats: Counter[str] = field(default_factory=Counter)
+    firsts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def examples(self) -> dict[str, dict[str, Any]]:
+        """The card's data instances: the first `entities` row and the first annotated `stance` row (gold, else silver)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in ("entities", "stance"):
+            for config in (name, name + SILVER):
+                row = next((self.firsts[config, s] for s in SPLITS if (config, s) in self.firsts), None)
+                if row is not None:
+                    out[config] = row
+                    break
+        return out
+
+
+def _example(name: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row of one article the card may show for its config: any entity row, a stance row with a label."""
+    if name.startswith("entities"):
+        return rows[0] if rows else None
+    if name.startswith("stance"):
+        return next((r for r in rows if r["label"] != 0), None)
+    return None
+
+
+def write_configs(records: Iterable[dict[str, Any]], feats: dict[str, Any], folder: Path, cfg: Schema) -> Written:
+    """Every config's Parquet shards from records in id order, one article at a time (empty splits left out)."""
+    import spacy
+
+    tokenizer = spacy.blank("en").tokenizer
+    writers: dict[tuple[str, str], SplitShards] = {}
+    out = Written()
+    for rec in records:
+        for name, rows in rows_of(rec, tokenizer, cfg, out.stats):
+            key = (name, rec["split"])
+            if key not in writers:
+                schema = feats[name.removesuffix(SILVER)].arrow_schema
+                writers[key] = SplitShards(folder, name, rec["split"], schema, cfg.rows_per_shard)
+            writers[key].add(rows)
+            if key not in out.firsts and (example := _example(name, rows)) is not None:
+                out.firsts[key] = example
+    for name in sorted({n for n, _ in writers}):
+        for split in SPLITS:
+            # datasets 5.2.0 can't load an empty split (tests/test_publish_card.py shows it): it is not declared
+            if (w := writers.get((name, split))) and (paths := w.close()):
+                out.counts.setdefault(name, {})[split] = w.n_rows
+                out.split_bytes.setdefault(name, {})[split] = arrow_bytes(folder, paths)
+    return out
 
 
 def arrow_bytes(folder: Path, paths: list[str]) -> int:

@@ -53,12 +53,12 @@ def translated(records: list[dict[str, Any]]) -> int:
 
 
 def sizes(records: list[dict[str, Any]]) -> dict[str, int]:
-    """Articles, sentences, entities and annotated stances, gold and silver."""
+    """Articles, sentences, entities and annotated stances, gold and silver, from article summaries (publish.summarize)."""
     out: Counter[str] = Counter()
     for r in records:
         st = r["status"]
         out[f"{st} articles"] += 1
-        out[f"{st} sentences"] += len(r["sentences"])
+        out[f"{st} sentences"] += r["n_sentences"]
         out[f"{st} entities"] += len(r["entities"])
         out[f"{st} stances"] += len(r["stances"])
     return {k: out[k] for k in (f"{st} {kind}" for st in ("gold", "silver")

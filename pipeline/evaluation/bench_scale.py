@@ -138,7 +138,7 @@ def _stage(stage: str, *args: str | Path) -> list[str]:
 def bench_size(n: int, work: Path, res: Resources, *, batch_size: int, max_publish: int) -> Iterator[Row]:
     """Generate `n` raw articles in `work` and yield one row per stage (blank:en for preannotate).
 
-    Publish runs only up to `max_publish` raw articles: it holds every record and row in memory (see the README).
+    Publish runs only up to `max_publish` raw articles (it streams: its memory is bounded by a Parquet shard).
     """
     corpus, logs = work / "corpus", work / "logs"
     for folder in (corpus, logs, work / "annotations", work / "releases"):
