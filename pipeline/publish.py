@@ -101,7 +101,8 @@ class PublishConfig:
 
 # What the card, figure, licence and manifest read of an article (pipeline/dataset/): the first pass keeps only
 # this; texts, sentences and Parquet rows exist one article at a time in the second. A silver article keeps its
-# entity and stance labels only (dicts shared by every article), a gold one its labels and annotations in full.
+# entity and stance labels only (dicts shared by every article; a PERSON keeps its name), a gold one its labels
+# and annotations in full.
 SUMMARY_KEYS = ("id", "status", "split", "date", "source", "story_id", "annotators", "agreement", "provenance",
                 "translated_from")
 GOLD_KEYS = ("entities", "stances", "annotations", "predictions")
@@ -114,7 +115,9 @@ def summarize(rec: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
         return out | {k: rec[k] for k in GOLD_KEYS if k in rec}
     if "provenance" in rec:
         out["provenance"] = shared.setdefault(dumps(rec["provenance"]), rec["provenance"])
-    out["entities"] = [shared.setdefault("entity " + e["label"], {"label": e["label"]}) for e in rec["entities"]]
+    out["entities"] = [shared.setdefault(f"entity {e['label']} {e['text']}", {"label": e["label"], "text": e["text"]})
+                       if e["label"] == "PERSON" else shared.setdefault("entity " + e["label"], {"label": e["label"]})
+                       for e in rec["entities"]]  # the card counts distinct PERSON names (sections.personal_information)
     out["stances"] = [shared.setdefault("stance " + s["label"], {"label": s["label"]}) for s in rec["stances"]]
     return out
 

@@ -118,20 +118,22 @@ def test_the_readmes_loading_code_runs_on_the_built_release(offline_hf) -> None:
 @pytest.mark.parametrize("empty", ["one empty row group", "no row group"])
 def test_datasets_cannot_load_an_empty_split_so_none_is_declared(tmp_path: Path, offline_hf, empty: str) -> None:  # noqa: F811
     """Why empty splits are left out: if a `datasets` upgrade makes this pass, ship empty splits instead."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from test_publish import write_params
 
     from pipeline import publish as stage
-    from pipeline.dataset.rows import PARQUET_OPTIONS, features, write_shards
+    from pipeline.dataset.rows import PARQUET_OPTIONS, features
 
     feats = features(stage.load_config(write_params(tmp_path)))["entities"]
     row = {"id": "a-0000", "article_id": "a", "sentence_index": 0, "sentence_start": 0, "sentence_end": 2,
            "tokens": ["Hi"], "token_starts": [0], "token_ends": [2], "ner_tags": [0]}
-    (full,) = write_shards([row], feats, tmp_path, "entities", "train", 10)
+    (tmp_path / "entities").mkdir()
+    full, path = "entities/train-00000-of-00001.parquet", "entities/test-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist([row], schema=feats.arrow_schema), tmp_path / full, **PARQUET_OPTIONS)
     if empty == "one empty row group":  # what pyarrow's write_table writes for no rows
-        (path,) = write_shards([], feats, tmp_path, "entities", "test", 10)
+        pq.write_table(pa.Table.from_pylist([], schema=feats.arrow_schema), tmp_path / path, **PARQUET_OPTIONS)
     else:  # a valid Parquet file with the schema and no row group at all
-        path = "entities/test-00000-of-00001.parquet"
         pq.ParquetWriter(tmp_path / path, feats.arrow_schema, **PARQUET_OPTIONS).close()
     assert pq.read_table(tmp_path / path).num_rows == 0  # pyarrow reads it: a valid, empty Parquet file
     with pytest.raises((ValueError, offline_hf.exceptions.DatasetGenerationError)):
