@@ -112,9 +112,9 @@ def _refresh_batch(api: LabelStudioAPI, project_id: int, batch: list[tuple[Index
     One delete action, one predictions import. The server deletes only the predictions of tasks that still
     have no annotation, skip or draft (the filter is evaluated in the delete request itself); when it deleted
     fewer than the index counted, the batch is read back and the tasks with human work now keep their
-    predictions as they are. Deleting first
-    is safe: a push that dies in between leaves tasks without predictions, which the next push sees as out
-    of date and refreshes. A lost import answer is checked by reading the tasks back."""
+    predictions as they are. Deleting first is safe: a push that dies in between leaves tasks without
+    predictions, which the next push sees as out of date and refreshes. A lost import answer is checked by
+    reading the tasks back."""
     ids = [have.task_id for have, _ in batch]
     answer = api.post("/api/dm/actions", {"selectedItems": {"all": False, "included": ids}, "filters": NO_HUMAN_WORK},
                       idempotent=True, what=f"removing the old predictions of {len(ids)} task(s)",
