@@ -106,15 +106,6 @@ def test_the_metadata_says_which_splits_exist_with_their_rows(variants: dict[str
         assert {s: d.info.splits[s].num_bytes for s, d in loaded.items()} == {s: i.num_bytes for s, i in info.splits.items()}
 
 
-def test_the_readmes_loading_code_runs_on_the_built_release(offline_hf) -> None:  # noqa: F811
-    """The same against this checkout's data/dataset (present after `dvc repro` or `dvc pull`)."""
-    folder = ROOT / "data" / "dataset"
-    if not (folder / "README.md").is_file():
-        pytest.skip("data/dataset not built in this checkout (run dvc repro); the fixture releases test the same code")
-    for block in _python_blocks((ROOT / "README.md").read_text(), "Loading the dataset"):
-        _run(block.replace('"data/dataset"', json.dumps(str(folder))))
-
-
 @pytest.mark.parametrize("empty", ["one empty row group", "no row group"])
 def test_datasets_cannot_load_an_empty_split_so_none_is_declared(tmp_path: Path, offline_hf, empty: str) -> None:  # noqa: F811
     """Why empty splits are left out: if a `datasets` upgrade makes this pass, ship empty splits instead."""
