@@ -40,7 +40,7 @@ def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
     log = data_dir / "server.log"
     proc = ls_server.start(data_dir, port, creds, log)
     try:
-        ls_server.wait_healthy(url, timeout_s=300, proc=proc, log_path=log)
+        ls_server.wait_healthy(url, timeout_s=300, proc=proc, log_path=log, creds=creds)
         yield LabelStudioServer(url, creds.token, creds.email, creds.password, data_dir, log)
     finally:
         ls_server.stop(proc)

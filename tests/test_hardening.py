@@ -341,6 +341,20 @@ def test_the_copied_server_log_holds_no_admin_identity_or_secret(tmp_path: Path)
                       "GET /api?token=[token redacted] 200\n")
 
 
+def test_a_server_that_dies_at_start_up_is_quoted_redacted(tmp_path: Path) -> None:
+    creds = ls_server.Credentials.new()
+    log = tmp_path / "server.log"
+    log.write_text(f"starting\nFATAL: cannot log in {creds.email} with token {creds.token}\n")
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    dead.wait()
+    url = f"http://127.0.0.1:{ls_server.free_port()}"
+    with pytest.raises(PipelineError) as err:
+        ls_server.wait_healthy(url, 5, dead, log, creds)
+    message = str(err.value)
+    assert "exited with code 3" in message and "[token redacted]" in message and "[admin-email redacted]" in message
+    assert creds.token not in message and creds.email not in message
+
+
 @pytest.mark.integration
 def test_the_local_server_data_folder_is_private(label_studio_server) -> None:
     assert label_studio_server.data_dir.stat().st_mode & 0o777 == 0o700

@@ -119,14 +119,15 @@ def start(data_dir: Path, port: int, creds: Credentials, log_path: Path, detach:
         log.close()
 
 
-def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
-    """Wait until `url`/health answers UP; a clear error if the server exits or the time runs out."""
+def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None, log_path: Path | None = None,
+                 creds: Credentials | None = None) -> None:
+    """Wait until `url`/health answers UP; a clear error (quoting the log redacted of `creds`) if the server exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise PipelineError(
                 f"Label Studio exited with code {proc.returncode} during start-up"
-                + (f"; see {log_path}: {_last_line(log_path)}" if log_path else "")
+                + (f"; see {log_path}: {_last_line(log_path, creds)}" if log_path else "")
             )
         if is_healthy(url):
             return
@@ -191,17 +192,23 @@ def _alive(pid: int) -> bool:
 
 def redacted_log(log_path: Path, creds: Credentials) -> bytes:
     """The server log with the admin's e-mail, password and token replaced, for copying where others read it."""
-    data = log_path.read_bytes()
+    return _redact(log_path.read_bytes(), creds)
+
+
+def _redact(data: bytes, creds: Credentials) -> bytes:
     for secret, name in ((creds.token, "token"), (creds.password, "password"), (creds.email, "admin-email")):
         if secret:
             data = data.replace(secret.encode(), f"[{name} redacted]".encode())
     return data
 
 
-def _last_line(path: Path | None) -> str:
+def _last_line(path: Path | None, creds: Credentials | None) -> str:
+    """The log's last non-blank line (200 characters at most), redacted of `creds`, for an error message."""
     if not path or not path.exists():
         return ""
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    data = path.read_bytes()
+    text = (_redact(data, creds) if creds else data).decode(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     return lines[-1][:200] if lines else ""
 
 
@@ -274,7 +281,7 @@ def server_main(data_dir: Path, env_file: Path, port: int, start_timeout_s: floa
         },
     )
     print(f"label-studio: starting the server on {url} (log: {log_path}); first start takes a minute…", file=sys.stderr)
-    wait_healthy(url, start_timeout_s, proc, log_path)
+    wait_healthy(url, start_timeout_s, proc, log_path, creds)
     return url, creds, True
 
 
@@ -300,7 +307,7 @@ def throwaway(who: str, start_timeout_s: float) -> Iterator[tuple[str, str]]:
         print(f"{who}: starting a throwaway Label Studio on {url}…", file=sys.stderr)
         proc = start(Path(tmp) / "data", port, creds, log)
         try:
-            wait_healthy(url, start_timeout_s, proc, log)
+            wait_healthy(url, start_timeout_s, proc, log, creds)
             yield url, creds.token
         finally:
             stop(proc)
