@@ -173,6 +173,7 @@ def train_seesaw(
     folder: Annotated[Path, typer.Argument(help="A folder in the SEESAW layout (articles/, annotations/, meta/).")],
     output: Annotated[Path, typer.Option(help="The base model file.")] = Path("resources/stance_model/seesaw.json"),
     cv: Annotated[bool, typer.Option("--cv", help="Only print 5-fold cross-validation by story on train (C, threshold).")] = False,
+    diagnose: Annotated[bool, typer.Option("--diagnose", help="Only print why train gold triplets are no candidate pair, by cause.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N train articles.")] = None,
     params: ParamsOpt = Path("params.yaml"),
     patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
@@ -183,7 +184,7 @@ def train_seesaw(
     from pipeline.evaluation import seesaw_model
 
     seesaw_model.train_main(folder=folder, output=output, params=params, patterns=patterns, actors=actors,
-                            lexicon=lexicon, cv=cv, limit=limit)
+                            lexicon=lexicon, cv=cv, limit=limit, diagnose=diagnose)
 
 
 @app.command()
