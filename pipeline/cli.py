@@ -181,10 +181,15 @@ def train_seesaw(
     lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
 ) -> None:
     """Train the base stance model on SEESAW train (CC BY-NC-SA 4.0, and so are its weights) with the train: params."""
+    if diagnose:
+        from pipeline.evaluation import seesaw_diagnose
+
+        seesaw_diagnose.main(folder=folder, params=params, patterns=patterns, actors=actors, lexicon=lexicon, limit=limit)
+        return
     from pipeline.evaluation import seesaw_model
 
     seesaw_model.train_main(folder=folder, output=output, params=params, patterns=patterns, actors=actors,
-                            lexicon=lexicon, cv=cv, limit=limit, diagnose=diagnose)
+                            lexicon=lexicon, cv=cv, limit=limit)
 
 
 @app.command()

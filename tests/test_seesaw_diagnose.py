@@ -59,3 +59,19 @@ def test_report_lists_every_cause():
     text = sd.report(Counter({"reachable": 2, "implicit": 1}), Counter({("holder", "implicit"): 1}), 3)
     assert [line.split()[0] for line in text.splitlines()[1:]] == ["reachable", *sd.CAUSES, *sd.PRESENT, "gold"]
     assert "66.7%" in text.splitlines()[1]
+
+
+def test_command_prints_the_table(tmp_path):
+    import subprocess
+    import sys
+
+    write_article(tmp_path, "000", 0, "train", ["Joe Biden praised Ukraine.", "The weather was cold."],
+                  [("Joe Biden", "People"), ("Ukraine", "GPE")],
+                  [(0, "Joe Biden", "POS", "Ukraine"), (1, "Joe Biden", "POS", "Ukraine")])
+    result = subprocess.run([sys.executable, "-m", "pipeline", "train-seesaw", str(tmp_path), "--diagnose",
+                             "--output", str(tmp_path / "never.json")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    assert rows["reachable"] == "1" and rows["earlier_no_pronoun"] == "1" and rows["gold"] == "2"
+    assert "1 of 2 gold triplets" in result.stderr and not (tmp_path / "never.json").exists()

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from spacy.tokens import Doc, Span
 
 from pipeline.evaluation.seesaw import ALIASES, _same_word, _tokens, match_name
-from pipeline.evaluation.seesaw_model import Parsed
+from pipeline.evaluation.seesaw_model import Parsed, _load, recall_bound
 from pipeline.stance.features import PRONOUN_WINDOW, PRONOUNS, _pronoun_mentions
-from pipeline.stance.lexicon import Lexicon
+from pipeline.stance.lexicon import Lexicon, load_lexicon
 from pipeline.stance.model import NONE
 
 QUOTE_WINDOW = 3  # sentences before (and one after) where a quote's speaker is looked for
@@ -157,3 +158,11 @@ def report(causes: Counter[str], per_end: Counter[tuple[str, str]], gold: int) -
                      f"  {per_end.get(('target', cause), 0):>6}")
     lines.append(f"{'gold':<22}{gold:>9}")
     return "\n".join(lines)
+
+
+def main(folder: Path, params: Path, patterns: Path, actors: Path, lexicon: Path, limit: int | None = None) -> None:
+    """Parse SEESAW train with the params' pre-annotator and print the recall bound and the table of causes."""
+    parsed, _, pre = _load(folder, params, patterns, actors, lexicon, "train", limit, keep_docs=True)
+    recall_bound(parsed)
+    lex = load_lexicon(lexicon, labels=pre.stance_labels)
+    print(report(*diagnose(parsed, frozenset(pre.stance_ends), frozenset(pre.entity_labels), lex)))

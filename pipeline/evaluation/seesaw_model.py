@@ -95,6 +95,14 @@ def coverage(parsed: Sequence[Parsed]) -> tuple[int, int]:
     return gold, covered
 
 
+def recall_bound(parsed: Sequence[Parsed]) -> None:
+    """Print how many gold triplets some candidate pair could propose."""
+    gold, covered = coverage(parsed)
+    print(f"train-seesaw: {covered} of {gold} gold triplets ({covered / max(1, gold):.1%}) are candidate pairs "
+          f"(both ends entities of stance_ends matching a SEESAW name, in one sentence or through a pronoun)",
+          file=sys.stderr)
+
+
 def fit_seesaw(parsed: Sequence[Parsed], cfg: tr.Params, labels: Sequence[str], sources: tuple[str, ...]) -> StanceModel:
     """A model trained on the articles' judgeable pairs with the `train:` params."""
     return fit(examples(parsed), labels, c=cfg.c, min_count=cfg.min_feature_count, max_iter=cfg.max_iter,
@@ -197,19 +205,10 @@ def _load(folder: Path, params: Path, patterns: Path, actors: Path, lexicon: Pat
 
 
 def train_main(folder: Path, output: Path, params: Path, patterns: Path, actors: Path, lexicon: Path,
-               cv: bool = False, limit: int | None = None, diagnose: bool = False) -> StanceModel | None:
-    """Train the base model on SEESAW train (or only print the cross-validation by story, or the reach diagnosis)."""
-    parsed, cfg, pre_cfg = _load(folder, params, patterns, actors, lexicon, "train", limit, keep_docs=diagnose)
-    gold, covered = coverage(parsed)
-    print(f"train-seesaw: {covered} of {gold} gold triplets ({covered / max(1, gold):.1%}) are candidate pairs "
-          f"(both ends entities of stance_ends matching a SEESAW name, in one sentence or through a pronoun)",
-          file=sys.stderr)
-    if diagnose:
-        from pipeline.evaluation import seesaw_diagnose as sd
-
-        lex = load_lexicon(lexicon, labels=pre_cfg.stance_labels)
-        print(sd.report(*sd.diagnose(parsed, frozenset(pre_cfg.stance_ends), frozenset(pre_cfg.entity_labels), lex)))
-        return None
+               cv: bool = False, limit: int | None = None) -> StanceModel | None:
+    """Train the base model on SEESAW train (or, with `cv`, only print the cross-validation by story)."""
+    parsed, cfg, pre_cfg = _load(folder, params, patterns, actors, lexicon, "train", limit)
+    recall_bound(parsed)
     if cv:
         print(f"{'C':>6} {'threshold':>9}   P      R      F1")
         for row in cross_validate(parsed, cfg, pre_cfg.stance_labels, (0.03, 0.1, 0.3, 1.0),
