@@ -75,3 +75,17 @@ def test_command_prints_the_table(tmp_path):
     rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
     assert rows["reachable"] == "1" and rows["earlier_no_pronoun"] == "1" and rows["gold"] == "2"
     assert "1 of 2 gold triplets" in result.stderr and not (tmp_path / "never.json").exists()
+
+
+def test_a_quote_speaker_is_reached_only_with_speakers(tmp_path):
+    write_article(tmp_path, "000", 0, "train",
+                  ['Vladimir Putin said on Monday: "We are ready.', 'Ukraine is a puppet of NATO."'],
+                  [("Vladimir Putin", "People"), ("Ukraine", "GPE"), ("NATO", "Organization")],
+                  [(1, "Vladimir Putin", "NEG", "Ukraine")])
+    args = (tmp_path, ROOT / "params.yaml", RES / "entity_patterns.yaml", RES / "actors.yaml", RES / "stance_cues.yaml",
+            "train", None)
+    plain, _, _ = seesaw_model._load(*args)
+    speaking, _, _ = seesaw_model._load(*args, mentions=frozenset({"speakers"}))
+    assert seesaw_model.coverage(plain) == (1, 0) and seesaw_model.coverage(speaking) == (1, 1)
+    causes, _ = diagnose(tmp_path)
+    assert causes == {"quote_speaker": 1}

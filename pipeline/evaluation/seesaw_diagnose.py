@@ -160,9 +160,10 @@ def report(causes: Counter[str], per_end: Counter[tuple[str, str]], gold: int) -
     return "\n".join(lines)
 
 
-def main(folder: Path, params: Path, patterns: Path, actors: Path, lexicon: Path, limit: int | None = None) -> None:
+def main(folder: Path, params: Path, patterns: Path, actors: Path, lexicon: Path, limit: int | None = None,
+         mentions: frozenset[str] = frozenset()) -> None:
     """Parse SEESAW train with the params' pre-annotator and print the recall bound and the table of causes."""
-    parsed, _, pre = _load(folder, params, patterns, actors, lexicon, "train", limit, keep_docs=True)
+    parsed, _, pre = _load(folder, params, patterns, actors, lexicon, "train", limit, keep_docs=True, mentions=mentions)
     recall_bound(parsed)
     lex = load_lexicon(lexicon, labels=pre.stance_labels)
     print(report(*diagnose(parsed, frozenset(pre.stance_ends), frozenset(pre.entity_labels), lex)))
