@@ -173,6 +173,9 @@ def train_seesaw(
     folder: Annotated[Path, typer.Argument(help="A folder in the SEESAW layout (articles/, annotations/, meta/).")],
     output: Annotated[Path, typer.Option(help="The base model file.")] = Path("resources/stance_model/seesaw.json"),
     cv: Annotated[bool, typer.Option("--cv", help="Only print 5-fold cross-validation by story on train (C, threshold).")] = False,
+    diagnose: Annotated[bool, typer.Option("--diagnose", help="Only print why train gold triplets are no candidate pair, by cause.")] = False,
+    speakers: Annotated[bool, typer.Option("--speakers", help="With --cv/--diagnose: a quote's speaker nearby is a holder (opt-in mention).")] = False,
+    nominals: Annotated[bool, typer.Option("--nominals", help="With --cv/--diagnose: 'the president' is an anaphor (opt-in mention).")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N train articles.")] = None,
     params: ParamsOpt = Path("params.yaml"),
     patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
@@ -180,10 +183,17 @@ def train_seesaw(
     lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
 ) -> None:
     """Train the base stance model on SEESAW train (CC BY-NC-SA 4.0, and so are its weights) with the train: params."""
+    mentions = frozenset(name for name, on in (("speakers", speakers), ("nominals", nominals)) if on)
+    if diagnose:
+        from pipeline.evaluation import seesaw_diagnose
+
+        seesaw_diagnose.main(folder=folder, params=params, patterns=patterns, actors=actors, lexicon=lexicon, limit=limit,
+                             mentions=mentions)
+        return
     from pipeline.evaluation import seesaw_model
 
     seesaw_model.train_main(folder=folder, output=output, params=params, patterns=patterns, actors=actors,
-                            lexicon=lexicon, cv=cv, limit=limit)
+                            lexicon=lexicon, cv=cv, limit=limit, mentions=mentions)
 
 
 @app.command()

@@ -147,3 +147,80 @@ def test_a_pair_met_again_through_a_pronoun_is_proposed_once() -> None:
     found = model_stances(doc, spans, [], LEXICON, ["PERSON", "ORG"], model, 0.5)
     assert sorted((s["holder"], s["target"], s["label"], s["score"]) for s in found) == [
         (0, 1, "against", 0.9867), (1, 0, "against", 0.7870)]
+
+
+def _quote_doc(first: list[str], second: list[str], ents: list[tuple[int, int, str]]) -> tuple[Doc, list[Span]]:
+    """Two sentences, each a flat parse under its verb (the token at the given lemma `say`/any second word)."""
+    words = first + second
+    def heads_deps(ws: list[str], offset: int) -> tuple[list[int], list[str]]:
+        root = offset + next(i for i, w in enumerate(ws) if w in ("said", "condemned", "praised", "rained"))
+        deps = ["nsubj" if offset + i == root - 1 else "ROOT" if offset + i == root else "dobj" if w[0].isupper() and
+                offset + i > root else "punct" for i, w in enumerate(ws)]
+        return [root] * len(ws), deps
+    h1, d1 = heads_deps(first, 0)
+    h2, d2 = heads_deps(second, len(first))
+    pos = ["PROPN" if w[0].isupper() else "VERB" if w.isalpha() else "PUNCT" for w in words]
+    lemmas = [{"said": "say", "condemned": "condemn", "praised": "praise"}.get(w, w.lower()) for w in words]
+    doc = Doc(NLP.vocab, words=words, heads=h1 + h2, deps=d1 + d2, pos=pos, lemmas=lemmas,
+              sent_starts=[i in (0, len(first)) for i in range(len(words))])
+    spans = [Span(doc, s, e, label=lab) for s, e, lab in ents]
+    doc.ents = spans
+    return doc, spans
+
+
+def test_a_quote_that_runs_on_takes_its_speaker_as_holder() -> None:
+    # 'Putin said : " ...  .'  then  'condemned Ukraine . "' : the second sentence continues Putin's quote.
+    doc, spans = _quote_doc(["Putin", "said", ":", '"', "."], ["Kyiv", "condemned", "Ukraine", ".", '"'],
+                            [(0, 1, "PERSON"), (5, 6, "GPE"), (7, 8, "GPE")])
+    plain = candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [], pronouns=True)
+    cands = candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [], pronouns=True, speakers=True)
+    added = [c for c in cands if c not in plain]
+    assert sorted((c.holder, c.target) for c in added) == [(0, 1), (0, 2)]
+    assert all({"h_speaker", "speaker=back"} <= set(c.features) and c.at == 6 for c in added)  # at the root
+    assert not any("rule" in f for c in added for f in c.features)
+
+
+def test_no_speaker_outside_a_quote_or_when_named_in_the_sentence() -> None:
+    unquoted = _quote_doc(["Putin", "said", "."], ["Kyiv", "condemned", "Ukraine", "."],
+                          [(0, 1, "PERSON"), (3, 4, "GPE"), (5, 6, "GPE")])
+    named = _quote_doc(["Putin", "said", ":", '"', "."], ["Putin", "condemned", "Ukraine", ".", '"'],
+                       [(0, 1, "PERSON"), (5, 6, "PERSON"), (7, 8, "GPE")])
+    for doc, spans in (unquoted, named):
+        assert candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [], speakers=True) == \
+            candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [])
+
+
+def test_a_quote_before_its_attribution_takes_the_speaker_ahead() -> None:
+    # '" Kyiv condemned Ukraine .'  then  '" Putin said .' : the quote closes in the attribution sentence.
+    doc, spans = _quote_doc(['"', "Kyiv", "condemned", "Ukraine", "."], ['"', "Putin", "said", "."],
+                            [(1, 2, "GPE"), (3, 4, "GPE"), (6, 7, "PERSON")])
+    added = [c for c in candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [], speakers=True)
+             if "h_speaker" in c.features]
+    assert sorted((c.holder, c.target) for c in added) == [(2, 0), (2, 1)]
+    assert all("speaker=ahead" in c.features for c in added)
+
+
+def test_a_definite_title_noun_stands_for_the_entity_met_before() -> None:
+    # "Putin spoke . The president condemned Ukraine ." : "the president" is Putin, only with `nominals`.
+    words = ["Putin", "spoke", ".", "The", "president", "condemned", "Ukraine", "."]
+    doc = Doc(NLP.vocab, words=words, heads=[1, 1, 1, 4, 5, 5, 5, 5],
+              deps=["nsubj", "ROOT", "punct", "det", "nsubj", "ROOT", "dobj", "punct"],
+              pos=["PROPN", "VERB", "PUNCT", "DET", "NOUN", "VERB", "PROPN", "PUNCT"],
+              lemmas=["putin", "speak", ".", "the", "president", "condemn", "ukraine", "."],
+              sent_starts=[True, False, False, True, False, False, False, False])
+    spans = [Span(doc, 0, 1, label="PERSON"), Span(doc, 6, 7, label="GPE")]
+    doc.ents = spans
+    assert candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [], pronouns=True) == []
+    cands = sorted(candidates(doc, spans, ["PERSON", "GPE"], LEXICON, [], pronouns=True, nominals=True),
+                   key=lambda c: c.holder)
+    assert [(c.holder, c.target, c.at) for c in cands] == [(0, 1, 4), (1, 0, 6)]
+    assert {"h_pron", "h_nominal", "pron=president:PERSON", "cue=against"} <= set(cands[0].features)
+    # "a president" is no anaphor: only the definite noun is.
+    indefinite = Doc(NLP.vocab, words=[*words[:3], "A", *words[4:]], heads=[1, 1, 1, 4, 5, 5, 5, 5],
+                     deps=["nsubj", "ROOT", "punct", "det", "nsubj", "ROOT", "dobj", "punct"],
+                     pos=["PROPN", "VERB", "PUNCT", "DET", "NOUN", "VERB", "PROPN", "PUNCT"],
+                     lemmas=["putin", "speak", ".", "a", "president", "condemn", "ukraine", "."],
+                     sent_starts=[True, False, False, True, False, False, False, False])
+    ispans = [Span(indefinite, 0, 1, label="PERSON"), Span(indefinite, 6, 7, label="GPE")]
+    indefinite.ents = ispans
+    assert candidates(indefinite, ispans, ["PERSON", "GPE"], LEXICON, [], pronouns=True, nominals=True) == []

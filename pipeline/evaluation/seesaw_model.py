@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from spacy.tokens import Doc
+
 from pipeline import preannotate as pa
 from pipeline import train as tr
 from pipeline.common.errors import ConfigError, InputError
@@ -43,10 +45,15 @@ class Parsed:
     cands: list[Candidate]
     labels: list[str | None]  # None: an end matches no SEESAW name, the pair cannot be judged
     keys: list[tuple[str, str, str] | None]  # (sentence id, holder name, target name) of each candidate
+    doc: Doc | None = None  # the parse, kept only when asked (the diagnosis reads it)
 
 
-def parse(articles: Sequence[Article], pre: pa.Preannotator) -> list[Parsed]:
-    """Parse every article once and label its candidate pairs from SEESAW's triplets."""
+def parse(articles: Sequence[Article], pre: pa.Preannotator, keep_docs: bool = False,
+          mentions: frozenset[str] = frozenset()) -> list[Parsed]:
+    """Parse every article once and label its candidate pairs from SEESAW's triplets.
+
+    `mentions` may add the opt-in kinds of mention of features.candidates: "speakers", "nominals".
+    """
     from pipeline.evaluation.seesaw import to_record
 
     annotator = pre.nlp.get_pipe(COMPONENT)
@@ -59,7 +66,8 @@ def parse(articles: Sequence[Article], pre: pa.Preannotator) -> list[Parsed]:
             text = record["text"]
             kept, entities = annotator.entity_layer(doc, text)
             rules = annotator.rule_stances(doc, text, kept)
-            cands = candidates(doc, kept, pre.params.stance_ends, annotator.rules.lexicon, rules, pronouns=True)
+            cands = candidates(doc, kept, pre.params.stance_ends, annotator.rules.lexicon, rules, pronouns=True,
+                               speakers="speakers" in mentions, nominals="nominals" in mentions)
             gold = {(s, h, t): lab for s, h, lab, t in sorted(article.gold)}
             labels: list[str | None] = []
             keys: list[tuple[str, str, str] | None] = []
@@ -72,7 +80,7 @@ def parse(articles: Sequence[Article], pre: pa.Preannotator) -> list[Parsed]:
                 keys.append(key)
                 labels.append(gold.get(key, NONE) if key is not None else None)
             out.append(Parsed(article, article.id.split("_DOCUMENT_")[0], entities, rules, spans, cands, labels,
-                              keys))
+                              keys, doc if keep_docs else None))
     return out
 
 
@@ -90,6 +98,14 @@ def coverage(parsed: Sequence[Parsed]) -> tuple[int, int]:
         gold += len(p.article.gold)
         covered += len(p.article.gold & reachable)
     return gold, covered
+
+
+def recall_bound(parsed: Sequence[Parsed]) -> None:
+    """Print how many gold triplets some candidate pair could propose."""
+    gold, covered = coverage(parsed)
+    print(f"train-seesaw: {covered} of {gold} gold triplets ({covered / max(1, gold):.1%}) are candidate pairs "
+          f"(both ends entities of stance_ends matching a SEESAW name, in one sentence or through a pronoun)",
+          file=sys.stderr)
 
 
 def fit_seesaw(parsed: Sequence[Parsed], cfg: tr.Params, labels: Sequence[str], sources: tuple[str, ...]) -> StanceModel:
@@ -181,7 +197,8 @@ def cross_validate(train: Sequence[Parsed], cfg: tr.Params, labels: Sequence[str
 
 
 def _load(folder: Path, params: Path, patterns: Path, actors: Path, lexicon: Path, split: str | None,
-          limit: int | None) -> tuple[list[Parsed], tr.Params, pa.Params]:
+          limit: int | None, keep_docs: bool = False,
+          mentions: frozenset[str] = frozenset()) -> tuple[list[Parsed], tr.Params, pa.Params]:
     """Parse the SEESAW articles of `split` (both when None) with the params' pre-annotator (rules only)."""
     cfg, pre_cfg, _ = tr.configs(params)
     labels = seesaw_labels(load_lexicon(lexicon, labels=pre_cfg.stance_labels))
@@ -190,17 +207,19 @@ def _load(folder: Path, params: Path, patterns: Path, actors: Path, lexicon: Pat
         raise InputError(f"{folder}: no articles{f' in split {split}' if split else ''}")
     pre = pa.load(replace(pre_cfg, stance_model=False), patterns, actors, lexicon)
     print(f"seesaw: parsing {len(articles)} articles of {folder}", file=sys.stderr)
-    return parse(articles, pre), cfg, pre_cfg
+    return parse(articles, pre, keep_docs, mentions), cfg, pre_cfg
 
 
 def train_main(folder: Path, output: Path, params: Path, patterns: Path, actors: Path, lexicon: Path,
-               cv: bool = False, limit: int | None = None) -> StanceModel | None:
-    """Train the base model on SEESAW train (or, with `cv`, only print the cross-validation by story)."""
-    parsed, cfg, pre_cfg = _load(folder, params, patterns, actors, lexicon, "train", limit)
-    gold, covered = coverage(parsed)
-    print(f"train-seesaw: {covered} of {gold} gold triplets ({covered / max(1, gold):.1%}) are candidate pairs "
-          f"(both ends entities of stance_ends matching a SEESAW name, in one sentence or through a pronoun)",
-          file=sys.stderr)
+               cv: bool = False, limit: int | None = None, mentions: frozenset[str] = frozenset()) -> StanceModel | None:
+    """Train the base model on SEESAW train (or, with `cv`, only print the cross-validation by story).
+
+    `mentions` (opt-in kinds of mention, see `parse`) is for measuring: the pre-annotator uses none of them.
+    """
+    if mentions and not cv:
+        raise ConfigError("extra kinds of mention are for --cv or --diagnose: the pre-annotator does not use them")
+    parsed, cfg, pre_cfg = _load(folder, params, patterns, actors, lexicon, "train", limit, mentions=mentions)
+    recall_bound(parsed)
     if cv:
         print(f"{'C':>6} {'threshold':>9}   P      R      F1")
         for row in cross_validate(parsed, cfg, pre_cfg.stance_labels, (0.03, 0.1, 0.3, 1.0),

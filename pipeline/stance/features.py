@@ -4,8 +4,14 @@ A candidate is every ordered pair of distinct entity mentions of one sentence wh
 stance, a mention being a named entity or, with `pronouns`, a third-person pronoun standing for the
 nearest preceding named entity it can refer to ("he" a PERSON, "they"/"it" an organisation or a place)
 no more than PRONOUN_WINDOW sentences back: the pair's ends are then that entity's index, its features
-are read at the pronoun and say so (`h_pron`, `t_pron`). Its features are strings (value 1) read off spaCy's parse: the dependency path between the
-two mentions' heads, the cue words and tone words of the lexicon on it and in the sentence, the entity
+are read at the pronoun and say so (`h_pron`, `t_pron`). Two opt-in kinds of mention, off in the
+pre-annotator and the model (5-fold CV by story on SEESAW train: recall bound 44.9% -> 48.9%, F1 at
+equal precision unchanged; README "The learned stance model"): with `nominals`, a definite title noun
+("the president", "the administration": NOMINALS) is an anaphor like a pronoun (`h_nominal`); with
+`speakers`, a sentence that holds or continues a quote and names no speaker of its own has the quote's
+speaker as a holder, read at the sentence's root (`h_speaker`): the entity that is the subject of a verb
+of saying up to SPEAKER_WINDOW sentences before (or in the next sentence, when the quote runs on into it).
+Its features are strings (value 1) read off spaCy's parse: the dependency path between the two mentions' heads, the cue words and tone words of the lexicon on it and in the sentence, the entity
 labels, the rule that fired for the pair (and for the reverse pair), distance and order. Bump
 FEATURES_VERSION whenever a feature changes: a model records the version it was trained with.
 """
@@ -22,6 +28,19 @@ from pipeline.stance.lexicon import Cue, Lexicon
 FEATURES_VERSION = "3"
 MAX_PATH = 4  # dependency arcs kept on each side of the path; longer sides are cut (and say so)
 PRONOUN_WINDOW = 3  # sentences back (the pronoun's own included) where a pronoun's antecedent is looked for
+# Definite nouns that name an entity already met ("the president", "the administration"), with their labels:
+# anaphors like the pronouns (`nominals`).
+NOMINALS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(("president", "senator", "leader", "speaker", "governor", "minister", "secretary", "candidate",
+                     "congressman", "congresswoman", "lawmaker", "chairman", "chairwoman", "spokesman", "spokeswoman",
+                     "nominee", "mayor", "ambassador", "director", "businessman", "billionaire", "democrat",
+                     "republican"), frozenset({"PERSON"})),
+    **dict.fromkeys(("administration", "party", "government", "committee", "agency", "company", "campaign",
+                     "department", "court", "regime", "group", "organization", "chamber"), frozenset({"ORG", "NORP"})),
+    **dict.fromkeys(("country", "nation"), frozenset({"GPE"})),
+}
+SPEAKER_WINDOW = 2  # sentences back where a quote's speaker is looked for (and one ahead)
+QUOTES = frozenset({'"', "\u201c", "\u201d", "''", "``"})
 # Third-person pronouns and the entity labels each may stand for.
 PRONOUNS: dict[str, frozenset[str]] = {
     **dict.fromkeys(("he", "him", "his", "she", "her", "hers"), frozenset({"PERSON"})),
@@ -107,14 +126,16 @@ def pair_features(
     target: int,
     fired: Mapping[tuple[int, int], dict],
     sentence_cues: Sequence[tuple[int, str]],
+    speaker: str = "",
 ) -> Candidate:
     """The features of the directed pair (holder, target) of entity indexes, mentioned in one sentence as `mentions`.
 
-    A mention that is a pronoun is a one-token span labelled like its entity; `fired`: the rules' stances
-    (read only when both mentions are the entities themselves); the cue words of the sentence.
+    A mention that is a pronoun is a one-token span labelled like its entity, and so is a quote's speaker
+    (`speaker` says how it was found: "back" or "ahead"); `fired`: the rules' stances (read only when
+    both mentions are the entities themselves); the cue words of the sentence.
     """
     h, t = mentions
-    h_pron, t_pron = h.text.lower() in PRONOUNS, t.text.lower() in PRONOUNS
+    h_pron, t_pron = _anaphor(h), _anaphor(t)
     lexicon = parse.lexicon
     up, top, down = parse.path(h.root, t.root)
     feats = ["bias", f"hl={h.label_}", f"tl={t.label_}", f"pair={h.label_}>{t.label_}"]
@@ -149,13 +170,19 @@ def pair_features(
         if first.end <= i < last.start and i not in on_path:
             cues.append((i, label))
             feats.append(f"between_cue={label}")
-    if h_pron or t_pron:
+    if speaker:
+        feats += ["h_speaker", f"speaker={speaker}", f"speaker_path={'/'.join(down_deps)}", f"speaker_t={t.label_}"]
+        if top is not None and (cue := parse.cue(top)) is not None:
+            feats.append(f"speaker_root_cue={cue.label}")
+    elif h_pron or t_pron:
         end, pron = ("h", h) if h_pron else ("t", t)
         feats += [f"{end}_pron", f"pron={pron.root.lower_}:{pron.label_}",
                   f"pron_path={end}:{'/'.join(up_deps)}|{'/'.join(down_deps)}"]
+        if _anaphor(pron) == "nominal":
+            feats.append(f"{end}_nominal")
     elif (found := fired.get((holder, target))) is not None:
         feats += ["rule", f"rule={found['rule']}:{found['label']}", f"rule_label={found['label']}"]
-    if not (h_pron or t_pron) and (back := fired.get((target, holder))) is not None:
+    if not (h_pron or t_pron or speaker) and (back := fired.get((target, holder))) is not None:
         feats += [f"rev_rule_label={back['label']}"]
     if h.kb_id_:
         feats.append("h_actor")
@@ -165,16 +192,36 @@ def pair_features(
     return Candidate(holder, target, tuple(dict.fromkeys(feats)), tuple(cues), anchor, h.start)
 
 
-def _pronoun_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str]) -> dict[int, list[tuple[int, Span]]]:
-    """Per sentence start, the pronouns standing for an entity: (entity index, the pronoun as a span of its label)."""
+def _anaphor(span: Span) -> str:
+    """"pronoun" or "nominal" when a one-token mention is an anaphor standing for an entity, else ""."""
+    if len(span) != 1:
+        return ""
+    tok = span.root
+    if tok.lower_ in PRONOUNS:
+        return "pronoun"
+    return "nominal" if tok.pos_ == "NOUN" and not tok.ent_type_ and tok.lemma_.lower() in NOMINALS else ""
+
+
+def _anaphor_labels(tok: Token, nominals: bool) -> frozenset[str] | None:
+    """The entity labels a token may stand for as a pronoun or (with `nominals`) a definite noun, or None."""
+    if tok.pos_ == "PRON":
+        return PRONOUNS.get(tok.lower_)
+    if nominals and tok.pos_ == "NOUN" and any(c.dep_ == "det" and c.lower_ == "the" for c in tok.children):
+        return NOMINALS.get(tok.lemma_.lower())
+    return None
+
+
+def _pronoun_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str],
+                      nominals: bool = False) -> dict[int, list[tuple[int, Span]]]:
+    """Per sentence start, the anaphors standing for an entity: (entity index, the anaphor as a span of its label)."""
     inside = {i for span in entities for i in range(span.start, span.end)}
     sentences = list(doc.sents)
     out: dict[int, list[tuple[int, Span]]] = {}
     for k, sent in enumerate(sentences):
         first = sentences[max(0, k - PRONOUN_WINDOW + 1)].start
         for tok in sent:
-            labels = PRONOUNS.get(tok.lower_)
-            if labels is None or tok.pos_ != "PRON" or tok.i in inside:
+            labels = _anaphor_labels(tok, nominals)
+            if labels is None or tok.i in inside:
                 continue
             # The nearest preceding entity of a label the pronoun may stand for, in this or the previous sentences.
             ante = next((j for j in range(len(entities) - 1, -1, -1) if first <= entities[j].start < tok.i
@@ -185,14 +232,58 @@ def _pronoun_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str]) 
     return out
 
 
+def _speaker_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str],
+                      lexicon: Lexicon) -> dict[int, tuple[int, Span, str]]:
+    """Per sentence start, the quote's speaker standing as a holder: (entity index, span at the root, "back"/"ahead").
+
+    A sentence qualifies when it holds a quotation mark or starts inside an open quote, and no entity is
+    the subject of a verb of saying in it; the speaker is the nearest such subject within SPEAKER_WINDOW
+    sentences before, else in the next sentence when the quote runs on into it.
+    """
+    sentences = list(doc.sents)
+    number = {sent.start: k for k, sent in enumerate(sentences)}
+    said: list[int | None] = [None] * len(sentences)  # per sentence: the first entity that is a speech verb's subject
+    for j, span in enumerate(entities):
+        k = number[span.sent.start]
+        if said[k] is None and span.label_ in ends and span.root.dep_ in ("nsubj", "nsubjpass") \
+                and span.root.head.lemma_.lower() in lexicon.speech_verbs:
+            said[k] = j
+    quoted: list[bool] = []
+    open_quote = False
+    for sent in sentences:
+        marks = sum(tok.text in QUOTES for tok in sent)
+        quoted.append(open_quote or marks > 0)
+        open_quote = open_quote != (marks % 2 == 1)
+    out: dict[int, tuple[int, Span, str]] = {}
+    for k, sent in enumerate(sentences):
+        if not quoted[k] or said[k] is not None:
+            continue
+        back = [(m, "back") for m in range(k - 1, max(-1, k - SPEAKER_WINDOW - 1), -1) if said[m] is not None]
+        ahead = [(k + 1, "ahead")] if k + 1 < len(sentences) and said[k + 1] is not None and quoted[k + 1] else []
+        if not (chosen := back + ahead):
+            continue
+        m, how = chosen[0]
+        speaker = said[m]
+        assert speaker is not None
+        who = entities[speaker]
+        if any(sent.start <= e.start < sent.end and (e.text.lower() == who.text.lower()
+               or (e.kb_id_ and e.kb_id_ == who.kb_id_)) for e in entities):
+            continue  # the speaker is named in the sentence: an ordinary mention
+        root = sent.root
+        out[sent.start] = (speaker, Span(doc, root.i, root.i + 1, label=who.label_, kb_id=who.kb_id_), how)
+    return out
+
+
 def candidates(
     doc: Doc, entities: Sequence[Span], ends: Iterable[str], lexicon: Lexicon, rule_stances: Iterable[dict],
-    pronouns: bool = False,
+    pronouns: bool = False, speakers: bool = False, nominals: bool = False,
 ) -> list[Candidate]:
     """Every ordered pair of mentions of one sentence of `entities` (spans of `doc`, document order) labelled one of `ends`.
 
     Two mentions of one name or of one actor (Putin and Russia) make no pair, as in the rules; with
-    `pronouns`, a pronoun standing for an entity is a mention of it (never paired with another pronoun).
+    `pronouns`, a pronoun standing for an entity is a mention of it (never paired with another pronoun);
+    with `nominals`, so is a definite noun of NOMINALS ("the president"); with `speakers`, a quote's
+    speaker named in a sentence nearby is a holder of the quote's sentence.
     """
     ends = frozenset(ends)
     fired = {(s["holder"], s["target"]): s for s in rule_stances}
@@ -203,12 +294,13 @@ def candidates(
             by_sentence.setdefault(span.sent.start, []).append((index, span))
     named = set(by_sentence)
     if pronouns:
-        for start, found in _pronoun_mentions(doc, entities, ends).items():
+        for start, found in _pronoun_mentions(doc, entities, ends, nominals).items():
             by_sentence.setdefault(start, []).extend(found)
+    speaking = _speaker_mentions(doc, entities, ends, lexicon) if speakers else {}
     out = []
     for start in sorted(by_sentence):
         members = by_sentence[start]
-        if len(members) < 2 or start not in named:
+        if (len(members) < 2 and start not in speaking) or start not in named:
             continue
         sent = members[0][1].sent
         sentence_cues = [(tok.i, cue.label) for tok in sent if (cue := parse.cue(tok)) is not None]
@@ -220,4 +312,12 @@ def candidates(
                 if a is not x and b is not y:
                     continue  # two pronouns
                 out.append(pair_features(parse, (a, b), i, j, fired, sentence_cues))
+        if start in speaking:
+            i, a, how = speaking[start]
+            for j, b in members:
+                y = entities[j]
+                if b is not y or i == j or entities[i].text.lower() == y.text.lower() \
+                        or (y.kb_id_ and y.kb_id_ == entities[i].kb_id_):
+                    continue  # the speaker holds a stance on a named entity of the sentence
+                out.append(pair_features(parse, (a, b), i, j, fired, sentence_cues, speaker=how))
     return out
