@@ -54,7 +54,7 @@ chromium:
 # into .env), creates or updates the project, pushes the tasks, prints the URL and how to log in.
 label-studio: setup label-studio-venv
 	$(BIN)/dvc repro preannotate
-	$(BIN)/python -m pipeline label-studio --input data/preannotated.jsonl --guidelines resources/guidelines.md
+	$(BIN)/python -m pipeline label-studio --input data/preannotated --guidelines resources/guidelines.md
 
 clean-venv:
 	rm -rf $(VENV)

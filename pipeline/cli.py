@@ -34,24 +34,24 @@ StanceModelOpt = Annotated[
 @app.command()
 def ingest(
     corpus: Annotated[Path, typer.Option(help="Folder of raw articles (.txt, .jsonl, .csv); never modified.")],
-    output: Annotated[Path, typer.Option(help="Cleaned articles, one JSON object per line.")],
+    output: Annotated[Path, typer.Option(help="Cleaned articles: a shard folder (a path ending in .jsonl: one plain file).")],
     report: Annotated[Path, typer.Option(help="JSON report: removed lines, duplicates, bad records.")],
     patterns: Annotated[Path, typer.Option(help="YAML file of boilerplate line patterns.")],
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Clean raw scraped articles into data/articles.jsonl: metadata, boilerplate removal, duplicates."""
+    """Clean raw scraped articles into data/articles/: metadata, boilerplate removal, duplicates."""
     from pipeline import ingest as stage
 
     stage.main(corpus=corpus, output=output, report=report, patterns=patterns, params=params)
 
 
-PreannotatedOpt = Annotated[Path, typer.Option("--input", help="Pre-annotated articles (JSON Lines).")]
+PreannotatedOpt = Annotated[Path, typer.Option("--input", help="Pre-annotated articles: a shard folder (data/preannotated/) or a JSON Lines file.")]
 GuidelinesOpt = Annotated[Path, typer.Option(help="Annotation guidelines (Markdown), shown as the project's instructions.")]
 
 
 @app.command("label-studio")
 def label_studio(
-    input: PreannotatedOpt = Path("data/preannotated.jsonl"),
+    input: PreannotatedOpt = Path("data/preannotated"),
     guidelines: GuidelinesOpt = Path("resources/guidelines.md"),
     data_dir: Annotated[Path, typer.Option(help="The local server's data (git-ignored).")] = Path(".labelstudio"),
     stop: Annotated[bool, typer.Option("--stop", help="Stop the local server instead.")] = False,
@@ -71,7 +71,7 @@ def label_studio(
 
 @app.command()
 def push(
-    input: PreannotatedOpt = Path("data/preannotated.jsonl"),
+    input: PreannotatedOpt = Path("data/preannotated"),
     guidelines: GuidelinesOpt = Path("resources/guidelines.md"),
     params: ParamsOpt = Path("params.yaml"),
     break_lock: Annotated[bool, typer.Option(
@@ -116,8 +116,8 @@ def ls_config(
 @app.command("ls-import-gold")
 def ls_import_gold(
     gold: Annotated[Path, typer.Option("--gold", help="Gold YAML folder (gold/).")] = Path("gold"),
-    articles: Annotated[Path, typer.Option(help="Cleaned articles the gold quotes.")] = Path("data/articles.jsonl"),
-    input: PreannotatedOpt = Path("data/preannotated.jsonl"),
+    articles: Annotated[Path, typer.Option(help="Cleaned articles the gold quotes.")] = Path("data/articles"),
+    input: PreannotatedOpt = Path("data/preannotated"),
     guidelines: GuidelinesOpt = Path("resources/guidelines.md"),
     output: Annotated[Path, typer.Option(help="Folder of annotation snapshots.")] = Path("annotations"),
     params: ParamsOpt = Path("params.yaml"),
@@ -131,7 +131,7 @@ def ls_import_gold(
 
 @app.command()
 def preannotate(
-    input: Annotated[Path, typer.Option("--input", help="JSONL records, each with 'id' and 'text'.")],
+    input: Annotated[Path, typer.Option("--input", help="Records with 'id' and 'text': a shard folder (data/articles/) or a JSON Lines file.")],
     output: Annotated[Path, typer.Option(help="The records plus sentences, entities, stances, provenance.")],
     params: ParamsOpt = Path("params.yaml"),
     cache: Annotated[Path | None, typer.Option(help="Annotation cache folder; omit to annotate everything.")] = None,
@@ -140,7 +140,7 @@ def preannotate(
     lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
     stance_model: StanceModelOpt = None,
 ) -> None:
-    """Pre-annotate entities, actor links and stances with spaCy (data/articles.jsonl -> data/preannotated.jsonl)."""
+    """Pre-annotate entities, actor links and stances with spaCy (data/articles/ -> data/preannotated/)."""
     from pipeline import preannotate as stage
 
     stage.main(
@@ -151,7 +151,7 @@ def preannotate(
 
 @app.command()
 def train(
-    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles.jsonl): text hashes and stories.")],
+    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles/): text hashes and stories.")],
     annotations: Annotated[Path, typer.Option(help="Folder of Label Studio snapshots (human gold); none modified.")],
     output: Annotated[Path, typer.Option(help="The stance model file (JSON).")],
     report: Annotated[Path, typer.Option(help="JSON report: gold articles and pairs used, held out, model hash.")],
@@ -249,7 +249,7 @@ def bench(
 
 @app.command()
 def merge(
-    preannotated: Annotated[Path, typer.Option(help="Pre-annotated articles (data/preannotated.jsonl).")],
+    preannotated: Annotated[Path, typer.Option(help="Pre-annotated articles (data/preannotated/).")],
     annotations: Annotated[Path, typer.Option(help="Folder of Label Studio snapshots; the newest is used, none modified.")],
     output: Annotated[Path, typer.Option(help="Labeled articles: resolved gold/silver labels, versions, split.")],
     report: Annotated[Path, typer.Option(help="JSON report: stale tasks, ties, bad records, counts.")],
@@ -328,7 +328,7 @@ def evaluate(
 @app.command()
 def gold(
     gold: Annotated[Path, typer.Option("--gold", help="Gold YAML file or folder (gold/).")],
-    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles.jsonl) the gold quotes.")],
+    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles/) the gold quotes.")],
     output: Annotated[Path, typer.Option(help="Gold records with character offsets, one JSON object per line.")],
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -341,8 +341,8 @@ def gold(
 @app.command("evaluate-gold")
 def evaluate_gold(
     gold: Annotated[Path, typer.Option("--gold", help="Gold YAML file or folder (gold/).")],
-    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles.jsonl) the gold quotes.")],
-    predictions: Annotated[Path, typer.Option(help="Pre-annotations of those articles (data/preannotated.jsonl).")],
+    articles: Annotated[Path, typer.Option(help="Cleaned articles (data/articles/) the gold quotes.")],
+    predictions: Annotated[Path, typer.Option(help="Pre-annotations of those articles (data/preannotated/).")],
     output: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here.")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:

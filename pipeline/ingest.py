@@ -26,6 +26,7 @@ from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.executor import Engine, run_shards, worker_state
 from pipeline.common.jsonl import write_json, write_jsonl
 from pipeline.common.provenance import sha256_text
+from pipeline.common.shards import write_records
 
 STAGE = "ingest"
 
@@ -41,12 +42,15 @@ class IngestParams:
     shingle_size: int
     n_workers: int
     shard_size: int
+    records_per_shard: int  # articles per output shard file (data/articles/); independent of the Dask shard_size
     max_bad_share: float
 
     def validate(self) -> str | None:
         """Cross-field and range checks."""
         if problem := Engine(self.n_workers, self.shard_size).problem():
             return problem
+        if self.records_per_shard < 1:
+            return "records_per_shard must be at least 1"
         if not re.fullmatch(r"[a-z]{2,3}(?:-[A-Za-z0-9]+)*", self.language):
             return f"language: {self.language!r} is not a language code such as 'en'"
         if self.max_article_bytes < 1 or self.min_text_chars < 1 or self.shingle_size < 1:
@@ -188,7 +192,7 @@ def link_stories(articles: Iterable[dict], stories: Stories) -> Iterator[dict]:
 
 
 def main(*, corpus: Path, output: Path, report: Path, patterns: Path, params: Path) -> None:
-    """Run the stage: read `corpus`, write cleaned articles to `output` and the report to `report`."""
+    """Run the stage: read `corpus`, write cleaned articles to the shard folder `output` and the report to `report`."""
     cfg = section(IngestParams, STAGE, params)
     rules = worker_state(("ingest rules", Path(patterns)), lambda: load_rules(patterns))  # in-process: loaded once
     if not corpus.is_dir():
@@ -205,7 +209,7 @@ def main(*, corpus: Path, output: Path, report: Path, patterns: Path, params: Pa
         write_json(report, log.as_json(written, bad, cfg, rules))
         bad.check(log.records)
         with open(staging, encoding="utf-8") as handle:
-            write_jsonl(output, link_stories((json.loads(line) for line in handle), stories))
+            write_records(output, link_stories((json.loads(line) for line in handle), stories), cfg.records_per_shard)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staging)

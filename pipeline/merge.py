@@ -1,6 +1,6 @@
 """merge stage: human corrections from every Label Studio snapshot over the machine's proposals.
 
-Reads data/preannotated.jsonl and every annotations/<timestamp>.jsonl (whatever server each came from;
+Reads data/preannotated/ and every annotations/<timestamp>.jsonl (whatever server each came from;
 per article, text and annotator the latest submitted version wins), writes data/labeled.jsonl: per
 article the final entities and stances (`gold` when a human annotated it, else `silver`), each
 annotator's version, the machine's proposals, per-article agreement and a grouped split.
@@ -30,8 +30,9 @@ from pipeline.annotations import (
 )
 from pipeline.common.contract import SPLITS, article_problem, labels_problem, stage_config
 from pipeline.common.errors import BadRecords
-from pipeline.common.jsonl import read_jsonl, write_json, write_jsonl
+from pipeline.common.jsonl import write_json, write_jsonl
 from pipeline.common.provenance import file_digest, sha256_text
+from pipeline.common.shards import read_records
 from pipeline.resolve import agreement, resolve
 
 STAGE = "merge"
@@ -226,9 +227,9 @@ def merge(
 
 def _articles(path: Path, bad: BadRecords, cfg: MergeConfig) -> Iterator[dict[str, Any]]:
     """Pre-annotated articles that keep the record contract; others are reported and skipped."""
-    for lineno, art in read_jsonl(path, bad):
+    for file, lineno, art in read_records(path, bad):
         if problem := article_problem(art, entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels):
-            bad.add(f"{path}:{lineno}", problem)
+            bad.add(f"{file}:{lineno}", problem)
             continue
         yield art
 

@@ -20,8 +20,8 @@ from spacy.language import Language
 from pipeline.common.config import MAX_TEXT_CHARS, section
 from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.executor import Engine, run_shards, worker_state
-from pipeline.common.jsonl import read_jsonl, write_jsonl
 from pipeline.common.provenance import code_files, code_revision
+from pipeline.common.shards import count_records, exists, read_records, write_records
 from pipeline.entities.annotator import COMPONENT, USER_DATA_KEY, Annotator, load_model
 from pipeline.entities.cache import Cache
 
@@ -48,6 +48,7 @@ class Params:
     n_process: int
     n_workers: int
     shard_size: int
+    records_per_shard: int  # records per output shard file (data/preannotated/); independent of the Dask shard_size
     max_bad_share: float
     stance_model: bool  # score entity pairs with the learned model (--stance-model FILE); false: rules alone
     stance_threshold: float  # the model's probability from which a pair is proposed as a stance
@@ -62,6 +63,8 @@ class Params:
             return "batch_size and n_process must be at least 1"
         if problem := Engine(self.n_workers, self.shard_size).problem():
             return problem
+        if self.records_per_shard < 1:
+            return "records_per_shard must be at least 1"
         if self.n_workers > 1 and self.n_process > 1:
             return "n_process > 1 needs n_workers: 1 (a Dask worker cannot start nlp.pipe's processes)"
         if not 0.0 <= self.max_bad_share <= 1.0:
@@ -257,10 +260,14 @@ def main(
     cache: Path | None = None,
     stance_model: Path | None = None,
 ) -> None:
-    """Pre-annotate a JSONL file of records with `id` and `text` into another, atomically."""
+    """Pre-annotate a shard folder (or JSONL file) of records with `id` and `text` into another, atomically.
+
+    Output shard boundaries come from `records_per_shard` alone, so the output is the same byte for byte
+    whatever `n_workers` and the Dask `shard_size`.
+    """
     cfg = section(Params, STAGE, params)
-    if not Path(input).is_file():
-        raise ConfigError(f"{input}: input file not found")
+    if not exists(input):
+        raise ConfigError(f"{input}: input not found")
     model = Path(stance_model) if stance_model and cfg.stance_model else None
     job = ShardJob(cfg, Path(patterns), Path(actors), Path(lexicon), Path(cache) if cache else None, model)
     if cfg.n_workers == 1:
@@ -269,12 +276,14 @@ def main(
     counts = Counts()
 
     def records() -> Iterator[dict[str, Any]]:
-        first: dict[str, int] = {}  # id (as a string: Label Studio and the dataset make it one) -> its first line
-        for lineno, obj in read_jsonl(input, bad):
-            if not (problem := check_record(obj)) and (line := first.setdefault(str(obj["id"]), lineno)) != lineno:
-                problem = f"duplicate id {str(obj['id'])[:40]!r} (first on line {line})"
+        first: dict[str, tuple[Path, int]] = {}  # id (a string, as Label Studio and the dataset make it) -> first file, line
+        for file, lineno, obj in read_records(input, bad):
+            here = (file, lineno)
+            if not (problem := check_record(obj)) and (seen := first.setdefault(str(obj["id"]), here)) != here:
+                problem = f"duplicate id {str(obj['id'])[:40]!r} (first on line {seen[1]}" + (
+                    ")" if seen[0] == file else f" of {seen[0]})")
             if problem:
-                bad.add(f"{input}:{lineno}", problem)
+                bad.add(f"{file}:{lineno}", problem)
                 continue
             yield obj
 
@@ -283,14 +292,13 @@ def main(
         bad.check()  # every non-blank input line, parsed or not
 
     def counted() -> Iterator[dict[str, Any]]:
-        with open(input, "rb") as handle:
-            total = sum(1 for line in handle if line.strip())
+        total = count_records(input)
         for record, cached in run_shards(records(), job, Engine(cfg.n_workers, cfg.shard_size), desc=STAGE, total=total):
             counts.cached += cached
             counts.annotated += not cached
             yield record
 
-    written = write_jsonl(output, checked(counted()))
+    written = write_records(output, checked(counted()), cfg.records_per_shard)
     print(
         f"{STAGE}: wrote {written} records to {output}: {counts.annotated} annotated, "
         f"{counts.cached} from cache, {len(bad)} skipped",

@@ -1,6 +1,6 @@
 """train stage: the learned stance model from the human gold of annotations/, train split only.
 
-Reads every Label Studio snapshot of annotations/ (pipeline/annotations.py) and data/articles.jsonl:
+Reads every Label Studio snapshot of annotations/ (pipeline/annotations.py) and data/articles/:
 an article's human versions count when their text hash matches the article's current text and merge's
 story split (`merge.assign_split`) puts its story in `train`, so validation and test gold stay unseen.
 Each such article is parsed by the pre-annotator's spaCy pipeline; every ordered pair of its gold
@@ -27,8 +27,9 @@ from pipeline import preannotate as pa
 from pipeline.annotations import Linker, Tasks, Version, collect_tasks, parse_annotation, snapshots
 from pipeline.common.config import from_mapping, load_params
 from pipeline.common.errors import BadRecords, ConfigError, InputError
-from pipeline.common.jsonl import read_jsonl, write_json
+from pipeline.common.jsonl import write_json
 from pipeline.common.provenance import sha256_text
+from pipeline.common.shards import exists, read_objects
 from pipeline.entities.annotator import COMPONENT, Annotator
 from pipeline.merge import MergeConfig, assign_split
 from pipeline.resolve import resolve
@@ -178,8 +179,8 @@ def main(articles: Path, annotations: Path, output: Path, report: Path, params: 
     if cfg.use_base and base is None:
         raise ConfigError("train.use_base is true but no --base model file was given")
     base_model = load_model(base) if cfg.use_base and base is not None else None
-    if not Path(articles).is_file():
-        raise InputError(f"{articles}: input file not found")
+    if not exists(articles):
+        raise InputError(f"{articles}: input not found")
     bad = BadRecords(STAGE, cfg.max_bad_share)
     found = snapshots(Path(annotations))
     tasks, _ = collect_tasks(found, bad)
@@ -187,7 +188,7 @@ def main(articles: Path, annotations: Path, output: Path, report: Path, params: 
     annotator = pre.nlp.get_pipe(COMPONENT)
     assert isinstance(annotator, Annotator)
     counts: Counter[str] = Counter()
-    records = (obj for _, obj in read_jsonl(articles, bad) if isinstance(obj.get("id"), str)
+    records = (obj for obj in read_objects(articles, bad) if isinstance(obj.get("id"), str)
                and isinstance(obj.get("text"), str))
     golds = list(gold_articles(records, tasks, merge_cfg, annotator.rules.actors.link, bad, counts))
     model = train(golds, pre, cfg, base_model, counts)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipeline.common.executor import Engine, run_shards, shards, worker_state
-from pipeline.common.jsonl import dumps
+from pipeline.common.shards import MANIFEST, write_records
 from pipeline.evaluation.bench import synthetic_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,43 +44,52 @@ def _params(tmp_path: Path, **preannotate: object) -> Path:
     return path
 
 
-def _run(tmp_path: Path, src: Path, params: Path, name: str, cache: Path | None = None) -> tuple[bytes, str]:
-    out = tmp_path / f"{name}.jsonl"
+def _run(tmp_path: Path, src: Path, params: Path, name: str, cache: Path | None = None) -> tuple[dict[str, bytes], str]:
+    """Pre-annotate `src` into the shard folder `name`; the bytes of each file it holds, and the stage's stderr."""
+    out = tmp_path / name / "preannotated"  # the same folder name, so the same shard names, in every run
     args = [sys.executable, "-m", "pipeline", "preannotate", "--input", str(src), "--output", str(out),
             "--params", str(params)]
     if cache:
         args += ["--cache", str(cache)]
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    return out.read_bytes(), result.stderr
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}, result.stderr
 
 
-def _write(path: Path, texts: list[str], first: int = 0) -> Path:
-    path.write_text("".join(dumps({"id": f"a{first + i:05d}", "text": t}) + "\n" for i, t in enumerate(texts)),
-                    encoding="utf-8")
+def _records(folder: dict[str, bytes]) -> bytes:
+    """The shards' bytes in order (the manifest left out)."""
+    return b"".join(data for name, data in sorted(folder.items()) if name != MANIFEST)
+
+
+def _write(path: Path, texts: list[str], per_shard: int = 700) -> Path:
+    write_records(path, ({"id": f"a{i:05d}", "text": t} for i, t in enumerate(texts)), per_shard)
     return path
 
 
 def test_2000_articles_identical_with_1_and_3_workers_and_cache_on_any_worker(tmp_path, monkeypatch) -> None:
-    """A blank pipeline (the rules, not the model, are the point) over 2,000 articles in shards of 300."""
+    """A blank pipeline (the rules, not the model, are the point) over 2,000 articles: a shard folder in (shards of
+    700), Dask tasks of 300 or 2,000, output shards of 500 (preannotate.records_per_shard) whatever the tasks."""
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     texts = synthetic_corpus(2010, sentences=(3, 6))
-    src = _write(tmp_path / "in.jsonl", texts[:2000])
-    one, log1 = _run(tmp_path, src, _params(tmp_path, model="blank:en", n_workers=1, shard_size=300), "one")
-    three, log3 = _run(tmp_path, src, _params(tmp_path, model="blank:en", n_workers=3, shard_size=300), "three")
-    assert one == three
-    assert len(one.splitlines()) == 2000
+    src = _write(tmp_path / "in" / "articles", texts[:2000])
+    one, log1 = _run(tmp_path, src, _params(tmp_path, model="blank:en", n_workers=1, shard_size=2000,
+                                            records_per_shard=500), "one")
+    three, log3 = _run(tmp_path, src, _params(tmp_path, model="blank:en", n_workers=3, shard_size=300,
+                                              records_per_shard=500), "three")
+    assert one == three  # every shard file and the manifest, byte for byte
+    assert sorted(one) == [MANIFEST] + [f"preannotated-{i:05d}-of-00004.jsonl" for i in range(4)]
+    assert [len(data.splitlines()) for name, data in sorted(one.items()) if name != MANIFEST] == [500] * 4
     assert "Dask cluster" in log3 and "with 3 workers" in log3 and "Dask cluster" not in log1
     assert "2000/2000" in log1 and "2000/2000" in log3  # the progress bar, on stderr only
-    assert b"2000/2000" not in one
+    assert b"2000/2000" not in _records(one)
 
-    params3 = _params(tmp_path, model="blank:en", n_workers=3, shard_size=300)
+    params3 = _params(tmp_path, model="blank:en", n_workers=3, shard_size=300, records_per_shard=500)
     cache = tmp_path / "cache"
     _run(tmp_path, src, params3, "warm", cache)
-    grown = _write(tmp_path / "grown.jsonl", texts)  # the same 2,000 and 10 more
+    grown = _write(tmp_path / "in-grown" / "articles", texts)  # the same 2,000 and 10 more
     out, log = _run(tmp_path, grown, params3, "grown", cache)
     assert "10 annotated, 2000 from cache" in log
-    assert out.startswith(one)
+    assert _records(out).startswith(_records(one)) and len(_records(out).splitlines()) == 2010
 
 
 @pytest.mark.slow
@@ -93,4 +102,4 @@ def test_seeds_identical_with_1_and_3_workers(tmp_path, monkeypatch) -> None:
     one, _ = _run(tmp_path, src, _params(tmp_path, n_workers=1, shard_size=1), "one")
     three, _ = _run(tmp_path, src, _params(tmp_path, n_workers=3, shard_size=1), "three")
     assert one == three
-    assert len(one.splitlines()) == len(SEEDS)
+    assert len(_records(one).splitlines()) == len(SEEDS)

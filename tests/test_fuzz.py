@@ -319,7 +319,7 @@ def test_ingest_reads_bad_corpus_files(tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "out"
     params = tmp_path / "params.yaml"
     params.write_text("ingest:\n  language: en\n  max_article_bytes: 4000\n  min_text_chars: 50\n"
-                      "  near_duplicate_threshold: 0.9\n  shingle_size: 5\n  max_bad_share: 1.0\n  n_workers: 1\n  shard_size: 2000\n", encoding="utf-8")
+                      "  near_duplicate_threshold: 0.9\n  shingle_size: 5\n  max_bad_share: 1.0\n  n_workers: 1\n  shard_size: 2000\n  records_per_shard: 10000\n", encoding="utf-8")
     result, err = checked_run(lambda: ingest.main(corpus=corpus, output=out / "a.jsonl", report=out / "r.json",
                                                   patterns=ROOT / "resources/boilerplate.yaml", params=params), capsys)
     assert result is None, result

@@ -36,7 +36,8 @@ BODY = "Foreign ministers met in Geneva on Monday to discuss the ceasefire and t
 def ingest_params(folder: Path, **changes: Any) -> Path:
     """A params.yaml with an `ingest:` section, lenient about bad records unless `changes` say otherwise."""
     values = {"language": "en", "max_article_bytes": 2_000_000, "min_text_chars": 20, "near_duplicate_threshold": 0.9,
-              "shingle_size": 5, "max_bad_share": 1.0, "n_workers": 1, "shard_size": 2000, **changes}
+              "shingle_size": 5, "max_bad_share": 1.0, "n_workers": 1, "shard_size": 2000, "records_per_shard": 10000,
+              **changes}
     path = folder / "params.yaml"
     path.write_text("ingest:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in values.items()), encoding="utf-8")
     return path
@@ -212,11 +213,11 @@ def test_a_lone_surrogate_escape_is_a_bad_line_not_a_crash_when_written(line: st
         (merge.MergeConfig, "merge", ("merge:\n  seed: 7\n  splits: {train: .inf, validation: 0.2, test: 0.2}\n"
                                       "  max_bad_share: 0.5\n"), r"merge\.splits\.train: expected a finite number of at most 1e\+15, got inf"),
         (IngestParams, "ingest", ("ingest:\n  language: en\n  max_article_bytes: 1e30\n  min_text_chars: 20\n"
-                                  "  near_duplicate_threshold: 0.9\n  shingle_size: 5\n  max_bad_share: 0.1\n  n_workers: 1\n  shard_size: 2000\n"),
+                                  "  near_duplicate_threshold: 0.9\n  shingle_size: 5\n  max_bad_share: 0.1\n  n_workers: 1\n  shard_size: 2000\n  records_per_shard: 10000\n"),
          r"ingest\.max_article_bytes: expected int, got str '1e30'"),
         (IngestParams, "ingest", ("ingest:\n  language: en\n  max_article_bytes: 1000000000000000000000000000000\n"
                                   "  min_text_chars: 20\n  near_duplicate_threshold: 0.9\n  shingle_size: 5\n"
-                                  "  max_bad_share: 0.1\n  n_workers: 1\n  shard_size: 2000\n"),
+                                  "  max_bad_share: 0.1\n  n_workers: 1\n  shard_size: 2000\n  records_per_shard: 10000\n"),
          r"ingest\.max_article_bytes: expected an integer of at most 9007199254740992, got 1e\+30"),
     ],
 )

@@ -36,6 +36,7 @@ PARAMS = IngestParams(
     shingle_size=5,
     n_workers=1,
     shard_size=2000,
+    records_per_shard=10000,
     max_bad_share=0.1,
 )
 

@@ -10,6 +10,7 @@ import yaml
 
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import read_jsonl, write_jsonl
+from pipeline.common.shards import write_records
 from pipeline.evaluation.ls_bench import synthetic_records
 from pipeline.labelstudio.index import IndexedTask, TaskIndex, list_query
 from pipeline.labelstudio.params import load_config
@@ -24,6 +25,18 @@ def _cfg(tmp_path: Path, queue_order: str = "least_confident_first"):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return load_config(path)
+
+
+@pytest.mark.parametrize("order", ["least_confident_first", "input_order"])
+def test_a_shard_folder_streams_the_same_tasks_as_one_file(tmp_path, order):
+    """Queue order across shards (least confident first mixes them) reads each line back from its own shard."""
+    cfg = _cfg(tmp_path, order)
+    records = list(synthetic_records(40))
+    write_jsonl(tmp_path / "pre.jsonl", records)
+    write_records(tmp_path / "preannotated", records, 7)
+    assert len(list((tmp_path / "preannotated").glob("*.jsonl"))) == 6
+    folder = list(read_tasks(tmp_path / "preannotated", cfg))
+    assert folder == list(read_tasks(tmp_path / "pre.jsonl", cfg)) and len(folder) == 40
 
 
 @pytest.mark.parametrize("order", ["least_confident_first", "input_order"])

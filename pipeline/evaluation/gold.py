@@ -36,7 +36,8 @@ import yaml
 from pipeline.common.config import DEFAULT_PARAMS, key_problem
 from pipeline.common.contract import LabelSets, label_sets
 from pipeline.common.errors import InputError
-from pipeline.common.jsonl import read_jsonl, write_jsonl
+from pipeline.common.jsonl import write_jsonl
+from pipeline.common.shards import read_objects
 
 _ACTOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _NTH = re.compile(r"^(?P<text>.+?)#(?P<n>[1-9][0-9]*)$")
@@ -350,9 +351,9 @@ def load_gold(
 
 
 def main(gold: Path, articles: Path, output: Path, params: Path = DEFAULT_PARAMS) -> int:
-    """Resolve the gold folder against data/articles.jsonl and write data/gold.jsonl; return the record count."""
+    """Resolve the gold folder against data/articles/ and write data/gold.jsonl; return the record count."""
     labels = label_sets(params)
-    records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles)), labels))
+    records = list(load_gold(gold, read_objects(articles), labels))
     n = write_jsonl(output, records)
     ents = sum(len(r["entities"]) for r in records)
     stances = sum(len(r["stances"]) for r in records)

@@ -9,24 +9,25 @@ from typing import Any
 from pipeline.common.config import DEFAULT_PARAMS
 from pipeline.common.contract import label_sets
 from pipeline.common.errors import InputError
-from pipeline.common.jsonl import read_jsonl, write_json
+from pipeline.common.jsonl import write_json
+from pipeline.common.shards import read_objects, read_records
 from pipeline.evaluation import scoring
 from pipeline.evaluation.gold import load_gold
 
 
 def evaluate(gold: Path, articles: Path, predictions: Path, params: Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Score pre-annotations (data/preannotated.jsonl) against the gold: entities and stances, exact and overlap."""
+    """Score pre-annotations (data/preannotated/) against the gold: entities and stances, exact and overlap."""
     labels = label_sets(params)
-    records = list(load_gold(gold, (obj for _, obj in read_jsonl(articles)), labels))
+    records = list(load_gold(gold, read_objects(articles), labels))
     wanted = {r["id"]: r for r in records}
     found: dict[Any, dict[str, Any]] = {}  # keyed like `wanted`, by article id (str or int)
-    for lineno, pred in read_jsonl(predictions):
+    for file, lineno, pred in read_records(predictions):
         rid = pred.get("id")
         if rid in wanted:
             if pred.get("text") != wanted[rid]["text"]:
-                raise InputError(f"{predictions}:{lineno}: article {rid} has another text than in {articles}")
+                raise InputError(f"{file}:{lineno}: article {rid} has another text than in {articles}")
             if not isinstance(pred.get("entities"), list) or not isinstance(pred.get("stances"), list):
-                raise InputError(f"{predictions}:{lineno}: article {rid} lacks 'entities' or 'stances' lists")
+                raise InputError(f"{file}:{lineno}: article {rid} lacks 'entities' or 'stances' lists")
             found[rid] = pred
     missing = sorted(set(wanted) - set(found))
     if missing:

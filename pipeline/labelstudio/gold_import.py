@@ -10,8 +10,8 @@ from typing import Any
 
 from pipeline.common.contract import LabelSets
 from pipeline.common.errors import InputError
-from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
+from pipeline.common.shards import read_objects
 from pipeline.evaluation import gold as gold_module
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI
@@ -53,7 +53,7 @@ def import_gold_main(gold: Path, articles: Path, input: Path, guidelines: Path, 
     cfg = load_config(params)
     text = read_guidelines(guidelines)
     labels = LabelSets(cfg.entity_labels, cfg.stance_labels)
-    records = list(gold_module.load_gold(gold, (a for _, a in read_jsonl(articles)), labels))
+    records = list(gold_module.load_gold(gold, read_objects(articles), labels))
     tasks = read_tasks(input, cfg)
     with ls_server.throwaway("ls-import-gold", cfg.ls.server.start_timeout_s) as (url, token):
         api = LabelStudioAPI(url, token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)

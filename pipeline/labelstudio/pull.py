@@ -17,8 +17,9 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from pipeline.common.errors import PipelineError
-from pipeline.common.jsonl import dumps, read_jsonl
+from pipeline.common.jsonl import dumps
 from pipeline.common.provenance import sha256_text
+from pipeline.common.shards import read_objects
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.params import Config
 from pipeline.labelstudio.push import find_project
@@ -135,9 +136,9 @@ def export_snapshot(api: LabelStudioAPI, project_id: int, out_json: Path, timeou
 
 
 def load_article_hashes(path: Path) -> dict[str, str]:
-    """article id -> sha256 of its current text, from data/articles.jsonl."""
+    """article id -> sha256 of its current text, from data/articles/."""
     return {
-        rec["id"]: sha256_text(rec["text"]) for _, rec in read_jsonl(path)
+        rec["id"]: sha256_text(rec["text"]) for rec in read_objects(path)
         if isinstance(rec.get("id"), str) and isinstance(rec.get("text"), str)
     }
 

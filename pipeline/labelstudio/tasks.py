@@ -13,8 +13,9 @@ from typing import Any
 
 from pipeline.common.contract import document_problem, is_number
 from pipeline.common.errors import BadRecords, InputError
-from pipeline.common.jsonl import JSONLineError, loads, open_input, read_jsonl
+from pipeline.common.jsonl import JSONLineError, loads, open_input
 from pipeline.common.provenance import sha256_text
+from pipeline.common.shards import line_reader, read_records
 from pipeline.labelstudio.config import FROM_NAME, TO_NAME
 from pipeline.labelstudio.params import Config
 
@@ -160,22 +161,29 @@ def to_task(record: Mapping[str, Any], cfg: Config) -> dict[str, Any]:
 
 def checked_records(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, where: Path,
                     bad: BadRecords) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The good records (line number, record); bad ones reported and counted, too many of them an error at the end."""
+    """The good records (line number, record) of the file `where`; bad ones reported and counted, too many an error."""
+    for _, lineno, record in checked_located(((where, n, r) for n, r in records), cfg, bad):
+        yield lineno, record
+
+
+def checked_located(records: Iterable[tuple[Path, int, dict[str, Any]]], cfg: Config,
+                    bad: BadRecords) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    """The good records (file, line number, record); bad ones reported and counted, too many of them an error at the end."""
     good = rejected = 0
     before = len(bad)
-    for lineno, record in records:
+    for file, lineno, record in records:
         unannotated = "entities" not in record and not isinstance((record.get("provenance") or {}).get("model"), str)
         if unannotated and not good and not rejected:
             # the first record is not pre-annotated: an ingested file, one line for the whole file, not one per record
-            raise InputError(f"{where}:{lineno}: not a pre-annotated article (no entities, no model in its "
+            raise InputError(f"{file}:{lineno}: not a pre-annotated article (no entities, no model in its "
                              f"provenance); run preannotate first (dvc repro preannotate)")
         problem = check_record(record, cfg)
         if problem:
-            bad.add(f"{where}:{lineno}", problem)
+            bad.add(f"{file}:{lineno}", problem)
             rejected += 1
             continue
         good += 1
-        yield lineno, record
+        yield file, lineno, record
     unreadable = len(bad) - before - rejected  # lines that were not even JSON objects
     bad.check(good + rejected + unreadable)
 
@@ -189,9 +197,9 @@ def build_tasks(records: Iterable[tuple[int, dict[str, Any]]], cfg: Config, wher
 
 
 class TaskStream:
-    """The tasks of a pre-annotated file in queue order, built one at a time when iterated.
+    """The tasks of pre-annotated articles (a shard folder or a JSON Lines file) in queue order, built one at a time.
 
-    Reading checks every record and keeps only (score, line, byte offset, article id) of each good one
+    Reading checks every record and keeps only (score, file, line, byte offset, article id) of each good one
     (the first of an article id and text hash); iterating reads each line again at its offset, so memory
     holds one task, not the file.
     """
@@ -199,31 +207,35 @@ class TaskStream:
     def __init__(self, path: Path, cfg: Config) -> None:
         self.path, self.cfg = path, cfg
         bad = BadRecords("push", cfg.ls.max_bad_share)
-        keep: list[tuple[float, int, str]] = []
+        keep: list[tuple[float, Path, int, str]] = []
         seen: set[tuple[str, str]] = set()
-        for lineno, record in checked_records(read_jsonl(path, bad), cfg, path, bad):
+        for file, lineno, record in checked_located(read_records(path, bad), cfg, bad):
             key = (record["id"], sha256_text(record["text"]))
             if key not in seen:  # the same article twice in the input: one task
                 seen.add(key)
-                keep.append((task_score(record, cfg.ls.task_score), lineno, record["id"]))
+                keep.append((task_score(record, cfg.ls.task_score), file, lineno, record["id"]))
         if cfg.ls.queue_order == "least_confident_first":
             keep.sort(key=lambda item: item[0])  # stable: input order among equal scores
-        offsets = _line_offsets(path, {lineno for _, lineno, _ in keep})
-        self._order = [(offsets[lineno], article_id) for _, lineno, article_id in keep]
+        wanted: dict[Path, set[int]] = {}
+        for _, file, lineno, _ in keep:
+            wanted.setdefault(file, set()).add(lineno)
+        offsets = {file: _line_offsets(file, lines) for file, lines in wanted.items()}
+        self._order = [(file, offsets[file][lineno], article_id) for _, file, lineno, article_id in keep]
 
     def __len__(self) -> int:
         return len(self._order)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        with open_input(self.path) as handle:
-            for offset, article_id in self._order:
-                handle.seek(offset)
+        with line_reader() as read:
+            for file, offset, article_id in self._order:
                 try:
-                    record = loads(handle.readline().decode("utf-8"))
+                    record = loads(read(file, offset).decode("utf-8"))
                 except (JSONLineError, UnicodeDecodeError):
                     record = None
+                except OSError as exc:
+                    raise InputError(f"{file}: cannot read ({exc.strerror}); push again") from None
                 if not isinstance(record, dict) or record.get("id") != article_id:
-                    raise InputError(f"{self.path}: changed while it was being pushed; push again")
+                    raise InputError(f"{file}: changed while it was being pushed; push again")
                 yield to_task(record, self.cfg)
 
     def limit(self, n: int) -> TaskStream:
@@ -244,5 +256,5 @@ def _line_offsets(path: Path, wanted: set[int]) -> dict[int, int]:
 
 
 def read_tasks(path: Path, cfg: Config) -> TaskStream:
-    """The tasks of a pre-annotated JSON Lines file, streamed (bad records reported, too many of them an error)."""
+    """The tasks of a pre-annotated shard folder or JSON Lines file, streamed (bad records reported, too many of them an error)."""
     return TaskStream(path, cfg)
