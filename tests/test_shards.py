@@ -174,3 +174,17 @@ def test_the_stage_cli_reports_a_corrupt_shard_with_exit_code_3(tmp_path: Path) 
     assert run.returncode == 3, run.stderr
     assert f"{shard}: shard listed in {MANIFEST} is missing" in run.stderr
     assert not (tmp_path / "labeled.jsonl").exists()
+
+
+def test_reading_a_shard_holds_one_line_not_the_shard(tmp_path: Path) -> None:
+    import tracemalloc
+
+    folder = tmp_path / "articles"
+    write_records(folder, ({"id": f"a{i}", "text": "word " * 2000} for i in range(2000)), 10_000)  # one 20 MB shard
+    assert len(_manifest(folder)["shards"]) == 1
+    tracemalloc.start()
+    n = sum(1 for _ in read_objects(folder))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n == 2000
+    assert peak < 2_000_000, f"reading a 20 MB shard peaked at {peak / 1e6:.1f} MB"

@@ -155,8 +155,9 @@ def read_records(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[Pa
     """Yield (file, line number, object) of a shard folder, shard by shard in order, or of a plain JSON Lines file.
 
     A plain file's bad lines go to `bad` as `read_jsonl` does. A folder is a stage's own output: a missing or
-    extra file, a count or hash that disagrees with the manifest, or a corrupt line is a one-line InputError
-    naming the shard file (and line), raised before any record of that shard is yielded.
+    extra file or a count or hash that disagrees with the manifest is a one-line InputError naming the shard,
+    raised before any record of that shard is yielded (one streaming pass checks it, a second parses it, so
+    memory holds one line, not a shard); a line that is no JSON object is one too, naming the line.
     """
     path = Path(path)
     if not path.is_dir():
@@ -165,35 +166,46 @@ def read_records(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[Pa
         return
     for entry in manifest(path)["shards"]:
         shard = path / entry["file"]
-        records = list(_read_shard(shard, entry))
-        if bad is not None:
-            bad.seen += len(records)
-        for lineno, obj in enumerate(records, start=1):
+        _check_shard(shard, entry)
+        for lineno, obj in _parse_shard(shard):
+            if bad is not None:
+                bad.seen += 1
             yield shard, lineno, obj
 
 
-def _read_shard(shard: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """A shard's records, checked against its manifest entry (every line a JSON object, count, sha256)."""
+def _check_shard(shard: Path, entry: dict[str, Any]) -> None:
+    """Check a shard's line count and sha256 against its manifest entry, streaming (one line in memory)."""
+    digest, lines = hashlib.sha256(), 0
     try:
-        data = shard.read_bytes()
+        with open(shard, "rb") as handle:
+            for raw in handle:
+                digest.update(raw)
+                lines += 1
     except OSError as exc:
         raise InputError(f"{shard}: cannot read ({exc.strerror})") from None
-    out = []
-    for lineno, raw in enumerate(data.splitlines(), start=1):
-        try:
-            obj = loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{shard}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1})") from None
-        except JSONLineError as exc:
-            raise InputError(f"{shard}:{lineno}: {exc}") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{shard}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        out.append(obj)
-    if len(out) != entry["records"]:
-        raise InputError(f"{shard}: {len(out)} records, the manifest says {entry['records']}")
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+    if lines == entry["records"] and digest.hexdigest() == entry["sha256"]:
+        return
+    for _ in _parse_shard(shard):  # name the first line that is no JSON object, when one is the cause
+        pass
+    if lines != entry["records"]:
+        raise InputError(f"{shard}: {lines} records, the manifest says {entry['records']}")
+    if digest.hexdigest() != entry["sha256"]:
         raise InputError(f"{shard}: sha256 differs from the manifest (the file changed after it was written)")
-    return out
+
+
+def _parse_shard(shard: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of a checked shard, one line at a time; a line that is no JSON object is an InputError."""
+    with open(shard, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                obj = loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{shard}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1})") from None
+            except JSONLineError as exc:
+                raise InputError(f"{shard}:{lineno}: {exc}") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{shard}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
 
 
 @contextlib.contextmanager
