@@ -212,6 +212,7 @@ def bench(
     preannotate_articles: Annotated[int, typer.Option(help="scale: articles pre-annotated with the real model (0: none).")] = 200,
     max_publish_articles: Annotated[int, typer.Option(help="scale: run publish only up to this corpus size (raw articles).")] = 1_000_000,
     workdir: Annotated[Path | None, typer.Option(help="scale: keep the corpus, outputs and logs here (default: a temporary folder).")] = None,
+    stages: Annotated[str, typer.Option(help="scale: comma-separated stages to run; those left out must have run in --workdir.")] = "ingest,preannotate,merge,evaluate,publish",
     stance_model: StanceModelOpt = None,
 ) -> None:
     """Throughput of a stage beside the bare library (or the bare Label Studio API) on generated data, as a ratio."""
@@ -224,7 +225,8 @@ def bench(
                                           patterns=patterns.resolve(), actors=actors.resolve(), lexicon=lexicon.resolve(),
                                           guidelines=Path("resources/guidelines.md").resolve())
         bench_scale.main(articles=articles or [10_000], preannotate_articles=preannotate_articles, n_process=n_process,
-                         max_publish=max_publish_articles, workdir=workdir, res=resources)
+                         max_publish=max_publish_articles, workdir=workdir, res=resources,
+                         stages=[s for s in stages.split(",") if s])
         return
     if stage == "label-studio":
         from pipeline.evaluation import ls_bench

@@ -73,6 +73,21 @@ def test_bench_scale_prints_a_row_per_stage(tmp_path: Path) -> None:
     assert all(float(r[k]) > 0 for r in rows for k in (3, 4, 5, 6, 8, 9, 10, 11, 12, 13))
     assert (tmp_path / "n30" / "dataset" / "README.md").is_file()
     assert "linearity" not in out  # one size: nothing to compare
+    # --stages reruns one stage on the outputs the others left in the workdir
+    (tmp_path / "n30" / "dataset" / "README.md").unlink()
+    again = ROW.findall(_bench(tmp_path, "--articles", "30", "--preannotate-articles", "0", "--stages", "publish"))
+    assert [(r[0], r[2]) for r in again] == [("publish", rows[-1][2])]
+    assert (tmp_path / "n30" / "dataset" / "README.md").is_file()
+
+
+@pytest.mark.parametrize("args", [["--stages", "publish,nope", "--workdir", "w"], ["--stages", "publish"],
+                                  ["--stages", ""]])
+def test_bench_scale_stages_must_be_known_and_need_the_workdir_of_the_others(tmp_path: Path, args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "pipeline", "bench", "scale", "--articles", "30", *args],
+                            cwd=tmp_path, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--stages" in result.stderr and not (tmp_path / "w").exists()
 
 
 @pytest.mark.slow

@@ -22,7 +22,10 @@ CONFIGS = ("articles", "entities", "stance")
 SILVER = "_silver"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True,
                    "write_statistics": True, "version": "2.6", "data_page_version": "1.0"}
-BATCH_ROWS = 1024  # rows turned into Arrow at a time while a shard fills
+BATCH_ROWS = 1024  # rows turned into Arrow at a time while a row group fills
+# A row group is written once its Arrow batches reach this size: datasets' own bound on the row groups it writes
+# (datasets.config.MAX_ROW_GROUP_SIZE, "100MB"), copied here so a datasets upgrade does not move a byte.
+ROW_GROUP_BYTES = 100 * 10**6
 
 
 class Schema(Protocol):
@@ -220,9 +223,10 @@ def shard_names(config: str, split: str, n_rows: int, rows_per_shard: int) -> li
 
 
 class SplitShards:
-    """One config split written as Parquet shards while its rows arrive; each shard is one table of `rows_per_shard` rows.
+    """One config split written as Parquet shards while its rows arrive, each of at most `rows_per_shard` rows.
 
-    Rows wait as Arrow record batches (a tenth of their size as Python dicts) until a shard is full; a shard is
+    Rows become Arrow record batches of BATCH_ROWS; the batches are written as one row group of the open shard
+    when they reach ROW_GROUP_BYTES or the shard is full, so memory holds a row group, never a shard. A shard is
     written under a temporary name and renamed at `close`, when the number of shards in the name is known.
     """
 
@@ -231,46 +235,63 @@ class SplitShards:
         self.schema, self.rows_per_shard = schema, rows_per_shard
         self.rows: list[dict[str, Any]] = []
         self.batches: list[Any] = []
-        self.batched = 0
+        self.batched = self.batched_bytes = 0
+        self.writer: Any = None  # the open shard's pyarrow.parquet.ParquetWriter
+        self.in_shard = 0  # rows already in the open shard's row groups
         self.parts: list[Path] = []
         self.n_rows = 0
 
     def add(self, rows: list[dict[str, Any]]) -> None:
-        """Take rows in order; a shard is written as soon as it is full."""
+        """Take rows in order; a row group is written as soon as it is full, a shard closed as soon as it is."""
         for row in rows:
             self.rows.append(row)
             self.n_rows += 1
-            if self.batched + len(self.rows) == self.rows_per_shard:
-                self._flush()
+            if self.in_shard + self.batched + len(self.rows) == self.rows_per_shard:
+                self._write_group()
+                self._close_shard()
             elif len(self.rows) >= BATCH_ROWS:
                 self._batch()
+                if self.batched_bytes >= ROW_GROUP_BYTES:
+                    self._write_group()
 
     def _batch(self) -> None:
         import pyarrow as pa
 
         if self.rows:
-            self.batches.append(pa.RecordBatch.from_pylist(self.rows, schema=self.schema))
+            batch = pa.RecordBatch.from_pylist(self.rows, schema=self.schema)
+            self.batches.append(batch)
             self.batched += len(self.rows)
+            self.batched_bytes += batch.nbytes
             self.rows = []
 
-    def _flush(self) -> None:
+    def _write_group(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._batch()
         if not self.batched:
             return
-        # one contiguous table, as if built from all its rows at once: the same bytes as a shard written whole
+        # one contiguous table, as if built from all its rows at once: a file of one row group has the bytes
+        # pq.write_table gives a whole table
         table = pa.Table.from_batches(self.batches, schema=self.schema).combine_chunks()
-        path = self.folder / self.config / f".{self.split}-{len(self.parts):05d}.partial"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path, **PARQUET_OPTIONS)
-        self.parts.append(path)
-        self.batches, self.batched = [], 0
+        self.batches, self.batched, self.batched_bytes = [], 0, 0
+        if self.writer is None:
+            path = self.folder / self.config / f".{self.split}-{len(self.parts):05d}.partial"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(path, self.schema, **PARQUET_OPTIONS)
+            self.parts.append(path)
+        self.writer.write_table(table)
+        self.in_shard += table.num_rows
+
+    def _close_shard(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer, self.in_shard = None, 0
 
     def close(self) -> list[str]:
-        """Write the last shard and give each its final name; return the names (none when no row came)."""
-        self._flush()
+        """Write the last row group and give each shard its final name; return the names (none when no row came)."""
+        self._write_group()
+        self._close_shard()
         names = shard_names(self.config, self.split, self.n_rows, self.rows_per_shard) if self.n_rows else []
         for part, name in zip(self.parts, names, strict=True):
             part.rename(self.folder / name)
@@ -328,15 +349,23 @@ def write_configs(records: Iterable[dict[str, Any]], feats: dict[str, Any], fold
             # datasets 5.2.0 can't load an empty split (tests/test_publish_card.py shows it): it is not declared
             if (w := writers.get((name, split))) and (paths := w.close()):
                 out.counts.setdefault(name, {})[split] = w.n_rows
-                out.split_bytes.setdefault(name, {})[split] = arrow_bytes(folder, paths)
+                out.split_bytes.setdefault(name, {})[split] = sum(arrow_bytes(folder / p) for p in paths)
     return out
 
 
-def arrow_bytes(folder: Path, paths: list[str]) -> int:
-    """A split's in-memory Arrow size as `datasets` records it (`num_bytes`), reading its shards back one at a time."""
-    import pyarrow.parquet as pq
+def arrow_bytes(path: Path) -> int:
+    """A shard's share of `num_bytes` as `datasets` records it on loading: the Arrow `nbytes` of the file read back
+    in batches of its first row group's rows, one batch in memory at a time (the tables as written count a few
+    bytes less: tests/test_publish_streaming.py)."""
+    import pyarrow.dataset as ds
 
-    return sum(pq.read_table(folder / path).nbytes for path in paths)
+    with open(path, "rb") as handle:
+        fragment = ds.ParquetFileFormat().make_fragment(handle)
+        if not fragment.row_groups:
+            return 0
+        batches = fragment.to_batches(batch_size=fragment.row_groups[0].num_rows, batch_readahead=0,
+                                      fragment_readahead=0)
+        return sum(batch.nbytes for batch in batches)
 
 
 def data_files(config: str, split: str) -> str:

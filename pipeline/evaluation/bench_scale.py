@@ -135,40 +135,47 @@ def _stage(stage: str, *args: str | Path) -> list[str]:
     return [sys.executable, "-m", "pipeline", stage, *map(str, args)]
 
 
-def bench_size(n: int, work: Path, res: Resources, *, batch_size: int, max_publish: int) -> Iterator[Row]:
-    """Generate `n` raw articles in `work` and yield one row per stage (blank:en for preannotate).
+def bench_size(n: int, work: Path, res: Resources, *, batch_size: int, max_publish: int,
+               stages: Sequence[str] = STAGES) -> Iterator[Row]:
+    """Generate `n` raw articles in `work` and yield one row per stage in `stages` (blank:en for preannotate).
 
-    Publish runs only up to `max_publish` raw articles (it streams: its memory is bounded by a Parquet shard).
+    A stage left out is not run: the next one reads its output of an earlier run in the same `work`. Publish runs
+    only up to `max_publish` raw articles.
     """
     corpus, logs = work / "corpus", work / "logs"
     for folder in (corpus, logs, work / "annotations", work / "releases"):
         folder.mkdir(parents=True, exist_ok=True)
-    write_corpus(corpus, n)
     params = _params(res.params, work / "params.yaml", SCALE_MODEL, 1)
     p = {name: work / name for name in ("articles.jsonl", "preannotated.jsonl", "labeled.jsonl", "dataset",
                                         "metrics", "plots", "bare.out")}
-    ingest = run_child(_stage("ingest", "--corpus", corpus, "--output", p["articles.jsonl"], "--report",
-                              work / "ingest_report.json", "--patterns", res.boilerplate, "--params", params),
-                       logs / f"ingest-{n}.log")
-    bare = run_child(_bare("json", p["bare.out"], *map(str, sorted(corpus.glob("*.jsonl")))), logs / f"bare-ingest-{n}.log")
-    yield Row("ingest", "-", n, ingest, bare)
+    if "ingest" in stages:
+        write_corpus(corpus, n)
+        ingest = run_child(_stage("ingest", "--corpus", corpus, "--output", p["articles.jsonl"], "--report",
+                                  work / "ingest_report.json", "--patterns", res.boilerplate, "--params", params),
+                           logs / f"ingest-{n}.log")
+        bare = run_child(_bare("json", p["bare.out"], *map(str, sorted(corpus.glob("*.jsonl")))),
+                         logs / f"bare-ingest-{n}.log")
+        yield Row("ingest", "-", n, ingest, bare)
     articles = _lines(p["articles.jsonl"])
     rules = ("--patterns", res.patterns, "--actors", res.actors, "--lexicon", res.lexicon)
-    pre = run_child(_stage("preannotate", "--input", p["articles.jsonl"], "--output", p["preannotated.jsonl"],
-                           "--params", params, *rules), logs / f"preannotate-{n}.log")
-    bare = run_child(_bare("pipe", str(p["articles.jsonl"]), SCALE_MODEL, "1", str(batch_size)),
-                     logs / f"bare-preannotate-{n}.log")
-    yield Row("preannotate", SCALE_MODEL, articles, pre, bare)
-    merge = run_child(_stage("merge", "--preannotated", p["preannotated.jsonl"], "--annotations", work / "annotations",
-                             "--output", p["labeled.jsonl"], "--report", work / "merge_report.json", "--params", params,
-                             *rules), logs / f"merge-{n}.log")
-    bare = run_child(_bare("json", p["bare.out"], str(p["preannotated.jsonl"])), logs / f"bare-merge-{n}.log")
-    yield Row("merge", "-", articles, merge, bare)
-    evaluate = run_child(_stage("evaluate", "--input", p["labeled.jsonl"], "--metrics", p["metrics"], "--plots",
-                                p["plots"], "--params", params), logs / f"evaluate-{n}.log")
-    bare = run_child(_bare("json", "-", str(p["labeled.jsonl"])), logs / f"bare-evaluate-{n}.log")
-    yield Row("evaluate", "-", articles, evaluate, bare)
-    if n > max_publish:
+    if "preannotate" in stages:
+        pre = run_child(_stage("preannotate", "--input", p["articles.jsonl"], "--output", p["preannotated.jsonl"],
+                               "--params", params, *rules), logs / f"preannotate-{n}.log")
+        bare = run_child(_bare("pipe", str(p["articles.jsonl"]), SCALE_MODEL, "1", str(batch_size)),
+                         logs / f"bare-preannotate-{n}.log")
+        yield Row("preannotate", SCALE_MODEL, articles, pre, bare)
+    if "merge" in stages:
+        merge = run_child(_stage("merge", "--preannotated", p["preannotated.jsonl"], "--annotations",
+                                 work / "annotations", "--output", p["labeled.jsonl"], "--report",
+                                 work / "merge_report.json", "--params", params, *rules), logs / f"merge-{n}.log")
+        bare = run_child(_bare("json", p["bare.out"], str(p["preannotated.jsonl"])), logs / f"bare-merge-{n}.log")
+        yield Row("merge", "-", articles, merge, bare)
+    if "evaluate" in stages:
+        evaluate = run_child(_stage("evaluate", "--input", p["labeled.jsonl"], "--metrics", p["metrics"], "--plots",
+                                    p["plots"], "--params", params), logs / f"evaluate-{n}.log")
+        bare = run_child(_bare("json", "-", str(p["labeled.jsonl"])), logs / f"bare-evaluate-{n}.log")
+        yield Row("evaluate", "-", articles, evaluate, bare)
+    if "publish" not in stages or n > max_publish:
         return
     publish = run_child(_stage("publish", "--input", p["labeled.jsonl"], "--output", p["dataset"], "--metrics",
                                p["metrics"], "--releases", work / "releases", "--guidelines", res.guidelines,
@@ -207,7 +214,7 @@ def show(row: Row, out: TextIO) -> None:
 def linearity(rows: list[Row], out: TextIO) -> None:
     """Per stage, CPU seconds per 10,000 articles and peak MB at each size, and how much the peak grows per 10,000."""
     scale = [r for r in rows if r.model in ("-", SCALE_MODEL)]
-    if len({r.articles for r in scale if r.stage == "ingest"}) < 2:
+    if all(len({r.articles for r in scale if r.stage == stage}) < 2 for stage in STAGES):
         return
     print("linearity: CPU seconds per 10,000 articles and peak MB at each size; peak growth per 10,000 more articles",
           file=out)
@@ -222,10 +229,16 @@ def linearity(rows: list[Row], out: TextIO) -> None:
 
 
 def main(*, articles: Sequence[int], preannotate_articles: int, n_process: int, max_publish: int,
-         workdir: Path | None, res: Resources, out: TextIO = sys.stdout) -> list[dict[str, Any]]:
-    """Run the benchmark at every size in `articles`, then the real model on `preannotate_articles`; print the table."""
+         workdir: Path | None, res: Resources, stages: Sequence[str] = STAGES,
+         out: TextIO = sys.stdout) -> list[dict[str, Any]]:
+    """Run the benchmark of `stages` at every size in `articles`, then the real model on `preannotate_articles`;
+    print the table."""
     if not articles or min(articles) < 1 or preannotate_articles < 0 or n_process < 1:
         raise ConfigError("--articles must be at least 1, --preannotate-articles at least 0, --n-process at least 1")
+    if not stages or set(stages) - set(STAGES):
+        raise ConfigError(f"--stages: expected some of {', '.join(STAGES)}, got {', '.join(stages) or 'none'}")
+    if set(stages) != set(STAGES) and workdir is None:
+        raise ConfigError("--stages without every stage needs --workdir: the stages left out ran there before")
     for path in (res.params, res.boilerplate, res.patterns, res.actors, res.lexicon, res.guidelines):
         if not path.is_file():
             raise ConfigError(f"{path}: file not found")
@@ -235,13 +248,14 @@ def main(*, articles: Sequence[int], preannotate_articles: int, n_process: int, 
     print(f"bench scale: corpus sizes {', '.join(map(str, articles))} raw articles (seed-like, Pareto reprint "
           f"clusters); every stage and baseline a child process, peak MB = its ru_maxrss; preannotate rows at scale "
           f"use {SCALE_MODEL}, the real model {model} on {preannotate_articles} articles; publish up to "
-          f"{max_publish} raw articles; work in {root}", file=out)
+          f"{max_publish} raw articles; stages {', '.join(stages)}; load average {os.getloadavg()[0]:.1f}; work in {root}", file=out)
     print(HEADER, file=out)
     rows: list[Row] = []
     try:
         for n in articles:
             work = root / f"n{n}"
-            for row in bench_size(n, work, res, batch_size=cfg["batch_size"], max_publish=max_publish):
+            for row in bench_size(n, work, res, batch_size=cfg["batch_size"], max_publish=max_publish,
+                                  stages=stages):
                 rows.append(row)
                 show(row, out)
                 out.flush()
