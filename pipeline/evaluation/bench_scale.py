@@ -19,11 +19,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
+from pipeline.common import shards
 from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.evaluation.scale_corpus import write_corpus
 
@@ -122,9 +124,9 @@ def _params(base: Path, out: Path, model: str, n_process: int) -> Path:
     return out
 
 
-def _lines(path: Path) -> int:
-    with open(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
+def _files(folder: Path) -> list[str]:
+    """The JSON Lines shards of a stage's shard folder, in order, for the bare baselines to read as plain files."""
+    return [str(folder / e["file"]) for e in shards.manifest(folder)["shards"]]
 
 
 def _bare(kind: str, *args: str | Path) -> list[str]:
@@ -146,29 +148,29 @@ def bench_size(n: int, work: Path, res: Resources, *, batch_size: int, max_publi
     for folder in (corpus, logs, work / "annotations", work / "releases"):
         folder.mkdir(parents=True, exist_ok=True)
     params = _params(res.params, work / "params.yaml", SCALE_MODEL, 1)
-    p = {name: work / name for name in ("articles.jsonl", "preannotated.jsonl", "labeled.jsonl", "dataset",
+    p = {name: work / name for name in ("articles", "preannotated", "labeled.jsonl", "dataset",
                                         "metrics", "plots", "bare.out")}
     if "ingest" in stages:
         write_corpus(corpus, n)
-        ingest = run_child(_stage("ingest", "--corpus", corpus, "--output", p["articles.jsonl"], "--report",
+        ingest = run_child(_stage("ingest", "--corpus", corpus, "--output", p["articles"], "--report",
                                   work / "ingest_report.json", "--patterns", res.boilerplate, "--params", params),
                            logs / f"ingest-{n}.log")
         bare = run_child(_bare("json", p["bare.out"], *map(str, sorted(corpus.glob("*.jsonl")))),
                          logs / f"bare-ingest-{n}.log")
         yield Row("ingest", "-", n, ingest, bare)
-    articles = _lines(p["articles.jsonl"])
+    articles = shards.count_records(p["articles"])
     rules = ("--patterns", res.patterns, "--actors", res.actors, "--lexicon", res.lexicon)
     if "preannotate" in stages:
-        pre = run_child(_stage("preannotate", "--input", p["articles.jsonl"], "--output", p["preannotated.jsonl"],
+        pre = run_child(_stage("preannotate", "--input", p["articles"], "--output", p["preannotated"],
                                "--params", params, *rules), logs / f"preannotate-{n}.log")
-        bare = run_child(_bare("pipe", str(p["articles.jsonl"]), SCALE_MODEL, "1", str(batch_size)),
+        bare = run_child(_bare("pipe", SCALE_MODEL, "1", str(batch_size), *_files(p["articles"])),
                          logs / f"bare-preannotate-{n}.log")
         yield Row("preannotate", SCALE_MODEL, articles, pre, bare)
     if "merge" in stages:
-        merge = run_child(_stage("merge", "--preannotated", p["preannotated.jsonl"], "--annotations",
+        merge = run_child(_stage("merge", "--preannotated", p["preannotated"], "--annotations",
                                  work / "annotations", "--output", p["labeled.jsonl"], "--report",
                                  work / "merge_report.json", "--params", params, *rules), logs / f"merge-{n}.log")
-        bare = run_child(_bare("json", p["bare.out"], str(p["preannotated.jsonl"])), logs / f"bare-merge-{n}.log")
+        bare = run_child(_bare("json", p["bare.out"], *_files(p["preannotated"])), logs / f"bare-merge-{n}.log")
         yield Row("merge", "-", articles, merge, bare)
     if "evaluate" in stages:
         evaluate = run_child(_stage("evaluate", "--input", p["labeled.jsonl"], "--metrics", p["metrics"], "--plots",
@@ -187,15 +189,14 @@ def bench_size(n: int, work: Path, res: Resources, *, batch_size: int, max_publi
 def bench_model(m: int, work: Path, res: Resources, *, model: str, n_process: int, batch_size: int) -> Row:
     """Preannotate the first `m` cleaned articles with the real model, beside bare nlp.pipe with the same processes."""
     sample = work / "sample.jsonl"
-    with open(work / "articles.jsonl", encoding="utf-8") as src, open(sample, "w", encoding="utf-8") as dst:
-        dst.writelines(line for _, line in zip(range(m), src, strict=False))
+    shards.write_records(sample, islice(shards.read_objects(work / "articles"), m), m)
     params = _params(res.params, work / "params-model.yaml", model, n_process)
     pre = run_child(_stage("preannotate", "--input", sample, "--output", work / "sample-out.jsonl", "--params", params,
                            "--patterns", res.patterns, "--actors", res.actors, "--lexicon", res.lexicon),
                     work / "logs" / "preannotate-model.log")
-    bare = run_child(_bare("pipe", str(sample), model, str(n_process), str(batch_size)),
+    bare = run_child(_bare("pipe", model, str(n_process), str(batch_size), str(sample)),
                      work / "logs" / "bare-preannotate-model.log")
-    return Row("preannotate", f"{model} n_process={n_process}", _lines(sample), pre, bare)
+    return Row("preannotate", f"{model} n_process={n_process}", shards.count_records(sample), pre, bare)
 
 
 HEADER = (f"{'stage':<12} {'model':<32} {'articles':>8} {'seconds':>8} {'cpu s':>8} {'articles/s':>10} {'peak MB':>8}  "
@@ -287,15 +288,18 @@ def _bare_json(output: str, inputs: Sequence[str]) -> None:
                             sink.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def _bare_pipe(path: str, model: str, n_process: int, batch_size: int) -> None:
-    """Bare `nlp.pipe` over the texts of a JSON Lines file, with the stage's model, processes and batch size."""
+def _bare_pipe(model: str, n_process: int, batch_size: int, paths: Sequence[str]) -> None:
+    """Bare `nlp.pipe` over the texts of JSON Lines files, with the stage's model, processes and batch size."""
     import spacy
 
     nlp = spacy.blank(model.removeprefix("blank:")) if model.startswith("blank:") else spacy.load(model)
-    with open(path, encoding="utf-8") as handle:
-        texts = (json.loads(line)["text"] for line in handle if line.strip())
-        for _ in nlp.pipe(texts, batch_size=batch_size, n_process=n_process):
-            pass
+    def texts() -> Iterator[str]:
+        for path in paths:
+            with open(path, encoding="utf-8") as handle:
+                yield from (json.loads(line)["text"] for line in handle if line.strip())
+
+    for _ in nlp.pipe(texts(), batch_size=batch_size, n_process=n_process):
+        pass
 
 
 def _bare_parquet(dataset: str, output: str) -> None:
@@ -309,12 +313,12 @@ def _bare_parquet(dataset: str, output: str) -> None:
 
 
 def _bare_main(argv: list[str]) -> None:
-    """`bare json OUT IN...`, `bare pipe IN MODEL N_PROCESS BATCH`, `bare parquet DATASET OUT`."""
+    """`bare json OUT IN...`, `bare pipe MODEL N_PROCESS BATCH IN...`, `bare parquet DATASET OUT`."""
     kind, *args = argv
     if kind == "json":
         _bare_json(args[0], args[1:])
     elif kind == "pipe":
-        _bare_pipe(args[0], args[1], int(args[2]), int(args[3]))
+        _bare_pipe(args[0], int(args[1]), int(args[2]), args[3:])
     elif kind == "parquet":
         _bare_parquet(args[0], args[1])
     else:
