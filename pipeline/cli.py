@@ -213,6 +213,8 @@ def bench(
     max_publish_articles: Annotated[int, typer.Option(help="scale: run publish only up to this corpus size (raw articles).")] = 1_000_000,
     workdir: Annotated[Path | None, typer.Option(help="scale: keep the corpus, outputs and logs here (default: a temporary folder).")] = None,
     stages: Annotated[str, typer.Option(help="scale: comma-separated stages to run; those left out must have run in --workdir.")] = "ingest,preannotate,merge,evaluate,publish",
+    dask: Annotated[bool, typer.Option("--dask", help="scale: the real-model row runs on a LocalCluster of --n-process "
+                                                   "Dask workers, not spaCy's n_process.")] = False,
     stance_model: StanceModelOpt = None,
 ) -> None:
     """Throughput of a stage beside the bare library (or the bare Label Studio API) on generated data, as a ratio."""
@@ -226,7 +228,7 @@ def bench(
                                           guidelines=Path("resources/guidelines.md").resolve())
         bench_scale.main(articles=articles or [10_000], preannotate_articles=preannotate_articles, n_process=n_process,
                          max_publish=max_publish_articles, workdir=workdir, res=resources,
-                         stages=[s for s in stages.split(",") if s])
+                         stages=[s for s in stages.split(",") if s], dask=dask)
         return
     if stage == "label-studio":
         from pipeline.evaluation import ls_bench

@@ -40,7 +40,7 @@ def test_scale_corpus_is_deterministic_with_reprint_clusters(tmp_path: Path) -> 
 
 
 NUMBER = r"(\d+(?:\.\d+)?)"
-ROW = re.compile(rf"^(\w+)\s+(\S+(?: n_process=\d+)?)\s+(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)\s+"
+ROW = re.compile(rf"^(\w+)\s+(\S+(?: n_(?:process|workers)=\d+)?)\s+(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)\s+"
                  rf"(json read\+write|json read|nlp\.pipe|pyarrow write)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)"
                  rf"\s+{NUMBER}\s+{NUMBER}$",
                  re.MULTILINE)
@@ -106,6 +106,17 @@ def test_bench_scale_two_sizes_real_model_and_publish_cap(tmp_path: Path) -> Non
     assert not re.search(r"^  publish", out, re.MULTILINE)  # one size only: no growth to show
     assert not (tmp_path / "n60" / "dataset").exists()
 
+
+
+@pytest.mark.slow
+def test_bench_scale_real_model_row_on_dask_workers(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "--articles", "30", "--stages", "ingest", "--preannotate-articles", "6", "--n-process", "2",
+                 "--dask")
+    rows = ROW.findall(out)
+    assert [r[0] for r in rows] == ["ingest", "preannotate"]
+    assert rows[-1][1].endswith("n_workers=2") and rows[-1][2] == "6"
+    log = (tmp_path / "n30" / "logs" / "preannotate-model.log").read_text(encoding="utf-8")
+    assert "Dask cluster" in log and "with 2 workers" in log
 
 def _cluster(members: int) -> list[str]:
     """One story reprinted `members` times, each copy with a different sentence swapped in."""

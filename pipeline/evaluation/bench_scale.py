@@ -115,10 +115,10 @@ def run_child(args: Sequence[str], log: Path) -> Run:
     return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
 
 
-def _params(base: Path, out: Path, model: str, n_process: int) -> Path:
-    """A copy of params.yaml with the benchmark's model and processes; one worker, so no Dask cluster."""
+def _params(base: Path, out: Path, model: str, n_process: int, n_workers: int = 1) -> Path:
+    """A copy of params.yaml with the benchmark's model, spaCy processes and Dask workers (1: no cluster)."""
     data = yaml.safe_load(base.read_text(encoding="utf-8"))
-    data["preannotate"].update(model=model, n_process=n_process, n_workers=1)
+    data["preannotate"].update(model=model, n_process=n_process, n_workers=n_workers)
     data["ingest"]["n_workers"] = 1
     out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return out
@@ -186,17 +186,22 @@ def bench_size(n: int, work: Path, res: Resources, *, batch_size: int, max_publi
     yield Row("publish", "-", articles, publish, bare)
 
 
-def bench_model(m: int, work: Path, res: Resources, *, model: str, n_process: int, batch_size: int) -> Row:
-    """Preannotate the first `m` cleaned articles with the real model, beside bare nlp.pipe with the same processes."""
+def bench_model(m: int, work: Path, res: Resources, *, model: str, n_process: int, batch_size: int,
+                dask: bool = False) -> Row:
+    """Preannotate the first `m` cleaned articles with the real model, beside bare nlp.pipe with the same processes.
+
+    With `dask`, the stage runs on a LocalCluster of `n_process` Dask workers (spaCy's n_process 1 each).
+    """
     sample = work / "sample.jsonl"
     shards.write_records(sample, islice(shards.read_objects(work / "articles"), m), m)
-    params = _params(res.params, work / "params-model.yaml", model, n_process)
+    params = _params(res.params, work / "params-model.yaml", model, *((1, n_process) if dask else (n_process, 1)))
     pre = run_child(_stage("preannotate", "--input", sample, "--output", work / "sample-out.jsonl", "--params", params,
                            "--patterns", res.patterns, "--actors", res.actors, "--lexicon", res.lexicon),
                     work / "logs" / "preannotate-model.log")
     bare = run_child(_bare("pipe", model, str(n_process), str(batch_size), str(sample)),
                      work / "logs" / "bare-preannotate-model.log")
-    return Row("preannotate", f"{model} n_process={n_process}", shards.count_records(sample), pre, bare)
+    how = f"n_workers={n_process}" if dask else f"n_process={n_process}"
+    return Row("preannotate", f"{model} {how}", shards.count_records(sample), pre, bare)
 
 
 HEADER = (f"{'stage':<12} {'model':<32} {'articles':>8} {'seconds':>8} {'cpu s':>8} {'articles/s':>10} {'peak MB':>8}  "
@@ -230,7 +235,7 @@ def linearity(rows: list[Row], out: TextIO) -> None:
 
 
 def main(*, articles: Sequence[int], preannotate_articles: int, n_process: int, max_publish: int,
-         workdir: Path | None, res: Resources, stages: Sequence[str] = STAGES,
+         workdir: Path | None, res: Resources, stages: Sequence[str] = STAGES, dask: bool = False,
          out: TextIO = sys.stdout) -> list[dict[str, Any]]:
     """Run the benchmark of `stages` at every size in `articles`, then the real model on `preannotate_articles`;
     print the table."""
@@ -262,7 +267,7 @@ def main(*, articles: Sequence[int], preannotate_articles: int, n_process: int, 
                 out.flush()
         if preannotate_articles:
             row = bench_model(preannotate_articles, root / f"n{articles[-1]}", res, model=model,
-                              n_process=n_process, batch_size=cfg["batch_size"])
+                              n_process=n_process, batch_size=cfg["batch_size"], dask=dask)
             rows.append(row)
             show(row, out)
         linearity(rows, out)
