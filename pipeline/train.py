@@ -33,7 +33,7 @@ from pipeline.common.shards import exists, read_objects
 from pipeline.entities.annotator import COMPONENT, Annotator
 from pipeline.merge import MergeConfig, assign_split
 from pipeline.resolve import resolve
-from pipeline.stance.features import Candidate, candidates
+from pipeline.stance.features import Candidate, model_candidates
 from pipeline.stance.model import NONE, StanceModel, fit, load_model, save_model
 
 STAGE = "train"
@@ -141,10 +141,12 @@ def gold_examples(doc: Doc, gold: Gold, annotator: Annotator, ends: Iterable[str
     doc.ents = kept
     labels = {(remap[s["holder"]], remap[s["target"]]): s["label"] for s in gold.stances
               if s["holder"] in remap and s["target"] in remap}
-    cands = candidates(doc, kept, ends, annotator.rules.lexicon, annotator.rule_stances(doc, gold.text, kept))
+    # The pairs the pre-annotator scores (pronouns as mentions): a pronoun pair's ends are the entities the
+    # pronouns stand for, so it takes the gold label of that entity pair, as its proposal would be judged.
+    cands = model_candidates(doc, kept, ends, annotator.rules.lexicon, annotator.rule_stances(doc, gold.text, kept))
     out = [(c, labels.get((c.holder, c.target), NONE)) for c in cands]
     counts["gold_stances"] += len(gold.stances)
-    counts["gold_stances_in_pairs"] += sum(label != NONE for _, label in out)
+    counts["gold_stances_in_pairs"] += len({(c.holder, c.target) for c, label in out if label != NONE})
     return out
 
 

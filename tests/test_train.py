@@ -19,7 +19,7 @@ from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.tasks import model_version
 from pipeline.merge import MergeConfig, Splits, assign_split
-from pipeline.stance.features import Candidate
+from pipeline.stance.features import Candidate, model_candidates
 from pipeline.stance.model import fit, load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,3 +216,25 @@ def test_a_missing_or_broken_model_is_a_one_line_error(tmp_path: Path, pre: pa.P
     broken.write_text('{"format": "geonews-stance-model/1", "labels": ["none"]', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"broken.json:1: invalid JSON"):
         pa.load(cfg, *RULES, stance_model=broken)
+
+
+def test_training_pairs_are_the_served_pairs_pronouns_included(pre: pa.Preannotator) -> None:
+    text = "Antony Blinken arrived in Kyiv on Monday. He visited Ukraine on Tuesday."
+    t = text.index("Ukraine")
+    gold = tr.Gold("p1", text, [
+        {"start": 0, "end": 14, "label": "PERSON", "text": "Antony Blinken", "actor": None},
+        {"start": t, "end": t + 7, "label": "GPE", "text": "Ukraine", "actor": None},
+    ], [{"holder": 0, "target": 1, "label": "favor"}])
+    annotator = pre.nlp.get_pipe("geonews_preannotate")
+    counts: Counter[str] = Counter()
+    with pre.nlp.select_pipes(disable=["geonews_preannotate"]):
+        doc = pre.nlp(text)
+    examples = tr.gold_examples(doc, gold, annotator, pre.params.stance_ends, counts)
+    # The stance is said through "He": only a pronoun pair reaches it, as in the pre-annotator.
+    assert sorted((c.holder, c.target, lab) for c, lab in examples) == [(0, 1, "favor"), (1, 0, "none")]
+    held = next(c for c, lab in examples if lab == "favor")
+    assert "h_pron" in held.features, held.features
+    assert counts["gold_stances_in_pairs"] == 1
+    served = model_candidates(doc, list(doc.ents), pre.params.stance_ends, annotator.rules.lexicon,
+                              annotator.rule_stances(doc, text, list(doc.ents)))
+    assert [c.features for c, _ in examples] == [c.features for c in served]

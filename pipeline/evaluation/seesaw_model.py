@@ -25,7 +25,7 @@ from pipeline.common.errors import ConfigError, InputError
 from pipeline.common.jsonl import write_json
 from pipeline.entities.annotator import COMPONENT, Annotator
 from pipeline.evaluation.seesaw import Article, Tally, load_articles, match_name, predicted_triplets, seesaw_labels
-from pipeline.stance.features import Candidate, candidates
+from pipeline.stance.features import Candidate, model_candidates
 from pipeline.stance.lexicon import load_lexicon
 from pipeline.stance.model import NONE, StanceModel, fit, save_model
 
@@ -52,7 +52,7 @@ def parse(articles: Sequence[Article], pre: pa.Preannotator, keep_docs: bool = F
           mentions: frozenset[str] = frozenset()) -> list[Parsed]:
     """Parse every article once and label its candidate pairs from SEESAW's triplets.
 
-    `mentions` may add the opt-in kinds of mention of features.candidates: "speakers", "nominals".
+    `mentions` may add the opt-in kinds of mention of features.model_candidates: "speakers", "nominals".
     """
     from pipeline.evaluation.seesaw import to_record
 
@@ -66,8 +66,8 @@ def parse(articles: Sequence[Article], pre: pa.Preannotator, keep_docs: bool = F
             text = record["text"]
             kept, entities = annotator.entity_layer(doc, text)
             rules = annotator.rule_stances(doc, text, kept)
-            cands = candidates(doc, kept, pre.params.stance_ends, annotator.rules.lexicon, rules, pronouns=True,
-                               speakers="speakers" in mentions, nominals="nominals" in mentions)
+            cands = model_candidates(doc, kept, pre.params.stance_ends, annotator.rules.lexicon, rules,
+                                     speakers="speakers" in mentions, nominals="nominals" in mentions)
             gold = {(s, h, t): lab for s, h, lab, t in sorted(article.gold)}
             labels: list[str | None] = []
             keys: list[tuple[str, str, str] | None] = []

@@ -11,9 +11,11 @@ equal precision unchanged; README "The learned stance model"): with `nominals`, 
 `speakers`, a sentence that holds or continues a quote and names no speaker of its own has the quote's
 speaker as a holder, read at the sentence's root (`h_speaker`): the entity that is the subject of a verb
 of saying up to SPEAKER_WINDOW sentences before (or in the next sentence, when the quote runs on into it).
-Its features are strings (value 1) read off spaCy's parse: the dependency path between the two mentions' heads, the cue words and tone words of the lexicon on it and in the sentence, the entity
-labels, the rule that fired for the pair (and for the reverse pair), distance and order. Bump
-FEATURES_VERSION whenever a feature changes: a model records the version it was trained with.
+The model is trained and served on the same pairs: `model_candidates`, pronouns on.
+Its features are strings (value 1) read off spaCy's parse: the dependency path between the two mentions'
+heads, the cue words and tone words of the lexicon on it and in the sentence, the entity labels, the
+rule that fired for the pair (and for the reverse pair), distance and order. Bump FEATURES_VERSION
+whenever a feature changes: a model records the version it was trained with.
 """
 
 from __future__ import annotations
@@ -321,3 +323,11 @@ def candidates(
                     continue  # the speaker holds a stance on a named entity of the sentence
                 out.append(pair_features(parse, (a, b), i, j, fired, sentence_cues, speaker=how))
     return out
+
+
+def model_candidates(
+    doc: Doc, entities: Sequence[Span], ends: Iterable[str], lexicon: Lexicon, rule_stances: Iterable[dict],
+    speakers: bool = False, nominals: bool = False,
+) -> list[Candidate]:
+    """The pairs the stance model is trained on and scores: `candidates` with pronouns as mentions."""
+    return candidates(doc, entities, ends, lexicon, rule_stances, pronouns=True, speakers=speakers, nominals=nominals)

@@ -15,7 +15,7 @@ import numpy
 from spacy.tokens import Doc, Span
 
 from pipeline.stance import registry
-from pipeline.stance.features import candidates
+from pipeline.stance.features import model_candidates
 from pipeline.stance.lexicon import DEFAULT_STANCE_ENDS, Lexicon
 from pipeline.stance.model import StanceModel
 from pipeline.stance.parse import Context, conditional
@@ -70,13 +70,13 @@ def model_stances(
 ) -> list[dict]:
     """Stances the learned model proposes among `entities`, the rules' stances being its features and explanation.
 
-    Pronouns count as mentions of the entity they stand for (features.candidates), so one pair of
+    Pronouns count as mentions of the entity they stand for (features.model_candidates), so one pair of
     entities may be met in several sentences: it is proposed once, where the model is surest. A pair
     is proposed with its most probable label other than `none` when that probability is at least
     `threshold`; `score` is that probability, `rule` and `cue` the rule's when one fired with that label,
     else `model` and the pair's strongest cue word (or the word joining the two ends).
     """
-    cands = candidates(doc, entities, ends, lexicon, rule_stances, pronouns=True)
+    cands = model_candidates(doc, entities, ends, lexicon, rule_stances)
     if not cands:
         return []
     fired = {(s["holder"], s["target"]): s for s in rule_stances}
