@@ -115,10 +115,12 @@ def run_child(args: Sequence[str], log: Path) -> Run:
     return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
 
 
-def _params(base: Path, out: Path, model: str, n_process: int, n_workers: int = 1) -> Path:
-    """A copy of params.yaml with the benchmark's model, spaCy processes and Dask workers (1: no cluster)."""
+def _params(base: Path, out: Path, model: str, n_process: int, n_workers: int = 1, shard_size: int = 0) -> Path:
+    """A copy of params.yaml with the benchmark's model, spaCy processes, Dask workers (1: no cluster), shard size."""
     data = yaml.safe_load(base.read_text(encoding="utf-8"))
     data["preannotate"].update(model=model, n_process=n_process, n_workers=n_workers)
+    if shard_size:
+        data["preannotate"]["shard_size"] = shard_size
     data["ingest"]["n_workers"] = 1
     out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return out
@@ -194,7 +196,9 @@ def bench_model(m: int, work: Path, res: Resources, *, model: str, n_process: in
     """
     sample = work / "sample.jsonl"
     shards.write_records(sample, islice(shards.read_objects(work / "articles"), m), m)
-    params = _params(res.params, work / "params-model.yaml", model, *((1, n_process) if dask else (n_process, 1)))
+    # On Dask, one shard a worker: a sample smaller than preannotate.shard_size would be one task on one worker.
+    how_many = (1, n_process, -(-m // n_process)) if dask else (n_process, 1, 0)
+    params = _params(res.params, work / "params-model.yaml", model, *how_many)
     pre = run_child(_stage("preannotate", "--input", sample, "--output", work / "sample-out.jsonl", "--params", params,
                            "--patterns", res.patterns, "--actors", res.actors, "--lexicon", res.lexicon),
                     work / "logs" / "preannotate-model.log")
