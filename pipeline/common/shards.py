@@ -2,8 +2,9 @@
 
 A folder such as data/articles/ holds `articles-00000-of-00002.jsonl`, `articles-00001-of-00002.jsonl` and
 `manifest.json`. It is written in a temporary folder beside it and renamed into place, so a crash never leaves
-a folder that looks complete; reading checks the manifest shard by shard, holding one shard in memory. A path
-ending in `.jsonl` is one plain JSON Lines file instead (for tests and hand use), read and written the same way.
+a folder that looks complete; reading checks each shard against the manifest, then parses it, holding one
+line in memory. A path ending in `.jsonl` is one plain JSON Lines file instead (for tests and hand use), read
+and written the same way.
 """
 
 from __future__ import annotations
