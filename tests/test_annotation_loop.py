@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.pull import pull
 from pipeline.labelstudio.push import push
 from pipeline.labelstudio.reimport import reimport
-from pipeline.labelstudio.tasks import build_tasks
+from pipeline.labelstudio.tasks import read_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,10 +64,9 @@ def test_two_snapshots_from_two_servers_keep_every_gold_article_and_the_correcti
     params["labelstudio"]["project_title"] = "Annotation loop"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cfg = load_config(tmp_path / "params.yaml")
-    bad = BadRecords("push", 0.0, quiet=True)
-    preannotated = target / "data" / "preannotated.jsonl"
+    preannotated = target / "data" / "preannotated"  # the shard folder dvc repro wrote
     api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60)
-    project, _ = push(api, build_tasks(read_jsonl(preannotated, bad), cfg, preannotated, bad), cfg, "guidelines",
+    project, _ = push(api, list(read_tasks(preannotated, cfg)), cfg, "guidelines",
                       progress=False)
     tasks = list(api.pages("/api/tasks", what="tasks", page_size=100,
                            params={"project": project["id"], "fields": "all"}))
