@@ -20,7 +20,14 @@ from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.config import instructions_html, label_config
 from pipeline.labelstudio.params import Config, connect, load_config
-from pipeline.labelstudio.pull import annotation_status, export_snapshot, iter_json_array, snapshot_name, write_new_file
+from pipeline.labelstudio.pull import (
+    annotation_status,
+    export_snapshot,
+    iter_json_array,
+    next_second_name,
+    snapshot_name,
+    write_new_file,
+)
 from pipeline.labelstudio.tasks import build_tasks, check_record, read_tasks, to_task
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -203,11 +210,22 @@ def test_iter_json_array_streams_elements_across_chunks():
 
 def test_snapshot_is_never_overwritten(tmp_path):
     path = tmp_path / "20220101T000000Z.jsonl"
-    assert write_new_file(path, ["{}\n"]) == 1
+    assert write_new_file(path, ["{}\n"]) == path
     with pytest.raises(PipelineError, match="never overwrites"):
         write_new_file(path, ["{\"other\": 1}\n"])
     assert path.read_text() == "{}\n"
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_a_second_pull_within_the_same_second_takes_the_next_seconds_name(tmp_path):
+    first = write_new_file(tmp_path / snapshot_name(), ["{\"first\": 1}\n"])
+    second = write_new_file(first, ["{\"second\": 1}\n"], lambda: next_second_name(tmp_path))
+    assert second != first and second.name > first.name  # later, so merge still reads it after the first
+    assert first.read_text() == "{\"first\": 1}\n" and second.read_text() == "{\"second\": 1}\n"
+    names = iter([first, second])  # every name it is offered is taken: it gives up, writing nothing
+    with pytest.raises(PipelineError, match="never overwrites"):
+        write_new_file(first, ["{}\n"], lambda: next(names, second))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
 
 
 def test_snapshot_name_is_utc_and_sorts_by_time():

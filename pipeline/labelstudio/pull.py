@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +33,10 @@ EXPORT_OPTIONS = {
         "include_annotation_history": False,
     },
 }
+
+
+# A pull whose second is taken waits for the next one; after this many seconds taken it gives up.
+NAME_ATTEMPTS = 3
 
 
 def snapshot_name(now: dt.datetime | None = None) -> str:
@@ -90,27 +94,38 @@ def iter_json_array(handle: TextIO, chunk_size: int = 1 << 20) -> Iterator[Any]:
         pos = end
 
 
-def write_new_file(path: Path, lines: Iterable[str]) -> int:
-    """Write lines to a temp file and link it to `path` only if `path` does not exist yet; return the count."""
+def write_new_file(path: Path, lines: Iterable[str], next_name: Callable[[], Path] | None = None) -> Path:
+    """Write lines to a temp file and link it to `path` only if `path` does not exist yet; return the path written.
+
+    When `path` is taken and `next_name` is given, the file takes `next_name()` instead (tried NAME_ATTEMPTS times).
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # a snapshot is an ordinary, shareable file (mkstemp makes it private)
-    n = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            for line in lines:
-                out.write(line)
-                n += 1
+            out.writelines(lines)
             out.flush()
             os.fsync(out.fileno())
-        try:
-            os.link(tmp, path)  # fails if the name is taken: a pull never overwrites a snapshot
-        except FileExistsError:
-            raise PipelineError(f"{path} already exists; a pull never overwrites a snapshot") from None
+        attempts = NAME_ATTEMPTS if next_name is not None else 1
+        while True:
+            try:
+                os.link(tmp, path)  # fails if the name is taken: a pull never overwrites a snapshot
+                return path
+            except FileExistsError:
+                attempts -= 1
+                if next_name is None or not attempts:
+                    raise PipelineError(f"{path} already exists; a pull never overwrites a snapshot") from None
+                path = next_name()
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return n
+
+
+def next_second_name(folder: Path) -> Path:
+    """The snapshot name of the next whole UTC second in `folder`, after sleeping until then."""
+    time.sleep(1.0 - time.time() % 1.0 + 0.001)
+    return folder / snapshot_name()
 
 
 def export_snapshot(api: LabelStudioAPI, project_id: int, out_json: Path, timeout_s: float) -> None:
@@ -224,14 +239,14 @@ def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None 
         raise LabelStudioError(f"no project titled {cfg.ls.project_title!r} on {api.url}; push first")
     current = load_article_hashes(articles) if articles else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / snapshot_name(now)
-    if target.exists():
-        raise PipelineError(f"{target} already exists; a pull never overwrites a snapshot (wait a second)")
-    report = PullReport(snapshot=str(target))
+    report = PullReport(snapshot="")
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".pull.") as tmp:
         raw = Path(tmp) / "export.json"
         export_snapshot(api, project["id"], raw, cfg.ls.export_timeout_s)
-        write_new_file(target, snapshot_lines(raw, report, current))
+        # Named when written: a second pull within the same second takes the next second's name.
+        target = write_new_file(out_dir / snapshot_name(now), snapshot_lines(raw, report, current),
+                                None if now is not None else lambda: next_second_name(out_dir))
+    report.snapshot = str(target)
     return report
 
 
