@@ -36,6 +36,23 @@ def test_cluster_keeps_input_order(monkeypatch) -> None:
     assert local == cluster == [x * x for x in range(200)]
 
 
+def _worker_setup(shard: list[int]) -> list[tuple[str | None, bool, str | None]]:
+    """What a worker runs with: glibc's trim threshold, whether the profiler is on, its OpenMP threads."""
+    import os
+
+    import dask
+
+    return [(os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get("distributed.worker.profile.enabled"),
+             os.environ.get("OMP_NUM_THREADS"))] * len(shard)
+
+
+def test_local_cluster_workers_keep_glibc_trim_and_run_no_profiler(monkeypatch) -> None:
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    seen = set(run_shards(range(4), _worker_setup, Engine(2, 1), desc="test", total=4))
+    assert seen == {(None, False, "1")}
+
+
 def _params(tmp_path: Path, **preannotate: object) -> Path:
     data = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     data["preannotate"].update(preannotate)
