@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,19 @@ def test_every_stage_command_runs_its_own_module(stage: str) -> None:
     # train learns from the train split only, so it reads merge's split params (the split function is merge's)
     shared = ("preannotate", "merge") if stage == "train" else ("preannotate",)
     assert all(str(p).split(".")[0] in (stage, *shared) for p in STAGES[stage].get("params", []))
+
+
+def test_committed_lock_matches_every_file_dependency() -> None:
+    """A code or input change without a fresh `dvc repro` leaves dvc.lock stale; catch it here, not in the slow DAG test."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    stale = sorted(
+        f"{stage}: {dep['path']}"
+        for stage, entry in lock.items()
+        for dep in entry.get("deps", [])
+        if not str(dep.get("md5", "")).endswith(".dir") and (ROOT / dep["path"]).is_file()
+        and hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest() != dep.get("md5")
+    )
+    assert not stale, f"dvc.lock is stale (run `dvc repro` and commit it): {stale}"
 
 
 if __name__ == "__main__":  # print each stage's code deps, to paste into dvc.yaml
