@@ -73,7 +73,7 @@ class ArticleView:
         self.names = p.article.names
         self.match = [match_name(e.text, self.names) if e.label_ in ends else None for e in self.kept]
         self.pronouns = {start: [(j, span) for j, span in found]
-                         for start, found in _pronoun_mentions(doc, self.kept, ends).items()}
+                         for start, found in _pronoun_mentions(doc, self.sents, self.kept, ends).items()}
         self.sid_span = {sid: (a, b) for a, b, sid in p.spans}
 
     def tokens(self, sid: str) -> list[int]:

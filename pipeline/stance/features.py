@@ -20,6 +20,7 @@ whenever a feature changes: a model records the version it was trained with.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -82,6 +83,13 @@ class _Parse:
         self._chains: dict[int, list[Token]] = {}
         self._cues: dict[int, Cue | None] = {}
         self._neg: dict[int, bool] = {}
+        self._roots: dict[tuple[int, int], Token] = {}
+
+    def root(self, span: Span) -> Token:
+        """The syntactic root of `span` (spaCy recomputes it on every access)."""
+        if (found := self._roots.get((span.start, span.end))) is None:
+            found = self._roots[span.start, span.end] = span.root
+        return found
 
     def chain(self, tok: Token) -> list[Token]:
         """`tok` and its heads up to the root of its sentence."""
@@ -139,7 +147,8 @@ def pair_features(
     h, t = mentions
     h_pron, t_pron = _anaphor(h), _anaphor(t)
     lexicon = parse.lexicon
-    up, top, down = parse.path(h.root, t.root)
+    h_root, t_root = parse.root(h), parse.root(t)
+    up, top, down = parse.path(h_root, t_root)
     feats = ["bias", f"hl={h.label_}", f"tl={t.label_}", f"pair={h.label_}>{t.label_}"]
     up_deps = [tok.dep_ for tok in up][:MAX_PATH] + (["..."] if len(up) > MAX_PATH else [])
     down_deps = [tok.dep_ for tok in down][-MAX_PATH:]
@@ -147,11 +156,11 @@ def pair_features(
     top_word = _word(top) if top is not None else "NONE"
     feats += [f"up={'/'.join(up_deps)}", f"down={'/'.join(down_deps)}", f"top={top_word}",
               f"path={'/'.join(up_deps)}|{'/'.join(down_deps)}", f"top_path={top_word}|{'/'.join(up_deps)}|{'/'.join(down_deps)}",
-              f"hdep={h.root.dep_}", f"tdep={t.root.dep_}", f"len={_bucket(len(up) + len(down))}"]
-    if h.root.head.pos_ == "ADP":
-        feats.append(f"hprep={h.root.head.lower_}")
-    if t.root.head.pos_ == "ADP":
-        feats.append(f"tprep={t.root.head.lower_}")
+              f"hdep={h_root.dep_}", f"tdep={t_root.dep_}", f"len={_bucket(len(up) + len(down))}"]
+    if (h_head := h_root.head).pos_ == "ADP":
+        feats.append(f"hprep={h_head.lower_}")
+    if (t_head := t_root.head).pos_ == "ADP":
+        feats.append(f"tprep={t_head.lower_}")
     first, last = (h, t) if h.start < t.start else (t, h)
     feats += [f"order={'ht' if h.start < t.start else 'th'}", f"dist={_bucket(max(0, last.start - first.end))}"]
     path_tokens = [*up[1:], *([top] if top is not None else []), *down[:-1]]
@@ -177,8 +186,8 @@ def pair_features(
         if top is not None and (cue := parse.cue(top)) is not None:
             feats.append(f"speaker_root_cue={cue.label}")
     elif h_pron or t_pron:
-        end, pron = ("h", h) if h_pron else ("t", t)
-        feats += [f"{end}_pron", f"pron={pron.root.lower_}:{pron.label_}",
+        end, pron, pron_root = ("h", h, h_root) if h_pron else ("t", t, t_root)
+        feats += [f"{end}_pron", f"pron={pron_root.lower_}:{pron.label_}",
                   f"pron_path={end}:{'/'.join(up_deps)}|{'/'.join(down_deps)}"]
         if _anaphor(pron) == "nominal":
             feats.append(f"{end}_nominal")
@@ -190,7 +199,7 @@ def pair_features(
         feats.append("h_actor")
     if t.kb_id_:
         feats.append("t_actor")
-    anchor = top.i if top is not None else t.root.i
+    anchor = top.i if top is not None else t_root.i
     return Candidate(holder, target, tuple(dict.fromkeys(feats)), tuple(cues), anchor, h.start)
 
 
@@ -213,11 +222,10 @@ def _anaphor_labels(tok: Token, nominals: bool) -> frozenset[str] | None:
     return None
 
 
-def _pronoun_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str],
+def _pronoun_mentions(doc: Doc, sentences: Sequence[Span], entities: Sequence[Span], ends: frozenset[str],
                       nominals: bool = False) -> dict[int, list[tuple[int, Span]]]:
     """Per sentence start, the anaphors standing for an entity: (entity index, the anaphor as a span of its label)."""
     inside = {i for span in entities for i in range(span.start, span.end)}
-    sentences = list(doc.sents)
     out: dict[int, list[tuple[int, Span]]] = {}
     for k, sent in enumerate(sentences):
         first = sentences[max(0, k - PRONOUN_WINDOW + 1)].start
@@ -234,7 +242,7 @@ def _pronoun_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str],
     return out
 
 
-def _speaker_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str],
+def _speaker_mentions(doc: Doc, sentences: Sequence[Span], entities: Sequence[Span], ends: frozenset[str],
                       lexicon: Lexicon) -> dict[int, tuple[int, Span, str]]:
     """Per sentence start, the quote's speaker standing as a holder: (entity index, span at the root, "back"/"ahead").
 
@@ -242,11 +250,10 @@ def _speaker_mentions(doc: Doc, entities: Sequence[Span], ends: frozenset[str],
     the subject of a verb of saying in it; the speaker is the nearest such subject within SPEAKER_WINDOW
     sentences before, else in the next sentence when the quote runs on into it.
     """
-    sentences = list(doc.sents)
-    number = {sent.start: k for k, sent in enumerate(sentences)}
+    starts = [sent.start for sent in sentences]
     said: list[int | None] = [None] * len(sentences)  # per sentence: the first entity that is a speech verb's subject
     for j, span in enumerate(entities):
-        k = number[span.sent.start]
+        k = bisect.bisect_right(starts, span.start) - 1
         if said[k] is None and span.label_ in ends and span.root.dep_ in ("nsubj", "nsubjpass") \
                 and span.root.head.lemma_.lower() in lexicon.speech_verbs:
             said[k] = j
@@ -290,26 +297,30 @@ def candidates(
     ends = frozenset(ends)
     fired = {(s["holder"], s["target"]): s for s in rule_stances}
     parse = _Parse(doc, lexicon)
+    sentences = list(doc.sents)
+    starts = [sent.start for sent in sentences]
     by_sentence: dict[int, list[tuple[int, Span]]] = {}
     for index, span in enumerate(entities):
-        if span.label_ in ends:
-            by_sentence.setdefault(span.sent.start, []).append((index, span))
+        if span.label_ in ends:  # a span's sentence is the one its first token is in, as for Span.sent
+            by_sentence.setdefault(starts[bisect.bisect_right(starts, span.start) - 1], []).append((index, span))
     named = set(by_sentence)
     if pronouns:
-        for start, found in _pronoun_mentions(doc, entities, ends, nominals).items():
+        for start, found in _pronoun_mentions(doc, sentences, entities, ends, nominals).items():
             by_sentence.setdefault(start, []).extend(found)
-    speaking = _speaker_mentions(doc, entities, ends, lexicon) if speakers else {}
+    speaking = _speaker_mentions(doc, sentences, entities, ends, lexicon) if speakers else {}
+    lowered = [span.text.lower() for span in entities]  # Span.text joins its tokens on every access
+    actors = [span.kb_id_ for span in entities]
     out = []
     for start in sorted(by_sentence):
         members = by_sentence[start]
         if (len(members) < 2 and start not in speaking) or start not in named:
             continue
-        sent = members[0][1].sent
+        sent = sentences[bisect.bisect_left(starts, start)]
         sentence_cues = [(tok.i, cue.label) for tok in sent if (cue := parse.cue(tok)) is not None]
         for i, a in members:
             for j, b in members:
                 x, y = entities[i], entities[j]
-                if i == j or x.text.lower() == y.text.lower() or (x.kb_id_ and x.kb_id_ == y.kb_id_):
+                if i == j or lowered[i] == lowered[j] or (actors[i] and actors[i] == actors[j]):
                     continue
                 if a is not x and b is not y:
                     continue  # two pronouns
@@ -317,9 +328,7 @@ def candidates(
         if start in speaking:
             i, a, how = speaking[start]
             for j, b in members:
-                y = entities[j]
-                if b is not y or i == j or entities[i].text.lower() == y.text.lower() \
-                        or (y.kb_id_ and y.kb_id_ == entities[i].kb_id_):
+                if b is not entities[j] or i == j or lowered[i] == lowered[j] or (actors[j] and actors[j] == actors[i]):
                     continue  # the speaker holds a stance on a named entity of the sentence
                 out.append(pair_features(parse, (a, b), i, j, fired, sentence_cues, speaker=how))
     return out
