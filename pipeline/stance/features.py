@@ -75,52 +75,79 @@ def _bucket(n: int) -> str:
     return "17+"
 
 
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    """What the pair features read of one token, read once per document."""
+
+    dep: str
+    pos: str
+    lower: str
+    word: str  # its lemma for content words, else its part of speech
+    head: int
+    cue: Cue | None
+    on_path: tuple[str, ...]  # the features it adds when it lies on a pair's path
+
+
 class _Parse:
-    """Per-doc memo of what every pair asks of a token: its chain of heads, its cue, its negation."""
+    """Per-doc memo of what every pair asks of a token: its attributes, cue and negation, and its chain of heads.
+
+    spaCy builds a new Token (and decodes its strings) on every access; a document's pairs ask of the same
+    few tokens again and again, so each is read once and the pairs work on token indexes.
+    """
 
     def __init__(self, doc: Doc, lexicon: Lexicon) -> None:
         self.doc, self.lexicon = doc, lexicon
-        self._chains: dict[int, list[Token]] = {}
+        self._toks: dict[int, _Tok] = {}
         self._cues: dict[int, Cue | None] = {}
-        self._neg: dict[int, bool] = {}
-        self._roots: dict[tuple[int, int], Token] = {}
+        self._chains: dict[int, list[int]] = {}
+        self._roots: dict[tuple[int, int], int] = {}
 
-    def root(self, span: Span) -> Token:
-        """The syntactic root of `span` (spaCy recomputes it on every access)."""
+    def tok(self, i: int) -> _Tok:
+        """Token `i`, read once."""
+        if (found := self._toks.get(i)) is None:
+            tok, lexicon, cue = self.doc[i], self.lexicon, self.cue(i)
+            lemma = tok.lemma_.lower()
+            feats = [f"cue={cue.label}", f"cue_lemma={cue.lemma}:{cue.label}", f"cue_at={tok.dep_}:{cue.label}"] \
+                if cue is not None else []
+            if lemma in lexicon.negative or lemma in lexicon.positive:
+                feats.append(f"tone={'neg' if lemma in lexicon.negative else 'pos'}")
+            if lemma in lexicon.speech_verbs:
+                feats.append("speech_on_path")
+            if any(c.dep_ == "neg" for c in tok.children):
+                feats.append("neg_on_path")
+            found = self._toks[i] = _Tok(tok.dep_, tok.pos_, tok.lower_, _word(tok), tok.head.i, cue, tuple(feats))
+        return found
+
+    def cue(self, i: int) -> Cue | None:
+        """The lexicon's cue at token `i`."""
+        if i not in self._cues:
+            self._cues[i] = self.lexicon.match(self.doc[i])
+        return self._cues[i]
+
+    def root(self, span: Span) -> int:
+        """The index of the syntactic root of `span` (spaCy recomputes it on every access)."""
         if (found := self._roots.get((span.start, span.end))) is None:
-            found = self._roots[span.start, span.end] = span.root
+            found = self._roots[span.start, span.end] = span.root.i
         return found
 
-    def chain(self, tok: Token) -> list[Token]:
-        """`tok` and its heads up to the root of its sentence."""
-        if (found := self._chains.get(tok.i)) is None:
-            found = [tok]
-            while found[-1].head.i != found[-1].i and len(found) < 64:  # spaCy makes a new Token per access: compare .i
-                found.append(found[-1].head)
-            self._chains[tok.i] = found
+    def chain(self, i: int) -> list[int]:
+        """Token `i` and its heads up to the root of its sentence."""
+        if (found := self._chains.get(i)) is None:
+            found = [i]
+            while (head := self.tok(found[-1]).head) != found[-1] and len(found) < 64:
+                found.append(head)
+            self._chains[i] = found
         return found
 
-    def cue(self, tok: Token) -> Cue | None:
-        """The lexicon's cue at `tok`."""
-        if tok.i not in self._cues:
-            self._cues[tok.i] = self.lexicon.match(tok)
-        return self._cues[tok.i]
-
-    def negated(self, tok: Token) -> bool:
-        """Whether `tok` has a `neg` child."""
-        if (found := self._neg.get(tok.i)) is None:
-            found = self._neg[tok.i] = any(c.dep_ == "neg" for c in tok.children)
-        return found
-
-    def path(self, a: Token, b: Token) -> tuple[list[Token], Token | None, list[Token]]:
+    def path(self, a: int, b: int) -> tuple[list[int], int | None, list[int]]:
         """Tokens from `a` up to (not including) the lowest common head, that head, and from it down to `b`."""
         up = self.chain(a)
-        position = {t.i: k for k, t in enumerate(up)}
-        down: list[Token] = []
-        for tok in self.chain(b):
-            if tok.i in position:
-                return up[: position[tok.i]], tok, list(reversed(down))
-            down.append(tok)
+        position = {t: k for k, t in enumerate(up)}
+        down: list[int] = []
+        for t in self.chain(b):
+            if t in position:
+                return up[: position[t]], t, list(reversed(down))
+            down.append(t)
         return up, None, list(reversed(down))
 
 
@@ -145,51 +172,47 @@ def pair_features(
     both mentions are the entities themselves); the cue words of the sentence.
     """
     h, t = mentions
+    h_label, t_label = h.label_, t.label_
     h_pron, t_pron = _anaphor(h), _anaphor(t)
-    lexicon = parse.lexicon
+    tok = parse.tok
     h_root, t_root = parse.root(h), parse.root(t)
+    h_info, t_info = tok(h_root), tok(t_root)
     up, top, down = parse.path(h_root, t_root)
-    feats = ["bias", f"hl={h.label_}", f"tl={t.label_}", f"pair={h.label_}>{t.label_}"]
-    up_deps = [tok.dep_ for tok in up][:MAX_PATH] + (["..."] if len(up) > MAX_PATH else [])
-    down_deps = [tok.dep_ for tok in down][-MAX_PATH:]
+    feats = ["bias", f"hl={h_label}", f"tl={t_label}", f"pair={h_label}>{t_label}"]
+    up_deps = [tok(i).dep for i in up][:MAX_PATH] + (["..."] if len(up) > MAX_PATH else [])
+    down_deps = [tok(i).dep for i in down][-MAX_PATH:]
     down_deps = (["..."] if len(down) > MAX_PATH else []) + down_deps
-    top_word = _word(top) if top is not None else "NONE"
-    feats += [f"up={'/'.join(up_deps)}", f"down={'/'.join(down_deps)}", f"top={top_word}",
-              f"path={'/'.join(up_deps)}|{'/'.join(down_deps)}", f"top_path={top_word}|{'/'.join(up_deps)}|{'/'.join(down_deps)}",
-              f"hdep={h_root.dep_}", f"tdep={t_root.dep_}", f"len={_bucket(len(up) + len(down))}"]
-    if (h_head := h_root.head).pos_ == "ADP":
-        feats.append(f"hprep={h_head.lower_}")
-    if (t_head := t_root.head).pos_ == "ADP":
-        feats.append(f"tprep={t_head.lower_}")
+    up_path, down_path = "/".join(up_deps), "/".join(down_deps)
+    top_word = tok(top).word if top is not None else "NONE"
+    feats += [f"up={up_path}", f"down={down_path}", f"top={top_word}",
+              f"path={up_path}|{down_path}", f"top_path={top_word}|{up_path}|{down_path}",
+              f"hdep={h_info.dep}", f"tdep={t_info.dep}", f"len={_bucket(len(up) + len(down))}"]
+    if (h_head := tok(h_info.head)).pos == "ADP":
+        feats.append(f"hprep={h_head.lower}")
+    if (t_head := tok(t_info.head)).pos == "ADP":
+        feats.append(f"tprep={t_head.lower}")
     first, last = (h, t) if h.start < t.start else (t, h)
     feats += [f"order={'ht' if h.start < t.start else 'th'}", f"dist={_bucket(max(0, last.start - first.end))}"]
     path_tokens = [*up[1:], *([top] if top is not None else []), *down[:-1]]
-    on_path = {tok.i for tok in path_tokens}
     cues: list[tuple[int, str]] = []
-    for tok in path_tokens:
-        if (cue := parse.cue(tok)) is not None:
-            cues.append((tok.i, cue.label))
-            feats += [f"cue={cue.label}", f"cue_lemma={cue.lemma}:{cue.label}", f"cue_at={tok.dep_}:{cue.label}"]
-        lemma = tok.lemma_.lower()
-        if lemma in lexicon.negative or lemma in lexicon.positive:
-            feats.append(f"tone={'neg' if lemma in lexicon.negative else 'pos'}")
-        if lemma in lexicon.speech_verbs:
-            feats.append("speech_on_path")
-        if parse.negated(tok):
-            feats.append("neg_on_path")
+    for i in path_tokens:
+        info = tok(i)
+        if info.cue is not None:
+            cues.append((i, info.cue.label))
+        feats += info.on_path
+    on_path = set(path_tokens)
     for i, label in sentence_cues:
         if first.end <= i < last.start and i not in on_path:
             cues.append((i, label))
             feats.append(f"between_cue={label}")
     if speaker:
-        feats += ["h_speaker", f"speaker={speaker}", f"speaker_path={'/'.join(down_deps)}", f"speaker_t={t.label_}"]
-        if top is not None and (cue := parse.cue(top)) is not None:
+        feats += ["h_speaker", f"speaker={speaker}", f"speaker_path={down_path}", f"speaker_t={t_label}"]
+        if top is not None and (cue := tok(top).cue) is not None:
             feats.append(f"speaker_root_cue={cue.label}")
     elif h_pron or t_pron:
-        end, pron, pron_root = ("h", h, h_root) if h_pron else ("t", t, t_root)
-        feats += [f"{end}_pron", f"pron={pron_root.lower_}:{pron.label_}",
-                  f"pron_path={end}:{'/'.join(up_deps)}|{'/'.join(down_deps)}"]
-        if _anaphor(pron) == "nominal":
+        end, pron, pron_root = ("h", h, h_info) if h_pron else ("t", t, t_info)
+        feats += [f"{end}_pron", f"pron={pron_root.lower}:{pron.label_}", f"pron_path={end}:{up_path}|{down_path}"]
+        if (h_pron or t_pron) == "nominal":
             feats.append(f"{end}_nominal")
     elif (found := fired.get((holder, target))) is not None:
         feats += ["rule", f"rule={found['rule']}:{found['label']}", f"rule_label={found['label']}"]
@@ -199,7 +222,7 @@ def pair_features(
         feats.append("h_actor")
     if t.kb_id_:
         feats.append("t_actor")
-    anchor = top.i if top is not None else t_root.i
+    anchor = top if top is not None else t_root
     return Candidate(holder, target, tuple(dict.fromkeys(feats)), tuple(cues), anchor, h.start)
 
 
@@ -316,7 +339,7 @@ def candidates(
         if (len(members) < 2 and start not in speaking) or start not in named:
             continue
         sent = sentences[bisect.bisect_left(starts, start)]
-        sentence_cues = [(tok.i, cue.label) for tok in sent if (cue := parse.cue(tok)) is not None]
+        sentence_cues = [(i, cue.label) for i in range(sent.start, sent.end) if (cue := parse.cue(i)) is not None]
         for i, a in members:
             for j, b in members:
                 x, y = entities[i], entities[j]
