@@ -38,6 +38,10 @@ def test_bench_prints_throughputs_and_ratio() -> None:
     assert all(float(x) > 0 for r in rows for x in r[1:])
     assert re.search(r"^ratio stage/bare, 1 process: wall [\d.]+, cpu [\d.]+$", out, re.MULTILINE)
     assert re.search(r"^speed-up with 2 processes: bare [\d.]+x, stage [\d.]+x$", out, re.MULTILINE)
+    own = re.search(r"^geonews_preannotate alone \(.*\): ([\d.]+) CPU s, ([\d.]+)% of the stage's CPU in 1 process$",
+                    out, re.MULTILINE)
+    assert own is not None, out
+    assert float(own[1]) > 0 and 0 < float(own[2]) < 100  # the component is part of the stage, never all of it
 
 
 def test_bench_rejects_unknown_stage() -> None:
