@@ -28,13 +28,21 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDELINES = ROOT / "resources" / "guidelines.md"
-N = 1000  # enough that a push lasts well over the few milliseconds between two starts
+N = 1000
 
 # Imports first, then wait for the start signal, then run the CLI: two of these start within milliseconds.
+# The lock's holder keeps it 2 s more: a push of N tasks can end in under a second, before the other
+# process (started "together" but on a busy 2-core machine) reaches the lock, and then both rightly succeed.
 WAIT_THEN_RUN = """\
 import pathlib, sys, time
 import pipeline.labelstudio.commands
 from pipeline.cli import main
+from pipeline.labelstudio.lock import PushLock
+_acquire = PushLock.acquire
+def acquire(self):
+    _acquire(self)
+    time.sleep(2)
+PushLock.acquire = acquire
 print("ready", flush=True)
 go = pathlib.Path(sys.argv[1])
 while not go.exists():
