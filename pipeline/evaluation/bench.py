@@ -148,19 +148,17 @@ def bench_preannotate(
             f"stage {rows[-1]['stage_docs_s'] / rows[0]['stage_docs_s']:.2f}x",
             file=out,
         )
-    own = rows[0]["component_cpu_s"] = _component_cpu(pre, texts, repeat)
+    own = rows[0]["component_cpu_s"] = _component_cpu(pre, stage.COMPONENT, texts, repeat)
     print(f"{stage.COMPONENT} alone (rules, stance candidates and model, on parsed docs): {own:.2f} CPU s, "
           f"{own / rows[0]['stage_cpu_s']:.1%} of the stage's CPU in 1 process", file=out)
     return rows
 
 
-def _component_cpu(pre: Preannotator, texts: Sequence[str], repeat: int) -> float:
-    """Least CPU seconds of `repeat` runs of the pipeline's own component over `texts` parsed without it."""
-    from pipeline.preannotate import COMPONENT
-
-    with pre.nlp.select_pipes(disable=[COMPONENT]):
+def _component_cpu(pre: Preannotator, name: str, texts: Sequence[str], repeat: int) -> float:
+    """Least CPU seconds of `repeat` runs of the pipeline's component `name` over `texts` parsed without it."""
+    with pre.nlp.select_pipes(disable=[name]):
         parsed = list(pre.nlp.pipe(texts, batch_size=pre.params.batch_size))
-    component = pre.nlp.get_pipe(COMPONENT)
+    component = pre.nlp.get_pipe(name)
     best = float("inf")
     for _ in range(repeat):
         docs = [doc.copy() for doc in parsed]  # the component writes into its doc: each run gets fresh ones
