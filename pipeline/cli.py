@@ -185,12 +185,12 @@ def train_seesaw(
     """Train the base stance model on SEESAW train (CC BY-NC-SA 4.0, and so are its weights) with the train: params."""
     mentions = frozenset(name for name, on in (("speakers", speakers), ("nominals", nominals)) if on)
     if diagnose:
-        from pipeline.evaluation import seesaw_diagnose
+        from pipeline.research import seesaw_diagnose
 
         seesaw_diagnose.main(folder=folder, params=params, patterns=patterns, actors=actors, lexicon=lexicon, limit=limit,
                              mentions=mentions)
         return
-    from pipeline.evaluation import seesaw_model
+    from pipeline.research import seesaw_model
 
     seesaw_model.train_main(folder=folder, output=output, params=params, patterns=patterns, actors=actors,
                             lexicon=lexicon, cv=cv, limit=limit, mentions=mentions)
@@ -218,10 +218,10 @@ def bench(
     stance_model: StanceModelOpt = None,
 ) -> None:
     """Throughput of a stage beside the bare library (or the bare Label Studio API) on generated data, as a ratio."""
-    from pipeline.evaluation import bench as stage_bench
+    from pipeline.bench import preannotate as stage_bench
 
     if stage == "scale":
-        from pipeline.evaluation import bench_scale
+        from pipeline.bench import scale as bench_scale
 
         resources = bench_scale.Resources(params=params.resolve(), boilerplate=Path("resources/boilerplate.yaml").resolve(),
                                           patterns=patterns.resolve(), actors=actors.resolve(), lexicon=lexicon.resolve(),
@@ -231,7 +231,7 @@ def bench(
                          stages=[s for s in stages.split(",") if s], dask=dask)
         return
     if stage == "label-studio":
-        from pipeline.evaluation import ls_bench
+        from pipeline.bench import labelstudio as ls_bench
 
         if tasks < 1:
             raise ConfigError("--tasks must be at least 1")
@@ -302,10 +302,10 @@ def evaluate_seesaw(
     learning_curve: Annotated[Path | None, typer.Option(help="With --model: write the learning curve on valid here (JSON).")] = None,
 ) -> None:
     """Triplet precision, recall and F1 of the stance pre-annotator on SEESAW-layout data (POS=favor, NEG=against)."""
-    from pipeline.evaluation import seesaw
+    from pipeline.research import seesaw
 
     if model is not None:
-        from pipeline.evaluation import seesaw_model
+        from pipeline.research import seesaw_model
 
         seesaw_model.compare_main(folder=folder, model_path=model, params=params, patterns=patterns, actors=actors,
                                   lexicon=lexicon, curve=learning_curve, limit=limit)
@@ -337,7 +337,7 @@ def gold(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Resolve the human gold annotations (gold/*.yaml) into offsets in the cleaned articles."""
-    from pipeline.evaluation import gold as stage
+    from pipeline.gold import files as stage
 
     stage.main(gold=gold, articles=articles, output=output, params=params)
 
@@ -351,7 +351,7 @@ def evaluate_gold(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Print entity and stance precision/recall/F1 of the pre-annotations against the seed gold."""
-    from pipeline.evaluation import gold_eval as stage
+    from pipeline.gold import compare as stage
 
     stage.evaluate_main(gold=gold, articles=articles, predictions=predictions, output=output, params=params)
 

@@ -1,8 +1,8 @@
 """evaluate stage: data/labeled.jsonl -> DVC metrics (metrics/*.json) and plot data (plots/*.json).
 
 Pre-annotation quality against the human corrections, correction effort, inter-annotator agreement
-and dataset statistics. All scoring comes from `pipeline.evaluation.scoring`, the accumulators of one
-streaming pass are `pipeline.evaluation.metrics`; this module runs them and writes. Output is deterministic
+and dataset statistics. All scoring comes from `pipeline.quality.scoring`, the accumulators of one
+streaming pass are `pipeline.quality.metrics`; this module runs them and writes. Output is deterministic
 (sorted keys and rows, rounded floats) so rebuilds are byte-identical.
 """
 
@@ -18,7 +18,7 @@ from pipeline.common.config import section
 from pipeline.common.contract import labeled_problem
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import read_jsonl, write_json
-from pipeline.evaluation.metrics import Agreement, DatasetStats, Effort, LeadTimes, Preannotation
+from pipeline.quality.metrics import Agreement, DatasetStats, Effort, LeadTimes, Preannotation
 
 STAGE = "evaluate"
 METRICS = ("summary", "preannotation", "effort", "agreement", "dataset")

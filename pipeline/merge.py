@@ -4,13 +4,12 @@ Reads data/preannotated/ and every annotations/<timestamp>.jsonl (whatever serve
 per article, text and annotator the latest submitted version wins), writes data/labeled.jsonl: per
 article the final entities and stances (`gold` when a human annotated it, else `silver`), each
 annotator's version, the machine's proposals, per-article agreement and a grouped split.
-Snapshots are read by pipeline/annotations.py; several annotators' versions are resolved by the
-rule of pipeline/resolve.py.
+Snapshots are read by pipeline/human/snapshots.py; several annotators' versions are resolved by the
+rule of pipeline/human/resolve.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -18,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.annotations import (
+from pipeline.common.contract import SPLITS, article_problem, stage_config
+from pipeline.common.errors import BadRecords
+from pipeline.common.jsonl import write_json, write_jsonl
+from pipeline.common.provenance import file_digest, sha256_text
+from pipeline.common.shards import read_records
+from pipeline.human.resolve import agreement, resolve
+from pipeline.human.snapshots import (
     Linker,
     Tasks,
     Version,
@@ -28,47 +33,9 @@ from pipeline.annotations import (
     snapshot_of,
     snapshots,
 )
-from pipeline.common.contract import SPLITS, article_problem, labels_problem, stage_config
-from pipeline.common.errors import BadRecords
-from pipeline.common.jsonl import write_json, write_jsonl
-from pipeline.common.provenance import file_digest, sha256_text
-from pipeline.common.shards import read_records
-from pipeline.resolve import agreement, resolve
+from pipeline.human.splits import MergeConfig, assign_split
 
 STAGE = "merge"
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Share of stories in each split."""
-
-    train: float
-    validation: float
-    test: float
-
-    def validate(self) -> str | None:
-        """Why the shares can't be used (negative, or not summing to 1), or None."""
-        shares = (self.train, self.validation, self.test)
-        if any(s < 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
-            return f"split shares must be >= 0 and sum to 1, got {shares}"
-        return None
-
-
-@dataclass(frozen=True)
-class MergeConfig:
-    """The `merge:` section of params.yaml, plus the label sets owned by `preannotate:` (one source of truth)."""
-
-    seed: int
-    splits: Splits
-    max_bad_share: float
-    entity_labels: tuple[str, ...]  # from preannotate.entity_labels: the entity labels Label Studio offers
-    stance_labels: tuple[str, ...]  # from preannotate.stance_labels: the relation labels Label Studio offers
-
-    def validate(self) -> str | None:
-        """Why the section can't be used (bad share or label sets), or None."""
-        if not 0 <= self.max_bad_share <= 1:
-            return f"max_bad_share must be in [0, 1], got {self.max_bad_share}"
-        return labels_problem(self.entity_labels, None, self.stance_labels)
 
 
 @dataclass
@@ -114,17 +81,6 @@ class Report:
             "ties": self.ties,
             "bad_records": bad.problems,
         }
-
-
-def assign_split(story_id: str, cfg: MergeConfig) -> str:
-    """Deterministic split of a story: a stable hash of seed and story id, so near-duplicates stay together."""
-    digest = hashlib.sha256(f"{cfg.seed}\x00{story_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    if u < cfg.splits.train:
-        return "train"
-    if u < cfg.splits.train + cfg.splits.validation:
-        return "validation"
-    return "test"
 
 
 def _actor_linker(rules: tuple[Path, Path, Path], stance_labels: tuple[str, ...]) -> Linker:

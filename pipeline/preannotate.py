@@ -6,7 +6,6 @@ model with it, streams records through `nlp.pipe`, reuses cached annotations and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections import deque
@@ -15,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spacy.language import Language
-
 from pipeline.common.config import MAX_TEXT_CHARS, section
 from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.executor import Engine, run_shards, worker_state
 from pipeline.common.provenance import code_files, code_revision
 from pipeline.common.shards import count_records, exists, read_records, write_records
-from pipeline.entities.annotator import COMPONENT, USER_DATA_KEY, Annotator, load_model
+from pipeline.entities import loader
+from pipeline.entities.annotator import USER_DATA_KEY
 from pipeline.entities.cache import Cache
+from pipeline.entities.loader import Params, Preannotator
 
 STAGE = "preannotate"
 # The files whose code decides this stage's output (its import closure): their hash is the recorded code revision,
@@ -32,106 +31,9 @@ CODE = code_files("preannotate.py")
 # A run of cached records is interrupted by an empty placeholder text every this many records, so the
 # queue of records waiting for the model stays short however long the run of cached records is.
 FLUSH_EVERY = 256
-# The committed base stance model (learned from SEESAW, CC BY-NC-SA 4.0), used when no --stance-model is given.
-BASE_MODEL = Path(__file__).resolve().parents[1] / "resources" / "stance_model" / "seesaw.json"
-
-
-@dataclass(frozen=True)
-class Params:
-    """The `preannotate:` section of params.yaml."""
-
-    model: str
-    entity_labels: tuple[str, ...]
-    stance_ends: tuple[str, ...]
-    stance_labels: tuple[str, ...]
-    batch_size: int
-    n_process: int
-    n_workers: int
-    shard_size: int
-    records_per_shard: int  # records per output shard file (data/preannotated/); independent of the Dask shard_size
-    max_bad_share: float
-    stance_model: bool  # score entity pairs with the learned model (--stance-model FILE); false: rules alone
-    stance_threshold: float  # the model's probability from which a pair is proposed as a stance
-
-    def validate(self) -> str | None:
-        """Cross-field checks."""
-        if not self.entity_labels:
-            return "entity_labels must not be empty"
-        if extra := sorted(set(self.stance_ends) - set(self.entity_labels)):
-            return f"stance_ends {extra} are not in entity_labels"
-        if self.batch_size < 1 or self.n_process < 1:
-            return "batch_size and n_process must be at least 1"
-        if problem := Engine(self.n_workers, self.shard_size).problem():
-            return problem
-        if self.records_per_shard < 1:
-            return "records_per_shard must be at least 1"
-        if self.n_workers > 1 and self.n_process > 1:
-            return "n_process > 1 needs n_workers: 1 (a Dask worker cannot start nlp.pipe's processes)"
-        if not 0.0 <= self.max_bad_share <= 1.0:
-            return "max_bad_share must be between 0 and 1"
-        if not 0.0 < self.stance_threshold <= 1.0:
-            return "stance_threshold must be in (0, 1]"
-        return None
-
-
-@dataclass
-class Preannotator:
-    """A loaded spaCy pipeline with the annotator component, and what goes into provenance and cache keys."""
-
-    nlp: Language
-    params: Params
-    provenance: dict[str, str]
-    fingerprint: str
-
-    def cache_key(self, text: str) -> str:
-        """Content address of a text's annotation under this model, these rules and this code."""
-        return hashlib.sha256(f"{self.fingerprint}\0{text}".encode()).hexdigest()
-
-
 def load(params: Params, patterns: Path, actors: Path, lexicon: Path, stance_model: Path | None = None) -> Preannotator:
-    """Load the model and add the annotator component to the end of its pipeline.
-
-    With `params.stance_model`, the learned stance model `stance_model` (default: the committed base model)
-    proposes the stances; else the rules do.
-    """
-    if params.stance_model and stance_model is None:
-        stance_model = BASE_MODEL
-    nlp = load_model(params.model)
-    if not {"parser", "senter", "sentencizer"} & set(nlp.pipe_names):
-        nlp.add_pipe("sentencizer")  # sentences are part of the output contract
-    # The parser keeps boundaries set before it; a sentencizer or senter would overwrite them.
-    if "parser" in nlp.pipe_names:
-        nlp.add_pipe("paragraph_sentences", before="parser")
-    else:
-        nlp.add_pipe("paragraph_sentences", after=next(n for n in ("senter", "sentencizer") if n in nlp.pipe_names))
-    config: dict[str, Any] = {
-        "patterns": str(patterns),
-        "actors": str(actors),
-        "lexicon": str(lexicon),
-        "entity_labels": list(params.entity_labels),
-        "stance_ends": list(params.stance_ends),
-        "stance_labels": list(params.stance_labels),
-    }
-    if params.stance_model:
-        config |= {"stance_model": str(stance_model), "stance_threshold": params.stance_threshold}
-    annotator = nlp.add_pipe(COMPONENT, config=config, last=True)
-    assert isinstance(annotator, Annotator)  # spaCy types add_pipe as any callable; the factory makes an Annotator
-    provenance = {
-        "model": params.model,
-        "model_version": str(nlp.meta.get("version", "unknown")),
-        "rules_version": annotator.rules.version,
-        "code_revision": code_revision(CODE),
-    }
-    if (model := annotator.stance_model) is not None:  # absent without a model: outputs stay exactly the rules'
-        provenance |= {
-            "stance_model": model.version,
-            "stance_training_data": model.training.data_hash[:12],
-            "stance_threshold": str(params.stance_threshold),
-            "stance_model_licence": model.training.licence,
-            "stance_trained_on": ",".join(model.training.sources),
-        }
-    fingerprint = json.dumps([provenance, config["entity_labels"], config["stance_ends"], config["stance_labels"]])
-    return Preannotator(nlp, params, provenance, fingerprint)
+    """This stage's pre-annotator: the loaded pipeline with this stage's code revision in provenance."""
+    return loader.load(params, patterns, actors, lexicon, stance_model, code_revision(CODE))
 
 
 @dataclass

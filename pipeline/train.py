@@ -1,8 +1,8 @@
 """train stage: the learned stance model from the human gold of annotations/, train split only.
 
-Reads every Label Studio snapshot of annotations/ (pipeline/annotations.py) and data/articles/:
+Reads every Label Studio snapshot of annotations/ (pipeline/human/snapshots.py) and data/articles/:
 an article's human versions count when their text hash matches the article's current text and merge's
-story split (`merge.assign_split`) puts its story in `train`, so validation and test gold stay unseen.
+story split (`human.splits.assign_split`) puts its story in `train`, so validation and test gold stay unseen.
 Each such article is parsed by the pre-annotator's spaCy pipeline; every ordered pair of its gold
 entities in one sentence is a training pair, labelled with the gold stance or `none`, with the
 features of pipeline/stance/features.py (the rules that fire among them included). With
@@ -23,16 +23,16 @@ from typing import Any
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
-from pipeline import preannotate as pa
-from pipeline.annotations import Linker, Tasks, Version, collect_tasks, parse_annotation, snapshots
 from pipeline.common.config import from_mapping, load_params
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import write_json
 from pipeline.common.provenance import sha256_text
 from pipeline.common.shards import exists, read_objects
+from pipeline.entities import loader as pa
 from pipeline.entities.annotator import COMPONENT, Annotator
-from pipeline.merge import MergeConfig, assign_split
-from pipeline.resolve import resolve
+from pipeline.human.resolve import resolve
+from pipeline.human.snapshots import Linker, Tasks, Version, collect_tasks, parse_annotation, snapshots
+from pipeline.human.splits import MergeConfig, assign_split
 from pipeline.stance.features import Candidate, model_candidates
 from pipeline.stance.model import NONE, StanceModel, fit, load_model, save_model
 

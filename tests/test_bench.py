@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.evaluation.bench import synthetic_corpus
+from pipeline.bench.preannotate import synthetic_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 

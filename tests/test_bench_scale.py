@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.bench.corpus import stories, write_corpus
+from pipeline.bench.preannotate import synthetic_corpus
 from pipeline.cleaning.dedup import NearDuplicates, Stories
-from pipeline.evaluation.bench import synthetic_corpus
-from pipeline.evaluation.scale_corpus import stories, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ from pipeline import evaluate
 from pipeline.common.contract import labeled_problem
 from pipeline.common.errors import ConfigError, InputError
 from pipeline.common.jsonl import write_json
-from pipeline.evaluation.metrics import Preannotation
+from pipeline.quality.metrics import Preannotation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evaluate"
 LABELED = FIXTURES / "labeled.jsonl"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.bench.preannotate import synthetic_corpus
 from pipeline.common.executor import Engine, run_shards, shards, worker_state
 from pipeline.common.shards import MANIFEST, write_records
-from pipeline.evaluation.bench import synthetic_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = sorted((ROOT / "corpus").glob("*.txt"))

@@ -13,8 +13,8 @@ import yaml
 
 from pipeline.common.contract import LabelSets, label_sets
 from pipeline.common.errors import ConfigError
-from pipeline.evaluation import gold_eval
-from pipeline.evaluation.gold import GoldError, load_gold
+from pipeline.gold import compare as gold_eval
+from pipeline.gold.files import GoldError, load_gold
 from pipeline.labelstudio.tasks import gold_result
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -304,7 +304,7 @@ def test_personal_access_token_works(api, label_studio_server):
 
 def test_gold_round_trips_as_ground_truth(api, params, seeds, tmp_path):
     """ls-import-gold's core: the seed gold submitted by the gold annotator comes back exactly in a pull."""
-    from pipeline.evaluation import gold as gold_module
+    from pipeline.gold import files as gold_module
 
     p = yaml.safe_load(params.read_text())
     p["labelstudio"]["project_title"] = "Gold round trip"

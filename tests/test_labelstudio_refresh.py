@@ -15,8 +15,8 @@ import pytest
 import requests
 import yaml
 
+from pipeline.bench.labelstudio import bench_label_studio, synthetic_records
 from pipeline.common.jsonl import write_jsonl
-from pipeline.evaluation.ls_bench import bench_label_studio, synthetic_records
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.commands import push_main
 from pipeline.labelstudio.index import TaskIndex

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.bench.labelstudio import synthetic_records
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import read_jsonl, write_jsonl
 from pipeline.common.shards import write_records
-from pipeline.evaluation.ls_bench import synthetic_records
 from pipeline.labelstudio.index import IndexedTask, TaskIndex, list_query
 from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.tasks import build_tasks, read_tasks

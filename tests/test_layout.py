@@ -85,3 +85,43 @@ def test_every_class_is_small_enough_to_own(module: str) -> None:
              for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
     big = {name: n for name, n in sizes.items() if n > MAX_CLASS_LINES}
     assert not big, f"{module}: classes over {MAX_CLASS_LINES} lines: {big}"
+
+
+# Floors, lowest first: a module imports only from its own floor or lower ones (farm-studio's rule).
+STAGE_MODULES = frozenset(f"pipeline/{s}.py" for s in ("ingest", "train", "preannotate", "merge", "evaluate", "publish"))
+PARTS = ("cleaning", "entities", "stance", "quality", "human", "dataset", "gold", "labelstudio")
+TOOLS = ("bench", "research")
+
+
+def floor(module: str) -> int:
+    """0 plumbing, 1 parts, 2 stages, 3 tools (benchmarks, research), 4 the CLI."""
+    parts = module.split("/")
+    if parts[1] == "common":
+        return 0
+    if parts[1] in PARTS:
+        return 1
+    if module in STAGE_MODULES:
+        return 2
+    if parts[1] in TOOLS:
+        return 3
+    assert module in {"pipeline/cli.py", "pipeline/__main__.py", "pipeline/__init__.py"} or module.endswith(
+        "__init__.py"), f"{module}: on no floor; add its folder to PARTS or TOOLS"
+    return 4
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_imports_no_higher_floor(module: str) -> None:
+    up = sorted(t for t in GRAPH[module] if floor(t) > floor(module))
+    assert not up, f"{module} (floor {floor(module)}) imports a higher floor: {up}"
+
+
+@pytest.mark.parametrize("module", sorted(STAGE_MODULES))
+def test_no_stage_imports_another_stage(module: str) -> None:
+    """What two stages share lives in a part, so a change to one stage reruns only what it affects."""
+    others = sorted(GRAPH[module] & (STAGE_MODULES - {module}))
+    assert not others, f"{module} imports stage modules {others}; move what they share into a part"
+
+
+def test_floor_rule_catches_an_upward_import() -> None:
+    assert floor("pipeline/human/resolve.py") < floor("pipeline/merge.py") < floor("pipeline/research/seesaw.py")
+    assert floor("pipeline/cli.py") == 4

@@ -19,6 +19,7 @@ from pipeline.common.provenance import code_revision
 from pipeline.entities.actors import ActorIndex
 from pipeline.entities.annotator import COMPONENT, Annotator
 from pipeline.entities.cache import Cache
+from pipeline.entities.loader import BASE_MODEL
 from pipeline.entities.rules import load_rules
 from pipeline.stance.model import load_model as load_stance_model
 
@@ -170,10 +171,10 @@ def test_output_contract(seeds, pre, params) -> None:
             "model_version": pre.nlp.meta["version"],
             "rules_version": pre.provenance["rules_version"],
             "code_revision": code_revision(pa.CODE),
-            **({"stance_model": load_stance_model(pa.BASE_MODEL).version,  # params.yaml: the model, by default the base
-                "stance_training_data": load_stance_model(pa.BASE_MODEL).training.data_hash[:12],
+            **({"stance_model": load_stance_model(BASE_MODEL).version,  # params.yaml: the model, by default the base
+                "stance_training_data": load_stance_model(BASE_MODEL).training.data_hash[:12],
                 "stance_threshold": str(params.stance_threshold),
-                "stance_model_licence": load_stance_model(pa.BASE_MODEL).training.licence,
+                "stance_model_licence": load_stance_model(BASE_MODEL).training.licence,
                 "stance_trained_on": "seesaw:train"} if params.stance_model else {}),
         }
         previous = 0

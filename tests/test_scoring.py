@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.evaluation import scoring
+from pipeline.quality import scoring
 
 
 def ent(start: int, end: int, label: str, actor: str | None = None) -> dict:

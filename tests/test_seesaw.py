@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.common.errors import ConfigError
-from pipeline.evaluation import seesaw
+from pipeline.research import seesaw
 from pipeline.stance.lexicon import load_lexicon
 
 ROOT = Path(__file__).parents[1]
@@ -176,7 +176,7 @@ def test_command_on_real_seesaw(tmp_path):
 
 def test_a_triplet_held_through_a_pronoun_is_a_candidate(tmp_path):
     """The recall bound `train-seesaw` prints counts pairs reached through a pronoun ("He condemned Ukraine")."""
-    from pipeline.evaluation import seesaw_model
+    from pipeline.research import seesaw_model
 
     write_article(tmp_path, "000", 0, "train", ["Vladimir Putin spoke on Monday.", "He condemned Ukraine."],
                   [("Vladimir Putin", "People"), ("Ukraine", "GPE")], [(1, "Vladimir Putin", "NEG", "Ukraine")])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.evaluation import seesaw_diagnose as sd
-from pipeline.evaluation import seesaw_model
+from pipeline.research import seesaw_diagnose as sd
+from pipeline.research import seesaw_model
 from pipeline.stance.lexicon import load_lexicon
 from tests.test_seesaw import write_article
 

@@ -17,8 +17,9 @@ from pipeline import train as tr
 from pipeline.common.config import section
 from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.provenance import sha256_text
+from pipeline.entities.loader import BASE_MODEL
+from pipeline.human.splits import MergeConfig, Splits, assign_split
 from pipeline.labelstudio.tasks import model_version
-from pipeline.merge import MergeConfig, Splits, assign_split
 from pipeline.stance.features import Candidate, model_candidates
 from pipeline.stance.model import fit, load_model, save_model
 
@@ -209,7 +210,7 @@ def test_train_stage_on_the_seed_snapshot_reads_train_split_gold_only(tmp_path: 
 
 def test_a_missing_or_broken_model_is_a_one_line_error(tmp_path: Path, pre: pa.Preannotator) -> None:
     cfg = dataclasses.replace(pre.params, stance_model=True)
-    assert pa.load(cfg, *RULES).provenance["stance_model"] == load_model(pa.BASE_MODEL).version  # the default
+    assert pa.load(cfg, *RULES).provenance["stance_model"] == load_model(BASE_MODEL).version  # the default
     with pytest.raises(ConfigError, match="stance model not found"):
         pa.load(cfg, *RULES, stance_model=tmp_path / "none.json")
     broken = tmp_path / "broken.json"

@@ -14,7 +14,7 @@ from pipeline.common.contract import SPLITS
 from pipeline.dataset import sections
 from pipeline.dataset.license import LICENSE_FILE
 from pipeline.dataset.rows import CONFIGS, SILVER, Schema, data_files
-from pipeline.evaluation.metrics import Preannotation
+from pipeline.quality.metrics import Preannotation
 
 ENTITY_DEFINITIONS = {
     "PERSON": "People, including fictional ones and named officials (\"Sergei Ryabkov\", \"Blinken\").",

@@ -12,7 +12,7 @@ from pipeline.common.contract import LabelSets
 from pipeline.common.errors import InputError
 from pipeline.common.provenance import sha256_text
 from pipeline.common.shards import read_objects
-from pipeline.evaluation import gold as gold_module
+from pipeline.gold import files as gold_module
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.commands import read_guidelines

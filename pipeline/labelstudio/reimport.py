@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.annotations import collect_tasks, identity_number, original_annotator, snapshots
 from pipeline.common.contract import is_int
 from pipeline.common.errors import BadRecords
 from pipeline.common.provenance import sha256_text
+from pipeline.human.snapshots import collect_tasks, identity_number, original_annotator, snapshots
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.index import TaskIndex
 

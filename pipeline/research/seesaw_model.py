@@ -24,7 +24,7 @@ from pipeline import train as tr
 from pipeline.common.errors import ConfigError, InputError
 from pipeline.common.jsonl import write_json
 from pipeline.entities.annotator import COMPONENT, Annotator
-from pipeline.evaluation.seesaw import Article, Tally, load_articles, match_name, predicted_triplets, seesaw_labels
+from pipeline.research.seesaw import Article, Tally, load_articles, match_name, predicted_triplets, seesaw_labels
 from pipeline.stance.features import Candidate, model_candidates
 from pipeline.stance.lexicon import load_lexicon
 from pipeline.stance.model import NONE, StanceModel, fit, save_model
@@ -54,7 +54,7 @@ def parse(articles: Sequence[Article], pre: pa.Preannotator, keep_docs: bool = F
 
     `mentions` may add the opt-in kinds of mention of features.model_candidates: "speakers", "nominals".
     """
-    from pipeline.evaluation.seesaw import to_record
+    from pipeline.research.seesaw import to_record
 
     annotator = pre.nlp.get_pipe(COMPONENT)
     assert isinstance(annotator, Annotator)

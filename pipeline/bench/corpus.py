@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.bench.preannotate import synthetic_corpus
 from pipeline.common.jsonl import atomic_writer, dumps
-from pipeline.evaluation.bench import synthetic_corpus
 
 SITES = ("apnews.com", "reuters.com", "example-daily.com", "winknews.com", "dailynation.today", "tass.com",
          "kyivindependent.com", "euronews.com", "aljazeera.com", "dw.com")

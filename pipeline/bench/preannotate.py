@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, TextIO
 from pipeline.common.config import section
 from pipeline.common.errors import ConfigError
 from pipeline.common.jsonl import dumps
+from pipeline.entities.annotator import COMPONENT, load_model
 
 if TYPE_CHECKING:
     from pipeline.preannotate import Preannotator
 
-STAGES = ("preannotate", "scale", "label-studio")  # scale: pipeline/evaluation/bench_scale.py, run by the CLI
+STAGES = ("preannotate", "scale", "label-studio")  # scale: pipeline/bench/scale.py, run by the CLI
 
 # Seed-like sentences: who said what about whom, in the register of the January 2022 security talks.
 _TEMPLATES = (
@@ -99,7 +100,7 @@ def bench_preannotate(
     texts = synthetic_corpus(docs)
     records = [{"id": f"bench-{i:06d}", "text": t} for i, t in enumerate(texts)]
     chars = sum(map(len, texts))
-    bare = stage.load_model(cfg.model)
+    bare = load_model(cfg.model)
     pre = stage.load(cfg, patterns, actors, lexicon, stance_model)
     _drain(bare.pipe(texts[:8]))  # warm-up: lazy initialisation stays out of the timings
     _drain(stage.preannotate(records[:8], pre))
@@ -148,8 +149,8 @@ def bench_preannotate(
             f"stage {rows[-1]['stage_docs_s'] / rows[0]['stage_docs_s']:.2f}x",
             file=out,
         )
-    own = rows[0]["component_cpu_s"] = _component_cpu(pre, stage.COMPONENT, texts, repeat)
-    print(f"{stage.COMPONENT} alone (rules, stance candidates and model, on parsed docs): {own:.2f} CPU s, "
+    own = rows[0]["component_cpu_s"] = _component_cpu(pre, COMPONENT, texts, repeat)
+    print(f"{COMPONENT} alone (rules, stance candidates and model, on parsed docs): {own:.2f} CPU s, "
           f"{own / rows[0]['stage_cpu_s']:.1%} of the stage's CPU in 1 process", file=out)
     return rows
 

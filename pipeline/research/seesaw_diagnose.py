@@ -29,8 +29,8 @@ from pathlib import Path
 
 from spacy.tokens import Doc, Span
 
-from pipeline.evaluation.seesaw import ALIASES, _same_word, _tokens, match_name
-from pipeline.evaluation.seesaw_model import Parsed, _load, recall_bound
+from pipeline.research.seesaw import ALIASES, _same_word, _tokens, match_name
+from pipeline.research.seesaw_model import Parsed, _load, recall_bound
 from pipeline.stance.features import PRONOUN_WINDOW, PRONOUNS, _pronoun_mentions
 from pipeline.stance.lexicon import Lexicon, load_lexicon
 from pipeline.stance.model import NONE

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from pipeline.annotations import Version
-from pipeline.evaluation import scoring
+from pipeline.human.snapshots import Version
+from pipeline.quality import scoring
 
 
 def _keys(version: dict[str, Any]) -> tuple[set[tuple], set[tuple]]:
@@ -78,7 +78,7 @@ def resolve(versions: list[Version], prediction: dict[str, Any]) -> tuple[dict[s
 
 
 def agreement(versions: list[Version]) -> dict[str, Any] | None:
-    """Mean pairwise entity span F1 and stance Cohen's kappa between annotators, via pipeline.evaluation.scoring."""
+    """Mean pairwise entity span F1 and stance Cohen's kappa between annotators, via pipeline.quality.scoring."""
     if len(versions) < 2:
         return None
     result = scoring.agreement([v.record() for v in versions])

@@ -1,7 +1,7 @@
 """The evaluate stage's accumulators: each takes labeled records one at a time and gives a metrics document and plot rows.
 
 Dataset statistics, annotation time, pre-annotation quality, correction effort and inter-annotator agreement.
-All scoring comes from `pipeline.evaluation.scoring`; these classes only group and sum.
+All scoring comes from `pipeline.quality.scoring`; these classes only group and sum.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from pipeline.common.contract import SPLITS, STATUSES, is_number
-from pipeline.evaluation import scoring
+from pipeline.quality import scoring
 
 
 class DatasetStats:

@@ -1,7 +1,7 @@
 """The scale benchmark: ingest -> preannotate -> merge -> evaluate -> publish on a generated corpus, beside bare libraries.
 
 Every stage runs as its own CLI child process (`python -m pipeline <stage>`), exactly as `dvc repro` runs it, and
-so does each bare-library baseline (`python -m pipeline.evaluation.bench_scale bare ...`): the wall time includes
+so does each bare-library baseline (`python -m pipeline.bench.scale bare ...`): the wall time includes
 interpreter start-up on both sides, and the peak memory is the child's `ru_maxrss` from `wait4` (its largest
 process, with the processes it started). Pre-annotation with the real model runs ~10-20 articles/s a core, so
 the scale rows use `blank:en` (tokenizer and the domain rules, no statistical model) and the real model's ratio
@@ -25,9 +25,9 @@ from typing import Any, TextIO
 
 import yaml
 
+from pipeline.bench.corpus import write_corpus
 from pipeline.common import shards
 from pipeline.common.errors import ConfigError, PipelineError
-from pipeline.evaluation.scale_corpus import write_corpus
 
 SCALE_MODEL = "blank:en"
 STAGES = ("ingest", "preannotate", "merge", "evaluate", "publish")
@@ -132,7 +132,7 @@ def _files(folder: Path) -> list[str]:
 
 
 def _bare(kind: str, *args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "pipeline.evaluation.bench_scale", "bare", kind, *map(str, args)]
+    return [sys.executable, "-m", "pipeline.bench.scale", "bare", kind, *map(str, args)]
 
 
 def _stage(stage: str, *args: str | Path) -> list[str]:
@@ -336,5 +336,5 @@ def _bare_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["bare"]:
-        raise SystemExit("usage: python -m pipeline.evaluation.bench_scale bare KIND ARGS...")
+        raise SystemExit("usage: python -m pipeline.bench.scale bare KIND ARGS...")
     _bare_main(sys.argv[2:])

@@ -23,9 +23,9 @@ from typing import Any, TextIO
 import requests
 import yaml
 
+from pipeline.bench.preannotate import synthetic_corpus
 from pipeline.common.errors import BadRecords, PipelineError
 from pipeline.common.jsonl import read_jsonl, write_jsonl
-from pipeline.evaluation.bench import synthetic_corpus
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.config import label_config

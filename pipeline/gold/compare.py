@@ -11,8 +11,8 @@ from pipeline.common.contract import label_sets
 from pipeline.common.errors import InputError
 from pipeline.common.jsonl import write_json
 from pipeline.common.shards import read_objects, read_records
-from pipeline.evaluation import scoring
-from pipeline.evaluation.gold import load_gold
+from pipeline.gold.files import load_gold
+from pipeline.quality import scoring
 
 
 def evaluate(gold: Path, articles: Path, predictions: Path, params: Path = DEFAULT_PARAMS) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Benchmarks (commands of the CLI, outside every stage's import closure)."""

@@ -1,1 +1,0 @@
-"""Evaluation tools: scoring functions, the seed gold, the SEESAW benchmark, the speed benchmark."""

@@ -1,0 +1,1 @@
+"""Quality: scoring functions and metric accumulators shared by the merge, evaluate and publish stages."""
