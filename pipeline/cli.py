@@ -316,6 +316,25 @@ def evaluate_seesaw(
                 limit=limit, by_rule=by_rule, errors_out=errors)
 
 
+@app.command("evaluate-re3d")
+def evaluate_re3d(
+    re3d: Annotated[Path, typer.Option("--re3d", help="The re3d folder (one sub-folder per source).")] = Path("../shared/eval/re3d"),
+    part: Annotated[str, typer.Option(help="tune, heldout or all (tune, heldout and both together).")] = "heldout",
+    params: ParamsOpt = Path("params.yaml"),
+    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
+    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
+    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
+    stance_model: StanceModelOpt = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here.")] = None,
+    errors: Annotated[Path | None, typer.Option(help="With --part tune only: write the error analysis (Markdown) here (keep it outside the repo).")] = None,
+) -> None:
+    """Entity and stance P/R/F1 of the pre-annotator on re3d, rules alone and the stance model, from one parse."""
+    from pipeline.research import re3d_eval
+
+    re3d_eval.main(root=re3d, part=part, params=params, patterns=patterns, actors=actors, lexicon=lexicon,
+                   stance_model=stance_model, output=output, errors=errors)
+
+
 @app.command()
 def evaluate(
     input: Annotated[Path, typer.Option("--input", help="Labeled articles (data/labeled.jsonl).")],
