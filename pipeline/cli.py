@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from pipeline import cli_research
+from pipeline.cli_options import ParamsOpt, StanceModelOpt
 from pipeline.common.errors import ConfigError, PipelineError
 
 app = typer.Typer(
@@ -23,12 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read the stage's section from.")]
-StanceModelOpt = Annotated[
-    Path | None,
-    typer.Option(help="Learned stance model (the train stage's output) for preannotate.stance_model; default: the "
-                      "committed base model resources/stance_model/seesaw.json."),
-]
 
 
 @app.command()
@@ -168,34 +164,6 @@ def train(
                patterns=patterns, actors=actors, lexicon=lexicon)
 
 
-@app.command("train-seesaw")
-def train_seesaw(
-    folder: Annotated[Path, typer.Argument(help="A folder in the SEESAW layout (articles/, annotations/, meta/).")],
-    output: Annotated[Path, typer.Option(help="The base model file.")] = Path("resources/stance_model/seesaw.json"),
-    cv: Annotated[bool, typer.Option("--cv", help="Only print 5-fold cross-validation by story on train (C, threshold).")] = False,
-    diagnose: Annotated[bool, typer.Option("--diagnose", help="Only print why train gold triplets are no candidate pair, by cause.")] = False,
-    speakers: Annotated[bool, typer.Option("--speakers", help="With --cv/--diagnose: a quote's speaker nearby is a holder (opt-in mention).")] = False,
-    nominals: Annotated[bool, typer.Option("--nominals", help="With --cv/--diagnose: 'the president' is an anaphor (opt-in mention).")] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N train articles.")] = None,
-    params: ParamsOpt = Path("params.yaml"),
-    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
-    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
-    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
-) -> None:
-    """Train the base stance model on SEESAW train (CC BY-NC-SA 4.0, and so are its weights) with the train: params."""
-    mentions = frozenset(name for name, on in (("speakers", speakers), ("nominals", nominals)) if on)
-    if diagnose:
-        from pipeline.research import seesaw_diagnose
-
-        seesaw_diagnose.main(folder=folder, params=params, patterns=patterns, actors=actors, lexicon=lexicon, limit=limit,
-                             mentions=mentions)
-        return
-    from pipeline.research import seesaw_model
-
-    seesaw_model.train_main(folder=folder, output=output, params=params, patterns=patterns, actors=actors,
-                            lexicon=lexicon, cv=cv, limit=limit, mentions=mentions)
-
-
 @app.command()
 def bench(
     stage: Annotated[str, typer.Argument(help="What to benchmark: preannotate, scale (every stage, at --articles), or "
@@ -287,54 +255,6 @@ def publish(
                push_to=push, dry_run=dry_run)
 
 
-@app.command("evaluate-seesaw")
-def evaluate_seesaw(
-    folder: Annotated[Path, typer.Argument(help="A folder in the SEESAW layout (articles/, annotations/, meta/).")],
-    params: ParamsOpt = Path("params.yaml"),
-    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
-    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
-    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
-    split: Annotated[str | None, typer.Option(help="Only this split (train or valid); default both, printed apart.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N articles (after the split filter).")] = None,
-    by_rule: Annotated[bool, typer.Option("--by-rule", help="Also print the precision of each stance rule.")] = False,
-    errors: Annotated[Path | None, typer.Option(help="Write false positives/negatives as JSONL here (keep it outside the repo).")] = None,
-    model: Annotated[Path | None, typer.Option(help="Also score this stance model beside the rules, from one parse.")] = None,
-    learning_curve: Annotated[Path | None, typer.Option(help="With --model: write the learning curve on valid here (JSON).")] = None,
-) -> None:
-    """Triplet precision, recall and F1 of the stance pre-annotator on SEESAW-layout data (POS=favor, NEG=against)."""
-    from pipeline.research import seesaw
-
-    if model is not None:
-        from pipeline.research import seesaw_model
-
-        seesaw_model.compare_main(folder=folder, model_path=model, params=params, patterns=patterns, actors=actors,
-                                  lexicon=lexicon, curve=learning_curve, limit=limit)
-        return
-    if learning_curve is not None:
-        raise ConfigError("--learning-curve needs --model")
-    seesaw.main(folder=folder, params=params, patterns=patterns, actors=actors, lexicon=lexicon, split=split,
-                limit=limit, by_rule=by_rule, errors_out=errors)
-
-
-@app.command("evaluate-re3d")
-def evaluate_re3d(
-    re3d: Annotated[Path, typer.Option("--re3d", help="The re3d folder (one sub-folder per source).")] = Path("../shared/eval/re3d"),
-    part: Annotated[str, typer.Option(help="tune, heldout or all (tune, heldout and both together).")] = "heldout",
-    params: ParamsOpt = Path("params.yaml"),
-    patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
-    actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
-    lexicon: Annotated[Path, typer.Option(help="Stance cue lexicon.")] = Path("resources/stance_cues.yaml"),
-    stance_model: StanceModelOpt = None,
-    output: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here.")] = None,
-    errors: Annotated[Path | None, typer.Option(help="With --part tune only: write the error analysis (Markdown) here (keep it outside the repo).")] = None,
-) -> None:
-    """Entity and stance P/R/F1 of the pre-annotator on re3d, rules alone and the stance model, from one parse."""
-    from pipeline.research import re3d_eval
-
-    re3d_eval.main(root=re3d, part=part, params=params, patterns=patterns, actors=actors, lexicon=lexicon,
-                   stance_model=stance_model, output=output, errors=errors)
-
-
 @app.command()
 def evaluate(
     input: Annotated[Path, typer.Option("--input", help="Labeled articles (data/labeled.jsonl).")],
@@ -373,6 +293,10 @@ def evaluate_gold(
     from pipeline.gold import compare as stage
 
     stage.evaluate_main(gold=gold, articles=articles, predictions=predictions, output=output, params=params)
+
+
+# Research commands on evaluation data (SEESAW, re3d) live in cli_research.py, on this same app.
+app.registered_commands += cli_research.app.registered_commands
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy
 from spacy.tokens import Doc
 
 from pipeline import preannotate as pa
@@ -45,7 +46,17 @@ class Parsed:
     cands: list[Candidate]
     labels: list[str | None]  # None: an end matches no SEESAW name, the pair cannot be judged
     keys: list[tuple[str, str, str] | None]  # (sentence id, holder name, target name) of each candidate
-    doc: Doc | None = None  # the parse, kept only when asked (the diagnosis reads it)
+    doc: Doc | None = None  # the parse, kept only when asked (the diagnosis and the encoder read it)
+    vectors: numpy.ndarray | None = None  # the candidates' dense vectors, for a model with an encoder
+
+
+def add_vectors(parsed: Sequence[Parsed]) -> None:
+    """Compute each article's candidate vectors from its kept parse (one encoder pass per sentence)."""
+    from pipeline.stance.vectors import pair_vectors
+
+    for p in parsed:
+        assert p.doc is not None, "parse with keep_docs=True to encode"
+        p.vectors = pair_vectors(p.doc, p.cands)
 
 
 def parse(articles: Sequence[Article], pre: pa.Preannotator, keep_docs: bool = False,
@@ -141,7 +152,8 @@ def model_triplets(p: Parsed, model: StanceModel, threshold: float) -> tuple[dic
     fired = {(s["holder"], s["target"]): s["label"] for s in p.rule_stances}
     best: dict[tuple[str, str, str, str], tuple[float, str]] = {}
     unmatched = 0
-    for cand, key, row in zip(p.cands, p.keys, model.proba(p.cands), strict=True):
+    for cand, key, row in zip(p.cands, p.keys, model.proba(p.cands, p.vectors if model.uses_encoder else None),
+                              strict=True):
         k = 1 + int(row[1:].argmax())
         if row[k] < threshold:
             continue

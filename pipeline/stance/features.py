@@ -61,6 +61,9 @@ class Candidate:
     cues: tuple[tuple[int, str], ...]  # (token index, label) of cue words on the path, then elsewhere between
     anchor: int  # the token joining the two ends in the parse (their lowest common head)
     at: int = -1  # first token of the holder's mention in this sentence (the pronoun's when it is one)
+    h_end: int = -1  # end of that mention (token index, exclusive)
+    t_start: int = -1  # the target's mention in this sentence, as for the holder
+    t_end: int = -1
 
     def cue_for(self, label: str) -> int:
         """The token that best carries `label` for this pair: its first cue of that label, else any cue, else the anchor."""
@@ -223,7 +226,7 @@ def pair_features(
     if t.kb_id_:
         feats.append("t_actor")
     anchor = top if top is not None else t_root
-    return Candidate(holder, target, tuple(dict.fromkeys(feats)), tuple(cues), anchor, h.start)
+    return Candidate(holder, target, tuple(dict.fromkeys(feats)), tuple(cues), anchor, h.start, h.end, t.start, t.end)
 
 
 def _anaphor(span: Span) -> str:

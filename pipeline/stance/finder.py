@@ -21,6 +21,7 @@ from pipeline.stance.model import StanceModel
 from pipeline.stance.parse import Context, conditional
 from pipeline.stance.rules import adjectives, nouns, prepositions, speech_sentiment, verbs
 from pipeline.stance.scores import rule_score, stance
+from pipeline.stance.vectors import pair_vectors
 
 # The rule families register themselves in the registry when imported; naming them here imports them.
 RULE_MODULES = (verbs, nouns, adjectives, prepositions, speech_sentiment)
@@ -80,7 +81,7 @@ def model_stances(
     if not cands:
         return []
     fired = {(s["holder"], s["target"]): s for s in rule_stances}
-    probs = model.proba(cands)
+    probs = model.proba(cands, pair_vectors(doc, cands) if model.uses_encoder else None)
     best_of: dict[tuple[int, int], dict] = {}
     for cand, row in zip(cands, probs, strict=True):
         best = 1 + int(numpy.argmax(row[1:]))

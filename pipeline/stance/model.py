@@ -52,6 +52,8 @@ class StanceModel:
     training: Training
     base: StanceModel | None = None
     base_weights: tuple[tuple[float, ...], ...] = ()  # per base label other than none: a weight per label
+    encoder: str = ""  # the encoder and pooling of the dense pair vectors (stance/vectors.py); "" = none
+    dense: tuple[tuple[float, ...], ...] = ()  # per dense dimension: a weight per label
 
     def __post_init__(self) -> None:
         index = {name: k for k, name in enumerate(sorted(self.weights))}
@@ -59,8 +61,8 @@ class StanceModel:
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_matrix", matrix.reshape(len(index), len(self.labels)))
 
-    def logits(self, cands: Sequence[Candidate]) -> numpy.ndarray:
-        """Unnormalised scores, one row per candidate and one column per label."""
+    def logits(self, cands: Sequence[Candidate], vectors: numpy.ndarray | None = None) -> numpy.ndarray:
+        """Unnormalised scores, one row per candidate and one column per label (`vectors`: dense, when it reads them)."""
         index: dict[str, int] = self._index  # type: ignore[attr-defined]
         matrix: numpy.ndarray = self._matrix  # type: ignore[attr-defined]
         # All candidates of a call at once: one 0/1 row per candidate, one sparse product.
@@ -72,18 +74,27 @@ class StanceModel:
                     cols.append(k)
         x = csr_matrix((numpy.ones(len(rows)), (rows, cols)), shape=(len(cands), len(index)))
         out = numpy.asarray(x @ matrix) + numpy.array(self.intercept, dtype=numpy.float64)
+        if self.dense and len(cands):
+            if vectors is None or vectors.shape != (len(cands), len(self.dense)):
+                raise ValueError(f"this model reads {len(self.dense)} dense features per candidate ({self.encoder})")
+            out += vectors.astype(numpy.float64) @ numpy.array(self.dense, dtype=numpy.float64)
         if self.base is not None and len(cands):
-            out += self.base.log_odds(cands) @ numpy.array(self.base_weights, dtype=numpy.float64)
+            out += self.base.log_odds(cands, vectors) @ numpy.array(self.base_weights, dtype=numpy.float64)
         return out
 
-    def log_odds(self, cands: Sequence[Candidate]) -> numpy.ndarray:
+    @property
+    def uses_encoder(self) -> bool:
+        """Whether this model or its base reads dense pair vectors."""
+        return bool(self.dense) or (self.base is not None and self.base.uses_encoder)
+
+    def log_odds(self, cands: Sequence[Candidate], vectors: numpy.ndarray | None = None) -> numpy.ndarray:
         """Each label other than `none` against `none`, in log-odds: the features a stacked model reads."""
-        z = self.logits(cands)
+        z = self.logits(cands, vectors)
         return z[:, 1:] - z[:, :1]
 
-    def proba(self, cands: Sequence[Candidate]) -> numpy.ndarray:
+    def proba(self, cands: Sequence[Candidate], vectors: numpy.ndarray | None = None) -> numpy.ndarray:
         """Probability of each label (columns in `labels` order) for each candidate."""
-        z = self.logits(cands)
+        z = self.logits(cands, vectors)
         z -= z.max(axis=1, keepdims=True)
         e = numpy.exp(z)
         return e / e.sum(axis=1, keepdims=True)
@@ -101,6 +112,8 @@ class StanceModel:
                          "gold_articles": t.gold_articles, "licence": t.licence, "params": dict(t.params)},
             "base": self.base.as_dict() if self.base is not None else None,
             "base_weights": [list(w) for w in self.base_weights],
+            # absent without an encoder, so a sparse-only model's file (and version) is what it always was
+            **({"encoder": self.encoder, "dense": [list(w) for w in self.dense]} if self.dense else {}),
         }
 
     def dumps(self) -> str:
@@ -135,7 +148,17 @@ def from_dict(doc: Any, where: str) -> StanceModel:
         base_weights = tuple(tuple(float(x) for x in row) for row in doc.get("base_weights") or ())
         if base is not None and (len(base_weights) != len(base.labels) - 1 or any(len(r) != width for r in base_weights)):
             raise ConfigError(f"{where}: base_weights must be {len(base.labels) - 1} rows of {width} numbers")
-        return StanceModel(labels, weights, tuple(float(x) for x in doc["intercept"]), training, base, base_weights)
+        dense = tuple(tuple(float(x) for x in row) for row in doc.get("dense") or ())
+        if any(len(r) != width for r in dense):
+            raise ConfigError(f"{where}: dense must be rows of {width} numbers")
+        if dense:
+            from pipeline.stance.vectors import WIDTH, encoder_name
+
+            if len(dense) != WIDTH or doc.get("encoder") != encoder_name():
+                raise ConfigError(f"{where}: trained on encoder {doc.get('encoder')!r} ({len(dense)} dimensions), this "
+                                  f"code computes {encoder_name()!r} ({WIDTH}): retrain it")
+        return StanceModel(labels, weights, tuple(float(x) for x in doc["intercept"]), training, base, base_weights,
+                           str(doc.get("encoder") or ""), dense)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{where}: malformed stance model ({type(exc).__name__}: {exc})") from None
 
@@ -164,11 +187,14 @@ def save_model(model: StanceModel, path: Path) -> None:
         handle.write(model.dumps())
 
 
-def data_hash(examples: Sequence[tuple[Candidate, str]], base: StanceModel | None) -> str:
-    """sha256 of the training pairs' features and labels, in order, and of the base model's version."""
+def data_hash(examples: Sequence[tuple[Candidate, str]], base: StanceModel | None,
+              vectors: numpy.ndarray | None = None) -> str:
+    """sha256 of the training pairs' features and labels, in order, of the base model's version and of the vectors."""
     digest = hashlib.sha256((base.version if base is not None else "").encode())
     for cand, label in examples:
         digest.update(json.dumps([cand.features, label]).encode() + b"\n")
+    if vectors is not None:
+        digest.update(numpy.round(vectors.astype(numpy.float64), 4).tobytes())
     return digest.hexdigest()
 
 
@@ -183,10 +209,13 @@ def fit(
     gold_articles: int,
     licence: str,
     base: StanceModel | None = None,
+    vectors: numpy.ndarray | None = None,
+    encoder: str = "",
 ) -> StanceModel:
     """Fit the model on (candidate, label) pairs; labels are `none` then `labels` (those present or not).
 
-    Features seen in fewer than `min_count` pairs are dropped. With `base`, its log-odds are extra features.
+    Features seen in fewer than `min_count` pairs are dropped. With `base`, its log-odds are extra features;
+    `vectors` (one row per pair) are what the base reads, and with `encoder` (their name) dense features too.
     """
     from scipy.sparse import csr_matrix, hstack
     from sklearn.linear_model import LogisticRegression
@@ -204,8 +233,11 @@ def fit(
                 rows.append(n)
                 cols.append(k)
     x = csr_matrix((numpy.ones(len(rows)), (rows, cols)), shape=(len(examples), len(names)))
+    width = vectors.shape[1] if vectors is not None and encoder else 0
+    if width:
+        x = hstack([x, csr_matrix(numpy.asarray(vectors, dtype=numpy.float64))], format="csr")
     if base is not None:
-        x = hstack([x, csr_matrix(base.log_odds([cand for cand, _ in examples]))], format="csr")
+        x = hstack([x, csr_matrix(base.log_odds([cand for cand, _ in examples], vectors))], format="csr")
     y = numpy.array([classes.index(lab) for _, lab in examples])
     present = sorted(set(y.tolist()))
     if len(present) < 2:
@@ -226,7 +258,11 @@ def fit(
 
     weights = {name: tuple(r(v) for v in full[:, k]) for name, k in index.items()}
     weights = {name: w for name, w in weights.items() if any(w)}
-    base_weights = tuple(tuple(r(v) for v in full[:, len(names) + j]) for j in range(x.shape[1] - len(names)))
+    dense = tuple(tuple(r(v) for v in full[:, len(names) + j]) for j in range(width))
+    first_base = len(names) + width
+    base_weights = tuple(tuple(r(v) for v in full[:, first_base + j]) for j in range(x.shape[1] - first_base))
     params = {"C": c, "min_count": min_count, "max_iter": max_iter}
-    training = Training(data_hash(examples, base), tuple(sources), len(examples), gold_articles, licence, params)
-    return StanceModel(classes, weights, tuple(r(v) for v in bias), training, base, base_weights)
+    training = Training(data_hash(examples, base, vectors), tuple(sources), len(examples), gold_articles, licence,
+                        params)
+    return StanceModel(classes, weights, tuple(r(v) for v in bias), training, base, base_weights,
+                       encoder if width else "", dense)
