@@ -525,3 +525,12 @@ def test_unknown_rule_name_is_an_error():
     with pytest.raises(ValueError, match="no lexicon section has cues of part of speech 'ADV'"):
         registry.cue_rule("adverbs", pos="ADV", emits=("svo",))
     assert [entry.name for entry in registry.rules()] == list(registry.ORDER)  # the refused rules left no trace
+
+
+def test_no_cue_key_holds_a_quote_mark() -> None:
+    """`crack down "on":` in YAML is the key 'crack down "on"', a cue that can never match: quote the whole key."""
+    from pipeline.stance.lexicon import load_lexicon
+
+    lexicon = load_lexicon(Path(__file__).resolve().parents[1] / "resources" / "stance_cues.yaml")
+    quoted = [c.key for group in lexicon.cues.values() for c in group if '"' in c.key or "'" in c.key]
+    assert not quoted, f"cue keys with quote marks (never match): {quoted}"
