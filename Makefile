@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 # Stage commands in dvc.yaml call `python`: make it the project's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint setup clean-venv
+.PHONY: run test test-fast lint setup clean-venv
 
 run: setup
 	$(BIN)/dvc repro
 
 test: setup test-deps lint
 	$(BIN)/python -m pytest
+
+# The fast tier: no Label Studio server, no browser, no slow end-to-end run.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not integration and not browser and not slow"
 
 # Lint (rules in pyproject.toml) and types, both pinned in requirements.lock.
 lint: setup

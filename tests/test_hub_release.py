@@ -286,7 +286,7 @@ def test_access_defaults_to_private_for_the_research_only_licence(tmp_path: Path
 
 def test_the_readmes_dry_run_example_is_what_the_dry_run_prints(tmp_path: Path, fake: FakeHub,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """README "Publishing the dataset": a card-only change after v0.1.0, dry-run as v0.1.1 (byte sizes aside)."""
+    """docs/publishing.md "Releasing a version": a card-only change after v0.1.0, dry-run as v0.1.1 (byte sizes aside)."""
     import re
 
     out, man, cfg = build(tmp_path, "ds", version="0.1.0")
@@ -297,7 +297,7 @@ def test_the_readmes_dry_run_example_is_what_the_dry_run_prints(tmp_path: Path, 
                dry_run=True)
     sizes = lambda line: re.sub(r"[\d,]+ bytes", "N bytes", line)  # noqa: E731
     printed = [sizes(line.replace(REPO, "my-org/geonews")) for line in capsys.readouterr().out.splitlines()]
-    readme = (ROOT / "README.md").read_text().split("**The dry run shows the Hub's side**", 1)[1]
+    readme = (ROOT / "docs" / "publishing.md").read_text().split("**The dry run shows the Hub's side**", 1)[1]
     example = re.search(r"```text\n(.*?)```", readme, flags=re.DOTALL)
     assert example
     shown = [sizes(line) for line in example.group(1).splitlines() if line.strip() != "..."]

@@ -25,7 +25,7 @@ class Penalties:
 
 @dataclass(frozen=True)
 class Scores:
-    """Entity scores by where the entity comes from (see README "Pre-annotation")."""
+    """Entity scores by where the entity comes from (see docs/preannotation.md)."""
 
     agreed: float
     domain: float

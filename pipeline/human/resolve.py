@@ -1,6 +1,6 @@
 """Resolution of several annotators' versions of one article into its published labels, and their agreement.
 
-The rule (documented in the README and the dataset card):
+The rule (documented in docs/publishing.md and the dataset card):
 1. an annotation a reviewer marked `ground_truth` in Label Studio wins (the latest one if several);
 2. otherwise an item (entity = start, end, label; stance = holder span, target span, label) is kept
    when more than half of the annotators have it; on an exact tie the machine's proposal is the

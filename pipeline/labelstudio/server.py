@@ -47,7 +47,7 @@ QUIET_ENV = {
 # Label Studio 1.23's own feature flag (read from the environment) for the predictions import: with it off,
 # every `import/predictions` call recounts all the project's tasks (6 s a call at 10,000 tasks), with it on only
 # the tasks it touched (0.5 s). On unless the environment says false (to measure the difference); a team server
-# should set it too (README "Sync at scale").
+# should set it too (docs/scaling-and-benchmarks.md).
 FAST_IMPORT_FLAG = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
 
 

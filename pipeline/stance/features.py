@@ -6,7 +6,7 @@ nearest preceding named entity it can refer to ("he" a PERSON, "they"/"it" an or
 no more than PRONOUN_WINDOW sentences back: the pair's ends are then that entity's index, its features
 are read at the pronoun and say so (`h_pron`, `t_pron`). Two opt-in kinds of mention, off in the
 pre-annotator and the model (5-fold CV by story on SEESAW train: recall bound 44.9% -> 48.9%, F1 at
-equal precision unchanged; README "The learned stance model"): with `nominals`, a definite title noun
+equal precision unchanged; docs/stance-quality.md "The learned stance model"): with `nominals`, a definite title noun
 ("the president", "the administration": NOMINALS) is an anaphor like a pronoun (`h_nominal`); with
 `speakers`, a sentence that holds or continues a quote and names no speaker of its own has the quote's
 speaker as a holder, read at the sentence's root (`h_speaker`): the entity that is the subject of a verb
