@@ -64,12 +64,12 @@ def _synthetic(n: int, seed: int) -> tuple[list[tuple[Candidate, str]], numpy.nd
     return [(Candidate(0, 1, ("bias",), (), 0), str(lab)) for lab in labels], x
 
 
-def _fit(pairs: list[tuple[Candidate, str]], x: numpy.ndarray):  # noqa: ANN202
+def _fit(pairs: list[tuple[Candidate, str]], x: numpy.ndarray):
     return fit(pairs, LABELS, c=1.0, min_count=1, max_iter=500, sources=("test",), gold_articles=0, licence="test",
                vectors=x, encoder=encoder_name())
 
 
-def _accuracy(model, pairs: list[tuple[Candidate, str]], x: numpy.ndarray) -> float:  # noqa: ANN001
+def _accuracy(model, pairs: list[tuple[Candidate, str]], x: numpy.ndarray) -> float:
     predicted = numpy.array(model.labels)[model.proba([c for c, _ in pairs], x).argmax(axis=1)]
     return float((predicted == numpy.array([lab for _, lab in pairs])).mean())
 

