@@ -95,7 +95,8 @@ def train_encoder(
     output: Annotated[Path, typer.Option(help="The model file.")] = Path("resources/stance_model/encoder.json"),
     c: Annotated[float, typer.Option(min=1e-6, help="Inverse L2 regularisation (chosen by cross-validation on re3d tune).")] = 0.03,
     re3d_weight: Annotated[int, typer.Option(min=0, help="Times each re3d tune pair counts against a SEESAW pair.")] = 20,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N SEESAW train articles.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N SEESAW articles.")] = None,
+    learning_curve: Annotated[Path | None, typer.Option(help="Also write SEESAW valid P/R/F1 by share of train stories here.")] = None,
     params: ParamsOpt = Path("params.yaml"),
     patterns: PatternsOpt = Path("resources/entity_patterns.yaml"),
     actors: ActorsOpt = Path("resources/actors.yaml"),
@@ -104,7 +105,8 @@ def train_encoder(
     """Train the encoder stance model (pair features + all-MiniLM-L6-v2 vectors) on SEESAW train and re3d tune."""
     from pipeline.research import encoder_model
 
-    encoder_model.train_main(seesaw, re3d, output, params, patterns, actors, lexicon, c, re3d_weight, limit)
+    encoder_model.train_main(seesaw, re3d, output, params, patterns, actors, lexicon, c, re3d_weight, limit,
+                             learning_curve)
 
 
 @app.command("compare-stances")

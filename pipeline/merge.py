@@ -131,7 +131,7 @@ def merge(
                 prev = latest.get(version.annotator)
                 if prev is not None:
                     report.superseded += 1
-                    if prev[0].updated_at > version.updated_at:  # on a tie the later snapshot (read later) wins
+                    if prev[0].time > version.time:  # as instants; on a tie the later snapshot (read later) wins
                         continue
                 latest[version.annotator] = (version, where)
         versions = [latest[a][0] for a in sorted(latest)]

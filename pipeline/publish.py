@@ -64,7 +64,7 @@ class PublishConfig:
 
     def validate(self) -> str | None:
         """Why the section can't be used (version, label sets, limits), or None."""
-        if not SEMVER.match(self.version):
+        if not SEMVER.fullmatch(self.version):
             return f"version must be a semantic version MAJOR.MINOR.PATCH, got {self.version!r}"
         if problem := labels_problem(self.entity_labels, self.stance_ends, self.stance_labels):
             return problem

@@ -111,7 +111,7 @@ def gold_articles(
                 version = parse_annotation(ann, text, {}, link, f"{where} annotation {ann.get('id')}", bad,
                                            entity_labels=merge_cfg.entity_labels, stance_labels=merge_cfg.stance_labels)
                 if version is not None and (version.annotator not in latest
-                                            or latest[version.annotator].updated_at <= version.updated_at):
+                                            or latest[version.annotator].time <= version.time):
                     latest[version.annotator] = version
         if latest:
             # Several annotators: merge's rule; a tie has no model proposal to break it here, so it is left out.

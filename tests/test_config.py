@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from pipeline.common.config import from_mapping, section
+from pipeline.common.config import from_mapping, load_params, section
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 
 
@@ -135,3 +135,74 @@ def test_a_key_given_twice_is_an_error_naming_its_line(tmp_path: Path) -> None:
     params.write_text("test:\n  model: m\n  model: n\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"^{tmp_path}/params.yaml:3: invalid YAML: duplicate key 'model'$"):
         section(Cfg, "test", params)
+
+
+def _laughs(levels: int = 9) -> str:
+    """The "billion laughs": each level a list of nine aliases of the level below (9**levels strings in all)."""
+    lines = ['lol0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"lol{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("test:\n  labels: " + "[" * 5000 + "]" * 5000 + "\n", ":2: invalid YAML: nested deeper than 100 levels"),
+        ("test:\n" + "  - " * 5000 + "x\n", ":2: invalid YAML: nested deeper than 100 levels"),
+        ("test: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", ":1: invalid YAML: nested deeper than 100 levels"),
+        (_laughs(), ":5: invalid YAML: aliases stand for more than 10000 nodes"),
+        ("a: &x 1\nb: [" + ", ".join(["*x"] * 1001) + "]\n", ":2: invalid YAML: more than 1000 aliases in one document"),
+        ("a: &x [1, *x]\n", ":1: invalid YAML: alias *x refers to a node that contains it"),
+    ],
+    ids=["flow-lists", "block-lists", "flow-maps", "billion-laughs", "many-aliases", "recursive-alias"],
+)
+def test_a_yaml_bomb_is_one_line_config_error_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    import time
+    import tracemalloc
+
+    params = tmp_path / "params.yaml"
+    params.write_text(text, encoding="utf-8")
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            load_params(params)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 5 and peak < 50 * 2**20
+    assert str(caught.value) == f"{params}{message}" and caught.value.exit_code == 2
+
+
+def test_reasonable_aliases_and_nesting_are_read(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("labels: &l [GPE, ORG]\ntest: {labels: *l, deep: " + "[" * 50 + "]" * 50 + "}\n", encoding="utf-8")
+    data = load_params(params)
+    assert data["test"]["labels"] == ["GPE", "ORG"] and data["labels"] == ["GPE", "ORG"]
+
+
+def test_a_yaml_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    from pipeline.common.config import MAX_YAML_CHARS
+
+    params = tmp_path / "params.yaml"
+    params.write_text("a: '" + "x" * MAX_YAML_CHARS + "'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{params}: more than 2,000,000 characters, too large for a YAML file"):
+        load_params(params)
+
+
+def test_an_error_line_quoting_a_huge_value_is_cut(tmp_path: Path) -> None:
+    """A value is quoted in an error at a readable length, and a YAML error line is cut to MAX_ERROR_CHARS."""
+    from pipeline.common.errors import MAX_ERROR_CHARS
+
+    params = tmp_path / "params.yaml"
+    aliases = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 3)}]\n" for i in range(1, 7))
+    params.write_text(f"l0: &l0 ['{'x' * 5000}', b, c]\n{aliases}test:\n  model: *l6\n  labels: []\n  mode: a\n",
+                      encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        section(Cfg, "test", params)
+    assert str(caught.value).startswith(f"{params}:test.model: expected str, got list [[[")
+    assert len(str(caught.value)) < 400 and "\n" not in str(caught.value)
+    params.write_text("a: ['" + "x" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_params(params)
+    assert len(str(caught.value)) <= MAX_ERROR_CHARS and "\n" not in str(caught.value)

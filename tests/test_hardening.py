@@ -422,3 +422,22 @@ def test_pull_refuses_a_redirect_to_another_host(redirecting: tuple[str, str, li
         api.get("/api/projects", what="listing")
     assert seen == [f"{url.rsplit(':', 1)[1]} /api/projects"]  # the other host was never asked
 
+
+
+def test_yaml_bombs_in_params_and_gold_are_one_line_errors(tmp_path: Path) -> None:
+    """5,000 nested lists in params (a RecursionError traceback before) and in a gold file: one `error:` line each."""
+    from pipeline.gold.files import GoldError, read_gold_files
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(BODY, encoding="utf-8")
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  language: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    result = _cli("ingest", "--corpus", str(corpus), "--output", str(tmp_path / "a.jsonl"), "--report",
+                  str(tmp_path / "r.json"), "--patterns", str(PATTERNS), "--params", str(params))
+    assert (result.returncode, result.stderr) == (
+        ConfigError.exit_code, f"error: {params}:2: invalid YAML: nested deeper than 100 levels\n")
+    gold = tmp_path / "gold.yaml"
+    gold.write_text("source_file: a.txt\nsentences:\n" + "- " * 5000 + "x\n", encoding="utf-8")
+    with pytest.raises(GoldError, match=rf"^{gold}:3: invalid YAML: nested deeper than 100 levels$"):
+        read_gold_files(gold)

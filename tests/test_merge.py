@@ -428,3 +428,37 @@ def test_every_snapshot_is_merged_whatever_server_it_came_from(tmp_path: Path, m
     assert report["gold_sources"][russia["id"]]["annotator-1"].endswith(SNAPSHOT)
     assert [Path(s["path"]).name for s in report["snapshots"]] == [SNAPSHOT, "20220201T000000Z.jsonl"]
     assert "b@x.org" not in (tmp_path / "labeled.jsonl").read_text()
+
+
+def test_the_latest_version_is_the_latest_instant_not_the_largest_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`10:30+02:00` is 08:30 UTC: older than `09:00Z` although it sorts after it as text."""
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    newer = tasks[3]["annotations"][0]  # article D's only annotation, by annotator 4, stamped 09:00Z
+    older = {**newer, "id": 107, "updated_at": "2022-01-12T10:30:00+02:00",
+             "result": [r for r in newer["result"] if r["type"] == "labels"][:1]}
+    tasks[3]["annotations"].append(older)  # read after the newer one
+    out, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks)
+    moscow = next(r for r in out if r["title"] == "Moscow warns")
+    [version] = moscow["annotations"]
+    assert version["annotation_id"] == 106 and len(version["entities"]) > 1
+    assert not report["bad_records"] or all("updated_at" not in p["error"] for p in report["bad_records"])
+
+
+def test_ground_truth_latest_compares_instants() -> None:
+    entity = {"start": 0, "end": 3, "label": "GPE", "text": "abc", "actor": None}
+    older = Version("annotator-1", 1, [], [], None, True, "2022-01-12T10:30:00+02:00")
+    newer = Version("annotator-2", 2, [entity], [], None, True, "2022-01-12T09:00:00.000000Z")
+    final, rule, _ = resolve([older, newer], {"entities": [], "stances": []})
+    assert rule == "ground_truth" and final["entities"] == [entity]
+
+
+def test_an_unparseable_timestamp_is_a_bad_record_naming_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    tasks[3]["annotations"][0]["updated_at"] = "12/01/2022 09:00"
+    out, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), tasks)
+    assert next(r for r in out if r["title"] == "Moscow warns")["status"] == "silver"
+    [problem] = [p for p in report["bad_records"] if "updated_at" in p["error"]]
+    assert problem["where"].endswith(f"{SNAPSHOT}:4 annotation 106")
+    assert problem["error"] == "updated_at '12/01/2022 09:00' is not an ISO-8601 timestamp; annotation skipped"

@@ -301,6 +301,14 @@ def test_missing_guidelines_file_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "dataset").exists()
 
 
+@pytest.mark.parametrize("version", ['"0.1.0\\n"', '"0.1.0 "', "v0.1.0", "01.2.3"])
+def test_a_version_must_be_exactly_major_minor_patch(tmp_path: Path, version: str) -> None:
+    """The whole string is matched: a final line break ("0.1.0\\n" in YAML) is no version."""
+    with pytest.raises(ConfigError, match=r"version must be a semantic version MAJOR\.MINOR\.PATCH"):
+        stage.load_config(write_params(tmp_path, version))
+    stage.load_config(write_params(tmp_path, "0.1.0"))
+
+
 def test_bad_label_set_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stance_labels must not contain 'none'"):
         stage.load_config(write_params(tmp_path, stance_labels="[against, none]"))

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import spacy
 from spacy.tokens import Doc, Span
 
-from pipeline.stance.features import PRONOUN_WINDOW, Candidate, _Parse, candidates
-from pipeline.stance.finder import model_stances
+from pipeline.stance import features
+from pipeline.stance.features import (
+    MAX_PAIR_NEIGHBOURS,
+    PRONOUN_WINDOW,
+    Candidate,
+    _Parse,
+    candidates,
+    model_candidates,
+)
+from pipeline.stance.finder import find_stances, model_stances
 from pipeline.stance.lexicon import load_lexicon
 from pipeline.stance.model import StanceModel, Training, fit
 
@@ -223,3 +232,46 @@ def test_a_definite_title_noun_stands_for_the_entity_met_before() -> None:
     ispans = [Span(indefinite, 0, 1, label="PERSON"), Span(indefinite, 6, 7, label="GPE")]
     indefinite.ents = ispans
     assert candidates(indefinite, ispans, ["PERSON", "GPE"], LEXICON, [], pronouns=True, nominals=True) == []
+
+
+def _listed(n: int, cue: str = "attacked") -> tuple[Doc, list[Span]]:
+    """ "A1 , A2 , ... A{n} attacked B ." in one sentence: A1 the subject, the others its conjuncts, B the object."""
+    words: list[str] = []
+    for k in range(1, n + 1):
+        words += [f"A{k}", ","] if k < n else [f"A{k}"]
+    verb = len(words)
+    words += [cue, "B", "."]
+    heads = [verb if i == 0 else 0 for i in range(verb)] + [verb, verb, verb]
+    deps = ["nsubj" if i == 0 else "conj" if w != "," else "punct" for i, w in enumerate(words[:verb])]
+    deps += ["ROOT", "dobj", "punct"]
+    ents = [(i, i + 1, "GPE") for i, w in enumerate(words) if w[0] in "AB"]
+    lemmas = [w.lower() if w != cue else "attack" for w in words]
+    return parsed(words, heads, deps, ents, lemmas)
+
+
+def test_an_ordinary_sentence_keeps_every_pair_under_the_neighbour_bound(monkeypatch) -> None:
+    """Up to MAX_PAIR_NEIGHBOURS + 1 mentions in a sentence: every ordered pair, the same candidates as unbounded."""
+    doc, spans = _listed(MAX_PAIR_NEIGHBOURS)  # with B: MAX_PAIR_NEIGHBOURS + 1 mentions
+    rules = find_stances(doc, spans, LEXICON, ["GPE"])
+    bounded = model_candidates(doc, spans, ["GPE"], LEXICON, rules)
+    monkeypatch.setattr(features, "MAX_PAIR_NEIGHBOURS", 10**6)
+    assert model_candidates(doc, spans, ["GPE"], LEXICON, rules) == bounded
+    n = len(spans)
+    assert sorted((c.holder, c.target) for c in bounded) == [(i, j) for i in range(n) for j in range(n) if i != j]
+
+
+def test_1000_entities_in_one_sentence_cost_linear_time() -> None:
+    """A list of 1,000 names in one sentence (a million pairs before the bound) gives each mention its nearest ones."""
+    doc, spans = _listed(999)
+    started = time.perf_counter()
+    rules = find_stances(doc, spans, LEXICON, ["GPE"])
+    cands = model_candidates(doc, spans, ["GPE"], LEXICON, rules)
+    assert time.perf_counter() - started < 5
+    assert len(spans) == 1000 and len(rules) == 999  # every name of the list attacked B
+    pairs = {(c.holder, c.target) for c in cands}
+    assert len(pairs) == len(cands) <= 2 * MAX_PAIR_NEIGHBOURS * len(spans)
+    assert {(0, 1), (1, 0), (500, 500 + MAX_PAIR_NEIGHBOURS // 2), (500 + MAX_PAIR_NEIGHBOURS // 2, 500)} <= pairs
+    assert (0, 998) not in pairs and (500, 0) not in pairs
+    # the last name's neighbours include B right after it, and every rule stance's pair that is near stays a candidate
+    assert (998, 999) in pairs and (999, 998) in pairs
+    assert any("rule" in c.features for c in cands if (c.holder, c.target) == (998, 999))

@@ -24,6 +24,7 @@ import requests
 import yaml
 
 from pipeline.bench.preannotate import synthetic_corpus
+from pipeline.common.config import load_params
 from pipeline.common.errors import BadRecords, PipelineError
 from pipeline.common.jsonl import read_jsonl, write_jsonl
 from pipeline.labelstudio import server as ls_server
@@ -155,7 +156,7 @@ def bench_label_studio(n: int, params: Path, url: str, token: str, out: TextIO =
     """Time the four modes on server `url` (fresh projects named after `title`); print and return the rows."""
     with tempfile.TemporaryDirectory(prefix="ls-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
-        settings = yaml.safe_load(params.read_text(encoding="utf-8"))
+        settings = load_params(params)  # bounded: no YAML bomb
         settings["labelstudio"]["project_title"] = f"{title} {time.strftime('%Y%m%dT%H%M%S')} {os.getpid()}"
         run_params = tmp / "params.yaml"
         run_params.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")

@@ -27,6 +27,7 @@ import yaml
 
 from pipeline.bench.corpus import write_corpus
 from pipeline.common import shards
+from pipeline.common.config import load_params
 from pipeline.common.errors import ConfigError, PipelineError
 
 SCALE_MODEL = "blank:en"
@@ -117,7 +118,7 @@ def run_child(args: Sequence[str], log: Path) -> Run:
 
 def _params(base: Path, out: Path, model: str, n_process: int, n_workers: int = 1, shard_size: int = 0) -> Path:
     """A copy of params.yaml with the benchmark's model, spaCy processes, Dask workers (1: no cluster), shard size."""
-    data = yaml.safe_load(base.read_text(encoding="utf-8"))
+    data = load_params(base)  # bounded: no YAML bomb
     data["preannotate"].update(model=model, n_process=n_process, n_workers=n_workers)
     if shard_size:
         data["preannotate"]["shard_size"] = shard_size
@@ -252,7 +253,7 @@ def main(*, articles: Sequence[int], preannotate_articles: int, n_process: int, 
     for path in (res.params, res.boilerplate, res.patterns, res.actors, res.lexicon, res.guidelines):
         if not path.is_file():
             raise ConfigError(f"{path}: file not found")
-    cfg = yaml.safe_load(res.params.read_text(encoding="utf-8"))["preannotate"]
+    cfg = load_params(res.params)["preannotate"]
     model = cfg["model"]
     root = Path(tempfile.mkdtemp(prefix="bench-scale-")) if workdir is None else workdir
     print(f"bench scale: corpus sizes {', '.join(map(str, articles))} raw articles (seed-like, Pareto reprint "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pipeline.common.errors import ConfigError
+from pipeline.common.errors import ConfigError, PipelineError, one_line
 
 T = TypeVar("T")
 
@@ -26,7 +27,107 @@ MAX_FLOAT = 1e15
 MAX_TEXT_CHARS = 1_000_000
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# How a value read from a file is quoted in an error: cut, whatever its size (reprlib never builds the whole repr).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxset = 3, 8, 8, 6, 8
+
+# Bounds of a YAML file any stage reads (params, rules, actors, gold): far above any real one, far below a bomb.
+MAX_YAML_CHARS = 2_000_000  # a larger file is refused unread
+MAX_YAML_DEPTH = 100  # nested lists and mappings (PyYAML's composer recurses: 5,000 levels were a RecursionError)
+MAX_YAML_ALIASES = 1_000  # alias nodes (*name) in one document
+MAX_YAML_ALIASED_NODES = 10_000  # nodes an alias stands for, counted once per alias ("billion laughs": 10**9)
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """Safe YAML loader that refuses deep nesting, many aliases, aliases standing for many nodes, and recursive aliases.
+
+    Checked while composing, before anything is built: an alias is a reference to its anchor's node, so the
+    nodes it stands for (its anchor's, the aliases inside counted in full) are what a reader of the result meets.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+        self._aliased = 0
+        self._open: set[str] = set()  # anchors of the nodes being composed
+        self._sizes: dict[int, int] = {}  # nodes a composed node stands for, by id
+
+    def compose_document(self) -> Any:
+        self._aliases = self._aliased = 0
+        self._sizes = {}
+        return super().compose_document()
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                self._refuse(f"more than {MAX_YAML_ALIASES} aliases in one document", event)
+            if event.anchor in self._open:
+                self._refuse(f"alias *{event.anchor} refers to a node that contains it", event)
+            if event.anchor in self.anchors:
+                self._aliased += self._size(self.anchors[event.anchor])
+                if self._aliased > MAX_YAML_ALIASED_NODES:
+                    self._refuse(f"aliases stand for more than {MAX_YAML_ALIASED_NODES} nodes", event)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            self._refuse(f"nested deeper than {MAX_YAML_DEPTH} levels", event)
+        anchor: str | None = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor is not None:
+                self._open.discard(anchor)
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # PyYAML's name
+        # The scanner reads a whole flow collection ahead (each "[" may start a key) in time quadratic in its depth.
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    @staticmethod
+    def _refuse(problem: str, event: Any) -> typing.NoReturn:
+        """Stop composing: `problem` at `event`'s line."""
+        raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+
+    def _size(self, node: yaml.Node) -> int:
+        """How many nodes `node` stands for, aliases inside it expanded (memoised: linear in the distinct nodes)."""
+        if (found := self._sizes.get(id(node))) is not None:
+            return found
+        if isinstance(node, yaml.SequenceNode):
+            found = 1 + sum(self._size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            found = 1 + sum(self._size(key) + self._size(value) for key, value in node.value)
+        else:
+            found = 1
+        self._sizes[id(node)] = found
+        return found
+
+
+def load_yaml(path: Path, loader: type[BoundedLoader], error: type[PipelineError] = ConfigError) -> Any:
+    """Parse the YAML file `path` with `loader`; a file too large or unusable YAML is one line of `error` naming it.
+
+    A missing or unreadable file (OSError) and one that is not UTF-8 (UnicodeDecodeError) are the caller's to report.
+    """
+    with Path(path).open(encoding="utf-8") as file:
+        text = file.read(MAX_YAML_CHARS + 1)
+    if len(text) > MAX_YAML_CHARS:
+        raise error(f"{path}: more than {MAX_YAML_CHARS:,} characters, too large for a YAML file: not read")
+    try:
+        return yaml.load(text, Loader=loader)  # a BoundedLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise error(one_line(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}")) from None
+
+
+class _UniqueKeyLoader(BoundedLoader):
     """Safe YAML loader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -35,7 +136,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, typing.Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    None, None, f"duplicate key {_SHOWN.repr(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -43,15 +144,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: Path, what: str = "file") -> Any:
     """Parse a YAML configuration or rule file, with a one-line error naming the file (and line) if unusable."""
     try:
-        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        return load_yaml(path, _UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
 
 
 def key_problem(data: Mapping[Any, Any]) -> str | None:
@@ -59,7 +156,7 @@ def key_problem(data: Mapping[Any, Any]) -> str | None:
     for key in data:
         if not isinstance(key, str):
             return (
-                f"key {key!r} ({type(key).__name__}) is not a string: quote it "
+                f"key {_SHOWN.repr(key)} ({type(key).__name__}) is not a string: quote it "
                 f"(YAML reads unquoted yes/no/on/off as booleans and digits as numbers)"
             )
     return None
@@ -127,10 +224,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 return _coerce(arg, value, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {_SHOWN.repr(value)}")
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise ConfigError(f"{where}: {_SHOWN.repr(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
@@ -157,7 +254,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is int and isinstance(value, int) and abs(value) > MAX_INT:
         raise ConfigError(f"{where}: expected an integer of at most {MAX_INT}, got {value:.3g}")
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {_SHOWN.repr(value)}")
     return value
 
 

@@ -11,6 +11,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+MAX_ERROR_CHARS = 300  # an error line longer than this is cut: a value quoted in it may be of any size
+
+
+def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`message` as one line (its line breaks made spaces) of at most `limit` characters, cut with an ellipsis."""
+    text = " ".join(message.splitlines())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class PipelineError(Exception):
     """An error reported to the user as one line, with a non-zero exit code; the base class is a failed service."""

@@ -50,7 +50,15 @@ class Engine:
         """Why these settings cannot run, or None."""
         if self.n_workers < 1 or self.shard_size < 1:
             return "n_workers and shard_size must be at least 1"
+        if self.n_workers > (most := local_worker_limit()) and not os.environ.get(SCHEDULER_ENV):
+            return (f"n_workers {self.n_workers} is more than this machine's {os.cpu_count() or 1} CPUs "
+                    f"(at most {most} local worker processes; set {SCHEDULER_ENV} to use a Dask cluster's)")
         return None
+
+
+def local_worker_limit() -> int:
+    """The most worker processes a stage starts on this machine: its CPU count, and 2 on any machine (CI has 2)."""
+    return max(os.cpu_count() or 1, 2)
 
 
 def worker_state(key: Any, build: Callable[[], T]) -> T:

@@ -110,7 +110,7 @@ class RemoteState:
 
     def highest(self) -> str | None:
         """The highest released version (tags `vMAJOR.MINOR.PATCH`), or None."""
-        versions = [t[1:] for t in self.tags if t.startswith("v") and SEMVER.match(t[1:])]
+        versions = [t[1:] for t in self.tags if t.startswith("v") and SEMVER.fullmatch(t[1:])]
         return max(versions, key=version_key, default=None)
 
 

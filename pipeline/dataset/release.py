@@ -12,7 +12,7 @@ from pipeline.common.errors import InputError
 from pipeline.common.jsonl import read_json, write_json
 from pipeline.common.provenance import sha256_text
 
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")  # use with fullmatch: "$" lets a final "\n" through
 MANIFEST = "manifest.json"
 
 
@@ -58,7 +58,7 @@ def previous_manifest(releases: Path, version: str) -> dict[str, Any] | None:
     found = []
     for path in releases.glob("manifest-*.json") if releases.is_dir() else ():
         v = path.stem.removeprefix("manifest-")
-        if SEMVER.match(v) and version_key(v) < version_key(version):
+        if SEMVER.fullmatch(v) and version_key(v) < version_key(version):
             found.append((version_key(v), path))
     if not found:
         return None

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.common.config import DEFAULT_PARAMS, key_problem
+from pipeline.common.config import DEFAULT_PARAMS, BoundedLoader, key_problem, load_yaml
 from pipeline.common.contract import LabelSets, label_sets
 from pipeline.common.errors import InputError
 from pipeline.common.jsonl import write_jsonl
@@ -76,8 +76,8 @@ class _LineDict(dict):
     line: int | None = None
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML loader whose lists and mappings carry their source line, for error messages."""
+class _Loader(BoundedLoader):
+    """Safe YAML loader (bounded: config.BoundedLoader) whose lists and mappings carry their source line."""
 
     def construct_yaml_seq(self, node: yaml.SequenceNode) -> Iterator[list]:  # type: ignore[override]
         data = _LineList()
@@ -161,15 +161,11 @@ def read_gold_files(path: Path) -> list[tuple[Path, dict[str, Any]]]:
     docs = []
     for file in files:
         try:
-            doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
+            doc = load_yaml(file, _Loader, GoldError)
         except UnicodeDecodeError as exc:
             raise GoldError(f"{file}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
         except OSError as exc:
             raise GoldError(f"{file}: cannot read ({exc.strerror or exc})") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise GoldError(f"{file}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("source_file"), str):
             raise GoldError(f"{file}: expected a mapping with 'source_file' and 'sentences'")
         if problem := key_problem(doc):

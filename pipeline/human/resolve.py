@@ -35,7 +35,7 @@ def resolve(versions: list[Version], prediction: dict[str, Any]) -> tuple[dict[s
         return {"entities": v.entities, "stances": v.stances}, "single", []
     reviewed = [v for v in versions if v.ground_truth]
     if reviewed:
-        v = max(reviewed, key=lambda v: (v.updated_at, str(v.annotation_id)))
+        v = max(reviewed, key=lambda v: (v.time, str(v.annotation_id)))
         return {"entities": v.entities, "stances": v.stances}, "ground_truth", []
     n = len(versions)
     pred_e, pred_s = _keys(prediction)

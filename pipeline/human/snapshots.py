@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pipeline.common.jsonl import read_jsonl
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")
 
 Span = tuple[int, int]
+EARLIEST = datetime.min.replace(tzinfo=UTC)  # the time of an annotation that carries none: older than any other
 Linker = Callable[[str, str], str | None]
 # Label Studio tasks by article id, each with its FILE:LINE
 Tasks = dict[str, list[tuple[str, dict[str, Any]]]]
@@ -41,6 +43,11 @@ class Version:
     dropped_relations: list[str] = field(default_factory=list)  # relations skipped for their labels, why
     seen: dict[str, Any] | None = None  # the predictions in the task when it was annotated (entities, stances, model_version)
 
+    @property
+    def time(self) -> datetime:
+        """When the version was last updated, to compare versions by (`updated_at` parsed, see `parse_time`)."""
+        return parse_time(self.updated_at) or EARLIEST
+
     def record(self) -> dict[str, Any]:
         """The version as stored in labeled.jsonl `annotations`."""
         return {
@@ -51,6 +58,23 @@ class Version:
             "annotation_id": self.annotation_id,
             "seen_predictions": self.seen,
         }
+
+
+def parse_time(stamp: Any) -> datetime | None:
+    """An ISO-8601 timestamp (`Z` or an offset such as `+02:00`) as an aware datetime, or None if it is not one.
+
+    Compared as instants, never as text (`10:00+02:00` is before `09:00Z`); a stamp without an offset is UTC, as
+    Label Studio writes them; an empty or missing stamp is EARLIEST.
+    """
+    if stamp is None or stamp == "":
+        return EARLIEST
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp.strip())
+        return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # not ISO-8601, or out of datetime's range in UTC
+        return None
 
 
 def newest_snapshot(folder: Path) -> Path | None:
@@ -121,6 +145,10 @@ def parse_annotation(
         bad.add(where, f"result must be a list, got {type(result).__name__} {result!r:.40}")
         return None
     bad.seen += len(result)
+    stamp = ann.get("updated_at") or ann.get("created_at") or ""
+    if parse_time(stamp) is None:  # which version is the latest would be a guess
+        bad.add(where, f"updated_at {stamp!r:.60} is not an ISO-8601 timestamp; annotation skipped")
+        return None
     annotator = original_annotator(ann)
     regions: dict[str, tuple[int, int, str]] = {}
     duplicated: set[str] = set()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.common.contract import is_int
 from pipeline.common.errors import BadRecords
 from pipeline.common.provenance import sha256_text
-from pipeline.human.snapshots import collect_tasks, identity_number, original_annotator, snapshots
+from pipeline.human.snapshots import collect_tasks, identity_number, original_annotator, parse_time, snapshots
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.index import TaskIndex
 
@@ -40,7 +41,7 @@ def latest_versions(folder: Path) -> dict[Key, dict[str, Any]]:
     """Every annotator's latest submitted annotation per article and text, over every snapshot in `folder`."""
     bad = BadRecords("label-studio", 1.0, quiet=True)  # merge reports bad records; here they are only not imported
     tasks, _ = collect_tasks(snapshots(folder), bad)
-    latest: dict[Key, dict[str, Any]] = {}
+    latest: dict[Key, tuple[datetime, dict[str, Any]]] = {}
     for article_id, items in tasks.items():
         for _, task in items:
             text = task["data"].get("text")
@@ -49,10 +50,13 @@ def latest_versions(folder: Path) -> dict[Key, dict[str, Any]]:
             for ann in task.get("annotations") or []:
                 if not isinstance(ann, dict) or ann.get("was_cancelled") or not isinstance(ann.get("result"), list):
                     continue
+                when = parse_time(ann.get("updated_at") or ann.get("created_at"))
+                if when is None:
+                    continue  # no usable time: merge reports it, and it is not imported
                 key = (article_id, sha256_text(text), original_annotator(ann))
-                if key not in latest or str(latest[key].get("updated_at")) <= str(ann.get("updated_at")):
-                    latest[key] = ann
-    return latest
+                if key not in latest or latest[key][0] <= when:  # as instants, never as text
+                    latest[key] = (when, ann)
+    return {key: ann for key, (_, ann) in latest.items()}
 
 
 def reimport(api: LabelStudioAPI, project_id: int, folder: Path, page_size: int) -> ReimportReport:

@@ -12,7 +12,6 @@ Evaluation data only: nothing of SEESAW's or re3d's text is in the file, only we
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,10 +21,11 @@ import numpy
 from pipeline import preannotate as pa
 from pipeline import train as tr
 from pipeline.common.errors import InputError
+from pipeline.common.jsonl import write_json
 from pipeline.entities.annotator import COMPONENT, Annotator
 from pipeline.research import re3d
+from pipeline.research.seesaw_model import FRACTIONS, Parsed, _load, add_vectors, story_order, tally
 from pipeline.research.seesaw_model import LICENCE as SEESAW_LICENCE
-from pipeline.research.seesaw_model import Parsed, _load, add_vectors
 from pipeline.stance.features import Candidate, model_candidates
 from pipeline.stance.model import NONE, StanceModel, fit, save_model
 from pipeline.stance.vectors import encoder_name, pair_vectors
@@ -82,22 +82,40 @@ def fit_encoder(parts: Sequence[tuple[Examples, int]], cfg: tr.Params, labels: S
                gold_articles=0, licence=LICENCE, vectors=numpy.vstack(blocks), encoder=encoder_name())
 
 
-def fold_of(doc_id: str, folds: int) -> int:
-    """A document's cross-validation fold: a stable hash of its id."""
-    return int(hashlib.sha256(doc_id.encode()).hexdigest()[:16], 16) % folds
+def learning_curve(train: Sequence[Parsed], valid: Sequence[Parsed], in_domain: Examples, cfg: tr.Params,
+                   labels: Sequence[str], c: float, re3d_weight: int, threshold: float) -> list[dict[str, float]]:
+    """SEESAW valid P/R/F1 after training on nested shares of SEESAW train stories (and all of re3d tune)."""
+    order = story_order(train)
+    rows = []
+    for share in FRACTIONS:
+        chosen = set(order[: max(1, round(share * len(order)))])
+        subset = [p for p in train if p.story in chosen]
+        model = fit_encoder([(seesaw_examples(subset), 1), (in_domain, re3d_weight)], cfg, labels, c, ("curve",))
+        p, r, f = tally(valid, model, threshold).scores()
+        rows.append({"train_share": share, "stories": len(chosen), "articles": len(subset),
+                     "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)})
+        print(f"train-encoder: {len(chosen)} stories: valid P {p:.3f} R {r:.3f} F1 {f:.3f}", file=sys.stderr)
+    return rows
 
 
 def train_main(seesaw: Path, re3d_root: Path, output: Path, params: Path, patterns: Path, actors: Path, lexicon: Path,
-               c: float, re3d_weight: int, limit: int | None = None) -> StanceModel:
-    """Train the encoder model on SEESAW train and re3d tune and write it to `output`."""
-    parsed, cfg, pre_cfg = _load(seesaw, params, patterns, actors, lexicon, "train", limit, keep_docs=True)
+               c: float, re3d_weight: int, limit: int | None = None, curve: Path | None = None) -> StanceModel:
+    """Train the encoder model on SEESAW train and re3d tune and write it to `output` (and the learning curve)."""
+    parsed, cfg, pre_cfg = _load(seesaw, params, patterns, actors, lexicon, None if curve else "train", limit,
+                                 keep_docs=True)
     print(f"train-encoder: encoding the candidate sentences of {len(parsed)} SEESAW articles", file=sys.stderr)
     add_vectors(parsed)
     docs = re3d.split(re3d.load_documents(re3d_root)[0])["tune"]
     if not docs:
         raise InputError(f"{re3d_root}: no re3d documents in the tune part")
     pre = pa.load(dataclasses.replace(pre_cfg, stance_model=False), patterns, actors, lexicon)
-    parts = [(seesaw_examples(parsed), 1), (re3d_examples(docs, pre), re3d_weight)]
+    in_domain = re3d_examples(docs, pre)
+    valid = [p for p in parsed if p.article.split == "valid"]
+    parsed = [p for p in parsed if p.article.split == "train"]
+    if curve is not None:
+        write_json(curve, learning_curve(parsed, valid, in_domain, cfg, pre_cfg.stance_labels, c, re3d_weight,
+                                         pre_cfg.stance_threshold), sort_keys=True)
+    parts = [(seesaw_examples(parsed), 1), (in_domain, re3d_weight)]
     model = fit_encoder(parts, cfg, pre_cfg.stance_labels, c, ("seesaw:train", "re3d:tune"))
     save_model(model, output)
     print(f"train-encoder: {len(parsed)} SEESAW articles, {len(docs)} re3d documents (x{re3d_weight}), "

@@ -21,6 +21,7 @@ whenever a feature changes: a model records the version it was trained with.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ from pipeline.stance.lexicon import Cue, Lexicon
 FEATURES_VERSION = "3"
 MAX_PATH = 4  # dependency arcs kept on each side of the path; longer sides are cut (and say so)
 PRONOUN_WINDOW = 3  # sentences back (the pronoun's own included) where a pronoun's antecedent is looked for
+# A mention pairs with its MAX_PAIR_NEIGHBOURS nearest mentions of its sentence (`_neighbours`): linear, not quadratic
+# (1,000 names were a million pairs). A constant, not a params key: a sentence of up to 13 mentions keeps every pair.
+MAX_PAIR_NEIGHBOURS = 12
 # Definite nouns that name an entity already met ("the president", "the administration"), with their labels:
 # anaphors like the pronouns (`nominals`).
 NOMINALS: dict[str, frozenset[str]] = {
@@ -204,7 +208,9 @@ def pair_features(
             cues.append((i, info.cue.label))
         feats += info.on_path
     on_path = set(path_tokens)
-    for i, label in sentence_cues:
+    between = sentence_cues[bisect.bisect_left(sentence_cues, (first.end, "")):  # cues in token order
+                            bisect.bisect_left(sentence_cues, (last.start, ""))]
+    for i, label in between:
         if first.end <= i < last.start and i not in on_path:
             cues.append((i, label))
             feats.append(f"between_cue={label}")
@@ -252,6 +258,8 @@ def _pronoun_mentions(doc: Doc, sentences: Sequence[Span], entities: Sequence[Sp
                       nominals: bool = False) -> dict[int, list[tuple[int, Span]]]:
     """Per sentence start, the anaphors standing for an entity: (entity index, the anaphor as a span of its label)."""
     inside = {i for span in entities for i in range(span.start, span.end)}
+    starts = [span.start for span in entities]  # in document order, a pronoun's window is a slice of them
+    ordered = all(a <= b for a, b in itertools.pairwise(starts))
     out: dict[int, list[tuple[int, Span]]] = {}
     for k, sent in enumerate(sentences):
         first = sentences[max(0, k - PRONOUN_WINDOW + 1)].start
@@ -260,7 +268,9 @@ def _pronoun_mentions(doc: Doc, sentences: Sequence[Span], entities: Sequence[Sp
             if labels is None or tok.i in inside:
                 continue
             # The nearest preceding entity of a label the pronoun may stand for, in this or the previous sentences.
-            ante = next((j for j in range(len(entities) - 1, -1, -1) if first <= entities[j].start < tok.i
+            back = range(bisect.bisect_left(starts, tok.i) - 1, bisect.bisect_left(starts, first) - 1, -1) \
+                if ordered else range(len(entities) - 1, -1, -1)
+            ante = next((j for j in back if first <= entities[j].start < tok.i
                          and entities[j].label_ in labels and entities[j].label_ in ends), None)
             if ante is not None:
                 span = Span(doc, tok.i, tok.i + 1, label=entities[ante].label_, kb_id=entities[ante].kb_id_)
@@ -309,11 +319,33 @@ def _speaker_mentions(doc: Doc, sentences: Sequence[Span], entities: Sequence[Sp
     return out
 
 
+def _neighbours(members: Sequence[tuple[int, Span]]) -> list[list[int]]:
+    """Per mention of a sentence, the positions in `members` it pairs with: all when MAX_PAIR_NEIGHBOURS + 1 or fewer,
+    else its MAX_PAIR_NEIGHBOURS nearest by token (the earlier on a tie) and those it is nearest to (both directions).
+    """
+    n = len(members)
+    if n <= MAX_PAIR_NEIGHBOURS + 1:
+        return [[q for q in range(n) if q != p] for p in range(n)]
+    order = sorted(range(n), key=lambda p: (members[p][1].start, p))
+    starts = [members[p][1].start for p in order]
+    partners: list[set[int]] = [set() for _ in range(n)]
+    for k, p in enumerate(order):
+        left, right = k - 1, k + 1
+        for _ in range(MAX_PAIR_NEIGHBOURS):
+            take_left = left >= 0 and (right >= n or starts[k] - starts[left] <= starts[right] - starts[k])
+            q = order[left] if take_left else order[right]
+            left, right = (left - 1, right) if take_left else (left, right + 1)
+            partners[p].add(q)
+            partners[q].add(p)
+    return [sorted(found) for found in partners]
+
+
 def candidates(
     doc: Doc, entities: Sequence[Span], ends: Iterable[str], lexicon: Lexicon, rule_stances: Iterable[dict],
     pronouns: bool = False, speakers: bool = False, nominals: bool = False,
 ) -> list[Candidate]:
     """Every ordered pair of mentions of one sentence of `entities` (spans of `doc`, document order) labelled one of `ends`.
+    In a sentence of more than MAX_PAIR_NEIGHBOURS + 1 mentions, only with its nearest ones (`_neighbours`).
 
     Two mentions of one name or of one actor (Putin and Russia) make no pair, as in the rules; with
     `pronouns`, a pronoun standing for an entity is a mention of it (never paired with another pronoun);
@@ -343,8 +375,8 @@ def candidates(
             continue
         sent = sentences[bisect.bisect_left(starts, start)]
         sentence_cues = [(i, cue.label) for i in range(sent.start, sent.end) if (cue := parse.cue(i)) is not None]
-        for i, a in members:
-            for j, b in members:
+        for (i, a), near in zip(members, _neighbours(members), strict=True):
+            for j, b in (members[q] for q in near):
                 x, y = entities[i], entities[j]
                 if i == j or lowered[i] == lowered[j] or (actors[i] and actors[i] == actors[j]):
                     continue

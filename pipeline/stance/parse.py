@@ -36,6 +36,8 @@ class Context:
         self.doc = doc
         self.lex = lexicon
         self.entities = entities
+        self._sents: dict[int, tuple[int, int]] = {}  # per cue token, its sentence's bounds (Token.sent scans for them)
+        self._names = [span.text.lower() for span in entities]  # Span.text joins its tokens on every access
         ends = frozenset(ends)
         self.ent_of: list[int | None] = [None] * len(doc)
         for index, span in enumerate(entities):
@@ -116,10 +118,13 @@ class Context:
         if holder == target:
             return False
         h, t = self.entities[holder], self.entities[target]
-        if h.text.lower() == t.text.lower() or (h.kb_id_ and h.kb_id_ == t.kb_id_):
+        if self._names[holder] == self._names[target] or (h.kb_id_ and h.kb_id_ == t.kb_id_):
             return False  # the same name, or the same actor (Putin and Russia)
-        sent = cue.sent
-        return sent.start <= h.start and h.end <= sent.end and sent.start <= t.start and t.end <= sent.end
+        if (bounds := self._sents.get(cue.i)) is None:
+            sent = cue.sent
+            bounds = self._sents[cue.i] = (sent.start, sent.end)
+        start, end = bounds
+        return start <= h.start and h.end <= end and start <= t.start and t.end <= end
 
 
 def negated(tok: Token) -> bool:
