@@ -456,8 +456,8 @@ RULE_EXAMPLES = {
                      ("NATO", "against", "Russia", "prep_against", "against")),
     "speech_sentiment": ("Lew said Russia's dangerous actions are illegal.", [("Lew", "PERSON"), ("Russia", "GPE")],
                          ("Lew", "against", "Russia", "speech_sentiment", "dangerous")),
-    "speech_agent": ("McConnell said Reid is pushing a partisan agenda.", [("McConnell", "PERSON"), ("Reid", "PERSON")],
-                     ("McConnell", "against", "Reid", "speech_agent", "partisan")),
+    "speech_agent": ("Blinken said Lavrov is pushing a partisan agenda.", [("Blinken", "PERSON"), ("Lavrov", "PERSON")],
+                     ("Blinken", "against", "Lavrov", "speech_agent", "partisan")),
     "speech_tone": ("Obama said the dangerous crisis could reach Russia.", [("Obama", "PERSON"), ("Russia", "GPE")],
                     ("Obama", "against", "Russia", "speech_tone", "dangerous")),
 }

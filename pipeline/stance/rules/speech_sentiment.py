@@ -99,7 +99,7 @@ def _polarity(ctx: Context, tok: Token) -> int:
 
 
 def _agent(ctx: Context, tok: Token, clause: set[int]) -> list[Mention]:
-    """The named subject of the nearest verb above a tone word in the clause: `Mr. Reid is pushing a partisan agenda`."""
+    """The named subject of the nearest verb above a tone word in the clause: `Mr. Lavrov is pushing a dangerous agenda`."""
     node = tok
     for _ in range(4):
         if node.head is node or node.head.i not in clause or node.dep_ in ("relcl", "advcl", "ccomp", "parataxis"):
