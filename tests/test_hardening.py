@@ -441,3 +441,18 @@ def test_yaml_bombs_in_params_and_gold_are_one_line_errors(tmp_path: Path) -> No
     gold.write_text("source_file: a.txt\nsentences:\n" + "- " * 5000 + "x\n", encoding="utf-8")
     with pytest.raises(GoldError, match=rf"^{gold}:3: invalid YAML: nested deeper than 100 levels$"):
         read_gold_files(gold)
+
+
+def test_label_studio_reimport_takes_the_latest_instant_and_skips_a_bad_stamp(tmp_path: Path) -> None:
+    """The earlier work re-imported on a fresh server is each annotator's latest version by time, not by text."""
+    from pipeline.labelstudio.reimport import latest_versions
+
+    def ann(i: int, stamp: str) -> dict[str, Any]:
+        return {"id": i, "completed_by": 1, "updated_at": stamp, "result": [], "was_cancelled": False}
+
+    folder = tmp_path / "annotations"
+    folder.mkdir()
+    task = {"data": {"article_id": "a1", "text": BODY},
+            "annotations": [ann(1, "2022-01-12T09:00:00Z"), ann(2, "2022-01-12T10:30:00+02:00"), ann(3, "soon")]}
+    (folder / "20220112T093000Z.jsonl").write_text(json.dumps(task) + "\n", encoding="utf-8")
+    assert [a["id"] for a in latest_versions(folder).values()] == [1]
