@@ -102,3 +102,16 @@ def test_a_model_from_another_encoder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match="retrain it"):
         load_model(tmp_path / "m.json")
+
+
+def test_a_stance_model_without_its_threshold_is_a_config_error() -> None:
+    """One default per key: the threshold comes from params.yaml, the component has none of its own."""
+    from pipeline.entities.annotator import Annotator
+    from pipeline.entities.rules import load_rules
+
+    root = Path(__file__).resolve().parents[1] / "resources"
+    rules = load_rules(root / "entity_patterns.yaml", root / "actors.yaml", root / "stance_cues.yaml", LABELS)
+    model = load_model(root / "stance_model" / "seesaw.json")
+    with pytest.raises(ConfigError, match="preannotate.stance_threshold"):
+        Annotator(spacy.blank("en"), rules, ["GPE"], ["GPE"], LABELS, model)
+    assert Annotator(spacy.blank("en"), rules, ["GPE"], ["GPE"], LABELS, model, 0.35).stance_threshold == 0.35

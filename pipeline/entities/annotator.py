@@ -69,7 +69,9 @@ class Annotator:
 
     def __init__(self, nlp: Language, rules: Rules, entity_labels: Iterable[str], stance_ends: Iterable[str],
                  stance_labels: Iterable[str], stance_model: StanceModel | None = None,
-                 stance_threshold: float = 0.5) -> None:
+                 stance_threshold: float | None = None) -> None:
+        if stance_model is not None and stance_threshold is None:  # one default per key: params.yaml's
+            raise ConfigError("a stance model needs its threshold (preannotate.stance_threshold)")
         self.rules = rules
         self.stance_model, self.stance_threshold = stance_model, stance_threshold
         self.scores = rules.patterns.scores
@@ -162,7 +164,8 @@ class Annotator:
         text = doc.text  # spaCy joins the tokens on every access: read it once
         kept, records = self.entity_layer(doc, text)
         stances = self.rule_stances(doc, text, kept)
-        if self.stance_model is not None and kept:  # the rules' stances are the model's features and explanation
+        if self.stance_model is not None and self.stance_threshold is not None and kept:
+            # the rules' stances are the model's features and explanation
             stances = model_stances(doc, kept, stances, self.rules.lexicon, self.stance_ends, self.stance_model,
                                     self.stance_threshold)
         return {"sentences": sentence_spans(doc, text), "entities": records, "stances": stances}
@@ -244,7 +247,7 @@ def make_annotator(
     stance_ends: list[str],
     stance_labels: list[str],
     stance_model: str = "",
-    stance_threshold: float = 0.5,
+    stance_threshold: float | None = None,
 ) -> Annotator:
     """spaCy factory of the annotator component, configured with the rule files, label sets and stance model.
 

@@ -70,7 +70,7 @@ def runs(pre: Preannotator, docs: Sequence[Re3dDoc], keep_parse: bool = False) -
             base = {"id": doc.id, "sentences": sentence_spans(parsed, text), "entities": entities}
             rules = annotator.rule_stances(parsed, text, kept)
             run = Run(doc, {"rules": {**base, "stances": rules}}, parsed if keep_parse else None)
-            if (model := annotator.stance_model) is not None:
+            if (model := annotator.stance_model) is not None and annotator.stance_threshold is not None:
                 stances = (model_stances(parsed, kept, rules, annotator.rules.lexicon, annotator.stance_ends, model,
                                          annotator.stance_threshold) if kept else rules)
                 run.records["model"] = {**base, "stances": stances}
