@@ -303,3 +303,24 @@ def test_the_readmes_dry_run_example_is_what_the_dry_run_prints(tmp_path: Path, 
     shown = [sizes(line) for line in example.group(1).splitlines() if line.strip() != "..."]
     it = iter(printed)
     assert all(line in it for line in shown), (shown, printed)  # every line shown, in the printed order
+
+
+def test_an_unreachable_hub_is_one_line_and_exit_5_in_the_dry_run_and_the_push(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once this closes
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = params(tmp_path)
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
+           "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-m", "pipeline", "publish", "--input", str(LABELED), "--output", str(tmp_path / "cli"),
+            "--metrics", str(FIXTURES / "metrics"), "--releases", str(tmp_path / "releases"), "--params", str(p),
+            "--guidelines", str(ROOT / "resources" / "guidelines.md"), "--push", REPO]
+    for extra in (["--dry-run"], []):
+        run = subprocess.run([*base, *extra], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+                             check=False)
+        assert run.returncode == 5, run.stderr
+        assert "Traceback" not in run.stderr and TOKEN not in run.stdout + run.stderr
+        assert run.stderr.splitlines()[-1].startswith("error: ") and "Connection refused" in run.stderr
+    assert not (tmp_path / "releases").exists()

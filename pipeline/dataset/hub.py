@@ -219,7 +219,7 @@ def _operations(folder: Path, changes: Diff) -> Iterable[Any]:
 
 def release(api: Any, p: Plan, folder: Path) -> str:
     """Carry out an allowed plan: create the repo or set its access, commit, tag the commit; return the commit id."""
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HTTPError as HubHTTPError  # the transport's (connection refused, timeout) and the Hub's
 
     if p.refused:
         raise ConfigError(f"{p.repo_id}: {p.refused}")
@@ -240,7 +240,7 @@ def release(api: Any, p: Plan, folder: Path) -> str:
     try:
         api.create_tag(p.repo_id, repo_type="dataset", tag=p.tag, revision=oid,
                        tag_message=f"Dataset version {p.version}")
-    except (HfHubHTTPError, OSError) as exc:
+    except (HubHTTPError, OSError) as exc:
         raise PipelineError(f"{p.repo_id}: commit {oid} holds version {p.version} but creating tag {p.tag} failed "
                             f"({_first_line(exc)}): run the same command again to finish the release") from None
     return str(oid)
@@ -259,7 +259,7 @@ def _check_record(record: Path, man: dict[str, Any]) -> None:
 
 def dry_run(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, access: Access) -> tuple[list[str], Plan]:
     """The dry run's report (remote state, tag, files) and the plan; nothing is written."""
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HTTPError as HubHTTPError  # the transport's (connection refused, timeout) and the Hub's
 
     _check_record(releases / f"manifest-{man['version']}.json", man)
     try:
@@ -269,14 +269,14 @@ def dry_run(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, acc
     local = local_blobs(folder)
     try:
         p = plan(_api(token), repo_id, man["version"], local, access)
-    except (HfHubHTTPError, OSError) as exc:
+    except (HubHTTPError, OSError) as exc:
         raise PipelineError(f"reading {repo_id} on the Hub failed: {_first_line(exc)}") from None
     return describe(p, local) + ([] if token else ["(no HF_TOKEN: a private repo reads as absent)"]), p
 
 
 def push(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, access: Access) -> tuple[Path, Plan]:
     """Release the folder on the Hub as v<version> and record its manifest in `releases`; return the record and plan."""
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HTTPError as HubHTTPError  # the transport's (connection refused, timeout) and the Hub's
 
     record = releases / f"manifest-{man['version']}.json"
     _check_record(record, man)
@@ -284,7 +284,7 @@ def push(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, access
     try:
         p = plan(api, repo_id, man["version"], local_blobs(folder), access)
         release(api, p, folder)
-    except (HfHubHTTPError, OSError, ValueError) as exc:
+    except (HubHTTPError, OSError, ValueError) as exc:
         raise PipelineError(f"push to {repo_id} failed: {_first_line(exc)}") from None
     write_manifest(record, man)
     return record, p
