@@ -112,6 +112,6 @@ def test_a_stance_model_without_its_threshold_is_a_config_error() -> None:
     root = Path(__file__).resolve().parents[1] / "resources"
     rules = load_rules(root / "entity_patterns.yaml", root / "actors.yaml", root / "stance_cues.yaml", LABELS)
     model = load_model(root / "stance_model" / "seesaw.json")
-    with pytest.raises(ConfigError, match="preannotate.stance_threshold"):
+    with pytest.raises(ConfigError, match=r"preannotate\.stance_threshold"):
         Annotator(spacy.blank("en"), rules, ["GPE"], ["GPE"], LABELS, model)
     assert Annotator(spacy.blank("en"), rules, ["GPE"], ["GPE"], LABELS, model, 0.35).stance_threshold == 0.35

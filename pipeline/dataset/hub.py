@@ -219,7 +219,9 @@ def _operations(folder: Path, changes: Diff) -> Iterable[Any]:
 
 def release(api: Any, p: Plan, folder: Path) -> str:
     """Carry out an allowed plan: create the repo or set its access, commit, tag the commit; return the commit id."""
-    from huggingface_hub.errors import HTTPError as HubHTTPError  # the transport's (connection refused, timeout) and the Hub's
+    from huggingface_hub.errors import (
+        HTTPError as HubHTTPError,  # the transport's (connection refused, timeout) and the Hub's
+    )
 
     if p.refused:
         raise ConfigError(f"{p.repo_id}: {p.refused}")
@@ -259,7 +261,9 @@ def _check_record(record: Path, man: dict[str, Any]) -> None:
 
 def dry_run(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, access: Access) -> tuple[list[str], Plan]:
     """The dry run's report (remote state, tag, files) and the plan; nothing is written."""
-    from huggingface_hub.errors import HTTPError as HubHTTPError  # the transport's (connection refused, timeout) and the Hub's
+    from huggingface_hub.errors import (
+        HTTPError as HubHTTPError,  # the transport's (connection refused, timeout) and the Hub's
+    )
 
     _check_record(releases / f"manifest-{man['version']}.json", man)
     try:
@@ -276,7 +280,9 @@ def dry_run(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, acc
 
 def push(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, access: Access) -> tuple[Path, Plan]:
     """Release the folder on the Hub as v<version> and record its manifest in `releases`; return the record and plan."""
-    from huggingface_hub.errors import HTTPError as HubHTTPError  # the transport's (connection refused, timeout) and the Hub's
+    from huggingface_hub.errors import (
+        HTTPError as HubHTTPError,  # the transport's (connection refused, timeout) and the Hub's
+    )
 
     record = releases / f"manifest-{man['version']}.json"
     _check_record(record, man)
