@@ -64,7 +64,7 @@ def preannotate(
         run = 0
         for record in records:
             key = pre.cache_key(record["text"]) if cache else ""
-            annotation = cache.get(key) if cache else None
+            annotation = cache.get(key, record["text"]) if cache else None
             pending.append([record, key, annotation])
             if annotation is None:
                 run = 0
@@ -91,7 +91,7 @@ def preannotate(
             annotation: dict[str, Any] = doc.user_data.pop(USER_DATA_KEY)
             entry[2] = annotation
             if cache:
-                cache.put(entry[1], annotation)
+                cache.put(entry[1], entry[0]["text"], annotation)
             counts.annotated += 1
             yield finish(entry)
             break
