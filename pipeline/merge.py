@@ -5,21 +5,25 @@ per article, text and annotator the latest submitted version wins), writes data/
 article the final entities and stances (`gold` when a human annotated it, else `silver`), each
 annotator's version, the machine's proposals, per-article agreement and a grouped split.
 Snapshots are read by pipeline/human/snapshots.py; several annotators' versions are resolved by the
-rule of pipeline/human/resolve.py.
+rule of pipeline/human/resolve.py. The bad share is counted per unit: task lines of the snapshots (a line
+with any problem, unreadable or one bad region, is one bad task line) and pre-annotated article records;
+either past `merge.max_bad_share` fails the stage (exit 4), naming the bad lines. A gold article of the
+previous output that is not gold now is listed under `lost_gold` in the report and printed on stderr.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.common.contract import SPLITS, article_problem, stage_config
-from pipeline.common.errors import BadRecords
-from pipeline.common.jsonl import write_json, write_jsonl
+from pipeline.common.errors import BadRecords, BadShareError, InputError, one_line
+from pipeline.common.jsonl import read_jsonl, write_json, write_jsonl
 from pipeline.common.provenance import file_digest, sha256_text
 from pipeline.common.shards import read_records
 from pipeline.human.resolve import agreement, resolve
@@ -56,14 +60,16 @@ class Report:
     resolution: Counter[str] = field(default_factory=Counter)
     status: Counter[str] = field(default_factory=Counter)
     splits: Counter[str] = field(default_factory=Counter)
+    bad_task_lines: list[str] = field(default_factory=list)  # FILE:LINE (or FILE:task N) of each bad task line
+    lost_gold: list[dict[str, str]] = field(default_factory=list)  # gold in the previous output, not gold now
 
     def stale_task(self, where: str, article_id: str, reason: str) -> None:
         """Record (and report on stderr) a task kept out of the dataset because its text changed."""
         self.stale.append({"where": where, "article_id": article_id, "reason": reason})
         print(f"{STAGE}: stale {where}: article {article_id}: {reason}; kept out of the dataset", file=sys.stderr)
 
-    def as_dict(self, bad: BadRecords) -> dict[str, Any]:
-        """The report as written to merge_report.json, with the bad records of the run."""
+    def as_dict(self, bad: BadRecords, articles: BadRecords | None = None) -> dict[str, Any]:
+        """The report as written to merge_report.json, with the bad records of the run (articles', then tasks')."""
         return {
             "snapshot": self.snapshot,
             "snapshot_sha256": self.snapshot_sha256,
@@ -79,7 +85,9 @@ class Report:
             "dropped_relations": self.dropped_relations,
             "gold_sources": dict(sorted(self.gold_sources.items())),
             "ties": self.ties,
-            "bad_records": bad.problems,
+            "lost_gold": self.lost_gold,
+            "bad_task_lines": self.bad_task_lines,
+            "bad_records": [*(articles.problems if articles is not None else []), *bad.problems],
         }
 
 
@@ -190,6 +198,59 @@ def _articles(path: Path, bad: BadRecords, cfg: MergeConfig) -> Iterator[dict[st
         yield art
 
 
+def bad_task_lines(bad: BadRecords, found: Sequence[Path]) -> list[str]:
+    """The task lines (FILE:LINE, or FILE:task N of a JSON export) of `found` with at least one bad record, in order."""
+    units: dict[tuple[int, int], str] = {}
+    for problem in bad.problems:
+        for index, path in enumerate(found):
+            rest = problem["where"].removeprefix(f"{path}:")
+            if rest != problem["where"] and (m := re.match(r"(task )?(\d+)", rest)):
+                units[(index, int(m[2]))] = f"{path}:{m[0]}"
+                break
+    return [units[k] for k in sorted(units)]
+
+
+def check_task_lines(bad: BadRecords, lines: list[str], total: int) -> None:
+    """Fail the stage when more than `bad.max_share` of the `total` task lines are bad, naming them."""
+    share = len(lines) / max(total, 1)
+    if lines and share > bad.max_share:
+        shown = ", ".join(lines[:8]) + (f" and {len(lines) - 8} more" if len(lines) > 8 else "")
+        first = next(p for p in bad.problems if p["where"] == lines[0] or p["where"].startswith(f"{lines[0]} "))
+        raise BadShareError(one_line(
+            f"{STAGE}: {len(lines)} of {total} snapshot task lines are bad ({share:.0%} > max_bad_share "
+            f"{bad.max_share:.0%}): {shown}; first: {first['where']}: {first['error']}", 600))
+
+
+def previous_gold(output: Path) -> set[str]:
+    """Ids of the gold articles of the previous output (read before it is replaced), or none if there is none."""
+    if not output.is_file():
+        return set()
+    quiet = BadRecords(STAGE, 1.0, quiet=True)  # our own earlier output: a bad line only holds no gold id
+    try:
+        return {r["id"] for _, r in read_jsonl(output, quiet) if r.get("status") == "gold" and isinstance(r.get("id"), str)}
+    except InputError as exc:
+        print(f"{STAGE}: cannot compare with the previous output: {exc}", file=sys.stderr)
+        return set()
+
+
+def report_lost_gold(before: set[str], now: dict[str, str], rep: Report, output: Path) -> None:
+    """List (in the report and on stderr) each article gold in the previous output and not gold now (`now`: status)."""
+    stale = {s["article_id"] for s in rep.stale}
+    for article_id in sorted(before):
+        status = now.get(article_id, "absent")
+        if status == "gold":
+            continue
+        reason = ("no longer in the pre-annotated data" if status == "absent" else
+                  "its task is stale (the text changed)" if article_id in stale else
+                  "no usable human annotation in the snapshots (one removed, renamed or unreadable?)")
+        rep.lost_gold.append({"article_id": article_id, "now": status, "reason": reason})
+    for lost in rep.lost_gold[:20]:
+        print(f"{STAGE}: lost gold: article {lost['article_id']} was gold in the previous {output}, now "
+              f"{lost['now']}: {lost['reason']}", file=sys.stderr)
+    if len(rep.lost_gold) > 20:
+        print(f"{STAGE}: lost gold: {len(rep.lost_gold) - 20} more (merge report, lost_gold)", file=sys.stderr)
+
+
 def main(
     preannotated: Path,
     annotations: Path,
@@ -200,7 +261,8 @@ def main(
 ) -> None:
     """Merge every annotation snapshot over the pre-annotated articles into labeled.jsonl and a report."""
     cfg = stage_config(MergeConfig, STAGE, params)
-    bad = BadRecords(STAGE, cfg.max_bad_share)
+    bad = BadRecords(STAGE, cfg.max_bad_share)  # snapshot task lines (and their annotations)
+    bad_articles = BadRecords(STAGE, cfg.max_bad_share)  # pre-annotated article records
     rep = Report()
     found = snapshots(annotations)
     rep.snapshots = {p.as_posix(): file_digest(p) for p in found}
@@ -208,16 +270,26 @@ def main(
         rep.snapshot, rep.snapshot_sha256 = found[-1].as_posix(), rep.snapshots[found[-1].as_posix()]
     tasks, rep.tasks = collect_tasks(found, bad)
     link = _actor_linker(rules, cfg.stance_labels)
+    gold_before = previous_gold(output)  # write_jsonl replaces the output only after the last record
 
     def checked(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        yield from records
+        now: dict[str, str] = {}
+        for record in records:
+            if record["id"] in gold_before:
+                now[record["id"]] = record["status"]
+            yield record
+        report_lost_gold(gold_before, now, rep, output)
+        rep.bad_task_lines = bad_task_lines(bad, found)
         # the report is written even when the check fails the stage; the output is renamed into place only after it
-        write_json(report, rep.as_dict(bad))
-        bad.check()  # articles, tasks and annotation result items: every record read, parsed or not
+        write_json(report, rep.as_dict(bad, bad_articles))
+        check_task_lines(bad, rep.bad_task_lines, rep.tasks)  # a line with any bad record counts once
+        bad_articles.check()
 
-    n = write_jsonl(output, checked(merge(_articles(preannotated, bad, cfg), tasks, cfg, link, bad, rep)))
+    n = write_jsonl(output, checked(merge(_articles(preannotated, bad_articles, cfg), tasks, cfg, link, bad, rep)))
     print(
         f"{STAGE}: {n} articles ({rep.status['gold']} gold, {rep.status['silver']} silver) from "
-        f"{len(found)} snapshot(s); {len(rep.stale)} stale task(s), {len(bad)} bad record(s)",
+        f"{len(found)} snapshot(s); {len(rep.stale)} stale task(s), {len(bad) + len(bad_articles)} bad record(s), "
+        f"{len(rep.bad_task_lines)} of {rep.tasks} task line(s) bad; {len(rep.lost_gold)} gold article(s) of the "
+        "previous output lost",
         file=sys.stderr,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -462,3 +463,140 @@ def test_an_unparseable_timestamp_is_a_bad_record_naming_its_line(tmp_path: Path
     [problem] = [p for p in report["bad_records"] if "updated_at" in p["error"]]
     assert problem["where"].endswith(f"{SNAPSHOT}:4 annotation 106")
     assert problem["error"] == "updated_at '12/01/2022 09:00' is not an ISO-8601 timestamp; annotation skipped"
+
+
+# Issue 29 item 5: human gold never vanishes with exit 0.
+
+def merge_cli(tmp_path: Path, annotations: Path, max_bad_share: float = 0.5) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline merge` on the fixture articles and `annotations`, as dvc repro runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "merge", "--preannotated", str(FIXTURES / "preannotated.jsonl"),
+         "--annotations", str(annotations), "--output", str(tmp_path / "labeled.jsonl"),
+         "--report", str(tmp_path / "merge_report.json"), "--params", str(write_params(tmp_path, max_bad_share)),
+         "--patterns", str(RULES[0]), "--actors", str(RULES[1]), "--lexicon", str(RULES[2])],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=False,
+    )
+
+
+def test_truncated_task_lines_count_per_line_and_fail_the_stage_naming_them(tmp_path: Path) -> None:
+    """4 of 5 task lines truncated: 80% of the task lines are bad, however few that is among regions and articles."""
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+    lines = [json.dumps(t) for t in fixture_lines(f"annotations/{SNAPSHOT}")]
+    lines += [json.dumps(t) for t in fixture_lines("annotations/20220110T090000Z.jsonl")]
+    assert len(lines) == 5
+    snapshot = ann / SNAPSHOT
+    snapshot.write_text("".join((line if i == 0 else line[: len(line) // 2]) + "\n" for i, line in enumerate(lines)))
+    proc = merge_cli(tmp_path, ann)
+    assert proc.returncode == 4, proc.stderr
+    [error] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert "4 of 5 snapshot task lines are bad (80% > max_bad_share 50%)" in error
+    assert f"{snapshot}:2, {snapshot}:3, {snapshot}:4, {snapshot}:5;" in error
+    assert not (tmp_path / "labeled.jsonl").exists()
+    report = json.loads((tmp_path / "merge_report.json").read_text())
+    assert report["bad_task_lines"] == [f"{snapshot}:{n}" for n in (2, 3, 4, 5)] and report["tasks"] == 5
+
+
+def test_one_bad_region_makes_its_task_line_one_bad_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixture's line 4 has a bad region and a bad relation: one bad task line of five, not two bad records."""
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    _, report = run_main(tmp_path, fixture_lines("preannotated.jsonl"), fixture_lines(f"annotations/{SNAPSHOT}"),
+                         max_bad_share=0.25)
+    assert report["bad_task_lines"] == [f"{tmp_path / 'annotations' / SNAPSHOT}:4"] and len(report["bad_records"]) == 2
+    with pytest.raises(InputError, match=rf"1 of 4 snapshot task lines are bad .*{SNAPSHOT}:4; first: .*:4 annotation 106"):
+        run_main(tmp_path, fixture_lines("preannotated.jsonl"), fixture_lines(f"annotations/{SNAPSHOT}"),
+                 max_bad_share=0.2)
+
+
+def label_studio_export(tasks: list[dict]) -> str:
+    """Tasks as Label Studio's JSON export (the UI's Export > JSON download): one indented JSON array."""
+    return json.dumps(tasks, indent=2)
+
+
+@pytest.mark.parametrize("name", ["export.jsonl", "X.JSONL", "X (1).jsonl", "export.json", "project-1-at-2024.JSON"])
+def test_a_snapshot_of_any_name_and_label_studios_json_export_are_merged(
+        tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")
+    (ann / name).write_text(label_studio_export(tasks) if name.lower().endswith(".json")
+                            else "".join(json.dumps(t) + "\n" for t in tasks))
+    (ann / ".gitignore").write_text("/*.tmp\n")  # hidden files and README* are skipped by rule
+    (ann / "README.md").write_text("# annotations\n")
+    out, rep = tmp_path / "labeled.jsonl", tmp_path / "merge_report.json"
+    stage.main(FIXTURES / "preannotated.jsonl", ann, out, rep, write_params(tmp_path), RULES)
+    report = json.loads(rep.read_text())
+    assert report["articles"] == {"gold": 2, "silver": 3}, report["articles"]
+    assert [s["path"] for s in report["snapshots"]] == [(ann / name).as_posix()]
+    where = next(p["where"] for p in report["bad_records"])
+    assert where.startswith(f"{ann / name}:" + ("task 4" if name.lower().endswith(".json") else "4"))
+
+
+def test_snapshots_order_timestamped_names_first_then_others_by_name(tmp_path: Path) -> None:
+    for name in ["export.json", "20220112T093000Z.json", "X (1).jsonl", "20220110T090000Z.jsonl", "A.JSONL",
+                 ".DS_Store", "README"]:
+        (tmp_path / name).write_text("[]" if name.endswith(".json") else "")
+    assert [p.name for p in snapshots(tmp_path)] == [
+        "20220110T090000Z.jsonl", "20220112T093000Z.json", "A.JSONL", "X (1).jsonl", "export.json"]
+    assert newest_snapshot(tmp_path) == tmp_path / "export.json"
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("notes.txt", "annotator notes", r"notes\.txt: not a Label Studio snapshot"),
+    ("export.json", '[{"data": {"article_id": "a"}},\n {"data": ', r"export\.json:2: invalid JSON"),
+    ("export.json", '[{"data": {"article_id": "a"}, "x": NaN}]', r"export\.json: invalid JSON: NaN is not a JSON number"),
+])
+def test_a_file_that_is_no_readable_snapshot_is_one_error_line_naming_it(
+        tmp_path: Path, name: str, content: str, message: str) -> None:
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+    shutil.copy(FIXTURES / "annotations" / SNAPSHOT, ann / SNAPSHOT)
+    (ann / name).write_text(content)
+    proc = merge_cli(tmp_path, ann)
+    assert proc.returncode == InputError.exit_code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    [error] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert re.search(message, error), error
+    (ann / name).unlink()
+    (ann / "sub").mkdir()
+    with pytest.raises(InputError, match=r"sub: not a file"):
+        snapshots(ann)
+
+
+def test_train_and_reimport_read_the_same_snapshots_as_merge(tmp_path: Path) -> None:
+    from pipeline import train
+    from pipeline.labelstudio import reimport
+
+    assert train.snapshots is snapshots and train.collect_tasks is collect_tasks
+    (tmp_path / "export.json").write_text(label_studio_export(fixture_lines(f"annotations/{SNAPSHOT}")))
+    latest = reimport.latest_versions(tmp_path)
+    assert {who for _, _, who in latest} == {"annotator-1", "annotator-2", "annotator-4"}
+
+
+def test_gold_of_the_previous_output_that_is_not_gold_now_is_reported(tmp_path: Path) -> None:
+    ann = tmp_path / "annotations"
+    shutil.copytree(FIXTURES / "annotations", ann)
+    assert merge_cli(tmp_path, ann).returncode == 0
+    gold = sorted(r["id"] for _, r in read_jsonl(tmp_path / "labeled.jsonl") if r["status"] == "gold")
+    assert len(gold) == 2
+    for snapshot in ann.iterdir():  # the snapshots moved away (or renamed to a name merge once ignored)
+        snapshot.rename(tmp_path / snapshot.name)
+    proc = merge_cli(tmp_path, ann)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "merge_report.json").read_text())
+    assert [(g["article_id"], g["now"]) for g in report["lost_gold"]] == [(g, "silver") for g in gold]
+    for article_id in gold:
+        assert f"merge: lost gold: article {article_id} was gold in the previous" in proc.stderr
+    assert "2 gold article(s) of the previous output lost" in proc.stderr
+    assert json.loads((tmp_path / "merge_report.json").read_text())["lost_gold"]
+    proc = merge_cli(tmp_path, ann)  # compared with the previous build only: nothing more is lost
+    assert json.loads((tmp_path / "merge_report.json").read_text())["lost_gold"] == []
+
+
+def test_dvc_keeps_the_previous_labeled_output_for_the_comparison() -> None:
+    """DVC deletes a stage's outputs before running it unless they persist; merge needs the previous labeled.jsonl."""
+    import yaml
+
+    outs = yaml.safe_load((Path(__file__).resolve().parent.parent / "dvc.yaml").read_text())["stages"]["merge"]["outs"]
+    assert {"data/labeled.jsonl": {"persist": True}} in outs

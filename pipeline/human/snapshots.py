@@ -2,15 +2,30 @@
 
 Every snapshot (whatever server it came from), its tasks grouped by article, and each annotation turned
 into one annotator's version of an article: sorted entities (linked to actors) and stances. A bad task,
-region or relation is reported and skipped, and counts towards the merge stage's share of bad records.
+region or relation is reported and skipped, and makes its task line count as one bad record towards the
+merge stage's share of bad task lines.
+
+Which files are snapshots: every file of annotations/ is read or reported, never silently passed over.
+Hidden files (a name starting with '.') and README* are skipped by rule; every other file must end in
+`.jsonl` or `.json` (any case), else it is a one-line InputError naming it (exit 3), as is a subfolder.
+A file whose first character is `[` is Label Studio's JSON export (a JSON array of tasks, as the UI's
+Export button downloads it; its tasks are named `FILE:task N`); any other is JSON Lines, one task a line
+(`FILE:LINE`), as `pull` writes it.
+
+Order (oldest first; on a tie of `updated_at` the version read later wins, and the last one is the
+"newest snapshot" of the merge report): first the timestamped names `<UTC YYYYMMDDTHHMMSSZ>.jsonl` that
+pull writes (or `.json`, for an export renamed so), by that timestamp; then every other name (`export.json`,
+`X (1).jsonl`), after all of them, by name (code point order). Rename a downloaded export to its UTC
+time to place it among the pulls.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +33,11 @@ from typing import Any
 
 from pipeline.common.contract import is_int, is_number
 from pipeline.common.errors import BadRecords, InputError
-from pipeline.common.jsonl import read_jsonl
+from pipeline.common.jsonl import JSONLineError, loads, open_input, read_jsonl
 
-SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")
+SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")  # the name pull gives a new snapshot
+TIMESTAMPED = re.compile(r"^\d{8}T\d{6}Z\.jsonl?$", re.IGNORECASE)  # ordered by its time (module docstring)
+SNAPSHOT_SUFFIXES = (".jsonl", ".json")
 
 Span = tuple[int, int]
 EARLIEST = datetime.min.replace(tzinfo=UTC)  # the time of an annotation that carries none: older than any other
@@ -78,16 +95,33 @@ def parse_time(stamp: Any) -> datetime | None:
 
 
 def newest_snapshot(folder: Path) -> Path | None:
-    """The newest Label Studio snapshot in `folder` (lexicographic max of the timestamped names), or None."""
+    """The newest Label Studio snapshot in `folder` (the last in the order of `snapshots`), or None."""
     names = snapshots(folder)
     return names[-1] if names else None
 
 
+def skipped_by_rule(name: str) -> bool:
+    """Whether a file of annotations/ is no snapshot by rule: a hidden file (.gitignore, .DS_Store) or a README."""
+    return name.startswith(".") or name.upper().startswith("README")
+
+
 def snapshots(folder: Path) -> list[Path]:
-    """Every Label Studio snapshot in `folder`, oldest first (by their timestamped names)."""
+    """Every Label Studio snapshot in `folder`, oldest first (module docstring); any other file is an InputError."""
     if not folder.is_dir():
         raise InputError(f"{folder}: annotations folder not found")
-    return sorted(p for p in folder.glob("*.jsonl") if SNAPSHOT_NAME.match(p.name))
+    timed: list[Path] = []
+    named: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        if skipped_by_rule(path.name):
+            continue
+        if not path.is_file():
+            raise InputError(f"{path}: not a file; {folder} holds Label Studio snapshots only (move it out)")
+        if path.suffix.lower() not in SNAPSHOT_SUFFIXES:
+            raise InputError(f"{path}: not a Label Studio snapshot (a .jsonl snapshot or Label Studio's .json "
+                             f"export); move it out of {folder} or rename it")
+        (timed if TIMESTAMPED.match(path.name) else named).append(path)
+    timed.sort(key=lambda p: (p.name[:16].upper(), p.name))
+    return timed + sorted(named, key=lambda p: p.name)
 
 
 HASHED = 1 << 60  # import ids from this up carry a hashed (not numeric) annotator identity
@@ -267,7 +301,8 @@ def _region(value: Any, text: str, entity_labels: tuple[str, ...]) -> tuple[int,
 
 
 def collect_tasks(snapshot: Path | Sequence[Path], bad: BadRecords) -> tuple[Tasks, int]:
-    """Label Studio tasks of one or more snapshots grouped by article id, each with its FILE:LINE, and how many were read.
+    """Label Studio tasks of one or more snapshots grouped by article id, each with its FILE:LINE, and how many
+    task lines (or tasks of a JSON export) the snapshots hold, readable or not (each also counted in `bad.seen`).
 
     Tasks keep the order of the snapshots given (oldest first), so a later version wins a tie of timestamps.
     """
@@ -279,16 +314,14 @@ def collect_tasks(snapshot: Path | Sequence[Path], bad: BadRecords) -> tuple[Tas
 
 
 def snapshot_of(where: str) -> str:
-    """The snapshot path of a task's FILE:LINE."""
+    """The snapshot path of a task's FILE:LINE (or FILE:task N)."""
     return where.rsplit(":", 1)[0]
 
 
 def _collect(snapshot: Path, tasks: Tasks, bad: BadRecords) -> int:
-    """Add the tasks of one snapshot to `tasks`; return how many were read."""
-    read = 0
-    for lineno, task in read_jsonl(snapshot, bad):
-        where = f"{snapshot}:{lineno}"
-        read += 1
+    """Add the tasks of one snapshot to `tasks`; return how many task lines it holds, readable or not."""
+    before = bad.seen
+    for where, task in _snapshot_tasks(snapshot, bad):
         data = task.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("article_id"), str):
             bad.add(where, "task has no data.article_id")
@@ -297,4 +330,43 @@ def _collect(snapshot: Path, tasks: Tasks, bad: BadRecords) -> int:
             bad.add(where, "task annotations is not a list")
             continue
         tasks[data["article_id"]].append((where, task))
-    return read
+    return bad.seen - before
+
+
+def _snapshot_tasks(snapshot: Path, bad: BadRecords) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(FILE:LINE, task) of a JSON Lines snapshot, or (FILE:task N, task) of Label Studio's JSON export;
+    every task line is counted in `bad.seen` and an unreadable one reported to `bad`."""
+    with open_input(snapshot) as handle:
+        head = handle.read(1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not head.startswith(b"["):
+        for lineno, task in read_jsonl(snapshot, bad):
+            yield f"{snapshot}:{lineno}", task
+        return
+    for number, task in enumerate(_json_document(snapshot), start=1):  # it starts with '[': an array
+        bad.seen += 1
+        if not isinstance(task, dict):
+            bad.add(f"{snapshot}:task {number}", f"expected a task object, got {type(task).__name__}")
+            continue
+        yield f"{snapshot}:task {number}", task
+
+
+def _json_document(path: Path) -> Any:
+    """One strict JSON document (Label Studio's JSON export); unreadable, it is a one-line InputError naming it."""
+    with open_input(path) as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1})") from None
+    try:
+        return loads(text)
+    except JSONLineError as exc:
+        line = ""
+        try:
+            json.loads(text)  # only to say on which line the syntax error is
+        except json.JSONDecodeError as located:
+            line = f":{located.lineno}"
+        except (ValueError, RecursionError):
+            pass
+        raise InputError(f"{path}{line}: {exc} (a Label Studio JSON export is one JSON array of tasks; "
+                         f"download it again?)") from None
