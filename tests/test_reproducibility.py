@@ -67,7 +67,10 @@ def _change_a_stance_param(params_path: Path) -> str:
     params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
     section = params.get("preannotate") or {}
     numeric = [k for k, v in sorted(section.items()) if "stance" in k and isinstance(v, float) and 0 < v < 1]
-    if numeric:  # a stance score threshold: raising it near 1 drops (almost) every stance proposal
+    if section.get("stance_model") is False:  # the rules alone: the learned model's proposals replace theirs
+        key = "stance_model"
+        section[key] = True
+    elif numeric:  # a stance score threshold (read with the model on): raising it near 1 drops (almost) every proposal
         key = numeric[0]
         section[key] = 0.999
     elif isinstance(section.get("stance_ends"), list) and len(section["stance_ends"]) > 1:
