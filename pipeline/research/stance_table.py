@@ -48,10 +48,9 @@ def _system(cfg: pa.Params, model: Path | None, paths: Paths) -> pa.Preannotator
     return pa.load(params, paths.patterns, paths.actors, paths.lexicon, model)
 
 
-def _gold_scores(pre: pa.Preannotator, paths: Paths) -> dict[str, Any]:
-    """Exact stance P/R/F1 of one system on the seed gold articles."""
+def _gold_scores(pre: pa.Preannotator, records: Sequence[dict[str, Any]], paths: Paths) -> dict[str, Any]:
+    """Exact stance P/R/F1 of one system on the seed gold articles (`records`: the articles the gold quotes)."""
     assert paths.gold is not None and paths.articles is not None
-    records = list(read_objects(paths.articles))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "predictions.jsonl"
         write_jsonl(out, pa.preannotate(records, pre))
@@ -85,6 +84,7 @@ def compare_systems(models: Sequence[Path], paths: Paths, limit: int | None = No
     systems: list[tuple[str, Path | None]] = [("rules", None), *((f"model {m.name}", m) for m in models)]
     table: dict[str, dict[str, Any]] = {name: {} for name, _ in systems}
     heldout = re3d.split(re3d.load_documents(paths.re3d)[0])["heldout"] if paths.re3d is not None else []
+    seeds = list(read_objects(paths.articles)) if paths.gold is not None and paths.articles is not None else []
     for name, model in systems:
         pre = _system(cfg, model, paths)
         print(f"{STAGE}: {name}", file=sys.stderr)
@@ -93,7 +93,7 @@ def compare_systems(models: Sequence[Path], paths: Paths, limit: int | None = No
             table[name]["re3d heldout"] = {"p": s["p"], "r": s["r_all"], "f1": s["f1_all"], "gold": s["gold"],
                                            "predicted": s["predicted"], "correct": s["tp"]}
         if paths.gold is not None and paths.articles is not None:
-            table[name]["seed gold"] = _gold_scores(pre, paths)
+            table[name]["seed gold"] = _gold_scores(pre, seeds, paths)
     if paths.seesaw is not None:
         loaded = [(name, load_model(m) if m is not None else None) for name, m in systems]
         for name, scores in _seesaw_scores(loaded, paths, cfg.stance_threshold, limit).items():

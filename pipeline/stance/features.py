@@ -211,7 +211,7 @@ def pair_features(
     between = sentence_cues[bisect.bisect_left(sentence_cues, (first.end, "")):  # cues in token order
                             bisect.bisect_left(sentence_cues, (last.start, ""))]
     for i, label in between:
-        if first.end <= i < last.start and i not in on_path:
+        if i not in on_path:
             cues.append((i, label))
             feats.append(f"between_cue={label}")
     if speaker:

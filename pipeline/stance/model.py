@@ -24,6 +24,7 @@ from scipy.sparse import csr_matrix
 
 from pipeline.common.errors import ConfigError
 from pipeline.stance.features import FEATURES_VERSION, Candidate
+from pipeline.stance.vectors import WIDTH, encoder_name
 
 FORMAT = "geonews-stance-model/1"
 NONE = "none"
@@ -151,12 +152,9 @@ def from_dict(doc: Any, where: str) -> StanceModel:
         dense = tuple(tuple(float(x) for x in row) for row in doc.get("dense") or ())
         if any(len(r) != width for r in dense):
             raise ConfigError(f"{where}: dense must be rows of {width} numbers")
-        if dense:
-            from pipeline.stance.vectors import WIDTH, encoder_name
-
-            if len(dense) != WIDTH or doc.get("encoder") != encoder_name():
-                raise ConfigError(f"{where}: trained on encoder {doc.get('encoder')!r} ({len(dense)} dimensions), this "
-                                  f"code computes {encoder_name()!r} ({WIDTH}): retrain it")
+        if dense and (len(dense) != WIDTH or doc.get("encoder") != encoder_name()):
+            raise ConfigError(f"{where}: trained on encoder {doc.get('encoder')!r} ({len(dense)} dimensions), this "
+                              f"code computes {encoder_name()!r} ({WIDTH}): retrain it")
         return StanceModel(labels, weights, tuple(float(x) for x in doc["intercept"]), training, base, base_weights,
                            str(doc.get("encoder") or ""), dense)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -29,6 +29,7 @@ def encoder() -> Encoder:
     return Encoder.load()
 
 
+@functools.cache
 def encoder_name() -> str:
     """What a model records of the encoder and pooling it was trained with; a model refuses another."""
     return f"all-MiniLM-L6-v2@{model_version()}/{'+'.join(POOLS)}/{MAX_PIECES}"
@@ -39,36 +40,40 @@ def _mean(states: numpy.ndarray, mask: numpy.ndarray) -> numpy.ndarray:
     return states[mask].mean(axis=0) if mask.any() else numpy.zeros(states.shape[1], dtype=states.dtype)
 
 
+class _Sentence:
+    """One encoded sentence: its word-piece states, their document character spans and the sentence's mean."""
+
+    def __init__(self, sent: Span, states: numpy.ndarray, offsets: Sequence[tuple[int, int]]) -> None:
+        self.states = states
+        self.starts = numpy.array([a for a, _ in offsets]) + sent.start_char
+        self.ends = numpy.array([b for _, b in offsets]) + sent.start_char
+        self.real = self.ends > self.starts  # [CLS] and [SEP] have an empty span
+        self.mean = _mean(states, self.real)
+
+    def pooled(self, lo: int, hi: int) -> numpy.ndarray:
+        """The mean of the pieces overlapping document characters [lo, hi)."""
+        return _mean(self.states, self.real & (self.starts < hi) & (self.ends > lo))
+
+
 def pair_vectors(doc: Doc, cands: Sequence[Candidate], enc: Encoder | None = None) -> numpy.ndarray:
     """One row of WIDTH floats per candidate, from one encoder pass over each sentence the candidates are in."""
     out = numpy.zeros((len(cands), WIDTH), dtype=numpy.float32)
     if not cands:
         return out
-    sentences: dict[int, Span] = {}
-    for cand in cands:
-        sent = doc[cand.at].sent
-        sentences.setdefault(sent.start, sent)
+    of_cand = [doc[cand.at].sent for cand in cands]
+    sentences = {sent.start: sent for sent in of_cand}
     order = sorted(sentences)
     encoded = (enc or encoder()).encode([sentences[s].text for s in order], max_length=MAX_PIECES)
-    by_start = dict(zip(order, encoded, strict=True))
-    for row, cand in enumerate(cands):
-        sent = doc[cand.at].sent
-        states, offsets = by_start[sent.start]
-        base = sent.start_char
-        starts = numpy.array([a for a, _ in offsets]) + base
-        ends = numpy.array([b for _, b in offsets]) + base
-        real = ends > starts  # [CLS] and [SEP] have an empty span
+    by_start = {s: _Sentence(sentences[s], states, offsets) for s, (states, offsets) in zip(order, encoded, strict=True)}
+    for row, (cand, sent) in enumerate(zip(cands, of_cand, strict=True)):
+        enc_sent = by_start[sent.start]
         h = doc[cand.at:cand.h_end] if cand.h_end > cand.at else doc[cand.at:cand.at + 1]
         t = doc[cand.t_start:cand.t_end] if cand.t_end > cand.t_start >= 0 else doc[cand.anchor:cand.anchor + 1]
-
-        def inside(lo: int, hi: int) -> numpy.ndarray:
-            return real & (starts < hi) & (ends > lo)  # noqa: B023 (used at once, in this iteration)
-
         first, last = (h, t) if h.start_char <= t.start_char else (t, h)
         out[row] = numpy.concatenate([
-            _mean(states, inside(h.start_char, h.end_char)),
-            _mean(states, inside(t.start_char, t.end_char)),
-            _mean(states, inside(first.end_char, last.start_char)),
-            _mean(states, real),
+            enc_sent.pooled(h.start_char, h.end_char),
+            enc_sent.pooled(t.start_char, t.end_char),
+            enc_sent.pooled(first.end_char, last.start_char),
+            enc_sent.mean,
         ])
     return out
