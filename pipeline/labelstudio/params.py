@@ -13,6 +13,7 @@ from pipeline.common.contract import label_sets
 from pipeline.common.errors import ConfigError
 from pipeline.labelstudio.api import LabelStudioAPI
 
+MAX_ANNOTATORS = 10  # annotators per task: Label Studio accepts more, no team reviews that much overlap
 MAX_RETRIES = 20  # the back-off is capped at 10 s a try: more would hang for minutes on a server that is down
 
 
@@ -54,6 +55,7 @@ class LabelStudioParams:
     export_timeout_s: float
     max_bad_share: float
     lock_stale_s: float
+    annotations_per_task: int
     server: ServerParams
 
     def validate(self) -> str | None:
@@ -68,6 +70,8 @@ class LabelStudioParams:
                 return f"{key}: expected a number of seconds > 0, got {getattr(self, key)}"
         if not 0 <= self.retries <= MAX_RETRIES:
             return f"retries: expected an integer 0-{MAX_RETRIES}, got {self.retries}"
+        if not 1 <= self.annotations_per_task <= MAX_ANNOTATORS:
+            return f"annotations_per_task: expected an integer 1-{MAX_ANNOTATORS}, got {self.annotations_per_task}"
         if not 0.0 <= self.max_bad_share <= 1.0:
             return f"max_bad_share: expected a share 0-1, got {self.max_bad_share}"
         keys = list(self.entity_hotkeys.values())

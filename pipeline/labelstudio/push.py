@@ -64,6 +64,8 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str,
         "show_instruction": True,
         "sampling": SAMPLING[cfg.ls.queue_order],
         "show_collab_predictions": True,
+        # the overlap: Label Studio CE hands a task to this many annotators before it counts as labelled
+        "maximum_annotations": cfg.ls.annotations_per_task,
     }
     project = project or find_project(api, cfg.ls.project_title)
     if project is None:
