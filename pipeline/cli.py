@@ -54,6 +54,9 @@ def label_studio(
     params: ParamsOpt = Path("params.yaml"),
     annotations: Annotated[Path, typer.Option(help="Snapshots whose human work is imported (as its annotators').")]
     = Path("annotations"),
+    port: Annotated[int | None, typer.Option(envvar="LABEL_STUDIO_PORT", min=1, max=65535,
+                                             help="Port of the local server (default: labelstudio.server.port).")]
+    = None,
 ) -> None:
     """Start a local Label Studio (first run: admin + token into .env), set up the project, push the tasks,
     import the human annotations of annotations/ that the server lacks."""
@@ -62,7 +65,8 @@ def label_studio(
     if stop:
         stage.down_main(data_dir)
     else:
-        stage.up_main(input=input, guidelines=guidelines, params=params, data_dir=data_dir, annotations=annotations)
+        stage.up_main(input=input, guidelines=guidelines, params=params, data_dir=data_dir, annotations=annotations,
+                      port=port)
 
 
 @app.command()
@@ -96,6 +100,17 @@ def pull(
     from pipeline.labelstudio import commands as stage
 
     stage.pull_main(out_dir=output, params=params, articles=articles, report_path=report)
+
+
+@app.command()
+def adjudicate(
+    report: Annotated[Path | None, typer.Option(help="Write the tasks to adjudicate here (JSON).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Gather the tasks whose annotators disagree (labelstudio.adjudicate_below_f1) in the project's Adjudicate tab."""
+    from pipeline.labelstudio import commands as stage
+
+    stage.adjudicate_main(params=params, report_path=report)
 
 
 @app.command("ls-config")

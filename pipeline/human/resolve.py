@@ -78,7 +78,10 @@ def resolve(versions: list[Version], prediction: dict[str, Any]) -> tuple[dict[s
 
 
 def agreement(versions: list[Version]) -> dict[str, Any] | None:
-    """Mean pairwise entity span F1 and stance Cohen's kappa between annotators, via pipeline.quality.scoring."""
+    """Mean pairwise entity span F1 and stance Cohen's kappa between annotators before adjudication.
+
+    A ground-truth version is a reviewer's verdict, not one more annotator's opinion: it is left out."""
+    versions = [v for v in versions if not v.ground_truth]
     if len(versions) < 2:
         return None
     result = scoring.agreement([v.record() for v in versions])

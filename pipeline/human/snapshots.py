@@ -73,6 +73,7 @@ class Version:
             "stances": self.stances,
             "lead_time": self.lead_time,
             "annotation_id": self.annotation_id,
+            "ground_truth": self.ground_truth,
             "seen_predictions": self.seen,
         }
 

@@ -1,4 +1,4 @@
-"""The Label Studio commands of the CLI: push, pull, ls-config and the local server (up, down)."""
+"""The Label Studio commands of the CLI: push, pull, adjudicate, ls-config and the local server (up, down)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.common.errors import InputError
 from pipeline.common.jsonl import atomic_writer, write_json
 from pipeline.labelstudio import server as ls_server
+from pipeline.labelstudio.adjudicate import AdjudicationReport, adjudicate
 from pipeline.labelstudio.api import LabelStudioAPI, mask
 from pipeline.labelstudio.config import label_config
 from pipeline.labelstudio.lock import PushLock
@@ -73,6 +74,20 @@ def pull_main(out_dir: Path, params: Path, articles: Path | None = None, report_
     return report
 
 
+def adjudicate_main(params: Path, report_path: Path | None = None,
+                    env_file: Path = Path(".env")) -> AdjudicationReport:
+    """Gather the tasks whose annotators disagree in the project's Adjudicate tab."""
+    cfg = load_config(params)
+    try:
+        report = adjudicate(connect(cfg, env_file), cfg)
+    except LookupError as exc:
+        raise InputError(str(exc)) from None
+    print(report.line(), file=sys.stderr)
+    if report_path:
+        write_json(report_path, report.as_dict())
+    return report
+
+
 def config_main(params: Path, output: Path | None = None) -> str:
     """Print (or write) the labeling config generated from params."""
     xml = label_config(load_config(params))
@@ -85,12 +100,13 @@ def config_main(params: Path, output: Path | None = None) -> str:
 
 
 def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path(".labelstudio"),
-            env_file: Path = Path(".env"), annotations: Path = Path("annotations")) -> None:
+            env_file: Path = Path(".env"), annotations: Path = Path("annotations"), port: int | None = None) -> None:
     """Bring up the local server, create/update the project, push the tasks, import earlier human work, say how to log in."""
     cfg = load_config(params)
     text = read_guidelines(guidelines)
     tasks = read_tasks(input, cfg)
-    url, creds, started = ls_server.server_main(data_dir, env_file, cfg.ls.server.port, cfg.ls.server.start_timeout_s)
+    port = cfg.ls.server.port if port is None else port
+    url, creds, started = ls_server.server_main(data_dir, env_file, port, cfg.ls.server.start_timeout_s)
     api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
     with PushLock(api, cfg.ls.project_title, cfg.ls.lock_stale_s) as lock:
         project, report = push(api, tasks, cfg, text, project=lock.project)
@@ -102,6 +118,7 @@ def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path("
         f"  log in as {creds.email}; the password is LABEL_STUDIO_PASSWORD in {env_file} "
         f"(`grep LABEL_STUDIO_PASSWORD {env_file}`)\n"
         f"  API token {mask(creds.token)} is LABEL_STUDIO_API_KEY in {env_file}\n"
+        f"  more annotators join through {url}{api.get('/api/invite', what='the invite link')['invite_url']}\n"
         f"  stop it with `python -m pipeline label-studio --stop`; data stays in {data_dir}/"
     )
 

@@ -56,6 +56,7 @@ class LabelStudioParams:
     max_bad_share: float
     lock_stale_s: float
     annotations_per_task: int
+    adjudicate_below_f1: float
     server: ServerParams
 
     def validate(self) -> str | None:
@@ -72,6 +73,8 @@ class LabelStudioParams:
             return f"retries: expected an integer 0-{MAX_RETRIES}, got {self.retries}"
         if not 1 <= self.annotations_per_task <= MAX_ANNOTATORS:
             return f"annotations_per_task: expected an integer 1-{MAX_ANNOTATORS}, got {self.annotations_per_task}"
+        if not 0.0 < self.adjudicate_below_f1 <= 1.0:
+            return f"adjudicate_below_f1: expected a span F1 in (0, 1], got {self.adjudicate_below_f1}"
         if not 0.0 <= self.max_bad_share <= 1.0:
             return f"max_bad_share: expected a share 0-1, got {self.max_bad_share}"
         keys = list(self.entity_hotkeys.values())

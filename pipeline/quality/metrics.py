@@ -258,12 +258,14 @@ class Agreement:
     def __init__(self) -> None:
         self.per_article: list[dict[str, Any]] = []
         self.stance_items: list[tuple[str, str]] = []
+        self.adjudicated = 0
 
     def add(self, record: dict[str, Any]) -> None:
-        """Score one article if it has two or more annotators."""
-        versions = record.get("annotations") or []
+        """Score one article if it has two or more annotators (before adjudication: ground-truth versions left out)."""
+        versions = [a for a in record.get("annotations") or [] if not a.get("ground_truth")]
         if len(versions) < 2:
             return
+        self.adjudicated += (record.get("provenance") or {}).get("resolution") == "ground_truth"
         self.per_article.append(scoring.agreement(versions))
         for i, a in enumerate(versions):
             for b in versions[i + 1 :]:
@@ -273,7 +275,7 @@ class Agreement:
         """The metrics document (metrics/agreement.json): null figures with a reason when nothing to compare."""
         if not self.per_article:
             return {"articles": 0, "entity_f1": None, "stance_kappa": None, "stance_kappa_pooled": None,
-                    "reason": "no gold article has more than one annotator"}
+                    "adjudicated": 0, "reason": "no gold article has more than one annotator"}
         f1 = [a["entity_f1"] for a in self.per_article if a["entity_f1"] is not None]
         kappa = [a["stance_kappa"] for a in self.per_article if a["stance_kappa"] is not None]
         return {
@@ -283,4 +285,5 @@ class Agreement:
             "entity_f1": statistics.fmean(f1) if f1 else None,
             "stance_kappa": statistics.fmean(kappa) if kappa else None,
             "stance_kappa_pooled": scoring.cohen_kappa(self.stance_items),
+            "adjudicated": self.adjudicated,  # of those articles, how many a reviewer settled (ground truth)
         }
