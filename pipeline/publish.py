@@ -9,6 +9,7 @@ identical bytes; pushing to the Hub is pipeline/dataset/hub.py.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -106,11 +107,15 @@ class PublishConfig:
 SUMMARY_KEYS = ("id", "status", "split", "date", "source", "story_id", "annotators", "agreement", "provenance",
                 "translated_from")
 GOLD_KEYS = ("entities", "stances", "annotations", "predictions")
+# A wire dateline opening the text, "WASHINGTON (AP) —": the agency wrote the story, whatever site carried it.
+WIRE_DATELINE = re.compile(r"^[A-Z][A-Z .,'’-]{1,40}\((AP|Reuters|AFP|UPI|dpa|Xinhua|TASS|Interfax|ANI|PTI)\)")
 
 
 def summarize(rec: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
     """An article's summary (SUMMARY_KEYS, release_fields, its sentence count); equal small dicts are one object kept in `shared`."""
     out = {k: rec[k] for k in SUMMARY_KEYS if k in rec} | release_fields(rec) | {"n_sentences": len(rec["sentences"])}
+    if wire := WIRE_DATELINE.match(rec["text"].lstrip()):
+        out["wire"] = wire.group(1)
     if rec["status"] == "gold":
         return out | {k: rec[k] for k in GOLD_KEYS if k in rec}
     if "provenance" in rec:

@@ -97,10 +97,9 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def annotated_size(ctx: CardContext) -> int:
-    """The dataset's size for size_categories: the largest count of articles, sentences or annotated stances (generated `none` pairs not counted)."""
-    size = sections.sizes(ctx.records)
-    return max(sum(size[f"{st} {kind}"] for st in ("gold", "silver")) for kind in ("articles", "sentences", "stances"))
+def largest_config(ctx: CardContext) -> int:
+    """The dataset's size for size_categories: the rows of its largest config (all splits)."""
+    return max((sum(splits.values()) for splits in ctx.counts.values()), default=0)
 
 
 def header(ctx: CardContext) -> str:
@@ -128,8 +127,8 @@ def header(ctx: CardContext) -> str:
         annotations_creators=["expert-generated", "machine-generated"],
         source_datasets=["original"],
         task_categories=["token-classification", "text-classification"],
-        task_ids=["named-entity-recognition"],
-        size_categories=[size_category(annotated_size(ctx))],
+        task_ids=["named-entity-recognition", "multi-class-classification"],  # entities; stance
+        size_categories=[size_category(largest_config(ctx))],
         tags=["news", "geopolitics", "stance-detection", "named-entity-recognition", "relation-extraction"],
         configs=configs,
     )
@@ -193,8 +192,10 @@ def quality(ctx: CardContext) -> dict[str, Any] | None:
                      "warning": sections.small_sample(len(multi), "Agreement")}
     return {
         "from_metrics": from_metrics,
+        "scored": pre.get("gold_articles", len(gold)),  # the evaluate stage leaves out what the stance model trained on
+        "excluded": pre.get("excluded_train_gold_articles", 0),
         "table": table,
-        "warning": sections.small_sample(len(gold), "This table"),
+        "warning": sections.small_sample(pre.get("gold_articles", len(gold)), "This table"),
         "per_label": ", ".join(f"`{lab}` F1 {_fmt(v.get('f1'))} ({v.get('support')})" for lab, v in sorted(per_label.items())),
         "actors": actors if isinstance(actors, dict) and actors.get("accuracy") is not None else None,
         "agreement": agreement,
@@ -216,7 +217,6 @@ def render(ctx: CardContext) -> str:
     """The whole card, by the sections of huggingface_hub's dataset card template: YAML header and Markdown body."""
     cfg, records = ctx.cfg, ctx.records
     gold = [r for r in records if r["status"] == "gold"]
-    dates = sorted(r["date"] for r in records if r.get("date"))
     ent_counts = {st: Counter(e["label"] for r in records if r["status"] == st for e in r["entities"]) for st in ("gold", "silver")}
     stance_counts = {st: Counter(s["label"] for r in records if r["status"] == st for s in r["stances"]) for st in ("gold", "silver")}
     every = [n + sfx for sfx in ("", SILVER) for n in CONFIGS]
@@ -236,7 +236,7 @@ def render(ctx: CardContext) -> str:
         yaml_header=header(ctx), cfg=cfg, records=records, n_gold=len(gold),
         n_silver=sum(1 for r in records if r["status"] == "silver"),
         annotators=sorted({a for r in gold for a in r.get("annotators") or []}), snapshots=snapshots,
-        first_date=dates[0] if dates else "?", last_date=dates[-1] if dates else "?",
+        dates=sections.date_range(records),
         size=sections.sizes(records), sources=sections.sources(records), guidelines_link=guidelines_link,
         quick_start="\n".join(sections.quick_start(ctx.counts)), silver=SILVER,
         configs_table=_table(["config", *SPLITS, "row ="],
@@ -261,7 +261,7 @@ def render(ctx: CardContext) -> str:
         prov={k: _distinct(records, k) for k in ("model", "model_version", "rules_version", "code_revision")},
         personal_information=sections.personal_information(records), quality=quality(ctx),
         stats_table=_table(["count", "n"], [[k, v] for k, v in ctx.stats.items()]) if ctx.stats else "",
-        figure=ctx.figure, bias=sections.bias(records), citation="\n".join(sections.citation(cfg.pretty_name, cfg.version)),
+        figure=ctx.figure, bias=sections.bias(records), citation="\n".join(sections.citation(cfg.pretty_name, cfg.version, sections.release_year(records))),
         changelog=sections.changelog(cfg.version, ctx.changelog), provenance_table=_table(["input", "value"], provenance),
     )
     return text.rstrip() + "\n"
