@@ -294,3 +294,28 @@ def test_the_figure_greys_the_cells_with_no_gold_stance(tmp_path: Path) -> None:
     rgb = np.round(matplotlib.image.imread(tmp_path / "figure.png")[..., :3] * 255).astype(int)
     grey = (rgb == (217, 217, 217)).all(axis=-1).mean()
     assert grey > 0.1, grey  # the fixture's 6 x 4 matrix has 18 empty cells
+
+
+SEESAW_LICENCE = "CC BY-NC-SA 4.0 (SEESAW); CC BY 4.0 (learned from this project's annotations)"
+
+
+def test_stances_from_the_rules_keep_the_annotations_licence(built: Path) -> None:  # noqa: F811
+    card = (built / "README.md").read_text()
+    assert "comes from the project's rules alone" in card and "CC BY-NC-SA" not in card
+    assert "CC BY-NC-SA" not in (built / "LICENSE").read_text()
+
+
+def test_stances_from_the_seesaw_model_are_nc_sa_in_the_card_and_the_licence(tmp_path: Path) -> None:
+    def from_model(r: dict[str, Any]) -> None:
+        if r["status"] == "silver":
+            r["provenance"].update(stance_model="m1", stance_trained_on="seesaw:train,gold:train",
+                                   stance_training_data="abc", stance_model_licence=SEESAW_LICENCE)
+
+    records = [json.loads(line) for line in LABELED.read_text().splitlines()]
+    silver = sum(r["status"] == "silver" for r in records)
+    folder = build(tmp_path, labeled=_labeled(tmp_path, change=from_model))[0]
+    card = (folder / "README.md").read_text()
+    assert f"the stances of {silver} silver article" in card and "rules alone" not in card
+    assert "those predictions are under CC BY-NC-SA 4.0" in card
+    licence = (folder / "LICENSE").read_text()
+    assert "3. Exception to 2" in licence and "https://creativecommons.org/licenses/by-nc-sa/4.0/" in licence

@@ -258,6 +258,7 @@ def render(ctx: CardContext) -> str:
                      for name in CONFIGS],
         data_instances="\n".join(sections.data_instance(ctx.examples)) if ctx.examples else "",
         translation=sections.translation(records), resolution_rule=RESOLUTION_RULE,
+        stance_licence=sections.stance_licence(records),
         prov={k: _distinct(records, k) for k in ("model", "model_version", "rules_version", "code_revision")},
         personal_information=sections.personal_information(records), quality=quality(ctx),
         stats_table=_table(["count", "n"], [[k, v] for k, v in ctx.stats.items()]) if ctx.stats else "",

@@ -66,6 +66,32 @@ def translation(records: list[dict[str, Any]]) -> str:
             "quotes are the translation's and may carry its errors.")
 
 
+def stance_sources(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Licence of the learned stance model -> silver articles whose stances it proposed; empty when the rules alone did."""
+    found: Counter[str] = Counter()
+    for r in records:
+        prov = r.get("provenance") or {}
+        if r["status"] == "silver" and prov.get("stance_model"):
+            found[str(prov.get("stance_model_licence") or "unknown")] += 1
+    return dict(sorted(found.items()))
+
+
+def stance_licence(records: list[dict[str, Any]]) -> str:
+    """Who proposed the machine stances of this release and which licence those predictions carry."""
+    by_licence = stance_sources(records)
+    if not by_licence:
+        return ("Every machine-proposed stance in this release (the `_silver` configs) comes from the project's "
+                "rules alone (params `preannotate.stance_model: false`), so the annotations' licence covers them.")
+    parts = []
+    for licence, n in by_licence.items():
+        text = f"the stances of {_n(n, 'silver article')} were proposed by a learned stance model (licence: {licence})"
+        if "NC-SA" in licence:
+            text += (": its weights were trained on SEESAW (CC BY-NC-SA 4.0), so those predictions are under CC "
+                     "BY-NC-SA 4.0 — non-commercial use only, shared alike — not under the annotations' CC BY 4.0")
+        parts.append(text)
+    return "In this release " + "; ".join(parts) + ". Human (gold) labels are not affected."
+
+
 def translated(records: list[dict[str, Any]]) -> int:
     """How many articles record that they were translated (`translated_from`)."""
     return sum(1 for r in records if r.get("translated_from"))
