@@ -182,6 +182,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         files = {p.relative_to(tmp).as_posix(): file_digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         man = manifest(records, cfg.version, files)
         man["rows"] = written.counts
+        hub.check_record(releases / f"manifest-{cfg.version}.json", man)  # a recorded version is never rebuilt with other data
         context = CardContext(
             cfg=cfg, records=records, counts=written.counts, features=feats, stats=dict(sorted(written.stats.items())),
             metrics=read_metrics(metrics), changelog=changelog(man, previous_manifest(releases, cfg.version)),
