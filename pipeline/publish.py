@@ -9,6 +9,7 @@ identical bytes; pushing to the Hub is pipeline/dataset/hub.py.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -106,11 +107,15 @@ class PublishConfig:
 SUMMARY_KEYS = ("id", "status", "split", "date", "source", "story_id", "annotators", "agreement", "provenance",
                 "translated_from")
 GOLD_KEYS = ("entities", "stances", "annotations", "predictions")
+# A wire dateline opening the text, "WASHINGTON (AP) —": the agency wrote the story, whatever site carried it.
+WIRE_DATELINE = re.compile(r"^[A-Z][A-Z .,'’-]{1,40}\((AP|Reuters|AFP|UPI|dpa|Xinhua|TASS|Interfax|ANI|PTI)\)")
 
 
 def summarize(rec: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
     """An article's summary (SUMMARY_KEYS, release_fields, its sentence count); equal small dicts are one object kept in `shared`."""
     out = {k: rec[k] for k in SUMMARY_KEYS if k in rec} | release_fields(rec) | {"n_sentences": len(rec["sentences"])}
+    if wire := WIRE_DATELINE.match(rec["text"].lstrip()):
+        out["wire"] = wire.group(1)
     if rec["status"] == "gold":
         return out | {k: rec[k] for k in GOLD_KEYS if k in rec}
     if "provenance" in rec:
@@ -177,6 +182,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         files = {p.relative_to(tmp).as_posix(): file_digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         man = manifest(records, cfg.version, files)
         man["rows"] = written.counts
+        hub.check_record(releases / f"manifest-{cfg.version}.json", man)  # a recorded version is never rebuilt with other data
         context = CardContext(
             cfg=cfg, records=records, counts=written.counts, features=feats, stats=dict(sorted(written.stats.items())),
             metrics=read_metrics(metrics), changelog=changelog(man, previous_manifest(releases, cfg.version)),

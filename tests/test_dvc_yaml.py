@@ -39,8 +39,15 @@ def test_subpackage_inits_hold_only_a_docstring() -> None:
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_stage_lists_the_modules_it_runs(stage: str) -> None:
     """A change to any module a stage runs reruns that stage, and no unrelated module does."""
-    deps = {d for d in STAGES[stage]["deps"] if d.startswith("pipeline/")}
+    deps = {d for d in STAGES[stage]["deps"] if d.startswith("pipeline/") and d.endswith(".py")}
     assert deps == closure(stage), f"dvc.yaml stages.{stage}.deps: missing {closure(stage) - deps}, extra {deps - closure(stage)}"
+
+
+def test_the_publish_stage_lists_the_card_template() -> None:
+    """Editing the card's text reruns publish: the templates are deps like the modules that read them."""
+    templates = {p.relative_to(ROOT).as_posix() for p in PACKAGE.glob("**/templates/*") if p.is_file()}
+    assert templates, "no templates found"
+    assert templates <= set(STAGES["publish"]["deps"]), templates - set(STAGES["publish"]["deps"])
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))

@@ -440,3 +440,17 @@ def test_published_folder_and_files_follow_the_umask(tmp_path: Path) -> None:
         assert {stat.S_IMODE(p.stat().st_mode) for p in output.rglob("*") if p.is_file()} == {0o644}
     finally:
         os.umask(old)
+
+
+def test_a_recorded_version_is_never_rebuilt_with_other_content(tmp_path: Path) -> None:
+    """Releases that cannot lie: the build itself refuses, not only the push, unless the content is identical."""
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    _, man = build(tmp_path, releases=releases)
+    (releases / "manifest-0.1.0.json").write_text(json.dumps(man))
+    build(tmp_path, releases=releases)  # identical content: rebuilt without complaint
+    man["files"]["LICENSE"] = "0" * 64
+    (releases / "manifest-0.1.0.json").write_text(json.dumps(man))
+    with pytest.raises(ConfigError, match=r"^version 0.1.0 was already published with other content: bump publish.version$"):
+        build(tmp_path, releases=releases)
+    build(tmp_path, releases=releases, version="0.1.1")  # the bump

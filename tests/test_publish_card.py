@@ -207,7 +207,7 @@ def test_translation_is_derived_from_the_records(tmp_path: Path, built: Path) ->
     assert "1 of 5 article(s) record that they were translated into English (from `ar`: 1)" in card.text
 
 
-def test_sizes_are_articles_and_sentences_and_size_categories_ignore_none_pairs(built: Path) -> None:  # noqa: F811
+def test_sizes_are_articles_and_sentences_and_size_categories_count_the_largest_configs_rows(built: Path) -> None:  # noqa: F811
     from huggingface_hub import DatasetCard
 
     from pipeline.dataset.card import size_category
@@ -220,7 +220,53 @@ def test_sizes_are_articles_and_sentences_and_size_categories_ignore_none_pairs(
     man = json.loads((built / "manifest.json").read_text())
     pairs = sum(n for c, s in man["rows"].items() if c.startswith("stance") for n in s.values())
     assert pairs > stances  # generated `none` pairs outnumber annotated stances
-    assert card.data.size_categories == [size_category(max(len(records), sentences, stances))]
+    largest = max(sum(s.values()) for s in man["rows"].values())
+    assert card.data.size_categories == [size_category(largest)]
+    assert "multi-class-classification" in card.data.task_ids  # the stance config
+
+
+def test_size_categories_follow_the_rows_not_the_articles() -> None:
+    from pipeline.dataset.card import size_category
+
+    assert [size_category(n) for n in (999, 1_227, 10_000)] == ["n<1K", "1K<n<10K", "10K<n<100K"]
+
+
+def test_missing_dates_are_counted_and_a_wire_dateline_names_the_agency(tmp_path: Path) -> None:
+    lines = LABELED.read_text().splitlines()
+    first, second = (json.loads(line)["id"] for line in lines[:2])
+
+    def change(r: dict[str, Any]) -> None:
+        if r["id"] == first:
+            r["date"] = None
+        if r["id"] == second:  # a dateline keeps the offsets: same length as the text it replaces
+            r["text"] = "MOSCOW (AP) " + r["text"][len("MOSCOW (AP) "):]
+
+    card = (build(tmp_path, labeled=_labeled(tmp_path, change=change))[0] / "README.md").read_text()
+    assert "(1 of 5 articles record no date)" in card
+    assert "datelines credit a news agency: AP: 1" in card
+    (tmp_path / "plain").mkdir()
+    plain = (build(tmp_path / "plain")[0] / "README.md").read_text()
+    assert "record no date" not in plain and "news agency" not in plain
+
+
+def test_the_citation_year_comes_from_the_annotation_snapshot(tmp_path: Path, built: Path) -> None:  # noqa: F811
+    card = (built / "README.md").read_text()
+    snapshots = {json.loads(line)["provenance"].get("annotation_snapshot") for line in LABELED.read_text().splitlines()}
+    years = {m.group(1) for s in snapshots if s and (m := re.search(r"(\d{4})\d{4}T", s))}
+    assert years and f"  year = {{{max(years)}}}," in card and f"({max(years)})." in card
+    moved = _labeled(tmp_path, change=lambda r: r["provenance"].update(annotation_snapshot="annotations/20301231T000000Z.jsonl")
+                     if r["status"] == "gold" else None)
+    assert "  year = {2030}," in (build(tmp_path, labeled=moved)[0] / "README.md").read_text()
+
+
+def test_the_quality_table_names_the_sample_the_metrics_scored(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    pre = json.loads((ROOT / "tests/fixtures/publish/metrics/preannotation.json").read_text())
+    (metrics / "preannotation.json").write_text(json.dumps(pre | {"gold_articles": 1, "excluded_train_gold_articles": 2}))
+    card = (build(tmp_path, metrics=metrics)[0] / "README.md").read_text()
+    assert "the 1 gold articles it scores (2 gold article(s) of the train split left out" in card
+    assert "**Small sample.** This table rests on 1 gold article(s)" in card
 
 
 def test_quality_figures_give_their_sample_size_and_warn_when_it_is_small(built: Path) -> None:  # noqa: F811
@@ -248,3 +294,28 @@ def test_the_figure_greys_the_cells_with_no_gold_stance(tmp_path: Path) -> None:
     rgb = np.round(matplotlib.image.imread(tmp_path / "figure.png")[..., :3] * 255).astype(int)
     grey = (rgb == (217, 217, 217)).all(axis=-1).mean()
     assert grey > 0.1, grey  # the fixture's 6 x 4 matrix has 18 empty cells
+
+
+SEESAW_LICENCE = "CC BY-NC-SA 4.0 (SEESAW); CC BY 4.0 (learned from this project's annotations)"
+
+
+def test_stances_from_the_rules_keep_the_annotations_licence(built: Path) -> None:  # noqa: F811
+    card = (built / "README.md").read_text()
+    assert "comes from the project's rules alone" in card and "CC BY-NC-SA" not in card
+    assert "CC BY-NC-SA" not in (built / "LICENSE").read_text()
+
+
+def test_stances_from_the_seesaw_model_are_nc_sa_in_the_card_and_the_licence(tmp_path: Path) -> None:
+    def from_model(r: dict[str, Any]) -> None:
+        if r["status"] == "silver":
+            r["provenance"].update(stance_model="m1", stance_trained_on="seesaw:train,gold:train",
+                                   stance_training_data="abc", stance_model_licence=SEESAW_LICENCE)
+
+    records = [json.loads(line) for line in LABELED.read_text().splitlines()]
+    silver = sum(r["status"] == "silver" for r in records)
+    folder = build(tmp_path, labeled=_labeled(tmp_path, change=from_model))[0]
+    card = (folder / "README.md").read_text()
+    assert f"the stances of {silver} silver article" in card and "rules alone" not in card
+    assert "those predictions are under CC BY-NC-SA 4.0" in card
+    licence = (folder / "LICENSE").read_text()
+    assert "3. Exception to 2" in licence and "https://creativecommons.org/licenses/by-nc-sa/4.0/" in licence

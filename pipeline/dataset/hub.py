@@ -253,7 +253,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-def _check_record(record: Path, man: dict[str, Any]) -> None:
+def check_record(record: Path, man: dict[str, Any]) -> None:
     """Refuse a version this clone's `releases/` recorded with other data files, before asking the Hub."""
     if record.is_file() and read_manifest(record).get("files") != man["files"]:
         raise ConfigError(f"version {man['version']} was already published with other content: bump publish.version")
@@ -265,7 +265,7 @@ def dry_run(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, acc
         HTTPError as HubHTTPError,  # the transport's (connection refused, timeout) and the Hub's
     )
 
-    _check_record(releases / f"manifest-{man['version']}.json", man)
+    check_record(releases / f"manifest-{man['version']}.json", man)
     try:
         token: str | bool = hf_token()
     except ConfigError:
@@ -285,7 +285,7 @@ def push(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, access
     )
 
     record = releases / f"manifest-{man['version']}.json"
-    _check_record(record, man)
+    check_record(record, man)
     api = _api(hf_token())
     try:
         p = plan(api, repo_id, man["version"], local_blobs(folder), access)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pipeline.dataset.sections import stance_sources
+
 LICENSE_FILE = "LICENSE"
 # The Hub's `license_name` for `license: other` is an id: lowercase words joined by hyphens (dots for versions).
 LICENSE_ID = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
@@ -45,4 +47,18 @@ This dataset has two parts under different terms.
    Attribute them to the dataset ({pretty_name}) and its version.
 
 The annotation guidelines shipped with the data are covered by the same licence as the annotations.
+""" + model_terms(records)
+
+
+def model_terms(records: list[dict[str, Any]]) -> str:
+    """A third part when a learned stance model trained on CC BY-NC-SA data (SEESAW) proposed silver stances."""
+    nc = [licence for licence in stance_sources(records) if "NC-SA" in licence]
+    if not nc:
+        return ""
+    return f"""
+3. Exception to 2: the stances of the silver configs (`*_silver`) were proposed by a stance model whose
+   weights were trained on SEESAW ({"; ".join(nc)}). Those predictions are licensed under the
+   Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International licence (CC BY-NC-SA 4.0),
+   https://creativecommons.org/licenses/by-nc-sa/4.0/ : non-commercial use only, adaptations shared
+   under the same licence, attribution to SEESAW and to this dataset.
 """

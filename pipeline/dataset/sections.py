@@ -30,7 +30,26 @@ def sources(records: list[dict[str, Any]]) -> str:
             else "no named source")
     if missing:
         text += f"; {missing} of {_n(len(records), 'article')} record no source"
+    wires = Counter(r["wire"] for r in records if r.get("wire"))
+    if wires:
+        text += "; datelines credit a news agency: " + ", ".join(f"{w}: {n}" for w, n in sorted(wires.items()))
     return text
+
+
+def date_range(records: list[dict[str, Any]]) -> str:
+    """`dated A to B`, with how many articles record no date."""
+    dates = sorted(r["date"] for r in records if r.get("date"))
+    text = f"dated {dates[0]} to {dates[-1]}" if dates else "with no recorded date"
+    missing = len(records) - len(dates)
+    return text + (f" ({missing} of {_n(len(records), 'article')} record no date)" if dates and missing else "")
+
+
+def release_year(records: list[dict[str, Any]]) -> str | None:
+    """The year of the newest Label Studio snapshot (named by its UTC pull time), else of the newest article; never the clock."""
+    snapshots = [str((r.get("provenance") or {}).get("annotation_snapshot") or "") for r in records]
+    years = [m.group(1) for s in snapshots if (m := re.search(r"(\d{4})\d{4}T\d{6}Z", s))]
+    years += [str(r["date"])[:4] for r in records if not years and r.get("date")]
+    return max(years, default=None)
 
 
 def translation(records: list[dict[str, Any]]) -> str:
@@ -45,6 +64,32 @@ def translation(records: list[dict[str, Any]]) -> str:
     return (f"{n} of {len(records)} article(s) record that they were translated into English "
             f"(from {', '.join(f'`{lang}`: {k}' for lang, k in sorted(langs.items()))}); their wording, names and "
             "quotes are the translation's and may carry its errors.")
+
+
+def stance_sources(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Licence of the learned stance model -> silver articles whose stances it proposed; empty when the rules alone did."""
+    found: Counter[str] = Counter()
+    for r in records:
+        prov = r.get("provenance") or {}
+        if r["status"] == "silver" and prov.get("stance_model"):
+            found[str(prov.get("stance_model_licence") or "unknown")] += 1
+    return dict(sorted(found.items()))
+
+
+def stance_licence(records: list[dict[str, Any]]) -> str:
+    """Who proposed the machine stances of this release and which licence those predictions carry."""
+    by_licence = stance_sources(records)
+    if not by_licence:
+        return ("Every machine-proposed stance in this release (the `_silver` configs) comes from the project's "
+                "rules alone (params `preannotate.stance_model: false`), so the annotations' licence covers them.")
+    parts = []
+    for licence, n in by_licence.items():
+        text = f"the stances of {_n(n, 'silver article')} were proposed by a learned stance model (licence: {licence})"
+        if "NC-SA" in licence:
+            text += (": its weights were trained on SEESAW (CC BY-NC-SA 4.0), so those predictions are under CC "
+                     "BY-NC-SA 4.0 — non-commercial use only, shared alike — not under the annotations' CC BY 4.0")
+        parts.append(text)
+    return "In this release " + "; ".join(parts) + ". Human (gold) labels are not affected."
 
 
 def translated(records: list[dict[str, Any]]) -> int:
@@ -175,17 +220,15 @@ def bias(records: list[dict[str, Any]]) -> str:
     """Bias, risks and limitations, with the figures they rest on."""
     gold = [r for r in records if r["status"] == "gold"]
     single = sum(1 for r in gold if len(r.get("annotators") or []) <= 1)
-    dates = sorted(r["date"] for r in records if r.get("date"))
-    span = f"{dates[0]} to {dates[-1]}" if dates else "unknown dates"
     return (
-        "- **The gold follows spaCy's conventions.** Gold labels are human corrections of the proposals of a spaCy "
-        "model and the project's rules, not annotations from scratch: span boundaries (\"the Kremlin\" vs "
+        "- **The gold follows spaCy's conventions.** Where annotators start from the proposals of a spaCy model and "
+        "the project's rules (Label Studio shows them), span boundaries (\"the Kremlin\" vs "
         "\"Kremlin\"), the OntoNotes label set and what counts as an entity follow the model where annotators "
         "accepted it, and an entity or stance the model missed is more likely to stay missed (anchoring). Scores "
         "of spaCy-like models on this gold are therefore optimistic.\n"
         f"- **Few annotators per article.** {single} of {len(gold)} gold article(s) were labelled by a single "
         "annotator: their labels are one person's reading.\n"
-        f"- **Narrow coverage.** {_n(len(records), 'article')} dated {span}: a handful of events seen by a "
+        f"- **Narrow coverage.** {_n(len(records), 'article')} {date_range(records)}: a handful of events seen by a "
         f"handful of outlets, in English. Sources: {sources(records)}.\n"
         f"- **Translation.** {translation(records)}\n"
         "- **Stance candidates.** `none` pairs are generated (same sentence, both ends able to hold a stance), so "
@@ -200,13 +243,15 @@ def recommendations() -> str:
             "outlets or events; quote the dataset version (the Hub tag `v<version>`) with every result.")
 
 
-def citation(pretty_name: str, version: str) -> list[str]:
-    """BibTeX and APA entries for this version."""
+def citation(pretty_name: str, version: str, year: str | None) -> list[str]:
+    """BibTeX and APA entries for this version; `year` from the data (release_year), left out when unknown."""
     key = "geonews_" + version.replace(".", "_")
     return ["**BibTeX:**", "", "```bibtex", f"@misc{{{key},", f"  title = {{{{{pretty_name}}}}},",
-            "  author = {{GeoNews pipeline contributors}},", f"  note = {{Dataset version {version}}},",
+            "  author = {{GeoNews pipeline contributors}},", *([f"  year = {{{year}}},"] if year else []),
+            f"  note = {{Dataset version {version}}},",
             "  howpublished = {Hugging Face dataset, tag v" + version + "}", "}", "```", "",
-            f"**APA:** GeoNews pipeline contributors. *{pretty_name}* (Version {version}) [Data set]. Hugging Face."]
+            (f"**APA:** GeoNews pipeline contributors. ({year or 'n.d.'}). *{pretty_name}* (Version {version}) "
+             "[Data set]. Hugging Face.")]
 
 
 def contact() -> str:
