@@ -57,6 +57,8 @@ def label_studio(
     port: Annotated[int | None, typer.Option(envvar="LABEL_STUDIO_PORT", min=1, max=65535,
                                              help="Port of the local server (default: labelstudio.server.port).")]
     = None,
+    practice: Annotated[bool, typer.Option(
+        "--practice", help="A separate practice project: the model's proposals, none of the human work.")] = False,
 ) -> None:
     """Start a local Label Studio (first run: admin + token into .env), set up the project, push the tasks,
     import the human annotations of annotations/ that the server lacks."""
@@ -66,7 +68,7 @@ def label_studio(
         stage.down_main(data_dir)
     else:
         stage.up_main(input=input, guidelines=guidelines, params=params, data_dir=data_dir, annotations=annotations,
-                      port=port)
+                      port=port, practice=practice)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from dotenv import dotenv_values
 from pipeline.common.jsonl import read_jsonl
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.index import TaskIndex
+from pipeline.labelstudio.server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +37,9 @@ def test_one_command_brings_up_a_project_then_reuses_it_then_stops(tmp_path: Pat
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["labelstudio"]["server"]["port"] = 0  # any free port: never a developer's running server
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    chosen = free_port()
     args = ("label-studio", "--input", str(seed_preannotated), "--guidelines", str(ROOT / "resources" / "guidelines.md"),
-            "--data-dir", "ls-data")
+            "--data-dir", "ls-data", "--annotations", str(ROOT / "annotations"), "--port", str(chosen))
     n_articles = sum(1 for _ in read_jsonl(seed_preannotated))
 
     first = run(tmp_path, *args)
@@ -46,6 +48,8 @@ def test_one_command_brings_up_a_project_then_reuses_it_then_stops(tmp_path: Pat
     assert up and up.group(1) == "up", first.stdout
     url, port, project = up.group(2), int(up.group(3)), int(up.group(4))
     try:
+        assert port == chosen  # --port wins over labelstudio.server.port
+        assert re.search(rf"join through {re.escape(url)}/user/signup/?\?token=\w+", first.stdout), first.stdout
         env_file = tmp_path / ".env"
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         settings = dotenv_values(env_file)
@@ -59,6 +63,7 @@ def test_one_command_brings_up_a_project_then_reuses_it_then_stops(tmp_path: Pat
         tasks = TaskIndex.fetch(api, project, page_size=100)
         assert sorted(t.key[0] for t in tasks) == sorted(r["id"] for _, r in read_jsonl(seed_preannotated))
         assert all(t.predictions == 1 and len(t.model_versions) == 1 for t in tasks)
+        assert all(t.annotated for t in tasks)  # the seed gold of annotations/ was imported
 
         second = run(tmp_path, *args)  # the same command again: reuses the server, adds nothing
         assert second.returncode == 0, second.stderr
@@ -66,6 +71,15 @@ def test_one_command_brings_up_a_project_then_reuses_it_then_stops(tmp_path: Pat
         assert again and again.group(1) == "already running" and again.group(2) == url
         assert int(again.group(4)) == project
         assert len(TaskIndex.fetch(api, project, page_size=100)) == n_articles
+
+        practice = run(tmp_path, *args, "--practice")  # the seeds afresh: a separate project, no gold
+        assert practice.returncode == 0, practice.stderr
+        other = UP.search(practice.stdout)
+        assert other and int(other.group(4)) != project
+        fresh = TaskIndex.fetch(api, int(other.group(4)), page_size=100)
+        assert len(fresh) == n_articles and not any(t.annotated for t in fresh)
+        titles = {p["id"]: p["title"] for p in api.pages("/api/projects", what="projects", page_size=100)}
+        assert titles[int(other.group(4))] == f"{titles[project][:39]} (practice)"  # 50 characters at most
     finally:
         stopped = run(tmp_path, "label-studio", "--stop", "--data-dir", "ls-data")
     assert stopped.returncode == 0, stopped.stderr

@@ -19,7 +19,7 @@ from pipeline.common.errors import BadRecords, ConfigError, InputError, Pipeline
 from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
 from pipeline.labelstudio.config import instructions_html, label_config
-from pipeline.labelstudio.params import Config, connect, load_config
+from pipeline.labelstudio.params import Config, connect, load_config, practice_config
 from pipeline.labelstudio.pull import (
     annotation_status,
     export_snapshot,
@@ -119,7 +119,11 @@ def test_changing_the_label_set_changes_the_config(tmp_path, cfg):
         ({"entity_hotkeys": {"PERSON": "p", "ORG": "p"}}, "duplicate hotkey"),
         ({"entity_colors": {"PERSON": "red"}}, "expected #rgb"),
         ({"queue_order": "random"}, "is not one of"),
-        ({"project_title": "ab"}, "at least 3 characters"),
+        ({"project_title": "ab"}, "3 to 50 characters"),
+        ({"project_title": "x" * 51}, "3 to 50 characters"),
+        ({"annotations_per_task": 0}, "annotations_per_task"),
+        ({"adjudicate_below_f1": 0}, "adjudicate_below_f1"),
+        ({"adjudicate_below_f1": 1.5}, "adjudicate_below_f1"),
     ],
 )
 def test_bad_params_are_one_line_config_errors(tmp_path, change, message):
@@ -658,3 +662,14 @@ def test_cli_errors_are_one_line(tmp_path, env, change, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert "Traceback" not in out.stderr and LOCAL_TOKEN not in out.stderr and "t" * 40 not in out.stderr
+
+
+def test_the_practice_project_has_its_own_title_within_label_studios_limit(tmp_path, cfg):
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    params["labelstudio"]["project_title"] = "x" * 50
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    long = practice_config(load_config(path))
+    assert len(long.ls.project_title) == 50 and long.ls.project_title.endswith(" (practice)")
+    assert practice_config(cfg).ls.project_title == f"{cfg.ls.project_title} (practice)"
+    assert practice_config(cfg).entity_labels == cfg.entity_labels

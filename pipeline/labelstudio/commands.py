@@ -12,7 +12,7 @@ from pipeline.labelstudio.adjudicate import AdjudicationReport, adjudicate
 from pipeline.labelstudio.api import LabelStudioAPI, mask
 from pipeline.labelstudio.config import label_config
 from pipeline.labelstudio.lock import PushLock
-from pipeline.labelstudio.params import connect, load_config
+from pipeline.labelstudio.params import connect, load_config, practice_config
 from pipeline.labelstudio.pull import PullReport, pull
 from pipeline.labelstudio.push import PushReport, push
 from pipeline.labelstudio.reimport import reimport
@@ -100,9 +100,14 @@ def config_main(params: Path, output: Path | None = None) -> str:
 
 
 def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path(".labelstudio"),
-            env_file: Path = Path(".env"), annotations: Path = Path("annotations"), port: int | None = None) -> None:
-    """Bring up the local server, create/update the project, push the tasks, import earlier human work, say how to log in."""
+            env_file: Path = Path(".env"), annotations: Path = Path("annotations"), port: int | None = None,
+            practice: bool = False) -> None:
+    """Bring up the local server, create/update the project, push the tasks, import earlier human work, say how to log in.
+
+    With `practice`, the project is a separate one (title + " (practice)") that gets no earlier human work."""
     cfg = load_config(params)
+    if practice:
+        cfg = practice_config(cfg)
     text = read_guidelines(guidelines)
     tasks = read_tasks(input, cfg)
     port = cfg.ls.server.port if port is None else port
@@ -111,7 +116,7 @@ def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path("
     with PushLock(api, cfg.ls.project_title, cfg.ls.lock_stale_s) as lock:
         project, report = push(api, tasks, cfg, text, project=lock.project)
     print(report.line(), file=sys.stderr)
-    if annotations.is_dir():  # annotators build on the human work of every earlier snapshot, whatever server
+    if annotations.is_dir() and not practice:  # annotators build on the human work of every earlier snapshot, whatever server
         print(reimport(api, project["id"], annotations, cfg.ls.page_size).line(), file=sys.stderr)
     print(
         f"\nLabel Studio is {'up' if started else 'already running'}: {url}/projects/{project['id']}/data\n"

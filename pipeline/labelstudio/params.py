@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pipeline.common.errors import ConfigError
 from pipeline.labelstudio.api import LabelStudioAPI
 
 MAX_ANNOTATORS = 10  # annotators per task: Label Studio accepts more, no team reviews that much overlap
+MAX_TITLE = 50  # Label Studio refuses a longer project title
+PRACTICE = " (practice)"
 MAX_RETRIES = 20  # the back-off is capped at 10 s a try: more would hang for minutes on a server that is down
 
 
@@ -61,8 +64,8 @@ class LabelStudioParams:
 
     def validate(self) -> str | None:
         """Range and cross-field checks."""
-        if len(self.project_title) < 3:
-            return "project_title: Label Studio needs at least 3 characters"
+        if not 3 <= len(self.project_title) <= MAX_TITLE:
+            return f"project_title: Label Studio needs 3 to {MAX_TITLE} characters, got {len(self.project_title)}"
         for key in ("import_batch_size", "page_size"):
             if getattr(self, key) < 1:
                 return f"{key}: expected an integer >= 1, got {getattr(self, key)}"
@@ -93,6 +96,12 @@ class Config:
     ls: LabelStudioParams
     entity_labels: tuple[str, ...]
     stance_labels: tuple[str, ...]
+
+
+def practice_config(cfg: Config) -> Config:
+    """The config of the practice project: the same labels and settings under its own title."""
+    title = f"{cfg.ls.project_title[: MAX_TITLE - len(PRACTICE)]}{PRACTICE}"
+    return dataclasses.replace(cfg, ls=dataclasses.replace(cfg.ls, project_title=title))
 
 
 def load_config(params_path: Path) -> Config:
