@@ -90,7 +90,8 @@ def _open_task(page, server, project_id: int, task_id: int) -> None:
 
 
 def test_relations_single_choice_readable_and_actor_on_regions(label_studio_server, pushed):
-    """One label per relation; the relations list names its ends; each region shows its actor; edits survive a reload."""
+    """One label per relation; the relations list names its ends; each region shows its actor and its stances with
+    polarity and reason; edits survive a reload."""
     from playwright.sync_api import sync_playwright
 
     project, stored = pushed
@@ -107,8 +108,20 @@ def test_relations_single_choice_readable_and_actor_on_regions(label_studio_serv
             # the actor link of a region is shown in its details (region meta)
             first = regions[0]
             page.locator(f"[class*='htx-highlight-{first['id']}-']").first.click()
-            page.get_by_text(first["meta"]["text"][0], exact=True).wait_for(timeout=30_000)
+            page.get_by_text(first["meta"]["text"][0].splitlines()[0]).first.wait_for(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "labelstudio-region-actor.png"))
+            page.keyboard.press("Escape")
+            # a stance's holder names its target, polarity and reason in its details, and the target its holder
+            holder = next(r for r in regions if r["id"] == relations[0]["from_id"])
+            target = next(r for r in regions if r["id"] == relations[0]["to_id"])
+            label = relations[0]["labels"][0].upper()
+            lines = holder["meta"]["text"][0].splitlines()
+            told = next(t for t in lines if t.startswith(f"→ {label} {target['value']['text']} ("))
+            page.locator(f"[class*='htx-highlight-{holder['id']}-']").first.click()
+            shown = page.locator(".lsf-region-meta, [class*='region-meta'], [class*='meta']").filter(has_text=told).first
+            shown.wait_for(timeout=30_000)
+            assert lines[0] in shown.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "labelstudio-stance-reason.png"))
             page.keyboard.press("Escape")
 
             page.locator(".lsf-panel-tabs__tab:visible", has_text="Relations").first.click()

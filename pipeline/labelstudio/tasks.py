@@ -90,9 +90,42 @@ def task_score(record: Mapping[str, Any], how: str) -> float:
     return round(min(scores) if how == "min" else sum(scores) / len(scores), 6)
 
 
+def _why(stance: Mapping[str, Any]) -> str:
+    """Why a stance was proposed, in words: the rule (or `model`), its cue word and the score."""
+    rule, cue = stance.get("rule"), (stance.get("cue") or {}).get("text")
+    parts = [str(rule) if rule else "model"] + ([f"cue “{cue}”"] if cue else [])
+    if "score" in stance:
+        parts.append(f"score {float(stance['score']):.2f}")
+    return ", ".join(parts)
+
+
+def stance_lines(record: Mapping[str, Any], kept: Sequence[Mapping[str, Any]]) -> dict[int, list[str]]:
+    """Per entity, the proposed stances it holds or is the target of, named and explained (shown on its region)."""
+    text, ents = record["text"], record["entities"]
+    name = [text[e["start"]:e["end"]] for e in ents]
+    lines: dict[int, list[str]] = {}
+    for st in kept:
+        h, t, label = st["holder"], st["target"], str(st["label"]).upper()
+        lines.setdefault(h, []).append(f"→ {label} {name[t]} ({_why(st)})")
+        lines.setdefault(t, []).append(f"← {label} from {name[h]} ({_why(st)})")
+    return lines
+
+
 def result_json(record: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str, Any]]:
-    """A document's entities as labels regions (`ids[i]` for entity i, with its score) and stances as relations."""
+    """A document's entities as labels regions (`ids[i]` for entity i, with its score) and stances as relations.
+
+    Each region's `meta` (its Info panel in Label Studio) names its actor and the stances proposed from and to
+    it, with their polarity and reason: the relations list itself shows only region numbers and labels."""
     text = record["text"]
+    seen = set()
+    kept = []
+    for st in sorted(record.get("stances") or [], key=lambda s: -float(s.get("score", 0))):
+        pair = (st["holder"], st["target"])
+        if pair in seen:  # one relation per ordered pair in Label Studio: keep the most confident stance
+            continue
+        seen.add(pair)
+        kept.append(st)
+    stances = stance_lines(record, kept)
     result: list[dict[str, Any]] = []
     for i, ent in enumerate(record["entities"]):
         region: dict[str, Any] = {
@@ -105,23 +138,19 @@ def result_json(record: Mapping[str, Any], ids: Sequence[str]) -> list[dict[str,
         }
         if "score" in ent:
             region["score"] = float(ent["score"])
-        region["meta"] = {"text": [f"actor: {ent.get('actor') or 'none'}"]}  # shown on the region in Label Studio
+        # one string: Label Studio runs the items of meta.text together
+        region["meta"] = {"text": ["\n".join([f"actor: {ent.get('actor') or 'none'}", *stances.get(i, [])])]}
         result.append(region)
-    seen = set()
-    for st in sorted(record.get("stances") or [], key=lambda s: -float(s.get("score", 0))):
-        pair = (st["holder"], st["target"])
-        if pair in seen:  # one relation per ordered pair in Label Studio: keep the most confident stance
-            continue
-        seen.add(pair)
-        result.append(
-            {
-                "from_id": ids[st["holder"]],
-                "to_id": ids[st["target"]],
-                "type": "relation",
-                "direction": "right",
-                "labels": [st["label"]],
-            }
-        )
+    result.extend(
+        {
+            "from_id": ids[st["holder"]],
+            "to_id": ids[st["target"]],
+            "type": "relation",
+            "direction": "right",
+            "labels": [st["label"]],
+        }
+        for st in kept
+    )
     return result
 
 
