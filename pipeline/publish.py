@@ -59,9 +59,9 @@ def _semver(version: str) -> str:
     return version
 
 
-def _no_number(value: object) -> object:
-    """`value`, unless it is a number (pydantic takes 0 for the literal false)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+def _gated(value: object) -> object:
+    """`value`, if it is false, auto or manual (checked here: pydantic's literal false would take 0 as well)."""
+    if not (value is False or value in ("auto", "manual")):
         raise ValueError(f"expected false, auto or manual, got {value!r}")
     return value
 
@@ -82,7 +82,7 @@ class PublishConfig(Section):
     stance_labels: StanceLabels  # from preannotate.stance_labels: the relation labels Label Studio offers
     # Hub access of the repo a push creates or updates. `private` left out: private, as the licence is research-only.
     private: bool | None = None
-    gated: Annotated[Literal[False, "auto", "manual"], BeforeValidator(_no_number)] = False  # "auto": approved at once; "manual": the owner approves each
+    gated: Annotated[Literal[False, "auto", "manual"], BeforeValidator(_gated)] = False  # "auto": approved at once; "manual": the owner approves each
 
     @model_validator(mode="after")
     def _licence(self) -> Self:
