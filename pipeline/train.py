@@ -44,7 +44,7 @@ class Params(Section):
     """The `train:` section of params.yaml."""
 
     use_base: bool  # stack on the base model (--base): its weights come from SEESAW, CC BY-NC-SA 4.0
-    c: Annotated[float, Field(gt=0, le=1e6)]  # inverse L2 regularisation strength of the logistic regression
+    c: Annotated[float, Field(gt=0, le=1_000_000)]  # inverse L2 regularisation strength of the logistic regression
     min_feature_count: Count  # features seen in fewer training pairs are dropped
     max_iter: Count
     max_bad_share: Share

@@ -271,9 +271,8 @@ _TYPES = {"string": "str", "int": "int", "float": "float", "bool": "bool"}
 
 def _shown(value: Any) -> str:
     """A value as an error quotes it: short, whatever its size."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        return f"{value:.3g}"
-    return _SHOWN.repr(value)
+    big = isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT
+    return f"{value:.3g}" if big else _SHOWN.repr(value)
 
 
 def _problem(error: Any, field: FieldInfo | None) -> str:
@@ -295,33 +294,19 @@ def _problem(error: Any, field: FieldInfo | None) -> str:
         return f"{_shown(value)} is not one of {ctx.get('expected')}"
     if kind == "value_error":
         return str(ctx.get("error"))
-    if kind == "string_too_short":
-        return f"expected at least {ctx.get('min_length')} characters, {got}"
-    if kind == "too_short":
-        return f"expected at least {ctx.get('min_length')} item(s), {got}"
+    if kind in ("string_too_short", "too_short"):
+        return f"expected at least {ctx.get('min_length')} {'characters' if kind == 'string_too_short' else 'item(s)'}, {got}"
     return f"{error['msg'][:1].lower()}{error['msg'][1:]}, {got}"
 
 
 def _range(field: FieldInfo | None, ctx: Mapping[str, Any]) -> str:
-    """The allowed range of a number, from its field's bounds (both ends where it has both): `in (0, 1]`, `>= 1`."""
+    """The allowed range of a number, from its field's bounds (annotated_types' Gt, Ge, Lt, Le): `in (0, 1]`."""
     bounds = dict(ctx)
     for item in field.metadata if field else ():
-        for name in ("gt", "ge", "lt", "le"):  # annotated_types' Gt, Ge, Lt, Le, as pydantic's Field keeps them
-            if (bound := getattr(item, name, None)) is not None:
-                bounds[name] = bound
-    low = ("(", bounds["gt"]) if "gt" in bounds else ("[", bounds["ge"]) if "ge" in bounds else None
-    high = (bounds["lt"], ")") if "lt" in bounds else (bounds["le"], "]") if "le" in bounds else None
-    if low and high:
-        return f"in {low[0]}{_number(low[1])}, {_number(high[0])}{high[1]}"
-    if low:
-        return f"{'>' if low[0] == '(' else '>='} {_number(low[1])}"
-    assert high is not None
-    return f"{'<' if high[1] == ')' else '<='} {_number(high[0])}"
-
-
-def _number(bound: Any) -> str:
-    """A bound as a message writes it: 1e+06 for a float, every digit of an int."""
-    return f"{bound:g}" if isinstance(bound, float) else str(bound)
+        bounds |= {name: getattr(item, name) for name in ("gt", "ge", "lt", "le") if getattr(item, name, None) is not None}
+    low = next((f"{'(' if n == 'gt' else '['}{bounds[n]}" for n in ("gt", "ge") if n in bounds), "(-inf")
+    high = next((f"{bounds[n]}{')' if n == 'lt' else ']'}" for n in ("lt", "le") if n in bounds), "inf)")
+    return f"in {low}, {high}"
 
 
 def from_mapping(cls: type[T], data: Any, where: str) -> T:
