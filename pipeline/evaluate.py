@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pipeline.common.config import section
+from pydantic import Field
+
+from pipeline.common.config import Section, Share, section
 from pipeline.common.contract import labeled_problem
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import read_jsonl, write_json
@@ -25,20 +26,11 @@ METRICS = ("summary", "preannotation", "effort", "agreement", "dataset")
 PLOTS = ("label_f1", "correction_effort", "label_distribution", "stance_confusion", "lead_time")
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Section):
     """Params of the evaluate stage (params.yaml `evaluate:`)."""
 
-    digits: int
-    max_bad_share: float
-
-    def validate(self) -> str | None:
-        """Check cross-field constraints."""
-        if not 1 <= self.digits <= 10:
-            return f"digits must be between 1 and 10, got {self.digits}"
-        if not 0 <= self.max_bad_share <= 1:
-            return f"max_bad_share must be in [0, 1], got {self.max_bad_share}"
-        return None
+    digits: Annotated[int, Field(ge=1, le=10)]
+    max_bad_share: Share
 
 
 # ---------------------------------------------------------------- output

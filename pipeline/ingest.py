@@ -12,16 +12,17 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
 
 import numpy as np
+from pydantic import AfterValidator, model_validator
 
 from pipeline.cleaning.article import Cleaned, Raw
 from pipeline.cleaning.clean import clean
 from pipeline.cleaning.dedup import NearDuplicates, Stories
 from pipeline.cleaning.readers import read_corpus
 from pipeline.cleaning.rules import Rules, load_rules
-from pipeline.common.config import MAX_TEXT_CHARS, section
+from pipeline.common.config import MAX_TEXT_CHARS, Count, Section, Share, Threshold, Workers, section
 from pipeline.common.errors import BadRecords, ConfigError
 from pipeline.common.executor import Engine, run_shards, worker_state
 from pipeline.common.jsonl import write_json, write_jsonl
@@ -31,35 +32,31 @@ from pipeline.common.shards import write_records
 STAGE = "ingest"
 
 
-@dataclass(frozen=True)
-class IngestParams:
+def _language_code(code: str) -> str:
+    """`code`, if it is an ISO 639 code with optional subtags."""
+    if not re.fullmatch(r"[a-z]{2,3}(?:-[A-Za-z0-9]+)*", code):
+        raise ValueError(f"{code!r} is not a language code such as 'en'")
+    return code
+
+
+class IngestParams(Section):
     """The `ingest:` section of params.yaml."""
 
-    language: str
-    max_article_bytes: int
-    min_text_chars: int
-    near_duplicate_threshold: float
-    shingle_size: int
-    n_workers: int
-    shard_size: int
-    records_per_shard: int  # articles per output shard file (data/articles/); independent of the Dask shard_size
-    max_bad_share: float
+    language: Annotated[str, AfterValidator(_language_code)]
+    max_article_bytes: Count
+    min_text_chars: Count
+    near_duplicate_threshold: Threshold
+    shingle_size: Count
+    n_workers: Workers
+    shard_size: Count
+    records_per_shard: Count  # articles per output shard file (data/articles/); independent of the Dask shard_size
+    max_bad_share: Share
 
-    def validate(self) -> str | None:
-        """Cross-field and range checks."""
+    @model_validator(mode="after")
+    def _runnable(self) -> Self:
         if problem := Engine(self.n_workers, self.shard_size).problem():
-            return problem
-        if self.records_per_shard < 1:
-            return "records_per_shard must be at least 1"
-        if not re.fullmatch(r"[a-z]{2,3}(?:-[A-Za-z0-9]+)*", self.language):
-            return f"language: {self.language!r} is not a language code such as 'en'"
-        if self.max_article_bytes < 1 or self.min_text_chars < 1 or self.shingle_size < 1:
-            return "max_article_bytes, min_text_chars and shingle_size must be positive"
-        if not 0 < self.near_duplicate_threshold <= 1:
-            return "near_duplicate_threshold must be in (0, 1]"
-        if not 0 <= self.max_bad_share <= 1:
-            return "max_bad_share must be in [0, 1]"
-        return None
+            raise ValueError(problem)
+        return self
 
 
 @dataclass
@@ -86,7 +83,7 @@ class Report:
         return {
             "stage": STAGE,
             "rules_version": rules.version,
-            "params": asdict(cfg),
+            "params": cfg.model_dump(),
             "counts": {
                 "files": self.files,
                 "records": self.records,

@@ -13,11 +13,20 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Self
 
-from pipeline.common.contract import NO_STANCE, labeled_problem, labels_problem, stage_config
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from pipeline.common.config import MAX_INT, Count, Section, Share
+from pipeline.common.contract import (
+    NO_STANCE,
+    EntityLabels,
+    StanceEnds,
+    StanceLabels,
+    labeled_problem,
+    stage_config,
+)
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import dumps, read_json, read_jsonl, umask_mode
 from pipeline.common.lines import line_offsets, read_jsonl_at
@@ -44,44 +53,43 @@ GUIDELINES = "guidelines.md"
 CARD_METRICS = ("preannotation",)
 
 
-@dataclass(frozen=True)
-class PublishConfig:
+def _semver(version: str) -> str:
+    """`version`, if it is MAJOR.MINOR.PATCH and nothing else (a final line break included)."""
+    if not SEMVER.fullmatch(version):
+        raise ValueError(f"version must be a semantic version MAJOR.MINOR.PATCH, got {version!r}")
+    return version
+
+
+def _gated(value: object) -> object:
+    """`value`, if it is false, auto or manual (checked here: pydantic's literal false would take 0 as well)."""
+    if not (value is False or value in ("auto", "manual")):
+        raise ValueError(f"expected false, auto or manual, got {value!r}")
+    return value
+
+
+class PublishConfig(Section):
     """The `publish:` section of params.yaml, plus the label sets owned by `preannotate:` (one source of truth)."""
 
-    version: str
-    pretty_name: str
+    version: Annotated[str, AfterValidator(_semver)]
+    pretty_name: Annotated[str, Field(min_length=1)]
     license: str
     license_name: str  # a licence id (Hub spec for `license: other`); the card links the LICENSE file
-    max_candidates_per_sentence: int
-    figure_max_actors: int
-    rows_per_shard: int
-    max_bad_share: float
-    entity_labels: tuple[str, ...]  # from preannotate.entity_labels: the labels Label Studio offers
-    stance_ends: tuple[str, ...]  # from preannotate.stance_ends: labels a stance holder or target may have
-    stance_labels: tuple[str, ...]  # from preannotate.stance_labels: the relation labels Label Studio offers
+    max_candidates_per_sentence: Annotated[int, Field(ge=0, le=MAX_INT)]
+    figure_max_actors: Annotated[int, Field(ge=2, le=MAX_INT)]
+    rows_per_shard: Count
+    max_bad_share: Share
+    entity_labels: EntityLabels  # from preannotate.entity_labels: the labels Label Studio offers
+    stance_ends: StanceEnds  # from preannotate.stance_ends: labels a stance holder or target may have
+    stance_labels: StanceLabels  # from preannotate.stance_labels: the relation labels Label Studio offers
     # Hub access of the repo a push creates or updates. `private` left out: private, as the licence is research-only.
     private: bool | None = None
-    gated: bool | str = False  # false, "auto" (approved at once) or "manual" (the owner approves each request)
+    gated: Annotated[Literal[False, "auto", "manual"], BeforeValidator(_gated)] = False  # "auto": approved at once; "manual": the owner approves each
 
-    def validate(self) -> str | None:
-        """Why the section can't be used (version, label sets, limits), or None."""
-        if not SEMVER.fullmatch(self.version):
-            return f"version must be a semantic version MAJOR.MINOR.PATCH, got {self.version!r}"
-        if problem := labels_problem(self.entity_labels, self.stance_ends, self.stance_labels):
-            return problem
+    @model_validator(mode="after")
+    def _licence(self) -> Self:
         if problem := license_problem(self.license, self.license_name):
-            return problem
-        if self.gated is True or (isinstance(self.gated, str) and self.gated not in hub.GATED):
-            return f"gated must be false, auto or manual, got {self.gated!r}"
-        if self.max_candidates_per_sentence < 0:
-            return "max_candidates_per_sentence must be >= 0"
-        if self.figure_max_actors < 2:
-            return "figure_max_actors must be >= 2"
-        if self.rows_per_shard < 1:
-            return f"rows_per_shard must be >= 1, got {self.rows_per_shard}"
-        if not 0 <= self.max_bad_share <= 1:
-            return f"max_bad_share must be in [0, 1], got {self.max_bad_share}"
-        return None
+            raise ValueError(problem)
+        return self
 
     @property
     def access(self) -> hub.Access:

@@ -12,18 +12,18 @@ from SEESAW by `python -m pipeline train-seesaw`), so it keeps that model's lice
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
-from pipeline.common.config import from_mapping, load_params
+from pipeline.common.config import Count, Section, Share, section
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import write_json
 from pipeline.common.provenance import sha256_text
@@ -40,25 +40,14 @@ STAGE = "train"
 GOLD_LICENCE = "CC BY 4.0 (learned from this project's annotations)"
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Section):
     """The `train:` section of params.yaml."""
 
     use_base: bool  # stack on the base model (--base): its weights come from SEESAW, CC BY-NC-SA 4.0
-    c: float  # inverse L2 regularisation strength of the logistic regression
-    min_feature_count: int  # features seen in fewer training pairs are dropped
-    max_iter: int
-    max_bad_share: float
-
-    def validate(self) -> str | None:
-        """Cross-field checks."""
-        if not 0 < self.c <= 1e6:
-            return "c must be in (0, 1e6]"
-        if self.min_feature_count < 1 or self.max_iter < 1:
-            return "min_feature_count and max_iter must be at least 1"
-        if not 0 <= self.max_bad_share <= 1:
-            return "max_bad_share must be in [0, 1]"
-        return None
+    c: Annotated[float, Field(gt=0, le=1_000_000)]  # inverse L2 regularisation strength of the logistic regression
+    min_feature_count: Count  # features seen in fewer training pairs are dropped
+    max_iter: Count
+    max_bad_share: Share
 
 
 @dataclass(frozen=True)
@@ -75,12 +64,7 @@ def configs(path: Path) -> tuple[Params, pa.Params, MergeConfig]:
     """This stage's section, and the preannotate and merge sections it shares (model, labels, split)."""
     from pipeline.common.contract import stage_config
 
-    raw = load_params(path)
-    if not isinstance(raw.get(STAGE), dict):
-        raise ConfigError(f"{path}: missing section '{STAGE}'")
-    own = from_mapping(Params, raw[STAGE], f"{path}:{STAGE}")
-    pre = from_mapping(pa.Params, raw.get("preannotate"), f"{path}:preannotate")
-    return own, pre, stage_config(MergeConfig, "merge", path)
+    return section(Params, STAGE, path), section(pa.Params, "preannotate", path), stage_config(MergeConfig, "merge", path)
 
 
 def gold_articles(
@@ -186,7 +170,7 @@ def main(articles: Path, annotations: Path, output: Path, report: Path, params: 
     bad = BadRecords(STAGE, cfg.max_bad_share)
     found = snapshots(Path(annotations))
     tasks, _ = collect_tasks(found, bad)
-    pre = pa.load(dataclasses.replace(pre_cfg, stance_model=False), patterns, actors, lexicon)  # features: rules only
+    pre = pa.load(pre_cfg.model_copy(update={"stance_model": False}), patterns, actors, lexicon)  # features: rules only
     annotator = pre.nlp.get_pipe(COMPONENT)
     assert isinstance(annotator, Annotator)
     counts: Counter[str] = Counter()

@@ -4,60 +4,78 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
+from pydantic import Field
 
-from pipeline.common.config import from_mapping, load_params, section
+from pipeline.common.config import Count, Names, Section, Share, from_mapping, load_params, section, validated
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 
 
-@dataclass(frozen=True)
-class Inner:
-    size: int
+class Inner(Section):
+    size: Count
 
 
-@dataclass(frozen=True)
-class Cfg:
+class Cfg(Section):
     model: str
-    share: float
-    labels: tuple[str, ...]
+    share: Share
+    labels: Names
     mode: Literal["a", "b"]
     inner: Inner
-    optional: int = 3
+    optional: Annotated[int, Field(ge=0, le=10)] = 3
 
 
 GOOD = {"model": "m", "share": 1, "labels": ["X", "Y"], "mode": "a", "inner": {"size": 2}}
 
 
-def test_valid_mapping_builds_frozen_dataclass() -> None:
-    cfg = from_mapping(Cfg, GOOD, "params.yaml:test")
-    assert cfg == Cfg("m", 1.0, ("X", "Y"), "a", Inner(2), 3)
-    with pytest.raises(AttributeError):
+def test_valid_mapping_builds_frozen_model() -> None:
+    cfg = validated(Cfg, GOOD, "params.yaml:test")
+    assert cfg == Cfg(model="m", share=1.0, labels=("X", "Y"), mode="a", inner=Inner(size=2), optional=3)
+    assert isinstance(cfg.share, float) and isinstance(cfg.labels, tuple)
+    with pytest.raises(ValueError, match="frozen"):
         cfg.model = "other"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"extra": 1}, "params.yaml:test: unknown key(s) extra"),
-        ({"model": None}, "params.yaml:test.model: expected str"),
-        ({"mode": "c"}, "params.yaml:test.mode: 'c' is not one of"),
-        ({"labels": "X"}, "params.yaml:test.labels: expected a list"),
-        ({"inner": {"size": "2"}}, "params.yaml:test.inner.size: expected int"),
-        ({"share": True}, "params.yaml:test.share: expected float, got bool"),
+        ({"extra": 1}, "params.yaml:test: unknown key(s) extra; expected model, share, labels, mode, inner, optional"),
+        ({"model": None}, "params.yaml:test.model: expected str, got NoneType None"),
+        ({"mode": "c"}, "params.yaml:test.mode: 'c' is not one of 'a' or 'b'"),
+        ({"labels": "X"}, "params.yaml:test.labels: expected a list, got str 'X'"),
+        ({"labels": ["X", 2]}, "params.yaml:test.labels[1]: expected str, got int 2"),
+        ({"inner": {"size": "2"}}, "params.yaml:test.inner.size: expected int, got str '2'"),
+        ({"inner": {"size": 0}}, "params.yaml:test.inner.size: must be in [1, 9007199254740992], got 0"),
+        ({"inner": 2}, "params.yaml:test.inner: expected a mapping, got int"),
+        ({"share": True}, "params.yaml:test.share: expected float, got bool True"),
+        ({"share": 1.5}, "params.yaml:test.share: must be in [0, 1], got 1.5"),
+        ({"optional": 11}, "params.yaml:test.optional: must be in [0, 10], got 11"),
     ],
 )
 def test_bad_values_name_the_key(change: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
-        from_mapping(Cfg, {**GOOD, **change}, "params.yaml:test")
+    with pytest.raises(ConfigError) as caught:
+        validated(Cfg, {**GOOD, **change}, "params.yaml:test")
+    assert str(caught.value) == message and caught.value.exit_code == 2
+
+
+def test_unknown_keys_are_named_before_any_other_problem() -> None:
+    with pytest.raises(ConfigError, match=r"^p:x: unknown key\(s\) a, b; expected "):
+        validated(Cfg, {**GOOD, "model": None, "b": 1, "a": 2}, "p:x")
+    with pytest.raises(ConfigError, match=r"^p:x\.inner: unknown key\(s\) big; expected size$"):
+        validated(Cfg, {**GOOD, "inner": {"size": 1, "big": 2}}, "p:x")
 
 
 def test_missing_key_is_named() -> None:
     data = dict(GOOD)
     del data["model"]
-    with pytest.raises(ConfigError, match="missing key 'model'"):
-        from_mapping(Cfg, data, "params.yaml:test")
+    with pytest.raises(ConfigError, match=r"^params\.yaml:test: missing key 'model'$"):
+        validated(Cfg, data, "params.yaml:test")
+
+
+def test_a_borrowed_key_is_named_in_the_section_that_owns_it() -> None:
+    with pytest.raises(ConfigError, match=r"^p:other\.labels: expected a list"):
+        validated(Cfg, {**GOOD, "labels": 1}, "p:x", {"labels": "p:other"})
 
 
 def test_section_reports_missing_file_and_section(tmp_path: Path) -> None:
@@ -72,8 +90,14 @@ def test_section_reports_missing_file_and_section(tmp_path: Path) -> None:
         section(Cfg, "test", params)
 
 
+class Colors(Section):
+    colors: dict[str, str]
+
+
 @dataclass(frozen=True)
-class Colors:
+class RuleColors:
+    """A rule file's layout: rule files are dataclasses built by from_mapping."""
+
     colors: dict[str, str]
 
 
@@ -93,10 +117,11 @@ def test_non_string_yaml_keys_are_named_not_a_traceback(tmp_path: Path, text: st
     assert str(info.value) == f"{tmp_path}/{message} (YAML reads unquoted yes/no/on/off as booleans and digits as numbers)"
 
 
-def test_non_string_key_of_a_mapping_value_is_named() -> None:
-    assert from_mapping(Colors, {"colors": {"NO": "#fff"}}, "p:x").colors == {"NO": "#fff"}
+@pytest.mark.parametrize("build", [validated, lambda cls, data, where: from_mapping(RuleColors, data, where)])
+def test_non_string_key_of_a_mapping_value_is_named(build) -> None:
+    assert build(Colors, {"colors": {"NO": "#fff"}}, "p:x").colors == {"NO": "#fff"}
     with pytest.raises(ConfigError, match=r"^p:x\.colors: key False \(bool\) is not a string: quote it"):
-        from_mapping(Colors, {"colors": {"PERSON": "#000", False: "#fff"}}, "p:x")
+        build(Colors, {"colors": {"PERSON": "#000", False: "#fff"}}, "p:x")
 
 
 def test_bad_records_threshold() -> None:
@@ -114,8 +139,8 @@ def test_bad_records_threshold() -> None:
         ("share: .nan", r"test\.share: expected a finite number of at most 1e\+15, got nan"),
         ("share: .inf", r"test\.share: expected a finite number of at most 1e\+15, got inf"),
         ("share: -.inf", r"test\.share: expected a finite number of at most 1e\+15, got -inf"),
-        ("share: 1.0e+30", r"test\.share: expected a finite number of at most 1e\+15, got 1e\+30"),
-        ("optional: 1000000000000000000000000000000", r"test\.optional: expected an integer of at most 9007199254740992"),
+        ("share: 1.0e+30", r"test\.share: must be in \[0, 1\], got 1e\+30"),
+        ("optional: 1000000000000000000000000000000", r"test\.optional: must be in \[0, 10\], got 1e\+30"),
         ("optional: 1e30", r"test\.optional: expected int, got str '1e30'"),
     ],
 )
@@ -206,3 +231,41 @@ def test_an_error_line_quoting_a_huge_value_is_cut(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_params(params)
     assert len(str(caught.value)) <= MAX_ERROR_CHARS and "\n" not in str(caught.value)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED = ("model, entity_labels, stance_ends, stance_labels, batch_size, n_process, n_workers, shard_size, "
+            "records_per_shard, max_bad_share, stance_model, stance_threshold")
+PRE_WORKERS = "  n_workers: 1                    # Dask workers (1 = in this process, no"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("  batch_size: 32 ", "  batch_sizes: 32 ", f"preannotate: unknown key(s) batch_sizes; expected {EXPECTED}"),
+        ("  stance_threshold: 0.35 ", "  ", "preannotate: missing key 'stance_threshold'"),
+        ("  batch_size: 32 ", "  batch_size: '32' ", "preannotate.batch_size: expected int, got str '32'"),
+        ("  stance_threshold: 0.35 ", "  stance_threshold: 0 ", "preannotate.stance_threshold: must be in (0, 1], got 0"),
+        ("  stance_threshold: 0.35 ", "  stance_threshold: 1.01 ", "preannotate.stance_threshold: must be in (0, 1], got 1.01"),
+        (PRE_WORKERS, "  n_workers: 0 # (1 = in this process, no", "preannotate.n_workers: must be in [1, 1024], got 0"),
+        (PRE_WORKERS, "  n_workers: 100000 # (1 = in this process, no", "preannotate.n_workers: must be in [1, 1024], got 100000"),
+    ],
+    ids=["unknown-key", "missing-key", "wrong-type", "threshold-0", "threshold-over-1", "no-workers", "too-many-workers"],
+)
+def test_a_bad_param_is_one_line_naming_file_section_and_key_and_exit_2(tmp_path: Path, old: str, new: str,
+                                                                      message: str) -> None:
+    import subprocess
+    import sys
+
+    text = (ROOT / "params.yaml").read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    params = tmp_path / "params.yaml"
+    params.write_text(text.replace(old, new), encoding="utf-8")
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "Putin."}\n', encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline", "preannotate", "--input", str(tmp_path / "in.jsonl"), "--output",
+         str(tmp_path / "out"), "--params", str(params)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert (run.returncode, run.stderr) == (2, f"error: {params}:{message}\n")
+    assert not (tmp_path / "out").exists()

@@ -232,7 +232,7 @@ def test_unparseable_lines_count_in_the_bad_share(tmp_path: Path) -> None:
 
 
 def test_bad_params_stop_at_once(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="digits must be between 1 and 10"):
+    with pytest.raises(ConfigError, match=r"evaluate\.digits: must be in \[1, 10\], got 0$"):
         evaluate.main(input=LABELED, metrics=tmp_path / "m", plots=tmp_path / "p", params=_params(tmp_path, digits=0))
     assert not (tmp_path / "m").exists()
 

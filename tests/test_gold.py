@@ -155,7 +155,8 @@ def test_article_without_text_or_id_names_the_gold_file(tmp_path: Path, field: s
 
 
 def test_labels_come_from_params(tmp_path: Path) -> None:
-    assert label_sets(ROOT / "params.yaml") == LabelSets(("PERSON", "NORP", "ORG", "GPE", "LOC"), ("against", "favor"))
+    assert label_sets(ROOT / "params.yaml") == LabelSets(entity_labels=("PERSON", "NORP", "ORG", "GPE", "LOC"),
+                                                              stance_labels=("against", "favor"))
     doc = json.loads(json.dumps(GOOD))
     doc["sentences"][0]["entities"].append(["Friday", "DATE"])
     doc["sentences"][0]["stances"] = [["Blinken", "con", "Moscow"]]
@@ -174,9 +175,9 @@ def test_labels_come_from_params(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("ingest: {}\n", ": missing section 'preannotate'"),
-        ("preannotate: {entity_labels: [PERSON]}\n", ":preannotate: missing key(s) stance_labels"),
-        ("preannotate: {entity_labels: [PERSON, PERSON], stance_labels: [con]}\n", ":preannotate: entity_labels must be a non-empty list of names without duplicates"),
-        ("preannotate: {entity_labels: [], stance_labels: [con]}\n", ":preannotate: entity_labels must be a non-empty list"),
+        ("preannotate: {entity_labels: [PERSON]}\n", ":preannotate: missing key 'stance_labels'"),
+        ("preannotate: {entity_labels: [PERSON, PERSON], stance_labels: [con]}\n", ":preannotate.entity_labels: expected names without duplicates, got PERSON twice"),
+        ("preannotate: {entity_labels: [], stance_labels: [con]}\n", ":preannotate.entity_labels: expected at least 1 item(s), got list []"),
         ("preannotate: {entity_labels: [PERSON], stance_labels: [yes]}\n", ":preannotate.stance_labels[0]: expected str"),
     ],
 )

@@ -268,8 +268,9 @@ def test_licence_fields_follow_the_hub_spec_and_the_license_file_ships(tmp_path:
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("license_name", "'research-only (texts copyrighted)'", "license_name must be a licence id"),
     ("license", "cc-by-4.0", "license must be 'other'"),
-    ("gated", "true", "gated must be false, auto or manual, got True"),
-    ("gated", "always", "gated must be false, auto or manual, got 'always'"),
+    ("gated", "true", r"publish\.gated: expected false, auto or manual, got True$"),
+    ("gated", "0", r"publish\.gated: expected false, auto or manual, got 0$"),
+    ("gated", "always", r"publish\.gated: expected false, auto or manual, got 'always'$"),
     ("private", "yes please", r"publish\.private: expected bool, got str"),
 ])
 def test_bad_licence_and_access_params_stop_at_once(tmp_path: Path, key: str, value: str, message: str) -> None:

@@ -126,7 +126,7 @@ SEEDS: dict[str, dict[str, Any]] = {
 
 def write_params(path: Path, **changes: Any) -> Path:
     """A params.yaml with an `ingest:` section (PARAMS with `changes`)."""
-    section = {**dataclasses.asdict(PARAMS), **changes}
+    section = {**PARAMS.model_dump(), **changes}
     path.write_text("ingest:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in section.items()), encoding="utf-8")
     return path
 
@@ -673,10 +673,11 @@ def test_missing_corpus_is_a_config_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"shingle_sizes": 5}, "unknown key(s) shingle_sizes"),
-        ({"near_duplicate_threshold": "high"}, "near_duplicate_threshold: expected float"),
-        ({"near_duplicate_threshold": 1.5}, "near_duplicate_threshold must be in (0, 1]"),
-        ({"language": "English"}, "is not a language code"),
+        ({"shingle_sizes": 5}, "ingest: unknown key(s) shingle_sizes"),
+        ({"near_duplicate_threshold": "high"}, "ingest.near_duplicate_threshold: expected float, got str 'high'"),
+        ({"near_duplicate_threshold": 1.5}, "ingest.near_duplicate_threshold: must be in (0, 1], got 1.5"),
+        ({"near_duplicate_threshold": 0}, "ingest.near_duplicate_threshold: must be in (0, 1], got 0"),
+        ({"language": "English"}, "ingest.language: 'English' is not a language code"),
     ],
 )
 def test_bad_params_are_config_errors(tmp_path: Path, changes: dict, message: str) -> None:

@@ -27,7 +27,7 @@ SNAPSHOT = "20220112T093000Z.jsonl"
 RULES = (Path("resources/entity_patterns.yaml"), Path("resources/actors.yaml"), Path("resources/stance_cues.yaml"))
 ENTITY_LABELS = ("PERSON", "NORP", "ORG", "GPE", "LOC")
 STANCE_LABELS = ("against", "favor")
-CFG = stage.MergeConfig(seed=7, splits=Splits(0.6, 0.2, 0.2), max_bad_share=0.5,
+CFG = stage.MergeConfig(seed=7, splits=Splits(train=0.6, validation=0.2, test=0.2), max_bad_share=0.5,
                         entity_labels=ENTITY_LABELS, stance_labels=STANCE_LABELS)
 
 
@@ -168,7 +168,7 @@ def test_silver_article_keeps_the_model_proposals(merged) -> None:
 def test_splits_are_grouped_by_story_and_deterministic(merged) -> None:
     by, _, _ = merged
     assert by["Moscow"]["split"] == by["Moscow2"]["split"]
-    cfg = stage.MergeConfig(seed=1, splits=Splits(0.5, 0.25, 0.25), max_bad_share=0.1,
+    cfg = stage.MergeConfig(seed=1, splits=Splits(train=0.5, validation=0.25, test=0.25), max_bad_share=0.1,
                             entity_labels=ENTITY_LABELS, stance_labels=STANCE_LABELS)
     splits = [stage.assign_split(f"story-{i}", cfg) for i in range(2000)]
     assert splits == [stage.assign_split(f"story-{i}", cfg) for i in range(2000)]

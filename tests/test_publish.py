@@ -310,9 +310,9 @@ def test_a_version_must_be_exactly_major_minor_patch(tmp_path: Path, version: st
 
 
 def test_bad_label_set_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="stance_labels must not contain 'none'"):
+    with pytest.raises(ConfigError, match=r"preannotate\.stance_labels: must not contain 'none'"):
         stage.load_config(write_params(tmp_path, stance_labels="[against, none]"))
-    with pytest.raises(ConfigError, match="stance_labels must be a non-empty list of names without duplicates"):
+    with pytest.raises(ConfigError, match=r"preannotate\.stance_labels: expected names without duplicates, got favor twice$"):
         stage.load_config(write_params(tmp_path, stance_labels="[favor, favor]"))
 
 

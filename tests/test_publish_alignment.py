@@ -91,5 +91,5 @@ def test_rows_per_shard_below_one_is_a_config_error(tmp_path: Path) -> None:
     from pipeline import publish as stage
     from pipeline.common.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="rows_per_shard must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"publish\.rows_per_shard: must be in \[1, 9007199254740992\], got 0$"):
         stage.load_config(write_params(tmp_path, rows_per_shard=0))

@@ -40,7 +40,7 @@ def rules_pre() -> Any:
     from pipeline.common.config import section
 
     cfg = section(pa.Params, pa.STAGE, ROOT / "params.yaml")
-    return pa.load(replace(cfg, stance_model=False), RES / "entity_patterns.yaml", RES / "actors.yaml",
+    return pa.load(cfg.model_copy(update={"stance_model": False}), RES / "entity_patterns.yaml", RES / "actors.yaml",
                    RES / "stance_cues.yaml")
 
 

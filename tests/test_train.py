@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import subprocess
@@ -37,7 +36,7 @@ TARGETS = ("Ukraine", "Germany", "Belarus", "Poland", "France", "Georgia")
 def pre() -> pa.Preannotator:
     """The real model with the project's rules and no stance model (its features are the rules' and the parse's)."""
     cfg = section(pa.Params, "preannotate", ROOT / "params.yaml")
-    return pa.load(dataclasses.replace(cfg, stance_model=False), *RULES)
+    return pa.load(cfg.model_copy(update={"stance_model": False}), *RULES)
 
 
 def gold_of(sentences: list[tuple[str, str, str, str]], article_id: str) -> tr.Gold:
@@ -74,7 +73,7 @@ def test_training_learns_the_pattern_it_is_shown_and_not_shuffled_labels(tmp_pat
             expected[(gold.id, s["holder"], s["target"], s["label"])] += 1
 
     def correct(model_path: Path) -> tuple[int, int]:
-        cfg = dataclasses.replace(pre.params, stance_model=True, stance_threshold=0.5)
+        cfg = pre.params.model_copy(update={"stance_model": True, "stance_threshold": 0.5})
         with_model = pa.load(cfg, *RULES, stance_model=model_path)
         annotator = with_model.nlp.get_pipe("geonews_preannotate")
         hits = proposed = 0
@@ -146,7 +145,7 @@ def test_a_retrain_changes_the_label_studio_model_version(tmp_path: Path, pre: p
     for seed in (3, 4, 3):
         path = tmp_path / f"model-{seed}.json"
         save_model(small_model(seed), path)
-        loaded = pa.load(dataclasses.replace(pre.params, stance_model=True), *RULES, stance_model=path)
+        loaded = pa.load(pre.params.model_copy(update={"stance_model": True}), *RULES, stance_model=path)
         assert loaded.provenance["stance_model"] == load_model(path).version
         versions.append(model_version(loaded.provenance))
     assert versions[0] != versions[1] and versions[0] == versions[2]
@@ -154,7 +153,7 @@ def test_a_retrain_changes_the_label_studio_model_version(tmp_path: Path, pre: p
 
 
 def test_no_gold_article_outside_the_train_split_reaches_training() -> None:
-    cfg = MergeConfig(seed=2, splits=Splits(0.5, 0.25, 0.25), max_bad_share=0.0,
+    cfg = MergeConfig(seed=2, splits=Splits(train=0.5, validation=0.25, test=0.25), max_bad_share=0.0,
                       entity_labels=("PERSON", "GPE"), stance_labels=("against", "favor"))
     articles, tasks = [], {}
     for k in range(40):
@@ -209,7 +208,7 @@ def test_train_stage_on_the_seed_snapshot_reads_train_split_gold_only(tmp_path: 
 
 
 def test_a_missing_or_broken_model_is_a_one_line_error(tmp_path: Path, pre: pa.Preannotator) -> None:
-    cfg = dataclasses.replace(pre.params, stance_model=True)
+    cfg = pre.params.model_copy(update={"stance_model": True})
     assert pa.load(cfg, *RULES).provenance["stance_model"] == load_model(BASE_MODEL).version  # the default
     with pytest.raises(ConfigError, match="stance model not found"):
         pa.load(cfg, *RULES, stance_model=tmp_path / "none.json")

@@ -115,7 +115,7 @@ def bench_preannotate(
     rows = []
     with open(os.devnull, "w", encoding="utf-8") as sink:
         for k in sorted({1, n_process}):
-            run = dataclasses.replace(pre, params=dataclasses.replace(cfg, n_process=k))
+            run = dataclasses.replace(pre, params=cfg.model_copy(update={"n_process": k}))
             t_bare = t_stage = c_bare = c_stage = float("inf")
             for i in range(repeat):
                 runs = [

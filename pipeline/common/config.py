@@ -1,4 +1,4 @@
-"""Loads params.yaml and validates each section into a small frozen dataclass."""
+"""Loads params.yaml and validates each section into a frozen pydantic model; rule files into frozen dataclasses."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from pipeline.common.errors import ConfigError, PipelineError, one_line
 
 T = TypeVar("T")
+S = TypeVar("S", bound="Section")
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -22,6 +25,8 @@ DEFAULT_PARAMS = Path("params.yaml")
 # Magnitudes a parameter may have: past these, counts and sizes overflow C integers in the libraries below.
 MAX_INT = 2**53
 MAX_FLOAT = 1e15
+MAX_WORKERS = 1024  # Dask worker processes a stage may ask for (a local machine has its own, lower limit)
+MAX_SECONDS = 7 * 86_400  # a timeout or age in params: a week is longer than any wait worth making
 # The longest article text a stage accepts: spaCy's nlp.max_length (E088). Past it the parser and NER need
 # about 1 GB of memory per 100,000 characters, so ingest rejects such texts and preannotate never meets one.
 MAX_TEXT_CHARS = 1_000_000
@@ -172,16 +177,140 @@ def load_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
     return data
 
 
-def section(cls: type[T], name: str, path: Path = DEFAULT_PARAMS) -> T:
-    """Validate the params section `name` into dataclass `cls`."""
+def _as_tuple(value: Any) -> Any:
+    """A YAML list as a tuple, so a frozen section holds no mutable list (other values are left to validation)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+# The numbers a section may hold: every field of a section is one of these or has its own bounds.
+Share = Annotated[float, Field(ge=0, le=1)]  # a share of records, 0 and 1 included
+Threshold = Annotated[float, Field(gt=0, le=1)]  # a probability or similarity from which something happens
+Count = Annotated[int, Field(ge=1, le=MAX_INT)]  # a size, a batch, a number of rows
+Workers = Annotated[int, Field(ge=1, le=MAX_WORKERS)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+Names = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_as_tuple)]
+
+
+class Section(BaseModel):
+    """A params.yaml section: every key required (params.yaml holds the one default), none unknown, values checked."""
+
+    # strict: no "2" for 2, no true for 1; ints are still taken for floats. NaN and infinities are no parameters.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def section(cls: type[S], name: str, path: Path = DEFAULT_PARAMS) -> S:
+    """Validate the params section `name` into the model `cls`."""
     params = load_params(path)
     if name not in params:
         raise ConfigError(f"{path}: missing section '{name}'")
-    return from_mapping(cls, params[name], f"{path}:{name}")
+    return validated(cls, params[name], f"{path}:{name}")
+
+
+def validated(cls: type[S], data: Any, where: str, owners: Mapping[str, str] | None = None) -> S:
+    """`data` validated into the model `cls`; the first problem is one ConfigError line naming `where` and the key.
+
+    `owners` names the section a key was borrowed from (`{key: "params.yaml:preannotate"}`), so its error names that.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    if problem := key_problem(data):  # before pydantic, which would name a YAML `no:` key as an unknown 0
+        raise ConfigError(f"{where}: {problem}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(one_line(_message(cls, exc, where, owners or {}))) from None
+
+
+def _message(cls: type[BaseModel], exc: ValidationError, where: str, owners: Mapping[str, str]) -> str:
+    """The first of pydantic's errors as today's one line: `file:section.key: problem` (unknown keys all at once)."""
+    errors = exc.errors(include_url=False)
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    error = unknown[0] if unknown else errors[0]
+    loc = tuple(error["loc"])
+    if loc and isinstance(loc[0], str) and loc[0] in owners:
+        where = owners[loc[0]]
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        parent = loc[:-1]
+        names = sorted(str(e["loc"][-1]) for e in unknown if tuple(e["loc"][:-1]) == parent)
+        model = _model_at(cls, parent)
+        expected = f"; expected {', '.join(model.model_fields)}" if model else ""
+        return f"{_where(where, parent)}: unknown key(s) {', '.join(names)}{expected}"
+    if kind == "missing":
+        return f"{_where(where, loc[:-1])}: missing key '{loc[-1]}'"
+    if kind == "invalid_key" or (loc and loc[-1] == "[key]"):
+        dict_loc = loc[:-2] if loc[-1] == "[key]" else loc[:-1]
+        return f"{_where(where, dict_loc)}: {key_problem({value: None})}"
+    return f"{_where(where, loc)}: {_problem(error, _field(cls, loc))}"
+
+
+def _where(where: str, loc: tuple[Any, ...]) -> str:
+    """`where` followed by a key path: `.name` for a key, `[i]` for a list item."""
+    return where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+
+
+def _model_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that the keys `loc` lead to from `cls`, or None where they lead elsewhere (a list, a mapping)."""
+    model: Any = cls
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        model = field.annotation
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _field(cls: type[BaseModel], loc: tuple[Any, ...]) -> FieldInfo | None:
+    """The field that `loc` names, or None (an item of a list or mapping)."""
+    model = _model_at(cls, loc[:-1])
+    return model.model_fields.get(loc[-1]) if model and loc and isinstance(loc[-1], str) else None
+
+
+_TYPES = {"string": "str", "int": "int", "float": "float", "bool": "bool"}
+
+
+def _shown(value: Any) -> str:
+    """A value as an error quotes it: short, whatever its size."""
+    big = type(value) is int and abs(value) > MAX_INT
+    return f"{value:.3g}" if big else _SHOWN.repr(value)
+
+
+def _problem(error: Any, field: FieldInfo | None) -> str:
+    """What is wrong with one value, as today's messages say it."""
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    got = f"got {type(value).__name__} {_shown(value)}"
+    base = kind.split("_")[0]
+    if kind.endswith(("_type", "_parsing", "_from_float")) and base in _TYPES:
+        return f"expected {_TYPES[base]}, {got}"
+    if kind in ("tuple_type", "list_type", "dict_type", "model_type", "model_attributes_type"):
+        mapping = kind not in ("tuple_type", "list_type")
+        return f"expected a mapping, got {type(value).__name__}" if mapping else f"expected a list, {got}"
+    if kind == "finite_number":
+        return f"expected a finite number of at most {MAX_FLOAT:g}, got {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"must be {_range(field, ctx)}, got {_shown(value)}"
+    if kind == "literal_error":
+        return f"{_shown(value)} is not one of {ctx.get('expected')}"
+    if kind == "value_error":
+        return str(ctx.get("error"))
+    if kind in ("string_too_short", "too_short", "string_too_long", "too_long"):
+        bound = f"at least {ctx.get('min_length')}" if kind.endswith("short") else f"at most {ctx.get('max_length')}"
+        return f"expected {bound} {'characters' if kind.startswith('string') else 'item(s)'}, {got}"
+    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, {got}"
+
+
+def _range(field: FieldInfo | None, ctx: Mapping[str, Any]) -> str:
+    """The allowed range of a number, from its field's bounds (annotated_types' Gt, Ge, Lt, Le): `in (0, 1]`."""
+    bounds = dict(ctx)
+    for item in field.metadata if field else ():
+        bounds |= {name: getattr(item, name) for name in ("gt", "ge", "lt", "le") if getattr(item, name, None) is not None}
+    low = next((f"{'(' if n == 'gt' else '['}{bounds[n]}" for n in ("gt", "ge") if n in bounds), "(-inf")
+    high = next((f"{bounds[n]}{')' if n == 'lt' else ']'}" for n in ("lt", "le") if n in bounds), "inf)")
+    return f"in {low}, {high}"
 
 
 def from_mapping(cls: type[T], data: Any, where: str) -> T:
-    """Build dataclass `cls` from `data`, rejecting unknown, missing and mistyped keys."""
+    """Build the rule-file dataclass `cls` from `data`, rejecting unknown, missing and mistyped keys."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     if problem := key_problem(data):

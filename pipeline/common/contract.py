@@ -9,17 +9,17 @@ from there with `stage_config`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pipeline.common.config import from_mapping, load_params
+from pydantic import AfterValidator, Field, ValidationInfo
+
+from pipeline.common.config import Names, Section, load_params, validated
 from pipeline.common.errors import ConfigError
 
-T = TypeVar("T")
+S = TypeVar("S", bound=Section)
 
 SPLITS = ("train", "validation", "test")
 STATUSES = ("gold", "silver")
@@ -185,31 +185,38 @@ def labeled_problem(record: dict[str, Any], *, entity_labels: Collection[str] | 
     return None
 
 
-def labels_problem(entity_labels: tuple[str, ...], stance_ends: tuple[str, ...] | None,
-                   stance_labels: tuple[str, ...]) -> str | None:
-    """Why the label sets of params `preannotate:` can't be used by the stages that publish them, or None."""
-    if not entity_labels or not all(entity_labels) or len(set(entity_labels)) != len(entity_labels):
-        return "preannotate.entity_labels must be a non-empty list of names without duplicates"
-    if stance_ends is not None and (unknown := set(stance_ends) - set(entity_labels)):
-        return f"preannotate.stance_ends {sorted(unknown)} are not in preannotate.entity_labels"
-    if not stance_labels or not all(stance_labels) or len(set(stance_labels)) != len(stance_labels):
-        return "preannotate.stance_labels must be a non-empty list of names without duplicates"
-    if NO_STANCE in stance_labels:
-        return f"preannotate.stance_labels must not contain {NO_STANCE!r}, the class of pairs without a stance"
-    return None
+def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
+    """`names`, if none is given twice."""
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"expected names without duplicates, got {', '.join(twice)} twice")
+    return names
 
 
-@dataclass(frozen=True)
-class LabelSets:
+def _no_none(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """`labels`, if `none` (the class of pairs without a stance) is not one of them."""
+    if NO_STANCE in labels:
+        raise ValueError(f"must not contain {NO_STANCE!r}, the class of pairs without a stance")
+    return labels
+
+
+def _entity_labels_only(ends: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    """`ends`, if each is one of the entity labels validated before them."""
+    if extra := sorted(set(ends) - set(info.data.get("entity_labels", ends))):
+        raise ValueError(f"{extra} are not in entity_labels")
+    return ends
+
+
+# The label sets of params `preannotate:`, as every section that holds them checks them.
+EntityLabels = Annotated[Names, Field(min_length=1), AfterValidator(_distinct)]
+StanceLabels = Annotated[Names, Field(min_length=1), AfterValidator(_distinct), AfterValidator(_no_none)]
+StanceEnds = Annotated[Names, AfterValidator(_entity_labels_only)]  # declared after entity_labels
+
+
+class LabelSets(Section):
     """The label sets of params `preannotate:`: what Label Studio offers and what gold and labels are checked against."""
 
-    entity_labels: tuple[str, ...]
-    stance_labels: tuple[str, ...]
-
-    def validate(self) -> str | None:
-        """Non-empty lists of distinct names; `none` is not a stance label."""
-        problem = labels_problem(self.entity_labels, None, self.stance_labels)
-        return problem.removeprefix("preannotate.") if problem else None  # from_mapping names the section
+    entity_labels: EntityLabels
+    stance_labels: StanceLabels
 
 
 def label_sets(params: Path) -> LabelSets:
@@ -217,21 +224,19 @@ def label_sets(params: Path) -> LabelSets:
     pre = load_params(params).get("preannotate")
     if not isinstance(pre, dict):
         raise ConfigError(f"{params}: missing section 'preannotate'")
-    keys = [f.name for f in dataclasses.fields(LabelSets)]
-    if missing := [k for k in keys if k not in pre]:
-        raise ConfigError(f"{params}:preannotate: missing key(s) {', '.join(missing)}")
-    return from_mapping(LabelSets, {k: pre[k] for k in keys}, f"{params}:preannotate")
+    return validated(LabelSets, {k: pre[k] for k in LabelSets.model_fields if k in pre}, f"{params}:preannotate")
 
 
-def stage_config(cls: type[T], stage: str, params: Path) -> T:
+def stage_config(cls: type[S], stage: str, params: Path) -> S:
     """The `stage` section of params.yaml into `cls`, with the label sets (LABEL_KEYS) `cls` has from `preannotate:`."""
     raw = load_params(params)
     own, pre = raw.get(stage), raw.get("preannotate")
     if not isinstance(own, dict) or not isinstance(pre, dict):
         raise ConfigError(f"{params}: sections '{stage}' and 'preannotate' must both be mappings")
-    keys = [f.name for f in dataclasses.fields(cls) if f.name in LABEL_KEYS]  # type: ignore[arg-type]
+    keys = [name for name in cls.model_fields if name in LABEL_KEYS]
     if clash := sorted(set(keys) & set(own)):
         raise ConfigError(f"{params}:{stage}: {', '.join(clash)} come from the preannotate section; remove them here")
     if missing := [k for k in keys if k not in pre]:
-        raise ConfigError(f"{params}:preannotate: missing key(s) {', '.join(missing)}")
-    return from_mapping(cls, {**own, **{k: pre[k] for k in keys}}, f"{params}:{stage}")
+        raise ConfigError(f"{params}:preannotate: missing key '{missing[0]}'")
+    owners = dict.fromkeys(keys, f"{params}:preannotate")
+    return validated(cls, {**own, **{k: pre[k] for k in keys}}, f"{params}:{stage}", owners)

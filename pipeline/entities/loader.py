@@ -9,10 +9,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
 
+from pydantic import Field, model_validator
 from spacy.language import Language
 
+from pipeline.common.config import Count, Section, Share, Threshold, Workers
+from pipeline.common.contract import EntityLabels, StanceEnds, StanceLabels
 from pipeline.common.executor import Engine
 from pipeline.entities.annotator import COMPONENT, Annotator, load_model
 
@@ -20,42 +23,29 @@ from pipeline.entities.annotator import COMPONENT, Annotator, load_model
 BASE_MODEL = Path(__file__).resolve().parents[2] / "resources" / "stance_model" / "seesaw.json"
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Section):
     """The `preannotate:` section of params.yaml."""
 
-    model: str
-    entity_labels: tuple[str, ...]
-    stance_ends: tuple[str, ...]
-    stance_labels: tuple[str, ...]
-    batch_size: int
-    n_process: int
-    n_workers: int
-    shard_size: int
-    records_per_shard: int  # records per output shard file (data/preannotated/); independent of the Dask shard_size
-    max_bad_share: float
+    model: Annotated[str, Field(min_length=1)]
+    entity_labels: EntityLabels
+    stance_ends: StanceEnds
+    stance_labels: StanceLabels
+    batch_size: Count
+    n_process: Workers
+    n_workers: Workers
+    shard_size: Count
+    records_per_shard: Count  # records per output shard file (data/preannotated/); independent of the Dask shard_size
+    max_bad_share: Share
     stance_model: bool  # score entity pairs with the learned model (--stance-model FILE); false: rules alone
-    stance_threshold: float  # the model's probability from which a pair is proposed as a stance
+    stance_threshold: Threshold  # the model's probability from which a pair is proposed as a stance
 
-    def validate(self) -> str | None:
-        """Cross-field checks."""
-        if not self.entity_labels:
-            return "entity_labels must not be empty"
-        if extra := sorted(set(self.stance_ends) - set(self.entity_labels)):
-            return f"stance_ends {extra} are not in entity_labels"
-        if self.batch_size < 1 or self.n_process < 1:
-            return "batch_size and n_process must be at least 1"
+    @model_validator(mode="after")
+    def _runnable(self) -> Self:
         if problem := Engine(self.n_workers, self.shard_size).problem():
-            return problem
-        if self.records_per_shard < 1:
-            return "records_per_shard must be at least 1"
+            raise ValueError(problem)
         if self.n_workers > 1 and self.n_process > 1:
-            return "n_process > 1 needs n_workers: 1 (a Dask worker cannot start nlp.pipe's processes)"
-        if not 0.0 <= self.max_bad_share <= 1.0:
-            return "max_bad_share must be between 0 and 1"
-        if not 0.0 < self.stance_threshold <= 1.0:
-            return "stance_threshold must be in (0, 1]"
-        return None
+            raise ValueError("n_process > 1 needs n_workers: 1 (a Dask worker cannot start nlp.pipe's processes)")
+        return self
 
 
 @dataclass

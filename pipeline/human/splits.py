@@ -3,42 +3,37 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import Annotated, Self
 
-from pipeline.common.contract import labels_problem
+from pydantic import Field, model_validator
+
+from pipeline.common.config import MAX_INT, Section, Share
+from pipeline.common.contract import EntityLabels, StanceLabels
 
 
-@dataclass(frozen=True)
-class Splits:
+class Splits(Section):
     """Share of stories in each split."""
 
-    train: float
-    validation: float
-    test: float
+    train: Share
+    validation: Share
+    test: Share
 
-    def validate(self) -> str | None:
-        """Why the shares can't be used (negative, or not summing to 1), or None."""
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> Self:
         shares = (self.train, self.validation, self.test)
-        if any(s < 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
-            return f"split shares must be >= 0 and sum to 1, got {shares}"
-        return None
+        if abs(sum(shares) - 1.0) > 1e-9:
+            raise ValueError(f"split shares must sum to 1, got {shares}")
+        return self
 
 
-@dataclass(frozen=True)
-class MergeConfig:
+class MergeConfig(Section):
     """The `merge:` section of params.yaml, plus the label sets owned by `preannotate:` (one source of truth)."""
 
-    seed: int
+    seed: Annotated[int, Field(ge=0, le=MAX_INT)]
     splits: Splits
-    max_bad_share: float
-    entity_labels: tuple[str, ...]  # from preannotate.entity_labels: the entity labels Label Studio offers
-    stance_labels: tuple[str, ...]  # from preannotate.stance_labels: the relation labels Label Studio offers
-
-    def validate(self) -> str | None:
-        """Why the section can't be used (bad share or label sets), or None."""
-        if not 0 <= self.max_bad_share <= 1:
-            return f"max_bad_share must be in [0, 1], got {self.max_bad_share}"
-        return labels_problem(self.entity_labels, None, self.stance_labels)
+    max_bad_share: Share
+    entity_labels: EntityLabels  # from preannotate.entity_labels: the entity labels Label Studio offers
+    stance_labels: StanceLabels  # from preannotate.stance_labels: the relation labels Label Studio offers
 
 
 def assign_split(story_id: str, cfg: MergeConfig) -> str:

@@ -52,7 +52,7 @@ def import_gold_main(gold: Path, articles: Path, input: Path, guidelines: Path, 
     """Round-trip the human gold through a throwaway Label Studio server into a new snapshot in `out_dir`."""
     cfg = load_config(params)
     text = read_guidelines(guidelines)
-    labels = LabelSets(cfg.entity_labels, cfg.stance_labels)
+    labels = LabelSets(entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels)
     records = list(gold_module.load_gold(gold, read_objects(articles), labels))
     tasks = read_tasks(input, cfg)
     with ls_server.throwaway("ls-import-gold", cfg.ls.server.start_timeout_s) as (url, token):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pipeline.common.config import from_mapping, load_params, read_env_file
+from pydantic import AfterValidator, Field
+
+from pipeline.common.config import Count, Seconds, Section, Share, Threshold, read_env_file, section
 from pipeline.common.contract import label_sets
 from pipeline.common.errors import ConfigError
 from pipeline.labelstudio.api import LabelStudioAPI
@@ -20,73 +22,49 @@ PRACTICE = " (practice)"
 MAX_RETRIES = 20  # the back-off is capped at 10 s a try: more would hang for minutes on a server that is down
 
 
-def _positive(value: float) -> bool:
-    """A finite number > 0."""
-    return math.isfinite(value) and value > 0
+def _colour(colour: str) -> str:
+    """`colour`, if it is #rgb or #rrggbb."""
+    if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", colour):
+        raise ValueError(f"expected #rgb or #rrggbb, got {colour!r}")
+    return colour
 
 
-@dataclass(frozen=True)
-class ServerParams:
+def _distinct_hotkeys(hotkeys: dict[str, str]) -> dict[str, str]:
+    """`hotkeys`, if no two labels share one."""
+    if len(set(hotkeys.values())) != len(hotkeys):
+        raise ValueError(f"duplicate hotkey in {hotkeys}")
+    return hotkeys
+
+
+Colours = dict[str, Annotated[str, AfterValidator(_colour)]]
+
+
+class ServerParams(Section):
     """The local server started by `python -m pipeline label-studio`."""
 
-    port: int
-    start_timeout_s: float
-
-    def validate(self) -> str | None:
-        """Range checks."""
-        if not 0 <= self.port <= 65535:
-            return f"port: expected a TCP port 1-65535 (or 0: any free port), got {self.port}"
-        if not _positive(self.start_timeout_s):
-            return f"start_timeout_s: expected a number of seconds > 0, got {self.start_timeout_s}"
-        return None
+    port: Annotated[int, Field(ge=0, le=65535)]  # 0: any free port
+    start_timeout_s: Seconds
 
 
-@dataclass(frozen=True)
-class LabelStudioParams:
+class LabelStudioParams(Section):
     """params.yaml `labelstudio:` section."""
 
-    project_title: str
-    entity_colors: dict[str, str]
-    entity_hotkeys: dict[str, str]
-    stance_colors: dict[str, str]
+    project_title: Annotated[str, Field(min_length=3, max_length=MAX_TITLE)]  # Label Studio's own limits
+    entity_colors: Colours
+    entity_hotkeys: Annotated[dict[str, Annotated[str, Field(min_length=1)]], AfterValidator(_distinct_hotkeys)]
+    stance_colors: Colours
     queue_order: Literal["least_confident_first", "input_order"]
     task_score: Literal["min", "mean"]
-    import_batch_size: int
-    page_size: int
-    timeout_s: float
-    retries: int
-    export_timeout_s: float
-    max_bad_share: float
-    lock_stale_s: float
-    annotations_per_task: int
-    adjudicate_below_f1: float
+    import_batch_size: Count
+    page_size: Count
+    timeout_s: Seconds
+    retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)]
+    export_timeout_s: Seconds
+    max_bad_share: Share
+    lock_stale_s: Seconds
+    annotations_per_task: Annotated[int, Field(ge=1, le=MAX_ANNOTATORS)]
+    adjudicate_below_f1: Threshold
     server: ServerParams
-
-    def validate(self) -> str | None:
-        """Range and cross-field checks."""
-        if not 3 <= len(self.project_title) <= MAX_TITLE:
-            return f"project_title: Label Studio needs 3 to {MAX_TITLE} characters, got {len(self.project_title)}"
-        for key in ("import_batch_size", "page_size"):
-            if getattr(self, key) < 1:
-                return f"{key}: expected an integer >= 1, got {getattr(self, key)}"
-        for key in ("timeout_s", "export_timeout_s", "lock_stale_s"):
-            if not _positive(getattr(self, key)):
-                return f"{key}: expected a number of seconds > 0, got {getattr(self, key)}"
-        if not 0 <= self.retries <= MAX_RETRIES:
-            return f"retries: expected an integer 0-{MAX_RETRIES}, got {self.retries}"
-        if not 1 <= self.annotations_per_task <= MAX_ANNOTATORS:
-            return f"annotations_per_task: expected an integer 1-{MAX_ANNOTATORS}, got {self.annotations_per_task}"
-        if not 0.0 < self.adjudicate_below_f1 <= 1.0:
-            return f"adjudicate_below_f1: expected a span F1 in (0, 1], got {self.adjudicate_below_f1}"
-        if not 0.0 <= self.max_bad_share <= 1.0:
-            return f"max_bad_share: expected a share 0-1, got {self.max_bad_share}"
-        keys = list(self.entity_hotkeys.values())
-        if len(set(keys)) != len(keys):
-            return f"entity_hotkeys: duplicate hotkey in {dict(self.entity_hotkeys)}"
-        for name, colour in {**self.entity_colors, **self.stance_colors}.items():
-            if not (colour.startswith("#") and len(colour) in (4, 7)):
-                return f"colour of {name}: expected #rgb or #rrggbb, got {colour!r}"
-        return None
 
 
 @dataclass(frozen=True)
@@ -101,15 +79,12 @@ class Config:
 def practice_config(cfg: Config) -> Config:
     """The config of the practice project: the same labels and settings under its own title."""
     title = f"{cfg.ls.project_title[: MAX_TITLE - len(PRACTICE)]}{PRACTICE}"
-    return dataclasses.replace(cfg, ls=dataclasses.replace(cfg.ls, project_title=title))
+    return dataclasses.replace(cfg, ls=cfg.ls.model_copy(update={"project_title": title}))
 
 
 def load_config(params_path: Path) -> Config:
     """Read the `labelstudio:` section and the label sets (`preannotate.entity_labels`, `preannotate.stance_labels`)."""
-    params = load_params(params_path)
-    if "labelstudio" not in params:
-        raise ConfigError(f"{params_path}: missing section 'labelstudio'")
-    ls = from_mapping(LabelStudioParams, params["labelstudio"], f"{params_path}:labelstudio")
+    ls = section(LabelStudioParams, "labelstudio", params_path)
     labels = label_sets(params_path)
     for key, mapping, known in (
         ("entity_colors", ls.entity_colors, labels.entity_labels),

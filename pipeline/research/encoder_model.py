@@ -11,7 +11,6 @@ Evaluation data only: nothing of SEESAW's or re3d's text is in the file, only we
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,7 +107,7 @@ def train_main(seesaw: Path, re3d_root: Path, output: Path, params: Path, patter
     docs = re3d.split(re3d.load_documents(re3d_root)[0])["tune"]
     if not docs:
         raise InputError(f"{re3d_root}: no re3d documents in the tune part")
-    pre = pa.load(dataclasses.replace(pre_cfg, stance_model=False), patterns, actors, lexicon)
+    pre = pa.load(pre_cfg.model_copy(update={"stance_model": False}), patterns, actors, lexicon)
     in_domain = re3d_examples(docs, pre)
     valid = [p for p in parsed if p.article.split == "valid"]
     parsed = [p for p in parsed if p.article.split == "train"]

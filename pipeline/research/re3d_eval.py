@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,7 +232,7 @@ def main(root: Path, part: str, params: Path, patterns: Path, actors: Path, lexi
     todo = docs if part == "all" else parts[part]
     if not todo:
         raise InputError(f"{root}: no re3d documents in part {part}")
-    pre = pa.load(replace(cfg, stance_model=True), patterns, actors, lexicon, stance_model)
+    pre = pa.load(cfg.model_copy(update={"stance_model": True}), patterns, actors, lexicon, stance_model)
     print(f"{STAGE}: {root}: {len(todo)} documents ({part}); {report}; model {pre.provenance.get('stance_model')}",
           file=sys.stderr)
     done = runs(pre, todo, keep_parse=errors is not None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,7 @@ def cross_validate(train: Sequence[Parsed], cfg: tr.Params, labels: Sequence[str
     for c in cs:
         tallies = {th: Tally() for th in thresholds}
         for k in range(folds):
-            model = fit_seesaw([p for p in train if fold_of[p.story] != k], replace(cfg, c=c), labels, ("cv",))
+            model = fit_seesaw([p for p in train if fold_of[p.story] != k], cfg.model_copy(update={"c": c}), labels, ("cv",))
             held = [p for p in train if fold_of[p.story] == k]
             for th in thresholds:
                 t, acc = tally(held, model, th), tallies[th]
@@ -217,7 +217,7 @@ def _load(folder: Path, params: Path, patterns: Path, actors: Path, lexicon: Pat
     articles = list(load_articles(folder, split, limit, labels))
     if not articles:
         raise InputError(f"{folder}: no articles{f' in split {split}' if split else ''}")
-    pre = pa.load(replace(pre_cfg, stance_model=False), patterns, actors, lexicon)
+    pre = pa.load(pre_cfg.model_copy(update={"stance_model": False}), patterns, actors, lexicon)
     print(f"seesaw: parsing {len(articles)} articles of {folder}", file=sys.stderr)
     return parse(articles, pre, keep_docs, mentions), cfg, pre_cfg
 

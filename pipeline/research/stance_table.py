@@ -44,7 +44,7 @@ class Paths:
 
 def _system(cfg: pa.Params, model: Path | None, paths: Paths) -> pa.Preannotator:
     """The pre-annotator of one system: rules alone (no model) or with the model file at its threshold."""
-    params = dataclasses.replace(cfg, stance_model=model is not None, n_process=1)
+    params = cfg.model_copy(update={"stance_model": model is not None, "n_process": 1})
     return pa.load(params, paths.patterns, paths.actors, paths.lexicon, model)
 
 
