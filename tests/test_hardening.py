@@ -24,7 +24,6 @@ from pipeline.common.jsonl import loads
 from pipeline.ingest import IngestParams
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
-from pipeline.labelstudio.pull import refuse_cross_host_redirects
 from pipeline.preannotate import check_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,16 +406,13 @@ def redirecting() -> Iterator[tuple[str, str, list[str]]]:
             s.server_close()
 
 
-def test_pull_refuses_a_redirect_to_another_host(redirecting: tuple[str, str, list[str]]) -> None:
+def test_every_call_refuses_a_redirect_to_another_host(redirecting: tuple[str, str, list[str]]) -> None:
     url, other_url, seen = redirecting
-    open_api = LabelStudioAPI(url, "0" * 40, retries=0)
-    assert open_api.get("/api/projects", what="listing") == {"ok": True}  # requests alone follows it
-    assert len(seen) == 2
-    seen.clear()
     api = LabelStudioAPI(url, "0" * 40, retries=0)
-    refuse_cross_host_redirects(api)
-    refuse_cross_host_redirects(api)  # idempotent: one hook
     assert len(api.session.hooks["response"]) == 1
+    with pytest.raises(LabelStudioError, match=r"redirected /api/projects/1/ to another host"):
+        api.call("listing", api.sdk.projects.with_raw_response.get, 1)  # an SDK call: the same session, same rule
+    seen.clear()
     with pytest.raises(LabelStudioError, match=rf"^Label Studio at {url} redirected /api/projects to another host "
                                                rf"\({other_url}\); refusing to follow it$"):
         api.get("/api/projects", what="listing")

@@ -203,13 +203,26 @@ def test_instructions_render_guidelines_as_html():
     assert "<strong>named entity</strong>" in out and "<table>" in out
 
 
-def test_iter_json_array_streams_elements_across_chunks():
-    items = [{"id": i, "data": {"text": "x" * (i * 7)}, "annotations": [{"result": []}]} for i in range(50)]
+def test_iter_json_array_streams_elements():
+    items = [{"id": i, "data": {"text": "x" * (i * 7) + "é😀"}, "score": i / 3, "annotations": [{"result": []}]}
+             for i in range(50)]
     text = json.dumps(items, ensure_ascii=False)
-    assert list(iter_json_array(io.StringIO(text), chunk_size=13)) == items
-    assert list(iter_json_array(io.StringIO("[]"))) == []
-    with pytest.raises(ValueError):
-        list(iter_json_array(io.StringIO('[{"a": 1}, {"b"')))
+    assert list(iter_json_array(io.BytesIO(b" \n" + text.encode()))) == items
+    assert list(iter_json_array(io.BytesIO(b"[]"))) == []
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b"", "empty export"),
+    (b"  \n", "empty export"),
+    (b'{"item": [1]}', "export is not a JSON array"),  # ijson alone would yield nothing here
+    (b'[{"a": 1}, {"b"', r"export ends inside the array \(after element 1, within the first 15 bytes\)"),
+    (b'[{"a": 1} {"b": 2}]', r"parse error: after array element, I expect ',' or '\]' \(after element 1, "),
+    (b"[1, NaN]", r"\(after element 1, "),
+])
+def test_iter_json_array_errors_are_one_line(raw, message):
+    with pytest.raises(ValueError, match=message) as info:
+        list(iter_json_array(io.BytesIO(raw)))
+    assert "\n" not in str(info.value)
 
 
 def test_snapshot_is_never_overwritten(tmp_path):

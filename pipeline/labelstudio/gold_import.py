@@ -28,10 +28,11 @@ GOLD_ANNOTATOR = "gold@annotators.local"
 def import_gold(api: LabelStudioAPI, project_id: int, gold_records: Iterable[Mapping[str, Any]],
                 page_size: int) -> int:
     """Submit each gold record as the human annotation of its task, by the gold annotator; return the count."""
-    user = next((u for u in api.get("/api/users/", what="listing users") if u.get("email") == GOLD_ANNOTATOR), None)
+    users = api.call("listing users", api.sdk.users.with_raw_response.list)
+    user = next((u for u in users if u.get("email") == GOLD_ANNOTATOR), None)
     if user is None:
-        user = api.post("/api/users/", {"email": GOLD_ANNOTATOR, "username": "gold", "first_name": "Gold",
-                                        "password": secrets.token_urlsafe(18)}, what="creating the gold annotator")
+        user = api.call("creating the gold annotator", api.sdk.users.with_raw_response.create, email=GOLD_ANNOTATOR,
+                        username="gold", first_name="Gold", password=secrets.token_urlsafe(18))
     tasks = TaskIndex.fetch(api, project_id, page_size)
     n = 0
     for record in gold_records:
@@ -39,11 +40,9 @@ def import_gold(api: LabelStudioAPI, project_id: int, gold_records: Iterable[Map
         task = tasks.get(key)
         if task is None:
             raise InputError(f"gold for article {record['id']}: no task with that article and text; push it first")
-        api.post(
-            f"/api/tasks/{task.task_id}/annotations",
-            {"result": gold_result(record), "completed_by": user["id"], "ground_truth": True},
-            what=f"submitting the gold annotation of article {record['id']}",
-        )
+        api.call(f"submitting the gold annotation of article {record['id']}",
+                 api.sdk.annotations.with_raw_response.create, task.task_id, result=gold_result(record),
+                 completed_by=user["id"], ground_truth=True)
         n += 1
     return n
 

@@ -57,8 +57,7 @@ def describe(marker: dict[str, Any], age_s: float) -> str:
 
 def _titled(api: LabelStudioAPI, title: str) -> list[dict[str, Any]]:
     """The projects with exactly this title, oldest (lowest id) first."""
-    found = api.pages("/api/projects", what="listing projects", page_size=100, key="results", params={"title": title})
-    return sorted((p for p in found if p.get("title") == title), key=lambda p: p["id"])
+    return sorted((p for p in api.projects(title) if p.get("title") == title), key=lambda p: p["id"])
 
 
 def lock_project(api: LabelStudioAPI, title: str) -> dict[str, Any]:
@@ -76,10 +75,11 @@ def lock_project(api: LabelStudioAPI, title: str) -> dict[str, Any]:
         raise LabelStudioError(f"{len(found)} projects are titled {title!r}; rename all but one")
     if found:
         return found[0]
-    mine = api.post("/api/projects", {"title": title}, what=f"creating project {title!r}")
+    mine = api.call(f"creating project {title!r}", api.sdk.projects.with_raw_response.create, title=title)
     oldest = _titled(api, title)[0]
     if oldest["id"] != mine["id"]:
-        api.delete(f"/api/projects/{mine['id']}", what=f"deleting the twin project {mine['id']} of {title!r}")
+        api.call(f"deleting the twin project {mine['id']} of {title!r}", api.sdk.projects.with_raw_response.delete,
+                 mine["id"], missing_ok=True)
     return oldest
 
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
+import re
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import urljoin, urlsplit
+from typing import Any, BinaryIO
 
-import requests
+import ijson
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.jsonl import dumps
@@ -24,7 +23,7 @@ from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.params import Config
 from pipeline.labelstudio.push import find_project
 
-EXPORT_OPTIONS = {
+EXPORT_OPTIONS: dict[str, Any] = {
     # completed_by as the user id (no e-mail addresses in committed snapshots); predictions in full.
     "serialization_options": {
         "drafts": {"only_id": True},
@@ -45,53 +44,73 @@ def snapshot_name(now: dt.datetime | None = None) -> str:
     return now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".jsonl"
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+MAX_DEPTH = 1000  # ijson keeps a prefix per level, quadratic in depth: a deeper export is refused before that
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
-def iter_json_array(handle: TextIO, chunk_size: int = 1 << 20) -> Iterator[Any]:
-    """Yield the elements of a top-level JSON array read from a text stream, one at a time."""
-    decoder = json.JSONDecoder(parse_constant=_no_constant)
-    buf = ""
-    pos = 0
-    started = False
-    eof = False
-    while True:
-        if not eof and len(buf) - pos < chunk_size:
-            more = handle.read(chunk_size)
-            eof = not more
-            buf = buf[pos:] + more
-            pos = 0
-        while pos < len(buf) and buf[pos] in " \t\r\n,":
-            pos += 1
-        if not started:
-            if pos >= len(buf):
-                if eof:
-                    raise ValueError("empty export")
-                continue
-            if buf[pos] != "[":
-                raise ValueError("export is not a JSON array")
-            started = True
-            pos += 1
-            continue
-        if pos < len(buf) and buf[pos] == "]":
-            return
-        if pos >= len(buf):
-            if eof:
-                raise ValueError("export ends inside the array")
-            continue
-        try:
-            item, end = decoder.raw_decode(buf, pos)
-        except json.JSONDecodeError:
-            if eof:
-                raise
-            more = handle.read(chunk_size)  # an element longer than what is buffered: read on
-            eof = not more
-            buf = buf[pos:] + more
-            pos = 0
-            continue
-        yield item
-        pos = end
+class _Counted:
+    """A binary file read on from `first`, counting the bytes read and watching the nesting depth as it goes."""
+
+    def __init__(self, first: bytes, handle: BinaryIO) -> None:
+        self.first, self.handle, self.read_bytes = first, handle, 0
+        self.depth, self.carry, self.in_string = 0, b"", False
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:  # ijson reads 0 bytes to tell a binary file from a text one
+            return b""
+        chunk, self.first = self.first + self.handle.read(size - len(self.first) if size > 0 else size), b""
+        self.read_bytes += len(chunk)
+        self._track(chunk)
+        return chunk
+
+    def _track(self, chunk: bytes) -> None:
+        """Follow the bracket depth outside strings (regular expressions do the scanning, C-fast)."""
+        text = _ESCAPE.sub(b"", self.carry + chunk)
+        self.carry = b"\\" if text.endswith(b"\\") else b""  # an escape cut by the end of the chunk
+        if self.in_string:
+            end = text.find(b'"')
+            if end < 0:
+                return
+            text, self.in_string = text[end + 1:], False
+        text = _STRING.sub(b"", text)
+        if (start := text.find(b'"')) >= 0:
+            text, self.in_string = text[:start], True
+        brackets = text.translate(None, _NOT_BRACKET)
+        opened = brackets.count(b"[") + brackets.count(b"{")
+        if self.depth + opened > MAX_DEPTH:
+            for char in brackets:
+                self.depth += 1 if char in b"[{" else -1
+                if self.depth > MAX_DEPTH:
+                    raise ValueError(f"nested too deeply (more than {MAX_DEPTH} levels, within the first "
+                                     f"{self.read_bytes} bytes)")
+        else:
+            self.depth += 2 * opened - len(brackets)
+
+
+def iter_json_array(handle: BinaryIO) -> Iterator[Any]:
+    """Yield the elements of a top-level JSON array read from a binary stream, one at a time (ijson).
+
+    A stream that is empty, not an array, or not valid JSON is a ValueError of one line naming where."""
+    head = b" "
+    while head and head.isspace():  # ijson's `item` prefix would match nothing in an object: look first
+        head = handle.read(1)
+    if not head:
+        raise ValueError("empty export")
+    if head != b"[":
+        raise ValueError("export is not a JSON array")
+    counted = _Counted(head, handle)
+    items = ijson.items(counted, "item", use_float=True, buf_size=1 << 20)
+    n = 0
+    try:
+        for item in items:
+            n += 1
+            yield item
+    except ijson.JSONError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        what = "export ends inside the array" if "premature EOF" in first else first.removeprefix("b'")
+        raise ValueError(f"{what} (after element {n}, within the first {counted.read_bytes} bytes)") from None
 
 
 def write_new_file(path: Path, lines: Iterable[str], next_name: Callable[[], Path] | None = None) -> Path:
@@ -130,24 +149,22 @@ def next_second_name(folder: Path) -> Path:
 
 def export_snapshot(api: LabelStudioAPI, project_id: int, out_json: Path, timeout_s: float) -> None:
     """Have Label Studio write a JSON export snapshot of the whole project and stream it to `out_json`."""
-    export = api.post(
-        f"/api/projects/{project_id}/exports", {"title": "pipeline pull", **EXPORT_OPTIONS},
-        what="creating an export snapshot", timeout_s=timeout_s,
-    )
+    exports = api.sdk.projects.exports.with_raw_response
+    slow = {"timeout_in_seconds": timeout_s}
+    export = api.call("creating an export snapshot", exports.create, project_id, title="pipeline pull",
+                      **EXPORT_OPTIONS, request_options=slow)
     export_id = export["id"]
     deadline = time.monotonic() + timeout_s
     while export.get("status") not in ("completed", "failed"):
         if time.monotonic() > deadline:
             raise LabelStudioError(f"export snapshot {export_id} not ready after {timeout_s:g} s")
         time.sleep(1.0)
-        export = api.get(f"/api/projects/{project_id}/exports/{export_id}", what="checking the export snapshot")
+        export = api.call("checking the export snapshot", exports.get, project_id, export_id)
     if export["status"] == "failed":
         raise LabelStudioError(f"Label Studio failed to build export snapshot {export_id} (see the server log)")
-    api.download(
-        f"/api/projects/{project_id}/exports/{export_id}/download", out_json, what="downloading the export",
-        params={"exportType": "JSON"}, timeout_s=timeout_s,
-    )
-    api.delete(f"/api/projects/{project_id}/exports/{export_id}", what="removing the export snapshot on the server")
+    api.save_stream("downloading the export", exports.download(project_id, export_id, export_type="JSON",
+                                                              request_options={**slow, "chunk_size": 1 << 20}), out_json)
+    api.call("removing the export snapshot on the server", exports.delete, project_id, export_id, missing_ok=True)
 
 
 def load_article_hashes(path: Path) -> dict[str, str]:
@@ -211,29 +228,9 @@ class PullReport:
         )
 
 
-def refuse_cross_host_redirects(api: LabelStudioAPI) -> None:
-    """Make every request of `api` fail, before it is followed, on a redirect to another scheme, host or port."""
-    home = urlsplit(api.url)
-
-    def refuse_redirect(resp: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
-        if resp.is_redirect:
-            target = urlsplit(urljoin(resp.url, resp.headers["location"]))
-            if (target.scheme, target.hostname, target.port) != (home.scheme, home.hostname, home.port):
-                raise LabelStudioError(
-                    f"Label Studio at {api.url} redirected {urlsplit(resp.url).path} to another host "
-                    f"({target.scheme}://{target.netloc.rpartition('@')[2]}); refusing to follow it"
-                )
-        return resp
-
-    hooks = api.session.hooks["response"]
-    if not any(getattr(h, "__name__", "") == refuse_redirect.__name__ for h in hooks):
-        hooks.append(refuse_redirect)
-
-
 def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None = None,
          now: dt.datetime | None = None) -> PullReport:
     """Export every task with every annotation into a new snapshot `out_dir/<UTC timestamp>.jsonl`."""
-    refuse_cross_host_redirects(api)
     project = find_project(api, cfg.ls.project_title)
     if project is None:
         raise LabelStudioError(f"no project titled {cfg.ls.project_title!r} on {api.url}; push first")
@@ -252,7 +249,7 @@ def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None 
 
 def snapshot_lines(raw: Path, report: PullReport, current: Mapping[str, str] | None) -> Iterator[str]:
     """The snapshot's lines, one exported task each, counted into `report`; an unusable export is one error."""
-    with open(raw, encoding="utf-8") as handle:
+    with open(raw, "rb") as handle:
         try:
             for task in iter_json_array(handle):
                 if not isinstance(task, dict):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
@@ -43,11 +42,7 @@ class PushReport:
 
 def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
     """The project with this title (None if there is none; an error if several)."""
-    found = [
-        p for p in api.pages("/api/projects", what="listing projects", page_size=100, key="results",
-                             params={"title": title})
-        if p.get("title") == title
-    ]
+    found = [p for p in api.projects(title) if p.get("title") == title]
     if len(found) > 1:
         raise LabelStudioError(f"{len(found)} projects are titled {title!r}; rename all but one")
     return found[0] if found else None
@@ -57,7 +52,7 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str,
                    project: dict[str, Any] | None = None) -> dict[str, Any]:
     """Create the project (unless given, e.g. by the push lock), or bring its config, instructions and queue order
     up to date."""
-    settings = {
+    settings: dict[str, Any] = {
         "title": cfg.ls.project_title,
         "label_config": label_config(cfg),
         "expert_instruction": instructions_html(guidelines),
@@ -69,11 +64,18 @@ def ensure_project(api: LabelStudioAPI, cfg: Config, guidelines: str,
     }
     project = project or find_project(api, cfg.ls.project_title)
     if project is None:
-        return api.post("/api/projects", settings, what=f"creating project {cfg.ls.project_title!r}")
+        return api.call(f"creating project {cfg.ls.project_title!r}", api.sdk.projects.with_raw_response.create,
+                        **settings)
     changed = {k: v for k, v in settings.items() if project.get(k) != v}
     if changed:
-        project = api.patch(f"/api/projects/{project['id']}", changed, what=f"updating project {cfg.ls.project_title!r}")
+        project = api.call(f"updating project {cfg.ls.project_title!r}", api.sdk.projects.with_raw_response.update,
+                           project["id"], **changed)
     return project
+
+
+def _slow(api: LabelStudioAPI) -> dict[str, Any]:
+    """SDK request options for a bulk write: at least two minutes to answer."""
+    return {"timeout_in_seconds": max(api.timeout_s, 120.0)}
 
 
 def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, Any]], index: TaskIndex,
@@ -84,17 +86,14 @@ def _import_batch(api: LabelStudioAPI, project_id: int, batch: list[dict[str, An
     last known one are read back: those of the batch count as created and only the rest is sent again."""
     known = index.max_id
     created = 0
-    for attempt in range(1 + api.retries):
+    for attempt in range(1, api.policy.attempts + 1):
         try:
-            answer = api.post(
-                f"/api/projects/{project_id}/import", batch, what="importing tasks",
-                timeout_s=max(api.timeout_s, 120.0),
-            )
+            answer = api.call("importing tasks", api.sdk.projects.with_raw_response.import_tasks, project_id,
+                              request=batch, request_options=_slow(api))
             return created + int((answer or {}).get("task_count", len(batch)))
         except LabelStudioError as exc:
-            if (exc.status is not None and exc.status < 500) or attempt == api.retries:
-                raise  # the server refused the batch: retrying will not help
-            time.sleep(min(api.backoff_s * 2**attempt, 10.0))
+            if not api.policy.wait_to_retry(exc.status, attempt):
+                raise  # the server refused the batch (retrying will not help), or the attempts are spent
             landed = TaskIndex.fetch(api, project_id, page_size, after_id=known)
             keys = {(t["data"]["article_id"], t["data"]["text_hash"]) for t in batch}
             for entry in landed:
@@ -127,17 +126,17 @@ def _refresh_batch(api: LabelStudioAPI, project_id: int, batch: list[tuple[Index
         untouched = {e.task_id for e in TaskIndex.fetch(api, project_id, page_size, ids=ids) if not e.annotated}
         todo = [p for p in todo if p["task"] in untouched]
     refreshed = len(todo)
-    for attempt in range(1 + api.retries):
+    for attempt in range(1, api.policy.attempts + 1):
         if not todo:
             break
         try:
-            api.post(f"/api/projects/{project_id}/import/predictions", todo,
-                     what=f"importing the predictions of {len(todo)} task(s)", timeout_s=max(api.timeout_s, 120.0))
+            api.call(f"importing the predictions of {len(todo)} task(s)",
+                     api.sdk.projects.with_raw_response.import_predictions, project_id, request=todo,
+                     request_options=_slow(api))
             break
         except LabelStudioError as exc:
-            if (exc.status is not None and exc.status < 500) or attempt == api.retries:
+            if not api.policy.wait_to_retry(exc.status, attempt):
                 raise
-            time.sleep(min(api.backoff_s * 2**attempt, 10.0))
             now = {e.task_id: e.model_versions for e in TaskIndex.fetch(api, project_id, page_size, ids=ids)}
             todo = [p for p in todo if p["model_version"] not in now.get(p["task"], frozenset())]
     return refreshed, len(batch) - refreshed
@@ -211,6 +210,6 @@ def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guid
     # The project's model version selects the predictions shown and the ones uncertainty sampling orders
     # by; Label Studio accepts only a version that some prediction already has, hence after the import.
     if versions and project.get("model_version") != (current := versions.most_common(1)[0][0]):
-        project = api.patch(f"/api/projects/{pid}", {"model_version": current},
-                            what="setting the project's model version")
+        project = api.call("setting the project's model version", api.sdk.projects.with_raw_response.update, pid,
+                           model_version=current)
     return project, report

@@ -63,7 +63,7 @@ def reimport(api: LabelStudioAPI, project_id: int, folder: Path, page_size: int)
     """Submit the human versions of `folder`'s snapshots missing from the project as their original annotators'."""
     report = ReimportReport()
     here = TaskIndex.fetch(api, project_id, page_size)
-    users = {u.get("email"): u for u in api.get("/api/users/", what="listing users")}
+    users = {u.get("email"): u for u in api.call("listing users", api.sdk.users.with_raw_response.list)}
     present: dict[int, set[int]] = {}
     for (article_id, text_hash, who), ann in sorted(latest_versions(folder).items()):
         number = identity_number(who)
@@ -73,20 +73,19 @@ def reimport(api: LabelStudioAPI, project_id: int, folder: Path, page_size: int)
             continue
         tid = task.task_id
         if tid not in present:
-            anns = api.get(f"/api/tasks/{tid}/annotations", what=f"listing the annotations of task {tid}")
+            anns = api.call(f"listing the annotations of task {tid}", api.sdk.annotations.with_raw_response.list, tid)
             present[tid] = {a["import_id"] for a in anns if isinstance(a, dict) and is_int(a.get("import_id"))}
         if number in present[tid]:
             report.already += 1
             continue
         email = f"{who}@annotators.local"
         if email not in users:
-            users[email] = api.post("/api/users/", {"email": email, "username": who, "first_name": who,
-                                                    "password": secrets.token_urlsafe(18)},
-                                    what=f"creating the user standing for {who}")
+            users[email] = api.call(f"creating the user standing for {who}", api.sdk.users.with_raw_response.create,
+                                    email=email, username=who, first_name=who, password=secrets.token_urlsafe(18))
         body = {"result": ann["result"], "completed_by": users[email]["id"], "import_id": number,
                 "ground_truth": ann.get("ground_truth") is True, "lead_time": ann.get("lead_time")}
-        api.post(f"/api/tasks/{tid}/annotations", body,
-                 what=f"importing {who}'s annotation of article {article_id}")
+        api.call(f"importing {who}'s annotation of article {article_id}", api.sdk.annotations.with_raw_response.create,
+                 tid, **body)
         present[tid].add(number)
         report.imported += 1
     return report
