@@ -139,6 +139,9 @@ def merge(
                 prev = latest.get(version.annotator)
                 if prev is not None:
                     report.superseded += 1
+                    older, newer = sorted((prev[0], version), key=lambda v: v.time)  # stable: a tie keeps the later
+                    if newer.from_prediction is None:  # a re-import: how the annotator began is in the older version
+                        newer.from_prediction = older.from_prediction
                     if prev[0].time > version.time:  # as instants; on a tie the later snapshot (read later) wins
                         continue
                 latest[version.annotator] = (version, where)

@@ -394,6 +394,36 @@ def test_ground_truth_must_be_the_boolean_true() -> None:
     assert version is not None and version.ground_truth is True
 
 
+@pytest.mark.parametrize(("fields", "started"), [
+    ({"parent_prediction": 7}, True),  # the annotator opened the task's prediction and edited it
+    ({"parent_prediction": None}, False),  # drawn on the bare text
+    ({}, None),  # an export without the field says nothing
+    ({"parent_prediction": None, "import_id": 3}, None),  # re-imported through the API: the original server knew
+])
+def test_each_version_records_whether_it_started_from_a_prediction(fields: dict, started: bool | None) -> None:
+    bad = BadRecords("merge", 1.0, quiet=True)
+    ann = {"id": 1, "completed_by": 1, "result": [], "ground_truth": True, **fields}
+    version = stage.parse_annotation(ann, "text", {}, no_link, "x", bad, entity_labels=ENTITY_LABELS,
+                                     stance_labels=STANCE_LABELS)
+    assert version is not None and version.from_prediction is started
+    assert version.record()["from_prediction"] is started and version.record()["ground_truth"] is True
+
+
+def test_a_reimported_version_keeps_how_the_original_began(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
+    arts = fixture_lines("preannotated.jsonl")
+    tasks = fixture_lines(f"annotations/{SNAPSHOT}")[3:4]  # article D, annotator 4
+    original = tasks[0]["annotations"][0]
+    original["parent_prediction"] = 11
+    again = {**original, "id": 900, "import_id": 4, "parent_prediction": None, "completed_by": 77,
+             "updated_at": "2023-01-01T00:00:00Z"}  # the same work, submitted again on a fresh server
+    tasks.append({**tasks[0], "id": 9, "annotations": [again]})
+    records, report = run_main(tmp_path, arts, tasks, max_bad_share=1.0)  # D's bad region is another test's
+    (d,) = [r for r in records if r["status"] == "gold"]
+    assert report["superseded"] == 1 and [a["annotation_id"] for a in d["annotations"]] == [900]
+    assert d["annotations"][0]["from_prediction"] is True
+
+
 def test_a_relation_with_two_labels_is_reported_by_task_and_annotator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stage, "_actor_linker", lambda *args: no_link)
     tasks = fixture_lines(f"annotations/{SNAPSHOT}")

@@ -40,7 +40,7 @@ publish:
   license_name: research-only
   private: true
   gated: false
-  max_candidates_per_sentence: 12
+  max_candidates_per_sentence: {max_candidates}
   figure_max_actors: 16
   rows_per_shard: {rows_per_shard}
   max_bad_share: {max_bad_share}
@@ -49,10 +49,10 @@ RULES = (Path("resources/entity_patterns.yaml"), Path("resources/actors.yaml"), 
 
 
 def write_params(folder: Path, version: str = "0.1.0", max_bad_share: float = 0.0,
-                 stance_labels: str = "[against, favor]", rows_per_shard: int = 1000) -> Path:
+                 stance_labels: str = "[against, favor]", rows_per_shard: int = 1000, max_candidates: int = 12) -> Path:
     path = folder / "params.yaml"
     path.write_text(PARAMS.format(version=version, max_bad_share=max_bad_share, stance_labels=stance_labels,
-                                  rows_per_shard=rows_per_shard))
+                                  rows_per_shard=rows_per_shard, max_candidates=max_candidates))
     return path
 
 
@@ -143,6 +143,25 @@ def test_stance_rows_point_at_their_entities(loaded) -> None:
     for r in rows:
         assert r["sentence"][r["holder_start"] : r["holder_end"]] == r["holder"]
         assert r["sentence"][r["target_start"] : r["target_end"]] == r["target"]
+
+
+def test_stance_rows_join_the_sentences_and_slice_the_article_with_standard_loading(loaded) -> None:
+    """`load_dataset` as any script calls it: a stance row names its sentence as `entities` does, and its offsets cut
+    the holder and target out of its `sentence` and, shifted by `sentence_start`, out of the article's text."""
+    for suffix in ("", "_silver"):
+        articles = {r["id"]: r for s in loaded["articles" + suffix].values() for r in s}
+        sentences = {(r["article_id"], r["sentence_index"]): r for s in loaded["entities" + suffix].values() for r in s}
+        rows = [r for s in loaded["stance" + suffix].values() for r in s]
+        assert rows
+        for r in rows:
+            text = articles[r["article_id"]]["text"]
+            assert (r["sentence_start"], r["sentence"]) == (sentences[r["article_id"], r["sentence_index"]]["sentence_start"],
+                                                            text[r["sentence_start"] : r["sentence_end"]])
+            for role in ("holder", "target"):
+                start, end = r["sentence_start"] + r[f"{role}_start"], r["sentence_start"] + r[f"{role}_end"]
+                assert text[start:end] == r["sentence"][r[f"{role}_start"] : r[f"{role}_end"]] == r[role]
+                entity = articles[r["article_id"]]["entities"][r[f"{role}_index"]]
+                assert (entity["start"], entity["end"]) == (start, end)
 
 
 def test_splits_are_grouped_by_story(loaded) -> None:
@@ -364,6 +383,8 @@ def _labeled_with(tmp_path: Path, change) -> Path:
         (lambda r: r.update(provenance=None), "field 'provenance' must be an object, got NoneType None"),
         (lambda r: r["provenance"].update(model_version=3.8), "field 'provenance.model_version' must be a string or null"),
         (lambda r: r["annotations"][0].update(lead_time="slow"), "field 'annotations[0].lead_time' must be a number"),
+        (lambda r: r["annotations"][0].update(from_prediction="yes"),
+         "field 'annotations[0].from_prediction' must be true, false or null, got str 'yes'"),
     ],
 )
 def test_a_record_breaking_the_contract_is_a_one_line_error_or_skipped(tmp_path: Path, change, message: str) -> None:

@@ -276,6 +276,55 @@ def test_quality_figures_give_their_sample_size_and_warn_when_it_is_small(built:
     assert "net count of gold stances, favour minus against" in card and "grey cells have no gold stance" in card
 
 
+def test_the_card_states_the_candidate_cap_and_counts_the_pairs_it_left_out(tmp_path: Path, built: Path) -> None:  # noqa: F811
+    card = (built / "README.md").read_text()
+    assert ("at most 12 per sentence (params `publish.max_candidates_per_sentence`): no sentence of this release "
+            "reaches it, so every candidate pair is a row.") in card
+    folder, man = build(tmp_path, max_candidates=1)
+    every = json.loads((built / "manifest.json").read_text())["rows"]
+    left_out = sum(every[c][s] - man["rows"][c][s] for c in every if c.startswith("stance") for s in every[c])
+    assert left_out > 0
+    assert (f"at most 1 per sentence (params `publish.max_candidates_per_sentence`): {left_out} candidate pair(s) past "
+            "that cap are left out of this release") in (folder / "README.md").read_text()
+
+
+def test_the_card_says_how_the_gold_was_made_and_how_many_articles_were_adjudicated(tmp_path: Path,
+                                                                                    built: Path) -> None:  # noqa: F811
+    card = (built / "README.md").read_text()
+    assert "How the 2 gold articles were labelled" in card  # the fixture predates `from_prediction`
+    assert ("0 corrected from the proposals (every annotator started from them), 0 labelled from scratch (no "
+            "annotator did), 2 not recorded (a version whose snapshot does not say).") in card
+    assert "labelled by more than one annotator, before adjudication" in card and "0 of these articles were adjudicated" in card
+
+    def change(r: dict[str, Any]) -> None:
+        if r["status"] != "gold":
+            return
+        two = len(r["annotations"]) == 2
+        for a in r["annotations"]:
+            a["from_prediction"] = two  # the pair of annotators corrected the proposals; the single one drew afresh
+        r["provenance"]["resolution"] = "ground_truth"  # settled by a reviewer; adjudicated only where compared
+        if two:
+            r["annotations"].append({**r["annotations"][0], "annotator": "annotator-9", "ground_truth": True})
+            r["annotators"].append("annotator-9")
+
+    folder = build(tmp_path, labeled=_labeled(tmp_path, change=change))[0]
+    card = (folder / "README.md").read_text()
+    assert ("1 corrected from the proposals (every annotator started from them), 1 labelled from scratch (no "
+            "annotator did).") in card and "not recorded" not in card
+    assert "Agreement** on the 1 article(s) labelled by more than one annotator, before adjudication" in card
+    assert "1 of these articles were adjudicated" in card
+
+
+def test_the_card_states_the_oldest_datasets_that_loads_it(built: Path) -> None:  # noqa: F811
+    import datasets
+    from packaging.version import Version
+
+    from pipeline.dataset.sections import MIN_DATASETS
+
+    assert f"Loading needs `datasets>={MIN_DATASETS}`" in (built / "README.md").read_text()
+    assert Version(datasets.__version__) >= Version(MIN_DATASETS) >= Version("4")  # `List` features are 4.0's
+
+
 def test_the_card_says_the_gold_follows_spacys_conventions(built: Path) -> None:  # noqa: F811
     card = (built / "README.md").read_text()
     bias = card.split("## Bias, Risks, and Limitations", 1)[1].split("\n## ", 1)[0]

@@ -175,6 +175,9 @@ def labeled_problem(record: dict[str, Any], *, entity_labels: Collection[str] | 
             return problem
         if ann.get("lead_time") is not None and not is_number(ann["lead_time"]):
             return f"field '{prefix}lead_time' must be a number or null, got {_shown(ann['lead_time'])}"
+        for key in ("ground_truth", "from_prediction"):
+            if ann.get(key) is not None and not isinstance(ann[key], bool):
+                return f"field '{prefix}{key}' must be true, false or null, got {_shown(ann[key])}"
     agreement = record.get("agreement")
     if agreement is not None:
         if not isinstance(agreement, dict):

@@ -187,7 +187,7 @@ def quality(ctx: CardContext) -> dict[str, Any] | None:
     if multi:
         f1 = [r["agreement"]["entity_f1"] for r in multi if r["agreement"].get("entity_f1") is not None]
         kappa = [r["agreement"]["stance_kappa"] for r in multi if r["agreement"].get("stance_kappa") is not None]
-        agreement = {"n": len(multi), "f1": sum(f1) / len(f1) if f1 else None,
+        agreement = {"n": len(multi), "adjudicated": sections.adjudicated(gold), "f1": sum(f1) / len(f1) if f1 else None,
                      "kappa": sum(kappa) / len(kappa) if kappa else None,
                      "warning": sections.small_sample(len(multi), "Agreement")}
     return {
@@ -254,6 +254,8 @@ def render(ctx: CardContext) -> str:
                               stance_counts["silver"][lab] if lab != NO_STANCE else ""]
                              for i, lab in enumerate(cfg.stance_classes)]),
         stance_ends=", ".join(f"`{lab}`" for lab in cfg.stance_ends),
+        capped=ctx.stats.get("candidate pairs beyond the cap", 0), min_datasets=sections.MIN_DATASETS,
+        gold_origin=sections.gold_origin(records),
         data_fields=[(name, ", ".join(f"`{k}` ({sections.feature_type(v)})" for k, v in ctx.features[name].items()))
                      for name in CONFIGS],
         data_instances="\n".join(sections.data_instance(ctx.examples)) if ctx.examples else "",

@@ -50,7 +50,7 @@ def features(cfg: Schema) -> dict[str, Any]:
     """The `datasets.Features` of each config (silver configs share them)."""
     from datasets import ClassLabel, Features, List, Value
 
-    string, i32, f64 = Value("string"), Value("int32"), Value("float64")
+    string, i32, f64, boolean = Value("string"), Value("int32"), Value("float64"), Value("bool")
     entity = {"start": i32, "end": i32, "label": string, "text": string, "actor": string}
     return {
         "articles": Features({
@@ -60,7 +60,8 @@ def features(cfg: Schema) -> dict[str, Any]:
             "entities": List(entity),
             "stances": List({"holder": i32, "target": i32, "label": string}),
             "annotators": List(string),
-            "annotations": List({"annotator": string, "lead_time": f64, "entities": List(entity),
+            "annotations": List({"annotator": string, "lead_time": f64, "ground_truth": boolean,
+                                 "from_prediction": boolean, "entities": List(entity),
                                  "stances": List({"holder": i32, "target": i32, "label": string})}),
             "agreement": {"entity_f1": f64, "stance_kappa": f64, "n_annotators": i32},
             "provenance": {"status": string, "resolution": string, "annotation_snapshot": string, "model": string,
@@ -72,7 +73,8 @@ def features(cfg: Schema) -> dict[str, Any]:
             "ner_tags": List(ClassLabel(names=cfg.bio_tags)),
         }),
         "stance": Features({
-            "id": string, "article_id": string, "sentence": string, "sentence_start": i32, "sentence_end": i32,
+            "id": string, "article_id": string, "sentence_index": i32, "sentence": string, "sentence_start": i32,
+            "sentence_end": i32,
             **{f"{role}{suffix}": tp for role in ("holder", "target")
                for suffix, tp in (("", string), ("_index", i32), ("_label", string), ("_actor", string),
                                   ("_start", i32), ("_end", i32))},
@@ -96,7 +98,8 @@ def article_row(rec: dict[str, Any]) -> dict[str, Any]:
         "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in rec["stances"]],
         "annotators": list(rec.get("annotators") or []),
         "annotations": [
-            {"annotator": a.get("annotator"), "lead_time": a.get("lead_time"),
+            {"annotator": a.get("annotator"), "lead_time": a.get("lead_time"), "ground_truth": a.get("ground_truth"),
+             "from_prediction": a.get("from_prediction"),
              "entities": [{k: e.get(k) for k in ("start", "end", "label", "text", "actor")} for e in a["entities"]],
              "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in a["stances"]]}
             for a in rec.get("annotations") or []
@@ -194,8 +197,8 @@ def stance_rows(rec: dict[str, Any], cfg: Schema, stats: Counter[str]) -> Iterat
         end = max(sents[max(hs, ts)]["end"], ents[h]["end"], ents[t]["end"])
         if hs != ts:
             stats["stances across sentences"] += 1
-        row = {"id": f"{rec['id']}-{h:04d}-{t:04d}", "article_id": rec["id"], "sentence": text[start:end],
-               "sentence_start": start, "sentence_end": end}
+        row = {"id": f"{rec['id']}-{h:04d}-{t:04d}", "article_id": rec["id"], "sentence_index": min(hs, ts),
+               "sentence": text[start:end], "sentence_start": start, "sentence_end": end}
         for role, k in (("holder", h), ("target", t)):
             e = ents[k]
             row |= {role: e["text"], f"{role}_index": k, f"{role}_label": e["label"], f"{role}_actor": e.get("actor"),

@@ -15,6 +15,9 @@ SMALL_SAMPLE = 30
 REPO_PLACEHOLDER = "<repo id or local folder>"
 # Items of a list shown in the data-instance example before it is cut.
 EXAMPLE_ITEMS = 8
+# The oldest `datasets` that loads a release: the features are written with `datasets.List` and the Quick start
+# reads `features["ner_tags"].feature`, both new in 4.0 (3.x fails on them); the tests run the pinned version.
+MIN_DATASETS = "4.0.0"
 
 
 def _n(count: int, noun: str) -> str:
@@ -108,6 +111,35 @@ def sizes(records: list[dict[str, Any]]) -> dict[str, int]:
         out[f"{st} stances"] += len(r["stances"])
     return {k: out[k] for k in (f"{st} {kind}" for st in ("gold", "silver")
                                 for kind in ("articles", "sentences", "entities", "stances"))}
+
+
+def gold_origin(records: list[dict[str, Any]]) -> str:
+    """How the gold articles were labelled: from the machine's proposals or from scratch (each version's `from_prediction`)."""
+    kinds: Counter[str] = Counter()
+    for r in records:
+        if r["status"] != "gold":
+            continue
+        started = {a.get("from_prediction") for a in r.get("annotations") or []}
+        kinds["unknown" if None in started or not started else "proposals" if started == {True}
+              else "scratch" if started == {False} else "both"] += 1
+    if not kinds:
+        return "No article has a human version yet."
+    parts = [f"{kinds['proposals']} corrected from the proposals (every annotator started from them)",
+             f"{kinds['scratch']} labelled from scratch (no annotator did)"]
+    if kinds["both"]:
+        parts.append(f"{kinds['both']} by annotators of both kinds")
+    if kinds["unknown"]:
+        parts.append(f"{kinds['unknown']} not recorded (a version whose snapshot does not say)")
+    n = sum(kinds.values())
+    return (f"How the {_n(n, 'gold article')} {'was' if n == 1 else 'were'} labelled, from Label Studio's "
+            "`parent_prediction` (kept per version as `from_prediction` in the `annotations` column of the "
+            "`articles` config): " + ", ".join(parts) + ".")
+
+
+def adjudicated(records: list[dict[str, Any]]) -> int:
+    """Gold articles whose annotators were compared (an `agreement`) and whose labels a reviewer's ground truth settled."""
+    return sum(1 for r in records if r["status"] == "gold" and r.get("agreement")
+               and (r.get("provenance") or {}).get("resolution") == "ground_truth")
 
 
 def small_sample(n_articles: int, what: str) -> str | None:

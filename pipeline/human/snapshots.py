@@ -57,6 +57,8 @@ class Version:
     lead_time: float | None
     ground_truth: bool
     updated_at: str
+    # started from a prediction (Label Studio's `parent_prediction`); None: the snapshot does not say (a re-import)
+    from_prediction: bool | None = None
     dropped_relations: list[str] = field(default_factory=list)  # relations skipped for their labels, why
     seen: dict[str, Any] | None = None  # the predictions in the task when it was annotated (entities, stances, model_version)
 
@@ -74,6 +76,7 @@ class Version:
             "lead_time": self.lead_time,
             "annotation_id": self.annotation_id,
             "ground_truth": self.ground_truth,
+            "from_prediction": self.from_prediction,
             "seen_predictions": self.seen,
         }
 
@@ -255,8 +258,20 @@ def parse_annotation(
         lead_time=float(ann["lead_time"]) if is_number(ann.get("lead_time")) else None,
         ground_truth=ann.get("ground_truth") is True,  # a string "false" is not a yes
         updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
+        from_prediction=started_from_prediction(ann),
         dropped_relations=dropped,
     )
+
+
+def started_from_prediction(ann: dict[str, Any]) -> bool | None:
+    """Whether the annotator started from the task's prediction (`parent_prediction`), or None when not known.
+
+    A re-imported annotation (`import_id`, see pipeline/labelstudio/reimport.py) was created through the API on
+    another server, so its empty `parent_prediction` says nothing about how the annotator began.
+    """
+    if "parent_prediction" not in ann or (is_int(ann.get("import_id")) and ann["import_id"] > 0):
+        return None
+    return ann["parent_prediction"] is not None
 
 
 def seen_predictions(ann: dict[str, Any], task: dict[str, Any], text: str, link: Linker, *,
