@@ -72,6 +72,7 @@ class Report:
     near_duplicates: list[dict[str, Any]] = field(default_factory=list)
     decoding_fallbacks: list[dict[str, str]] = field(default_factory=list)
     metadata_warnings: list[dict[str, str]] = field(default_factory=list)
+    html_extracted: list[str] = field(default_factory=list)  # records that were HTML documents: their text was kept
 
     def fallback(self, where: str, encoding: str, reason: str) -> None:
         """Record (and say on stderr) that a file or record was not UTF-8 and how it was decoded."""
@@ -95,6 +96,7 @@ class Report:
                 "decoding_fallbacks": len(self.decoding_fallbacks),
                 "ignored_files": len(self.ignored_files),
                 "skipped_files": len(self.skipped_files),
+                **({"html_extracted": len(self.html_extracted)} if self.html_extracted else {}),
             },
             "removed_lines_by_pattern": dict(sorted(Counter(r["pattern"] for r in self.removed_lines).items())),
             "removed_lines": self.removed_lines,
@@ -105,6 +107,7 @@ class Report:
             "metadata_warnings": self.metadata_warnings,
             "ignored_files": self.ignored_files,
             "skipped_files": self.skipped_files,
+            **({"html_extracted": self.html_extracted} if self.html_extracted else {}),
         }
 
 
@@ -145,6 +148,10 @@ def ingest(
     for raw, cleaned, sig in run_shards(raws, job, Engine(cfg.n_workers, cfg.shard_size), desc=STAGE):
         report.removed_lines.extend({"file": raw.source_file, **asdict(r)} for r in cleaned.removed)
         report.metadata_warnings.extend({"where": raw.where, "warning": w} for w in cleaned.warnings)
+        if cleaned.html:
+            report.html_extracted.append(raw.where)
+            print(f"{STAGE}: warning {raw.where}: an HTML document; its text was extracted (scripts, styles and "
+                  f"navigation dropped)", file=sys.stderr)
         if sig is None:
             bad.add(raw.where, f"text too short after cleaning ({len(cleaned.text)} < min_text_chars {cfg.min_text_chars})")
             continue
@@ -152,8 +159,10 @@ def ingest(
             bad.add(raw.where, f"text too long to annotate ({len(cleaned.text)} > {MAX_TEXT_CHARS} characters after cleaning)")
             continue
         article_id = sha256_text(cleaned.text)[:16]
-        if article_id in seen:
+        if article_id in seen:  # the first in corpus order (sorted paths, then lines) is kept
             report.exact_duplicates.append({"id": article_id, "source_file": raw.source_file, "duplicate_of": seen[article_id]})
+            print(f"{STAGE}: warning {raw.where}: dropped, article {article_id} has the same text as "
+                  f"{seen[article_id]} (the first in corpus order is kept)", file=sys.stderr)
             continue
         seen[article_id] = raw.source_file
         me = stories.add()

@@ -337,6 +337,84 @@ def test_ingest_reads_bad_corpus_files(tmp_path: Path, capsys: pytest.CaptureFix
     assert {p.name: file_digest(p) for p in corpus.iterdir()} == before
 
 
+ODD_FILES = 120
+SENTENCE = "Officials from Russia{sep}Moscow said the ministers met in Geneva on Monday to discuss the ceasefire. "
+ENCODED = {"shift_jis": "東京で外相会談が開かれ、停戦と捕虜交換について話し合った。ロシアとウクライナの代表も出席した。" * 3,
+           "gb18030": "外交部长周一在日内瓦举行会谈，讨论停火和交换战俘问题。俄罗斯和乌克兰代表出席，双方同意继续谈判。" * 3,
+           "cp1251": "Министры иностранных дел встретились в Женеве в понедельник, чтобы обсудить прекращение огня. " * 3,
+           "cp1252": "Diplomats met in Geneva’s old town to discuss the ceasefire and an exchange of prisoners. " * 3}
+
+
+def odd_corpus(folder: Path, seed: int, n: int) -> dict[str, str]:
+    """Write `n` corpus files of the classes of issue 29 (line separators, joiners, bidi controls, encodings, random
+    bytes, HTML, UTF-16 CSV, duplicate columns); return, per file whose text is known, what it must read as."""
+    rng = random.Random(seed)
+    known: dict[str, str] = {}
+    for i in range(n):
+        kind, name = rng.randrange(7), f"{i:04d}"
+        if kind == 0:  # separators that must end a line, never fuse words
+            sep = rng.choice(["\v", "\f", "\u2028", "\u2029", "\x85", "\x1c", "\x1d", "\x1e", "\r"])
+            (folder / f"{name}.txt").write_text(SENTENCE.format(sep=sep) * 3, encoding="utf-8", newline="")
+        elif kind == 1:  # joiners and bidi controls, in the body and in metadata
+            ctrl = rng.choice(["\u200d", "\u200c", "\u202e", "\u202d", "\u2066", "\u2069", "\u200e", "\u200f"])
+            record = {"text": f"👩{ctrl}👧 " + SENTENCE.format(sep=" ") * 3, "title": f"{ctrl}Talks{ctrl}",
+                      "source": f"Wire{ctrl}", "date": f"{ctrl}2024-03-01"}
+            (folder / f"{name}.jsonl").write_text(json.dumps(record, ensure_ascii=rng.random() < 0.5) + "\n",
+                                                  encoding="utf-8")
+        elif kind == 2:  # legacy encodings: decoded exactly or reported, never mojibake
+            encoding = rng.choice(sorted(ENCODED))
+            (folder / f"{name}.txt").write_bytes(ENCODED[encoding].encode(encoding))
+            known[f"{name}.txt"] = ENCODED[encoding]
+        elif kind == 3:  # random bytes without NUL: never an article
+            (folder / f"{name}.txt").write_bytes(bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 3000))))
+            known[f"{name}.txt"] = ""
+        elif kind == 4:  # HTML documents and fragments
+            body = "".join(f"<p>{SENTENCE.format(sep=' ')}</p>" for _ in range(3))
+            (folder / f"{name}.txt").write_text(rng.choice([
+                f"<!DOCTYPE html><html><head><title>T</title><script>evil()</script></head><body>{body}</body></html>",
+                f"<html><body><style>p{{}}</style>{body}<br/>", f"<body>{body}", "<html>", "<!doctype html><p>x",
+                f"<html><body>{body}</html>\x00"]), encoding="utf-8")
+        elif kind == 5:  # UTF-16 CSV, with and without its BOM, whole or cut
+            data = f'title,text\nT,"{SENTENCE.format(sep=" ") * 3}"\n'.encode(rng.choice(["utf-16", "utf-16-le"]))
+            (folder / f"{name}.csv").write_bytes(data[: rng.choice([len(data), len(data) - 1, len(data) // 2])])
+        else:  # duplicate and odd columns
+            header = rng.choice(["text,text", "text,title,TEXT", "title,title,text", "text, text ", "text,title"])
+            cells = ",".join([f'"{SENTENCE.format(sep=" ") * 3}"'] * len(header.split(",")))
+            (folder / f"{name}.csv").write_text(f"{header}\n{cells}\n", encoding="utf-8")
+    return known
+
+
+def test_ingest_reads_odd_text_and_encodings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    known = odd_corpus(corpus, SEED + 10, ODD_FILES)
+    before = {p.name: file_digest(p) for p in corpus.iterdir()}
+    out = tmp_path / "out"
+    params = lenient_params(tmp_path, ingest=1.0)
+    result, err = checked_run(lambda: ingest.main(corpus=corpus, output=out / "a.jsonl", report=out / "r.json",
+                                                  patterns=ROOT / "resources/boilerplate.yaml", params=params), capsys)
+    assert result is None, result
+    assert "Traceback" not in err
+    report = json.loads((out / "r.json").read_text(encoding="utf-8"))
+    for problem in report["bad_records"]:
+        file_part = problem["where"][len(f"{corpus}/"):].split(":")
+        assert file_part[0] in before and (len(file_part) == 1 or file_part[1].isdigit()), problem
+        assert "\n" not in problem["error"] and len(problem["error"]) < 300, problem
+    articles = [loads(line) for line in (out / "a.jsonl").read_text(encoding="utf-8").splitlines()]
+    bidi = set("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    for article in articles:
+        assert "RussiaMoscow" not in article["text"] and "<" not in article["text"], article
+        assert not bidi & set("".join(article[k] or "" for k in ("title", "source", "date"))), article
+        assert not {"\u202d", "\u202e"} & set(article["text"]), article
+        if (expected := known.get(article["source_file"])) is not None:
+            assert expected and article["text"] == expected.strip(), article["source_file"]  # exact, never mojibake
+    assert any("\u200d" in a["text"] for a in articles) and any("\u200c" in a["text"] for a in articles)
+    assert {a["source_file"] for a in articles} & {f for f, t in known.items() if t}  # some encodings decoded
+    assert not {a["source_file"] for a in articles} & {f for f, t in known.items() if not t}  # random bytes never
+    assert report["html_extracted"] and any(f.endswith(".csv:2") for f in {a["source_file"] for a in articles})
+    assert {p.name: file_digest(p) for p in corpus.iterdir()} == before
+
+
 # -- params -------------------------------------------------------------------------------------------
 
 
@@ -398,7 +476,7 @@ def test_params_mutations_are_config_errors_naming_the_file(tmp_path: Path) -> N
 
 def test_fuzz_tier_has_at_least_1000_cases() -> None:
     readers = {"preannotate": 2 * PER_STAGE, "push": 2 * PER_STAGE, "merge": 3 * PER_STAGE, "evaluate+publish": 2 * PER_STAGE}
-    assert sum(readers.values()) + INGEST_FILES + PARAMS_CASES + PULL_EXPORTS >= 1000
+    assert sum(readers.values()) + INGEST_FILES + ODD_FILES + PARAMS_CASES + PULL_EXPORTS >= 1000
 
 
 # -- through the command line: exit codes ----------------------------------------------------------

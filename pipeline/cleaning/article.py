@@ -40,3 +40,4 @@ class Cleaned:
     paragraphs: list[dict[str, int]]
     removed: list[Removal]
     warnings: list[str]
+    html: bool = False  # the text was extracted from an HTML document
