@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from pipeline.labelstudio.api import MAX_DELAY_S, LabelStudioAPI, LabelStudioError, RetryPolicy
+from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError, RetryPolicy
+from pipeline.labelstudio.retry import MAX_DELAY_S
 
 
 def test_the_policy_retries_only_transient_failures_a_bounded_number_of_times():

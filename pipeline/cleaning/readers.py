@@ -23,8 +23,7 @@ FORMATS = (".txt", ".jsonl", ".csv")
 OPTIONAL_FIELDS = ("title", "date", "url", "source")
 SNIFF_BYTES = 8192
 # Byte order marks: the text is decoded as their encoding, strictly (UTF-32 first: its LE mark starts like UTF-16's).
-BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
-        (codecs.BOM_UTF16_BE, "utf-16"))
+BOMS = tuple((getattr(codecs, f"BOM_UTF{n}_{e}"), f"utf-{n}") for n in (32, 16) for e in ("LE", "BE"))
 # Without a byte order mark UTF-16/32 are never guessed: such bytes are binary (NUL bytes) to the readers.
 NOT_GUESSED = ["utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be", "utf_7"]
 MIN_GUESS_BYTES = 64  # shorter non-UTF-8 input gives detectors too little to go on: reported, never guessed
