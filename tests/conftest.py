@@ -51,6 +51,21 @@ def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
 
 
 @pytest.fixture(scope="session")
+def env_file(tmp_path_factory: pytest.TempPathFactory, label_studio_server: LabelStudioServer) -> Path:
+    """An .env naming the test server and its admin token, as `make label-studio` writes it."""
+    path = tmp_path_factory.mktemp("env") / ".env"
+    path.write_text(f"LABEL_STUDIO_URL={label_studio_server.url}\nLABEL_STUDIO_API_KEY={label_studio_server.token}\n")
+    return path
+
+
+@pytest.fixture
+def no_env_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests name their server through an .env file (or a child's environment), never the developer's environment."""
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+
+
+@pytest.fixture(scope="session")
 def seed_preannotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data/preannotated.jsonl of the five seed articles, built by the pipeline's own ingest and preannotate
     (with the team's params.yaml) in a temporary folder; data/articles.jsonl lies beside it."""

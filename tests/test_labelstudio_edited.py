@@ -14,18 +14,12 @@ from pipeline.common.provenance import file_digest
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.commands import pull_main, push_main
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_env_server")]
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDELINES = ROOT / "resources" / "guidelines.md"
 RULES = (ROOT / "resources/entity_patterns.yaml", ROOT / "resources/actors.yaml", ROOT / "resources/stance_cues.yaml")
 
-
-@pytest.fixture(autouse=True)
-def _no_env_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test names its server through an .env file, never the developer's environment."""
-    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
-    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
 
 
 def test_a_text_edited_in_label_studio_is_flagged_by_pull_and_kept_out_by_merge(

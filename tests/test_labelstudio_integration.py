@@ -23,7 +23,7 @@ from pipeline.labelstudio.pull import pull
 from pipeline.labelstudio.push import push
 from pipeline.labelstudio.tasks import build_tasks, gold_result
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_env_server")]
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDELINES = ROOT / "resources" / "guidelines.md"
@@ -59,18 +59,6 @@ def api(label_studio_server) -> LabelStudioAPI:
     return LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=30, retries=2)
 
 
-@pytest.fixture(scope="module")
-def env_file(tmp_path_factory, label_studio_server) -> Path:
-    path = tmp_path_factory.mktemp("env") / ".env"
-    path.write_text(f"LABEL_STUDIO_URL={label_studio_server.url}\nLABEL_STUDIO_API_KEY={label_studio_server.token}\n")
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _no_env_server(monkeypatch):
-    """The tests name their server through an .env file, never the developer's environment."""
-    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
-    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
 
 
 def project_tasks(api: LabelStudioAPI, project_id: int) -> list[dict]:

@@ -24,7 +24,7 @@ from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.push import ensure_project
 from pipeline.labelstudio.tasks import build_tasks
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_env_server")]
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDELINES = ROOT / "resources" / "guidelines.md"
@@ -61,12 +61,6 @@ with PushLock(api, sys.argv[3], float(sys.argv[4])):
     time.sleep(120)
 """
 
-
-@pytest.fixture(autouse=True)
-def _no_env_server(monkeypatch):
-    """The tests name their server through an .env file or the child's environment, never the developer's."""
-    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
-    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
 
 
 @pytest.fixture

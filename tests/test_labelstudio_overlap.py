@@ -20,7 +20,7 @@ from pipeline.common.jsonl import read_jsonl
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.commands import adjudicate_main, pull_main, push_main
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_env_server")]
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE: dict = {}
@@ -50,12 +50,6 @@ def params(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def env_file(tmp_path_factory, label_studio_server) -> Path:
-    path = tmp_path_factory.mktemp("env") / ".env"
-    path.write_text(f"LABEL_STUDIO_URL={label_studio_server.url}\nLABEL_STUDIO_API_KEY={label_studio_server.token}\n")
-    return path
-
 
 @pytest.fixture(scope="module")
 def admin(label_studio_server) -> LabelStudioAPI:
@@ -69,11 +63,6 @@ def second(admin, label_studio_server) -> LabelStudioAPI:
     token = join(label_studio_server.url, invite, "overlap-annotator@example.org", "second-annotator-pw-1")
     return LabelStudioAPI(label_studio_server.url, token, timeout_s=30, retries=2)
 
-
-@pytest.fixture(autouse=True)
-def _no_env_server(monkeypatch):
-    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
-    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
 
 
 def test_push_sets_the_overlap_on_project_and_tasks(admin, params, env_file, seed_preannotated):

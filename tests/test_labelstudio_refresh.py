@@ -24,7 +24,7 @@ from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.push import find_project, push
 from pipeline.labelstudio.tasks import read_tasks
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_env_server")]
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDELINES = ROOT / "resources" / "guidelines.md"
@@ -45,11 +45,6 @@ class LoseAnswer(requests.Session):
             raise requests.exceptions.ReadTimeout("the answer was lost")
         return resp
 
-
-@pytest.fixture(autouse=True)
-def _no_env_server(monkeypatch):
-    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
-    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
 
 
 def _setup(tmp_path: Path, server, title: str) -> tuple[Path, Path, Path, Path]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from pipeline.common.errors import BadRecords, InputError
+from pipeline.human.snapshots import Version, parse_annotation
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.params import Config
 from pipeline.labelstudio.push import find_project
@@ -28,7 +30,7 @@ class Disagreement:
 
     task: int
     article_id: str
-    annotators: list[Any]
+    annotators: list[str]
     entity_f1: float
     stances_differ: int  # holder/target pairs labelled differently, summed over annotator pairs
 
@@ -59,47 +61,42 @@ class AdjudicationReport:
                 "flagged": [d.as_dict() for d in self.flagged], "url": self.url}
 
 
-def version(result: list[dict[str, Any]]) -> dict[str, Any]:
-    """Entities (start, end, label) and stances (entity indices, label) of a Label Studio annotation result."""
-    regions = {r["id"]: r["value"] for r in result if r.get("type") == "labels" and r.get("value", {}).get("labels")}
-    order = sorted(regions, key=lambda rid: (regions[rid]["start"], regions[rid]["end"], regions[rid]["labels"][0]))
-    index = {rid: i for i, rid in enumerate(order)}
-    entities = [{"start": regions[r]["start"], "end": regions[r]["end"], "label": regions[r]["labels"][0]}
-                for r in order]
-    stances = [{"holder": index[r["from_id"]], "target": index[r["to_id"]], "label": (r.get("labels") or ["none"])[0]}
-               for r in result
-               if r.get("type") == "relation" and r.get("from_id") in index and r.get("to_id") in index]
-    return {"entities": entities, "stances": stances}
+def _no_actor(text: str, label: str) -> str | None:
+    """Actor links play no part in agreement."""
+    return None
 
 
-def disagreement(task: dict[str, Any], below_f1: float) -> Disagreement | None:
-    """The task's disagreement if its annotators (latest version each) differ enough; None otherwise."""
-    latest: dict[Any, dict[str, Any]] = {}
-    for ann in sorted(task.get("annotations") or [], key=lambda a: (a.get("updated_at") or "", a.get("id") or 0)):
-        if not ann.get("was_cancelled"):
-            latest[ann.get("completed_by")] = ann
-    if len(latest) < 2:
-        return None
-    docs = [version(a.get("result") or []) for a in latest.values()]
-    f1 = min(scoring.span_f1(a["entities"], b["entities"], match="exact") for a, b in combinations(docs, 2))
-    differ = sum(x != y for a, b in combinations(docs, 2) for x, y in scoring.stance_pairs(a, b))
-    if f1 >= below_f1 and not differ:
-        return None
-    return Disagreement(task["id"], str(task.get("data", {}).get("article_id", "")), sorted(latest, key=str), f1,
-                        differ)
+def latest_versions(task: dict[str, Any], cfg: Config) -> list[Version]:
+    """Each annotator's latest submitted version of the task, parsed as merge parses it."""
+    text = str((task.get("data") or {}).get("text") or "")
+    bad = BadRecords("adjudicate", 1.0, quiet=True)  # merge reports bad regions; here they only do not count
+    latest: dict[str, Version] = {}
+    for ann in task.get("annotations") or []:
+        if not isinstance(ann, dict) or ann.get("was_cancelled"):
+            continue
+        found = parse_annotation(ann, text, {}, _no_actor, f"task {task.get('id')}", bad,
+                                 entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels)
+        if found and (found.annotator not in latest or latest[found.annotator].time <= found.time):
+            latest[found.annotator] = found
+    return list(latest.values())
 
 
-def find_disagreements(tasks: Iterable[dict[str, Any]], below_f1: float, report: AdjudicationReport) -> None:
+def find_disagreements(tasks: Iterable[dict[str, Any]], cfg: Config, report: AdjudicationReport) -> None:
     """Add the tasks to adjudicate to the report; count those compared and those already adjudicated."""
     for task in tasks:
-        anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-        if len({a.get("completed_by") for a in anns}) < 2:
+        versions = latest_versions(task, cfg)
+        if len(versions) < 2:
             continue
         report.tasks_compared += 1
-        if any(a.get("ground_truth") for a in anns):
+        if any(v.ground_truth for v in versions):
             report.adjudicated += 1
-        elif found := disagreement(task, below_f1):
-            report.flagged.append(found)
+            continue
+        docs = [v.record() for v in versions]
+        f1 = min(scoring.span_f1(a["entities"], b["entities"], match="exact") for a, b in combinations(docs, 2))
+        differ = sum(x != y for a, b in combinations(docs, 2) for x, y in scoring.stance_pairs(a, b))
+        if f1 < cfg.ls.adjudicate_below_f1 or differ:
+            report.flagged.append(Disagreement(task["id"], str(task["data"].get("article_id", "")),
+                                               sorted(v.annotator for v in versions), f1, differ))
 
 
 def tab_filters(task_ids: list[int]) -> dict[str, Any]:
@@ -113,7 +110,7 @@ def adjudicate(api: LabelStudioAPI, cfg: Config) -> AdjudicationReport:
     """Find the tasks to adjudicate and put them, least agreement first, in the project's Adjudicate tab."""
     project = find_project(api, cfg.ls.project_title)
     if project is None:
-        raise LookupError(f"no Label Studio project titled {cfg.ls.project_title!r}; push first")
+        raise InputError(f"no Label Studio project titled {cfg.ls.project_title!r}; push first")
     pid = project["id"]
     report = AdjudicationReport(pid)
     # only tasks with two or more annotations (submitted or skipped) come with their annotations
@@ -121,7 +118,7 @@ def adjudicate(api: LabelStudioAPI, cfg: Config) -> AdjudicationReport:
     query = json.dumps({"filters": {"conjunction": "and", "items": [several]}, "ordering": ["tasks:id"]})
     tasks = api.pages("/api/tasks", what="listing annotated tasks", page_size=cfg.ls.page_size,
                       params={"project": pid, "fields": "all", "query": query})
-    find_disagreements(tasks, cfg.ls.adjudicate_below_f1, report)
+    find_disagreements(tasks, cfg, report)
     report.flagged.sort(key=lambda d: (d.entity_f1, -d.stances_differ, d.task))
     data = {"title": TAB_TITLE, "filters": tab_filters([d.task for d in report.flagged]),
             "ordering": ["tasks:id"]}

@@ -78,10 +78,7 @@ def adjudicate_main(params: Path, report_path: Path | None = None,
                     env_file: Path = Path(".env")) -> AdjudicationReport:
     """Gather the tasks whose annotators disagree in the project's Adjudicate tab."""
     cfg = load_config(params)
-    try:
-        report = adjudicate(connect(cfg, env_file), cfg)
-    except LookupError as exc:
-        raise InputError(str(exc)) from None
+    report = adjudicate(connect(cfg, env_file), cfg)
     print(report.line(), file=sys.stderr)
     if report_path:
         write_json(report_path, report.as_dict())
