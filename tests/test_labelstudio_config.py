@@ -245,6 +245,35 @@ def test_a_second_pull_within_the_same_second_takes_the_next_seconds_name(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
 
 
+FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from pipeline.common.errors import PipelineError
+from pipeline.labelstudio.pull import write_new_file
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit then fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    write_new_file(Path(sys.argv[1]), ["x" * 1000 + "\\n"] * 100)
+except PipelineError as exc:
+    print(f"{exc.exit_code} {exc}")
+"""
+
+
+def test_a_pull_that_cannot_write_names_the_snapshot_and_leaves_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    earlier = tmp_path / "20220101T000000Z.jsonl"
+    earlier.write_text("{}\n")
+    target = tmp_path / "20220102T000000Z.jsonl"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(target)], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parent.parent)
+    code, _, message = done.stdout.strip().partition(" ")
+    assert code == "2" and message.startswith(f"{target}: could not write the snapshot (File too large)")
+    assert "\n" not in message
+    assert [p.name for p in tmp_path.iterdir()] == [earlier.name] and earlier.read_text() == "{}\n"
+
+
 def test_snapshot_name_is_utc_and_sorts_by_time():
     import datetime as dt
 

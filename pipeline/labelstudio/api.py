@@ -295,7 +295,10 @@ class LabelStudioAPI(Transport):
         try:
             with opened as answer, open(out, "wb") as handle:
                 for chunk in answer.data:
-                    handle.write(chunk)
+                    try:
+                        handle.write(chunk)
+                    except OSError as exc:  # a full disk: the error itself names no file
+                        raise ConfigError(f"{what}: could not write {out} ({exc.strerror or exc})") from None
                     n += len(chunk)
         except ApiError as exc:
             raise self._failure(what, exc.status_code, _detail_of(exc.body)) from None

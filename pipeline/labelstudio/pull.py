@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import ijson
 
-from pipeline.common.errors import PipelineError
+from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.common.jsonl import dumps
 from pipeline.common.provenance import sha256_text
 from pipeline.common.shards import read_objects
@@ -123,10 +123,16 @@ def write_new_file(path: Path, lines: Iterable[str], next_name: Callable[[], Pat
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # a snapshot is an ordinary, shareable file (mkstemp makes it private)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.writelines(lines)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+                out.writelines(lines)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            if exc.filename is not None:  # a file being read (the raw export), named by the error itself
+                raise
+            raise ConfigError(f"{path}: could not write the snapshot ({exc.strerror or exc}); no snapshot was "
+                                "written, earlier ones are untouched: free space and pull again") from None
         attempts = NAME_ATTEMPTS if next_name is not None else 1
         while True:
             try:
