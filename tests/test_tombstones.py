@@ -159,3 +159,25 @@ def test_a_bad_sidecar_is_one_error_naming_it(content: str, message: str, tmp_pa
 def test_a_server_has_one_spelling() -> None:
     assert server_name("HTTP://LocalHost/") == server_name("http://localhost:80") == "http://localhost:80"
     assert server_name("https://ls.example.org/label-studio/") == "https://ls.example.org:443/label-studio"
+
+
+def test_a_deleted_reimport_takes_the_version_it_stood_for_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The re-imported copy of annotator-2's version (import_id 2) is deleted on the new server: the older
+    version it stood for goes too; a plain annotation of user 2 there (another person: ids are per server) does not."""
+    old = fixture_tasks()
+    write_snapshot(tmp_path / "annotations", "20220101T000000Z.jsonl", old, None)  # e.g. the committed seed
+    russia, blinken = json.loads(json.dumps(old[0])), json.loads(json.dumps(old[2]))
+    copy = {**old[0]["annotations"][1], "id": 501, "completed_by": 77, "import_id": 2,
+            "updated_at": "2022-02-01T00:00:00Z"}
+    russia["annotations"], blinken["annotations"] = [copy], [{**old[2]["annotations"][0], "id": 503,
+                                                             "updated_at": "2022-02-01T00:00:00Z"}]
+    write_snapshot(tmp_path / "annotations", OLD, [russia, blinken], HERE)
+    assert {(a["id"]) for a in latest_versions(tmp_path / "annotations").values()} == {101, 501, 503, 106}
+    russia["annotations"], blinken["annotations"] = [], []
+    write_snapshot(tmp_path / "annotations", NEW, [russia, blinken], HERE)
+    out, report = run_merge(tmp_path, monkeypatch)
+    assert out[RUSSIA]["annotators"] == ["annotator-1"]
+    assert [(d["annotation_id"], d["annotator"], Path(d["last_held_by"]).name, d["reimported_as"])
+            for d in report["deleted"]] == [(501, "annotator-2", OLD, None), (503, "annotator-2", OLD, None),
+                                            (102, "annotator-2", "20220101T000000Z.jsonl", 501)]
+    assert {a["id"] for a in latest_versions(tmp_path / "annotations").values()} == {101, 105, 106}
