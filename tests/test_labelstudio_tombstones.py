@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.common.errors import BadRecords
 from pipeline.common.jsonl import read_jsonl
-from pipeline.human.origin import read_origin, server_name
+from pipeline.human.origin import meta_path, read_origin, server_digest
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.pull import pull
@@ -42,7 +42,8 @@ def test_an_annotation_deleted_in_label_studio_leaves_the_dataset(label_studio_s
     first = Path(pull(api, cfg, out).snapshot)
     origin = read_origin(first)
     assert origin is not None and origin.project_id == project["id"] and origin.project_title == "Deletions"
-    assert origin.server == server_name(label_studio_server.url)
+    assert origin.server == server_digest(label_studio_server.url)
+    assert label_studio_server.url.split("//")[1] not in meta_path(first).read_text()  # the address stays private
 
     api.delete(f"/api/annotations/{doomed['id']}", what="deleting an annotation")
     time.sleep(1.1)  # snapshot names have one-second resolution

@@ -11,14 +11,14 @@ import pytest
 from pipeline import merge as stage
 from pipeline.common.errors import InputError
 from pipeline.common.jsonl import read_jsonl
-from pipeline.human.origin import Origin, meta_path, origin_record, read_origin, server_name
+from pipeline.human.origin import Origin, meta_path, origin_record, read_origin, server_digest, server_name
 from pipeline.human.snapshots import snapshots
 from pipeline.labelstudio.reimport import latest_versions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "publish"
 OLD, NEW = "20220112T093000Z.jsonl", "20220113T093000Z.jsonl"
 RULES = (Path("resources/entity_patterns.yaml"), Path("resources/actors.yaml"), Path("resources/stance_cues.yaml"))
-HERE = Origin("http://127.0.0.1:8080", 3, "2022-01-01T10:00:00.123456Z", "Geopolitics")
+HERE = Origin(server_digest("http://127.0.0.1:8080"), 3, "2022-01-01T10:00:00.123456Z", "Geopolitics")
 RUSSIA, MOSCOW = "2e98a7da2aa6cc38", "5c99feb575b4f99c"
 
 
@@ -76,7 +76,7 @@ def test_an_annotation_missing_from_a_later_snapshot_of_its_project_is_dropped_a
 @pytest.mark.parametrize("other", [
     Origin(HERE.server, 4, HERE.project_created_at),  # another project of the same server
     Origin(HERE.server, 3, "2022-03-01T10:00:00.000000Z"),  # project 3 deleted and created again
-    Origin("http://127.0.0.1:8081", 3, HERE.project_created_at),  # another server
+    Origin(server_digest("http://127.0.0.1:8081"), 3, HERE.project_created_at),  # another server
 ])
 def test_a_snapshot_of_another_project_does_not_tombstone(
         other: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,6 +159,8 @@ def test_a_bad_sidecar_is_one_error_naming_it(content: str, message: str, tmp_pa
 def test_a_server_has_one_spelling() -> None:
     assert server_name("HTTP://LocalHost/") == server_name("http://localhost:80") == "http://localhost:80"
     assert server_name("https://ls.example.org/label-studio/") == "https://ls.example.org:443/label-studio"
+    assert server_digest("HTTP://LocalHost/") == server_digest("http://localhost:80") != server_digest("http://localhost:81")
+    assert "localhost" not in server_digest("http://localhost")
 
 
 def test_a_deleted_reimport_takes_the_version_it_stood_for_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Where a pulled snapshot came from: its server and project, in a sidecar `annotations/<timestamp>.meta.json`.
+"""Where a pulled snapshot came from (server and project), in a sidecar `annotations/<timestamp>.meta.json`.
 
 `pull` writes the sidecar beside each new snapshot. Two snapshots of the same origin can be compared: an
 annotation that the older holds and the newer lacks was deleted in Label Studio (pipeline/human/tombstones.py).
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pipeline.common.contract import is_int
 from pipeline.common.errors import InputError
+from pipeline.common.provenance import sha256_text
 
 META_NAME = re.compile(r"^(\d{8}T\d{6}Z)\.meta\.json$")  # beside `<timestamp>.jsonl`, as pull names them
 PULLED = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")
@@ -28,7 +29,7 @@ FORMAT = 1
 class Origin:
     """A Label Studio server and one of its projects."""
 
-    server: str  # scheme://host:port[/path], host lower-cased, the port explicit
+    server: str  # `server_digest` of its address
     project_id: int
     project_created_at: str
     project_title: str = ""  # shown only: a renamed project is the same project
@@ -46,9 +47,14 @@ def server_name(url: str) -> str:
     return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}"
 
 
+def server_digest(url: str) -> str:
+    """What a snapshot's origin records of its server: a digest of its address, which stays out of the repository."""
+    return "sha256:" + sha256_text(server_name(url))[:16]
+
+
 def project_origin(url: str, project: dict[str, Any]) -> Origin:
     """The origin of a snapshot of `project` (as Label Studio's API returns it) on the server at `url`."""
-    return Origin(server_name(url), int(project["id"]), str(project.get("created_at") or ""),
+    return Origin(server_digest(url), int(project["id"]), str(project.get("created_at") or ""),
                   str(project.get("title") or ""))
 
 
@@ -85,7 +91,7 @@ def read_origin(snapshot: Path) -> Origin | None:
         raise InputError(f"{meta}: not a JSON object ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{meta}: not a JSON object")
-    checks = {"snapshot": lambda v: v == snapshot.name, "server": lambda v: isinstance(v, str) and "://" in v,
+    checks = {"snapshot": lambda v: v == snapshot.name, "server": lambda v: isinstance(v, str) and v.startswith("sha256:"),
               "project_id": is_int, "project_created_at": lambda v: isinstance(v, str)}
     for key, ok in checks.items():
         if not ok(data.get(key)):
