@@ -105,6 +105,8 @@ def drop_deleted(tasks: Tasks, found: Sequence[Path], bad: BadRecords) -> list[T
             if is_int(ann.get("import_id")) and ann["import_id"] > 0 and key and when and not tomb.cancelled:
                 retracted[key] = max(retracted.get(key, (when, tomb)), (when, tomb), key=lambda x: x[0])
     older: dict[tuple[Any, Key], Tombstone] = {}
+    if not any(gone.values()) and not retracted:
+        return tombstones
     for article_id, items in tasks.items():
         for where, task in items:
             ids = gone.get(snapshot_of(where), set())
@@ -112,7 +114,8 @@ def drop_deleted(tasks: Tasks, found: Sequence[Path], bad: BadRecords) -> list[T
             for ann in task.get("annotations") or []:
                 if _id(ann) in ids:
                     continue
-                key, when = _version_key(article_id, task, ann), _time(ann)
+                key = _version_key(article_id, task, ann) if retracted else None
+                when = _time(ann) if key in retracted else None
                 if key in retracted and when is not None and when <= retracted[key][0] and not ann.get("was_cancelled"):
                     copy = retracted[key][1]
                     older[(_id(ann), key)] = Tombstone(_id(ann), article_id, key[2], snapshot_of(where),
