@@ -239,7 +239,7 @@ def bench(
 @app.command()
 def merge(
     preannotated: Annotated[Path, typer.Option(help="Pre-annotated articles (data/preannotated/).")],
-    annotations: Annotated[Path, typer.Option(help="Folder of Label Studio snapshots; the newest is used, none modified.")],
+    annotations: Annotated[Path, typer.Option(help="Folder of Label Studio snapshots, all merged; none modified.")],
     output: Annotated[Path, typer.Option(help="Labeled articles: resolved gold/silver labels, versions, split.")],
     report: Annotated[Path, typer.Option(help="JSON report: stale tasks, ties, bad records, counts.")],
     patterns: Annotated[Path, typer.Option(help="Entity patterns of the preannotate stage (actor linking).")],
@@ -247,7 +247,7 @@ def merge(
     lexicon: Annotated[Path, typer.Option(help="Stance lexicon of the preannotate stage (rules version).")],
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Merge human corrections from the newest Label Studio snapshot over the predictions into data/labeled.jsonl."""
+    """Merge human corrections from every Label Studio snapshot (less deletions) over the predictions into data/labeled.jsonl."""
     from pipeline import merge as stage
 
     stage.main(preannotated=preannotated, annotations=annotations, output=output, report=report, params=params,

@@ -9,6 +9,8 @@ rule of pipeline/human/resolve.py. The bad share is counted per unit: task lines
 with any problem, unreadable or one bad region, is one bad task line) and pre-annotated article records;
 either past `merge.max_bad_share` fails the stage (exit 4), naming the bad lines. A gold article of the
 previous output that is not gold now is listed under `lost_gold` in the report and printed on stderr.
+An annotation deleted in Label Studio (missing from a later snapshot of the same server and project,
+pipeline/human/tombstones.py) is dropped, listed under `deleted` and printed on stderr.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pipeline.human.snapshots import (
     snapshots,
 )
 from pipeline.human.splits import MergeConfig, assign_split
+from pipeline.human.tombstones import drop_deleted, report_deleted
 
 STAGE = "merge"
 
@@ -62,6 +65,7 @@ class Report:
     splits: Counter[str] = field(default_factory=Counter)
     bad_task_lines: list[str] = field(default_factory=list)  # FILE:LINE (or FILE:task N) of each bad task line
     lost_gold: list[dict[str, str]] = field(default_factory=list)  # gold in the previous output, not gold now
+    deleted: list[dict[str, Any]] = field(default_factory=list)  # annotations deleted in Label Studio, dropped
 
     def stale_task(self, where: str, article_id: str, reason: str) -> None:
         """Record (and report on stderr) a task kept out of the dataset because its text changed."""
@@ -86,6 +90,7 @@ class Report:
             "gold_sources": dict(sorted(self.gold_sources.items())),
             "ties": self.ties,
             "lost_gold": self.lost_gold,
+            "deleted": self.deleted,
             "bad_task_lines": self.bad_task_lines,
             "bad_records": [*(articles.problems if articles is not None else []), *bad.problems],
         }
@@ -239,12 +244,14 @@ def previous_gold(output: Path) -> set[str]:
 def report_lost_gold(before: set[str], now: dict[str, str], rep: Report, output: Path) -> None:
     """List (in the report and on stderr) each article gold in the previous output and not gold now (`now`: status)."""
     stale = {s["article_id"] for s in rep.stale}
+    deleted = {d["article_id"] for d in rep.deleted if not d["cancelled"]}
     for article_id in sorted(before):
         status = now.get(article_id, "absent")
         if status == "gold":
             continue
         reason = ("no longer in the pre-annotated data" if status == "absent" else
                   "its task is stale (the text changed)" if article_id in stale else
+                  "its human annotation was deleted in Label Studio" if article_id in deleted else
                   "no usable human annotation in the snapshots (one removed, renamed or unreadable?)")
         rep.lost_gold.append({"article_id": article_id, "now": status, "reason": reason})
     for lost in rep.lost_gold[:20]:
@@ -272,6 +279,9 @@ def main(
     if found:
         rep.snapshot, rep.snapshot_sha256 = found[-1].as_posix(), rep.snapshots[found[-1].as_posix()]
     tasks, rep.tasks = collect_tasks(found, bad)
+    tombstones = drop_deleted(tasks, found, bad)  # before any annotation is read: `bad` holds only unread lines
+    rep.deleted = [t.record() for t in tombstones]
+    report_deleted(tombstones, STAGE)
     link = _actor_linker(rules, cfg.stance_labels)
     gold_before = previous_gold(output)  # write_jsonl replaces the output only after the last record
 
@@ -292,7 +302,7 @@ def main(
     print(
         f"{STAGE}: {n} articles ({rep.status['gold']} gold, {rep.status['silver']} silver) from "
         f"{len(found)} snapshot(s); {len(rep.stale)} stale task(s), {len(bad) + len(bad_articles)} bad record(s), "
-        f"{len(rep.bad_task_lines)} of {rep.tasks} task line(s) bad; {len(rep.lost_gold)} gold article(s) of the "
-        "previous output lost",
+        f"{len(rep.bad_task_lines)} of {rep.tasks} task line(s) bad; {len(rep.deleted)} annotation(s) deleted in "
+        f"Label Studio dropped; {len(rep.lost_gold)} gold article(s) of the previous output lost",
         file=sys.stderr,
     )

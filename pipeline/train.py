@@ -33,6 +33,7 @@ from pipeline.entities.annotator import COMPONENT, Annotator
 from pipeline.human.resolve import resolve
 from pipeline.human.snapshots import Linker, Tasks, Version, collect_tasks, parse_annotation, snapshots
 from pipeline.human.splits import MergeConfig, assign_split
+from pipeline.human.tombstones import drop_deleted
 from pipeline.stance.features import Candidate, model_candidates
 from pipeline.stance.model import NONE, StanceModel, fit, load_model, save_model
 
@@ -170,6 +171,7 @@ def main(articles: Path, annotations: Path, output: Path, report: Path, params: 
     bad = BadRecords(STAGE, cfg.max_bad_share)
     found = snapshots(Path(annotations))
     tasks, _ = collect_tasks(found, bad)
+    drop_deleted(tasks, found, bad)  # merge reports them
     pre = pa.load(pre_cfg.model_copy(update={"stance_model": False}), patterns, actors, lexicon)  # features: rules only
     annotator = pre.nlp.get_pipe(COMPONENT)
     assert isinstance(annotator, Annotator)

@@ -6,7 +6,8 @@ region or relation is reported and skipped, and makes its task line count as one
 merge stage's share of bad task lines.
 
 Which files are snapshots: every file of annotations/ is read or reported, never silently passed over.
-Hidden files (a name starting with '.') and README* are skipped by rule; every other file must end in
+Hidden files (a name starting with '.'), README* and the origin sidecars pull writes beside its snapshots
+(`<timestamp>.meta.json`, pipeline/human/origin.py) are skipped by rule; every other file must end in
 `.jsonl` or `.json` (any case), else it is a one-line InputError naming it (exit 3), as is a subfolder.
 A file whose first character is `[` is Label Studio's JSON export (a JSON array of tasks, as the UI's
 Export button downloads it; its tasks are named `FILE:task N`); any other is JSON Lines, one task a line
@@ -34,6 +35,7 @@ from typing import Any
 from pipeline.common.contract import is_int, is_number
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import JSONLineError, loads, open_input, read_jsonl
+from pipeline.human.origin import is_sidecar
 
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")  # the name pull gives a new snapshot
 TIMESTAMPED = re.compile(r"^\d{8}T\d{6}Z\.jsonl?$", re.IGNORECASE)  # ordered by its time (module docstring)
@@ -116,7 +118,7 @@ def snapshots(folder: Path) -> list[Path]:
     timed: list[Path] = []
     named: list[Path] = []
     for path in sorted(folder.iterdir()):
-        if skipped_by_rule(path.name):
+        if skipped_by_rule(path.name) or is_sidecar(path):  # a sidecar: its snapshot's origin (origin.py)
             continue
         if not path.is_file():
             raise InputError(f"{path}: not a file; {folder} holds Label Studio snapshots only (move it out)")

@@ -19,6 +19,7 @@ from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.common.jsonl import dumps
 from pipeline.common.provenance import sha256_text
 from pipeline.common.shards import read_objects
+from pipeline.human.origin import meta_path, origin_record, project_origin
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.params import Config
 from pipeline.labelstudio.push import find_project
@@ -249,6 +250,9 @@ def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None 
         # Named when written: a second pull within the same second takes the next second's name.
         target = write_new_file(out_dir / snapshot_name(now), snapshot_lines(raw, report, current),
                                 None if now is not None else lambda: next_second_name(out_dir))
+    # The origin lets merge take an annotation missing from a later snapshot for a deletion (human/tombstones.py);
+    # written after the snapshot, so a pull cut short between the two leaves a snapshot that tombstones nothing.
+    write_new_file(meta_path(target), [dumps(origin_record(target, project_origin(api.url, project))) + "\n"])
     report.snapshot = str(target)
     return report
 

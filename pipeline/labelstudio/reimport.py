@@ -17,6 +17,7 @@ from pipeline.common.contract import is_int
 from pipeline.common.errors import BadRecords
 from pipeline.common.provenance import sha256_text
 from pipeline.human.snapshots import collect_tasks, identity_number, original_annotator, parse_time, snapshots
+from pipeline.human.tombstones import drop_deleted
 from pipeline.labelstudio.api import LabelStudioAPI
 from pipeline.labelstudio.index import TaskIndex
 
@@ -40,7 +41,9 @@ class ReimportReport:
 def latest_versions(folder: Path) -> dict[Key, dict[str, Any]]:
     """Every annotator's latest submitted annotation per article and text, over every snapshot in `folder`."""
     bad = BadRecords("label-studio", 1.0, quiet=True)  # merge reports bad records; here they are only not imported
-    tasks, _ = collect_tasks(snapshots(folder), bad)
+    found = snapshots(folder)
+    tasks, _ = collect_tasks(found, bad)
+    drop_deleted(tasks, found, bad)  # an annotation deleted in Label Studio is not brought back
     latest: dict[Key, tuple[datetime, dict[str, Any]]] = {}
     for article_id, items in tasks.items():
         for _, task in items:
