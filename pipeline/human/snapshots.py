@@ -38,6 +38,7 @@ from pipeline.common.jsonl import JSONLineError, loads, open_input, read_jsonl
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")  # the name pull gives a new snapshot
 TIMESTAMPED = re.compile(r"^\d{8}T\d{6}Z\.jsonl?$", re.IGNORECASE)  # ordered by its time (module docstring)
 SNAPSHOT_SUFFIXES = (".jsonl", ".json")
+REVIEW_DIR = "review"  # annotations/review/: the stance review queue's snapshots (pipeline/human/pairs.py reads them)
 
 Span = tuple[int, int]
 EARLIEST = datetime.min.replace(tzinfo=UTC)  # the time of an annotation that carries none: older than any other
@@ -116,7 +117,7 @@ def snapshots(folder: Path) -> list[Path]:
     timed: list[Path] = []
     named: list[Path] = []
     for path in sorted(folder.iterdir()):
-        if skipped_by_rule(path.name):
+        if skipped_by_rule(path.name) or (path.name == REVIEW_DIR and path.is_dir()):
             continue
         if not path.is_file():
             raise InputError(f"{path}: not a file; {folder} holds Label Studio snapshots only (move it out)")
