@@ -114,7 +114,7 @@ def pull(
     if review:
         from pipeline.labelstudio.review import pull_review_main
 
-        pull_review_main(out_dir=output, params=params, articles=articles)
+        pull_review_main(out_dir=output, params=params, articles=articles, report_path=report)
         return
     stage.pull_main(out_dir=output, params=params, articles=articles, report_path=report)
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pipeline import merge as merge_stage
-from pipeline.common.errors import BadShareError
+from pipeline.common.errors import BadShareError, ConfigError
 from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
 from pipeline.human.pairs import Decision, apply_decisions, decision_labels, read_decisions
@@ -72,6 +72,15 @@ def test_queue_is_least_certain_first_with_floor_and_cap(cfg):
     assert [t["data"]["proposed"] for t in floored] == ["against"]
     capped = review_tasks(_records(), _with(cfg, max_pairs=1))
     assert [t["predictions"][0]["score"] for t in capped] == [0.55]
+
+
+def test_a_hotkey_for_an_unknown_answer_is_a_config_error(tmp_path):
+    params = yaml.safe_load((GOLDEN / "params.yaml").read_text())
+    params["labelstudio"]["review"]["hotkeys"] = {"against": "a", "maybe": "m"}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"labelstudio\.review\.hotkeys: maybe not in"):
+        load_config(path)
 
 
 def test_pronoun_pair_shows_the_sentence_before(cfg):

@@ -7,7 +7,8 @@ merge stage's share of bad task lines.
 
 Which files are snapshots: every file of annotations/ is read or reported, never silently passed over.
 Hidden files (a name starting with '.') and README* are skipped by rule; every other file must end in
-`.jsonl` or `.json` (any case), else it is a one-line InputError naming it (exit 3), as is a subfolder.
+`.jsonl` or `.json` (any case), else it is a one-line InputError naming it (exit 3), as is a subfolder
+other than `review/` (the stance review queue's snapshots, read by pipeline/human/pairs.py).
 A file whose first character is `[` is Label Studio's JSON export (a JSON array of tasks, as the UI's
 Export button downloads it; its tasks are named `FILE:task N`); any other is JSON Lines, one task a line
 (`FILE:LINE`), as `pull` writes it.

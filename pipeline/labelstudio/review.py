@@ -21,6 +21,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from pipeline.common.errors import BadRecords
+from pipeline.common.jsonl import write_json
 from pipeline.common.provenance import sha256_text
 from pipeline.common.shards import read_records
 from pipeline.human.pairs import NONE, pair_id
@@ -208,10 +209,12 @@ def push_review_main(input: Path, guidelines: Path, params: Path, env_file: Path
     return report
 
 
-def pull_review_main(out_dir: Path, params: Path, articles: Path | None = None,
+def pull_review_main(out_dir: Path, params: Path, articles: Path | None = None, report_path: Path | None = None,
                      env_file: Path = Path(".env")) -> PullReport:
     """Pull the review project's decisions into a new snapshot `out_dir/review/<UTC timestamp>.jsonl`."""
     cfg = review_config(load_config(params))
     report = pull(connect(cfg, env_file), cfg, out_dir / REVIEW_DIR, articles)
     print(report.line(), file=sys.stderr)
+    if report_path:
+        write_json(report_path, report.as_dict())
     return report
