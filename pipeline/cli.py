@@ -42,6 +42,7 @@ def ingest(
 
 
 PreannotatedOpt = Annotated[Path, typer.Option("--input", help="Pre-annotated articles: a shard folder (data/preannotated/) or a JSON Lines file.")]
+ReviewOpt = Annotated[bool, typer.Option("--review", help="The stance review queue's project, not the articles'.")]
 GuidelinesOpt = Annotated[Path, typer.Option(help="Annotation guidelines (Markdown), shown as the project's instructions.")]
 
 
@@ -81,12 +82,19 @@ def push(
     remove_duplicates: Annotated[bool, typer.Option(
         "--remove-duplicates", help="Delete tasks that repeat an article's task and have no human annotation.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write the push report here (JSON).")] = None,
+    review: ReviewOpt = False,
 ) -> None:
     """Push pre-annotated articles to Label Studio (LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY); only new ones are added.
 
-    One push at a time per project (a lock on the server); tasks repeating an article are reported."""
+    One push at a time per project (a lock on the server); tasks repeating an article are reported.
+    With --review: the stance review queue (labelstudio.review), one task per proposed pair, least certain first."""
     from pipeline.labelstudio import commands as stage
 
+    if review:
+        from pipeline.labelstudio.review import push_review_main
+
+        push_review_main(input=input, guidelines=guidelines, params=params, break_lock=break_lock)
+        return
     stage.push_main(input=input, guidelines=guidelines, params=params, break_lock=break_lock,
                     remove_duplicates=remove_duplicates, report_path=report)
 
@@ -97,10 +105,17 @@ def pull(
     articles: Annotated[Path | None, typer.Option(help="Current articles, to flag stale annotations.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the pull report here (JSON).")] = None,
     params: ParamsOpt = Path("params.yaml"),
+    review: ReviewOpt = False,
 ) -> None:
-    """Pull every annotation from Label Studio into a new snapshot annotations/<UTC timestamp>.jsonl."""
+    """Pull every annotation from Label Studio into a new snapshot annotations/<UTC timestamp>.jsonl
+    (with --review: the review queue's decisions into annotations/review/<UTC timestamp>.jsonl)."""
     from pipeline.labelstudio import commands as stage
 
+    if review:
+        from pipeline.labelstudio.review import pull_review_main
+
+        pull_review_main(out_dir=output, params=params, articles=articles, report_path=report)
+        return
     stage.pull_main(out_dir=output, params=params, articles=articles, report_path=report)
 
 

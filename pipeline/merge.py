@@ -28,8 +28,10 @@ from pipeline.common.errors import BadRecords, BadShareError, InputError, one_li
 from pipeline.common.jsonl import read_jsonl, write_json, write_jsonl
 from pipeline.common.provenance import file_digest, sha256_text
 from pipeline.common.shards import read_records
+from pipeline.human.pairs import Decisions, apply_decisions, read_decisions
 from pipeline.human.resolve import agreement, resolve
 from pipeline.human.snapshots import (
+    REVIEW_DIR,
     Linker,
     Tasks,
     Version,
@@ -66,6 +68,7 @@ class Report:
     bad_task_lines: list[str] = field(default_factory=list)  # FILE:LINE (or FILE:task N) of each bad task line
     lost_gold: list[dict[str, str]] = field(default_factory=list)  # gold in the previous output, not gold now
     deleted: list[dict[str, Any]] = field(default_factory=list)  # annotations deleted in Label Studio, dropped
+    review: Counter[str] = field(default_factory=Counter)  # stance review decisions by outcome (human/pairs.py)
 
     def stale_task(self, where: str, article_id: str, reason: str) -> None:
         """Record (and report on stderr) a task kept out of the dataset because its text changed."""
@@ -85,6 +88,7 @@ class Report:
             "articles": dict(sorted(self.status.items())),
             "splits": {s: self.splits.get(s, 0) for s in SPLITS},
             "resolution": dict(sorted(self.resolution.items())),
+            "review_decisions": dict(sorted(self.review.items())),
             "stale": self.stale,
             "dropped_relations": self.dropped_relations,
             "gold_sources": dict(sorted(self.gold_sources.items())),
@@ -110,6 +114,7 @@ def merge(
     link: Linker,
     bad: BadRecords,
     report: Report,
+    decisions: Decisions | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Labeled records: each article with its resolved entities and stances, provenance and split."""
     seen: set[str] = set()
@@ -167,6 +172,7 @@ def merge(
                 "stances": [{k: s[k] for k in ("holder", "target", "label")} for s in art["stances"]],
             }
             rule, status = "model", "silver"
+        final = apply_decisions(final, (decisions or {}).get(art["id"]), text_hash, bool(versions), report.review)
         split = assign_split(art.get("story_id") or art["id"], cfg)
         report.resolution[rule] += 1
         report.status[status] += 1
@@ -176,7 +182,7 @@ def merge(
             "split": split,
             "status": status,
             "entities": [{**e, "origin": status} for e in final["entities"]],
-            "stances": [{**s, "origin": status} for s in final["stances"]],
+            "stances": [{**s, "origin": s.get("origin", status)} for s in final["stances"]],
             "annotators": [v.annotator for v in versions],
             "annotations": [v.record() for v in versions],
             "predictions": {
@@ -282,6 +288,7 @@ def main(
     tombstones = drop_deleted(tasks, found, bad)  # before any annotation is read: `bad` holds only unread lines
     rep.deleted = [t.record() for t in tombstones]
     report_deleted(tombstones, STAGE)
+    decisions = read_decisions(annotations / REVIEW_DIR, cfg.stance_labels, cfg.max_bad_share, STAGE)
     link = _actor_linker(rules, cfg.stance_labels)
     gold_before = previous_gold(output)  # write_jsonl replaces the output only after the last record
 
@@ -298,7 +305,8 @@ def main(
         check_task_lines(bad, rep.bad_task_lines, rep.tasks)  # a line with any bad record counts once
         bad_articles.check()
 
-    n = write_jsonl(output, checked(merge(_articles(preannotated, bad_articles, cfg), tasks, cfg, link, bad, rep)))
+    n = write_jsonl(output, checked(merge(_articles(preannotated, bad_articles, cfg), tasks, cfg, link, bad, rep,
+                                                  decisions)))
     print(
         f"{STAGE}: {n} articles ({rep.status['gold']} gold, {rep.status['silver']} silver) from "
         f"{len(found)} snapshot(s); {len(rep.stale)} stale task(s), {len(bad) + len(bad_articles)} bad record(s), "

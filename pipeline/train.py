@@ -30,8 +30,9 @@ from pipeline.common.provenance import sha256_text
 from pipeline.common.shards import exists, read_objects
 from pipeline.entities import loader as pa
 from pipeline.entities.annotator import COMPONENT, Annotator
+from pipeline.human.pairs import Decisions, apply_decisions, decision_labels, read_decisions
 from pipeline.human.resolve import resolve
-from pipeline.human.snapshots import Linker, Tasks, Version, collect_tasks, parse_annotation, snapshots
+from pipeline.human.snapshots import REVIEW_DIR, Linker, Tasks, Version, collect_tasks, parse_annotation, snapshots
 from pipeline.human.splits import MergeConfig, assign_split
 from pipeline.human.tombstones import drop_deleted
 from pipeline.stance.features import Candidate, model_candidates
@@ -59,6 +60,7 @@ class Gold:
     text: str
     entities: list[dict[str, Any]]
     stances: list[dict[str, Any]]
+    only_pairs: frozenset[tuple[int, int]] | None = None  # known only from review decisions: just these pairs
 
 
 def configs(path: Path) -> tuple[Params, pa.Params, MergeConfig]:
@@ -70,12 +72,14 @@ def configs(path: Path) -> tuple[Params, pa.Params, MergeConfig]:
 
 def gold_articles(
     articles: Iterable[dict[str, Any]], tasks: Tasks, merge_cfg: MergeConfig, link: Linker, bad: BadRecords,
-    counts: Counter[str],
+    counts: Counter[str], decisions: Decisions | None = None,
 ) -> Iterator[Gold]:
-    """The human labels of each article whose story is in the train split; other splits are counted, never read."""
+    """The human labels of each article whose story is in the train split, stance review decisions applied
+    (pipeline/human/pairs.py); other splits are counted, never read."""
     for art in articles:
-        versions = tasks.get(art["id"])
-        if not versions:
+        versions = tasks.get(art["id"], [])
+        decided = (decisions or {}).get(art["id"])
+        if not versions and not decided:
             continue
         split = assign_split(art.get("story_id") or art["id"], merge_cfg)
         if split != "train":
@@ -101,8 +105,17 @@ def gold_articles(
         if latest:
             # Several annotators: merge's rule; a tie has no model proposal to break it here, so it is left out.
             final, _, _ = resolve([latest[a] for a in sorted(latest)], {"entities": [], "stances": []})
+            review: Counter[str] = Counter()
+            final = apply_decisions(final, decided, text_hash, True, review)
+            counts.update({f"review_{k}": v for k, v in review.items()})
             counts["gold_articles"] += 1
             yield Gold(art["id"], text, final["entities"], final["stances"])
+        elif decided:
+            entities, stances, pairs = decision_labels(decided, text_hash)
+            counts["review_stale"] += len(decided) - len(pairs)
+            if pairs:  # an article no annotator labelled: only its reviewed pairs, `none` ones as negatives
+                counts["review_articles"] += 1
+                yield Gold(art["id"], text, entities, stances, pairs)
 
 
 def gold_examples(doc: Doc, gold: Gold, annotator: Annotator, ends: Iterable[str],
@@ -129,7 +142,9 @@ def gold_examples(doc: Doc, gold: Gold, annotator: Annotator, ends: Iterable[str
     # The pairs the pre-annotator scores (pronouns as mentions): a pronoun pair's ends are the entities the
     # pronouns stand for, so it takes the gold label of that entity pair, as its proposal would be judged.
     cands = model_candidates(doc, kept, ends, annotator.rules.lexicon, annotator.rule_stances(doc, gold.text, kept))
-    out = [(c, labels.get((c.holder, c.target), NONE)) for c in cands]
+    only = None if gold.only_pairs is None else \
+        {(remap[h], remap[t]) for h, t in gold.only_pairs if h in remap and t in remap}
+    out = [(c, labels.get((c.holder, c.target), NONE)) for c in cands if only is None or (c.holder, c.target) in only]
     counts["gold_stances"] += len(gold.stances)
     counts["gold_stances_in_pairs"] += len({(c.holder, c.target) for c, label in out if label != NONE})
     return out
@@ -172,13 +187,14 @@ def main(articles: Path, annotations: Path, output: Path, report: Path, params: 
     found = snapshots(Path(annotations))
     tasks, _ = collect_tasks(found, bad)
     drop_deleted(tasks, found, bad)  # merge reports them
+    decisions = read_decisions(Path(annotations) / REVIEW_DIR, merge_cfg.stance_labels, cfg.max_bad_share, STAGE)
     pre = pa.load(pre_cfg.model_copy(update={"stance_model": False}), patterns, actors, lexicon)  # features: rules only
     annotator = pre.nlp.get_pipe(COMPONENT)
     assert isinstance(annotator, Annotator)
     counts: Counter[str] = Counter()
     records = (obj for obj in read_objects(articles, bad) if isinstance(obj.get("id"), str)
                and isinstance(obj.get("text"), str))
-    golds = list(gold_articles(records, tasks, merge_cfg, annotator.rules.actors.link, bad, counts))
+    golds = list(gold_articles(records, tasks, merge_cfg, annotator.rules.actors.link, bad, counts, decisions))
     model = train(golds, pre, cfg, base_model, counts)
     bad.check()
     save_model(model, output)

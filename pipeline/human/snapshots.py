@@ -8,7 +8,8 @@ merge stage's share of bad task lines.
 Which files are snapshots: every file of annotations/ is read or reported, never silently passed over.
 Hidden files (a name starting with '.'), README* and the origin sidecars pull writes beside its snapshots
 (`<timestamp>.meta.json`, pipeline/human/origin.py) are skipped by rule; every other file must end in
-`.jsonl` or `.json` (any case), else it is a one-line InputError naming it (exit 3), as is a subfolder.
+`.jsonl` or `.json` (any case), else it is a one-line InputError naming it (exit 3), as is a subfolder
+other than `review/` (the stance review queue's snapshots, read by pipeline/human/pairs.py).
 A file whose first character is `[` is Label Studio's JSON export (a JSON array of tasks, as the UI's
 Export button downloads it; its tasks are named `FILE:task N`); any other is JSON Lines, one task a line
 (`FILE:LINE`), as `pull` writes it.
@@ -40,6 +41,7 @@ from pipeline.human.origin import is_sidecar
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")  # the name pull gives a new snapshot
 TIMESTAMPED = re.compile(r"^\d{8}T\d{6}Z\.jsonl?$", re.IGNORECASE)  # ordered by its time (module docstring)
 SNAPSHOT_SUFFIXES = (".jsonl", ".json")
+REVIEW_DIR = "review"  # annotations/review/: the stance review queue's snapshots (pipeline/human/pairs.py reads them)
 
 Span = tuple[int, int]
 EARLIEST = datetime.min.replace(tzinfo=UTC)  # the time of an annotation that carries none: older than any other
@@ -118,7 +120,7 @@ def snapshots(folder: Path) -> list[Path]:
     timed: list[Path] = []
     named: list[Path] = []
     for path in sorted(folder.iterdir()):
-        if skipped_by_rule(path.name) or is_sidecar(path):  # a sidecar: its snapshot's origin (origin.py)
+        if skipped_by_rule(path.name) or is_sidecar(path) or (path.name == REVIEW_DIR and path.is_dir()):
             continue
         if not path.is_file():
             raise InputError(f"{path}: not a file; {folder} holds Label Studio snapshots only (move it out)")

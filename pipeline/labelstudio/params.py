@@ -46,6 +46,15 @@ class ServerParams(Section):
     start_timeout_s: Seconds
 
 
+class ReviewParams(Section):
+    """The stance review queue: one task per proposed holder→target pair (pipeline/labelstudio/review.py)."""
+
+    project_title: Annotated[str, Field(min_length=3, max_length=MAX_TITLE)]
+    min_score: Share  # pairs the model scored below this are left out of the queue
+    max_pairs: Count  # the queue holds at most this many pairs, the least certain ones
+    hotkeys: Annotated[dict[str, Annotated[str, Field(min_length=1)]], AfterValidator(_distinct_hotkeys)]
+
+
 class LabelStudioParams(Section):
     """params.yaml `labelstudio:` section."""
 
@@ -65,6 +74,7 @@ class LabelStudioParams(Section):
     annotations_per_task: Annotated[int, Field(ge=1, le=MAX_ANNOTATORS)]
     adjudicate_below_f1: Threshold
     server: ServerParams
+    review: ReviewParams
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ def load_config(params_path: Path) -> Config:
         ("entity_colors", ls.entity_colors, labels.entity_labels),
         ("entity_hotkeys", ls.entity_hotkeys, labels.entity_labels),
         ("stance_colors", ls.stance_colors, labels.stance_labels),
+        ("review.hotkeys", ls.review.hotkeys, (*labels.stance_labels, "none")),
     ):
         stray = sorted(set(mapping) - set(known))
         if stray:
