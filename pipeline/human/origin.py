@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.common.contract import is_int
+from pipeline.human.instants import parse_time
 from pipeline.human.pseudonym import pseudonym
 
 ORIGIN_KEY = "pipeline_origin"  # in each task line pull writes
@@ -89,8 +90,6 @@ def _user(value: Any) -> Any:
 
 def credit(ann: Mapping[str, Any], task: Mapping[str, Any]) -> tuple[str, bool]:
     """Who an annotation of a snapshot task is credited to (module docstring), and whether a stamp named them."""
-    from pipeline.human.snapshots import parse_time  # snapshots imports this module
-
     origin = task_origin(task)
     digest = result_digest(ann.get("result"))
     own = [s for s in stamps(task) if origin is not None and s.get("project") == origin

@@ -26,23 +26,23 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.common.contract import is_int, is_number
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import JSONLineError, loads, open_input, read_jsonl
+from pipeline.human.instants import EARLIEST, parse_time
 from pipeline.human.origin import annotator_id, credit, was_imported
 
-__all__ = ["annotator_id"]  # kept importable from here
+__all__ = ["EARLIEST", "annotator_id", "parse_time"]  # kept importable from here
 
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")  # the name pull gives a new snapshot
 TIMESTAMPED = re.compile(r"^\d{8}T\d{6}Z\.jsonl?$", re.IGNORECASE)  # ordered by its time (module docstring)
 SNAPSHOT_SUFFIXES = (".jsonl", ".json")
 
 Span = tuple[int, int]
-EARLIEST = datetime.min.replace(tzinfo=UTC)  # the time of an annotation that carries none: older than any other
 Linker = Callable[[str, str], str | None]
 # Label Studio tasks by article id, each with its FILE:LINE
 Tasks = dict[str, list[tuple[str, dict[str, Any]]]]
@@ -81,23 +81,6 @@ class Version:
             "from_prediction": self.from_prediction,
             "seen_predictions": self.seen,
         }
-
-
-def parse_time(stamp: Any) -> datetime | None:
-    """An ISO-8601 timestamp (`Z` or an offset such as `+02:00`) as an aware datetime, or None if it is not one.
-
-    Compared as instants, never as text (`10:00+02:00` is before `09:00Z`); a stamp without an offset is UTC, as
-    Label Studio writes them; an empty or missing stamp is EARLIEST.
-    """
-    if stamp is None or stamp == "":
-        return EARLIEST
-    if not isinstance(stamp, str):
-        return None
-    try:
-        when = datetime.fromisoformat(stamp.strip())
-        return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):  # not ISO-8601, or out of datetime's range in UTC
-        return None
 
 
 def newest_snapshot(folder: Path) -> Path | None:
