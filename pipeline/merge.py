@@ -139,7 +139,7 @@ def merge(
                     continue
                 at = f"{where} annotation {ann.get('id')}"
                 version = parse_annotation(ann, art["text"], predicted, link, at, bad,
-                                           entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels)
+                                           entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels, task=task)
                 if version is None:
                     continue
                 version.seen = seen_predictions(ann, task, art["text"], link, entity_labels=cfg.entity_labels,

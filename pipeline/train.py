@@ -98,7 +98,8 @@ def gold_articles(
                 if not isinstance(ann, dict) or ann.get("was_cancelled"):
                     continue
                 version = parse_annotation(ann, text, {}, link, f"{where} annotation {ann.get('id')}", bad,
-                                           entity_labels=merge_cfg.entity_labels, stance_labels=merge_cfg.stance_labels)
+                                           entity_labels=merge_cfg.entity_labels, stance_labels=merge_cfg.stance_labels,
+                                           task=task)
                 if version is not None and (version.annotator not in latest
                                             or latest[version.annotator].time <= version.time):
                     latest[version.annotator] = version

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -18,6 +20,7 @@ from pipeline.common.contract import SPLITS, stage_config
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import read_jsonl
 from pipeline.common.provenance import sha256_text
+from pipeline.human.identity import stamp
 from pipeline.human.resolve import resolve
 from pipeline.human.snapshots import Version, annotator_id, collect_tasks, newest_snapshot, snapshots
 from pipeline.human.splits import Splits
@@ -88,16 +91,22 @@ def test_collect_tasks_groups_by_article_and_counts_every_task_read(tmp_path: Pa
     assert sum(map(len, grouped.values())) == len(tasks) + 1
 
 
+def keyed(identity: str, key: bytes = b"test-key") -> str:
+    return "annotator-" + hmac.new(key, identity.encode(), hashlib.sha256).hexdigest()[:12]
+
+
 @pytest.mark.parametrize(
     ("completed_by", "expected"),
     [(7, "annotator-7"), ({"id": 7, "email": "a@b.c"}, "annotator-7"), (None, "annotator-unknown"),
      (True, "annotator-unknown"), ("12", "annotator-12"),
-     # an identity that is not a numeric id (a hand-made snapshot) is pseudonymised, never published
-     ({"email": "a@b.c"}, "annotator-" + sha256_text("a@b.c")[:12]),
-     ("Ann@Example.org", "annotator-" + sha256_text("ann@example.org")[:12])],
+     # an identity that is not a numeric id (a hand-made snapshot) is pseudonymised with the secret key
+     ({"email": "a@b.c"}, keyed("a@b.c")), ("Ann@Example.org", keyed("ann@example.org"))],
 )
-def test_annotator_ids_are_pseudonymous(completed_by: Any, expected: str) -> None:
+def test_annotator_ids_are_pseudonymous(completed_by: Any, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_PSEUDONYM_KEY", "test-key")
     assert annotator_id(completed_by) == expected
+    if isinstance(completed_by, str) and not completed_by.isdigit():  # unkeyed, anyone could confirm a guess
+        assert expected != "annotator-" + sha256_text(completed_by.lower())[:12]
 
 
 def test_status_follows_human_annotation(merged) -> None:
@@ -415,9 +424,10 @@ def test_a_reimported_version_keeps_how_the_original_began(tmp_path: Path, monke
     tasks = fixture_lines(f"annotations/{SNAPSHOT}")[3:4]  # article D, annotator 4
     original = tasks[0]["annotations"][0]
     original["parent_prediction"] = 11
-    again = {**original, "id": 900, "import_id": 4, "parent_prediction": None, "completed_by": 77,
+    again = {**original, "id": 900, "parent_prediction": None, "completed_by": 77, "updated_by": 1,
              "updated_at": "2023-01-01T00:00:00Z"}  # the same work, submitted again on a fresh server
-    tasks.append({**tasks[0], "id": 9, "annotations": [again]})
+    tasks.append({**tasks[0], "id": 9, "annotations": [again], "pipeline_origin": {"project": "fresh"},
+                  "meta": {"pipeline_annotators": [stamp("annotator-4", 900, "fresh", again["result"])]}})
     records, report = run_main(tmp_path, arts, tasks, max_bad_share=1.0)  # D's bad region is another test's
     (d,) = [r for r in records if r["status"] == "gold"]
     assert report["superseded"] == 1 and [a["annotation_id"] for a in d["annotations"]] == [900]

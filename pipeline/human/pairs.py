@@ -22,7 +22,8 @@ from typing import Any
 
 from pipeline.common.contract import is_int
 from pipeline.common.errors import BadRecords
-from pipeline.human.snapshots import EARLIEST, collect_tasks, original_annotator, parse_time, snapshots
+from pipeline.human.identity import credit
+from pipeline.human.snapshots import EARLIEST, collect_tasks, parse_time, snapshots
 
 NONE = "none"
 REVIEW = "review"  # the origin of a stance set by a pair decision
@@ -103,7 +104,7 @@ def read_decisions(folder: Path, stance_labels: tuple[str, ...], max_bad_share: 
                             f"expected one choice of {', '.join(labels)} and an ISO-8601 updated_at")
                     continue
                 decision = Decision(holder, target, label, str(data.get("proposed")), data["text_hash"],
-                                    original_annotator(ann), str(stamp), where)
+                                    credit(ann, task)[0], str(stamp), where)
                 prev = out[article_id].get(decision.pair)
                 if prev is None or prev.time <= decision.time:
                     out[article_id][decision.pair] = decision

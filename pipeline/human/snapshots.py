@@ -23,19 +23,22 @@ time to place it among the pulls.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.common.contract import is_int, is_number
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import JSONLineError, loads, open_input, read_jsonl
+from pipeline.human.identity import annotator_id, credit, was_imported
+from pipeline.human.instants import EARLIEST, parse_time
+
+__all__ = ["EARLIEST", "annotator_id", "parse_time"]  # kept importable from here
 from pipeline.human.origin import is_sidecar
 
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z\.jsonl$")  # the name pull gives a new snapshot
@@ -44,7 +47,6 @@ SNAPSHOT_SUFFIXES = (".jsonl", ".json")
 REVIEW_DIR = "review"  # annotations/review/: the stance review queue's snapshots (pipeline/human/pairs.py reads them)
 
 Span = tuple[int, int]
-EARLIEST = datetime.min.replace(tzinfo=UTC)  # the time of an annotation that carries none: older than any other
 Linker = Callable[[str, str], str | None]
 # Label Studio tasks by article id, each with its FILE:LINE
 Tasks = dict[str, list[tuple[str, dict[str, Any]]]]
@@ -85,23 +87,6 @@ class Version:
         }
 
 
-def parse_time(stamp: Any) -> datetime | None:
-    """An ISO-8601 timestamp (`Z` or an offset such as `+02:00`) as an aware datetime, or None if it is not one.
-
-    Compared as instants, never as text (`10:00+02:00` is before `09:00Z`); a stamp without an offset is UTC, as
-    Label Studio writes them; an empty or missing stamp is EARLIEST.
-    """
-    if stamp is None or stamp == "":
-        return EARLIEST
-    if not isinstance(stamp, str):
-        return None
-    try:
-        when = datetime.fromisoformat(stamp.strip())
-        return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):  # not ISO-8601, or out of datetime's range in UTC
-        return None
-
-
 def newest_snapshot(folder: Path) -> Path | None:
     """The newest Label Studio snapshot in `folder` (the last in the order of `snapshots`), or None."""
     names = snapshots(folder)
@@ -132,39 +117,6 @@ def snapshots(folder: Path) -> list[Path]:
     return timed + sorted(named, key=lambda p: p.name)
 
 
-HASHED = 1 << 60  # import ids from this up carry a hashed (not numeric) annotator identity
-
-
-def identity_number(annotator: str) -> int | None:
-    """The number that carries an annotator's identity in Label Studio's `import_id` (see `original_annotator`)."""
-    tail = annotator.removeprefix("annotator-")
-    if tail.isascii() and tail.isdigit():
-        return int(tail)
-    if re.fullmatch(r"[0-9a-f]{12}", tail):
-        return HASHED + int(tail, 16)
-    return None
-
-
-def original_annotator(ann: dict[str, Any]) -> str:
-    """Who made an annotation: the identity it was re-imported under (`import_id`, set by label-studio), else its user."""
-    number: Any = ann.get("import_id")  # untyped JSON until is_int has checked it
-    if is_int(number) and number > 0:
-        return f"annotator-{number - HASHED:012x}" if number >= HASHED else f"annotator-{number}"
-    return annotator_id(ann.get("completed_by"))
-
-
-def annotator_id(completed_by: Any) -> str:
-    """A pseudonymous annotator id from Label Studio's `completed_by`: its numeric user id, else a hash (never an e-mail)."""
-    if isinstance(completed_by, dict):
-        completed_by = completed_by.get("id", completed_by.get("email"))
-    if isinstance(completed_by, bool) or completed_by is None or completed_by == "":
-        return "annotator-unknown"
-    if isinstance(completed_by, int) or (isinstance(completed_by, str) and completed_by.isascii()
-                                         and completed_by.isdigit()):
-        return f"annotator-{int(completed_by)}"
-    return "annotator-" + hashlib.sha256(str(completed_by).strip().lower().encode()).hexdigest()[:12]
-
-
 def parse_annotation(
     ann: dict[str, Any],
     text: str,
@@ -175,8 +127,12 @@ def parse_annotation(
     *,
     entity_labels: tuple[str, ...],
     stance_labels: tuple[str, ...],
+    task: Mapping[str, Any] | None = None,
 ) -> Version | None:
     """Turn one Label Studio annotation into sorted entities and stances; bad regions are reported and skipped.
+
+    The annotator is credited by the identity rule of pipeline/human/identity.py, from the annotation and its
+    snapshot `task` (its stamps and origin).
 
     Each result item counts as a record for the bad share; an annotation whose result is missing or not a
     list is reported and skipped (None): it is no evidence that the article has no entities.
@@ -191,7 +147,7 @@ def parse_annotation(
     if parse_time(stamp) is None:  # which version is the latest would be a guess
         bad.add(where, f"updated_at {stamp!r:.60} is not an ISO-8601 timestamp; annotation skipped")
         return None
-    annotator = original_annotator(ann)
+    annotator, stamped = credit(ann, task or {})
     regions: dict[str, tuple[int, int, str]] = {}
     duplicated: set[str] = set()
     relations = []
@@ -262,7 +218,7 @@ def parse_annotation(
         lead_time=float(ann["lead_time"]) if is_number(ann.get("lead_time")) else None,
         ground_truth=ann.get("ground_truth") is True,  # a string "false" is not a yes
         updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
-        from_prediction=started_from_prediction(ann),
+        from_prediction=None if was_imported(ann, stamped) else started_from_prediction(ann),
         dropped_relations=dropped,
     )
 
@@ -270,10 +226,10 @@ def parse_annotation(
 def started_from_prediction(ann: dict[str, Any]) -> bool | None:
     """Whether the annotator started from the task's prediction (`parent_prediction`), or None when not known.
 
-    A re-imported annotation (`import_id`, see pipeline/labelstudio/reimport.py) was created through the API on
-    another server, so its empty `parent_prediction` says nothing about how the annotator began.
+    An imported annotation (see `identity.was_imported`) was created on this server by an import, so its empty
+    `parent_prediction` says nothing about how the annotator began.
     """
-    if "parent_prediction" not in ann or (is_int(ann.get("import_id")) and ann["import_id"] > 0):
+    if "parent_prediction" not in ann or was_imported(ann, False):
         return None
     return ann["parent_prediction"] is not None
 

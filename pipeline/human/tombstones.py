@@ -5,8 +5,8 @@ origin (every task line of it readable) holds every annotation still alive there
 snapshot of that origin that neither it nor a newer one holds is a tombstone, removed from every snapshot of
 the origin before anything reads the versions. A deleted task takes its annotations with it. Snapshots without
 an origin (older pulls, exports downloaded from the UI) neither tombstone anything nor lose anything here,
-with one exception: a deleted re-import (an annotation with Label Studio's `import_id`, pipeline/labelstudio/
-reimport.py) stood for its annotator's version of the article, so that annotator's versions of the same
+with one exception: a deleted re-import (an annotation the pipeline stamped or Label Studio imported,
+pipeline/human/identity.py) stood for its annotator's version of the article, so that annotator's versions of the same
 article and text no newer than it are dropped too, from any snapshot (else they would count, and be imported
 again).
 """
@@ -21,11 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.common.contract import is_int
 from pipeline.common.errors import BadRecords
 from pipeline.common.provenance import sha256_text
+from pipeline.human.identity import credit, was_imported
 from pipeline.human.origin import read_origin
-from pipeline.human.snapshots import Tasks, original_annotator, parse_time, snapshot_of
+from pipeline.human.snapshots import Tasks, parse_time, snapshot_of
 
 Key = tuple[str, str, str]  # article id, sha256 of the text, annotator
 SHOWN = 20  # tombstones printed one a line; the rest are counted (all are in the merge report)
@@ -98,11 +98,11 @@ def drop_deleted(tasks: Tasks, found: Sequence[Path], bad: BadRecords) -> list[T
         for path in paths:
             gone[str(path)] = set(last)
         for aid, (where, article_id, task, ann) in sorted(last.items(), key=lambda kv: (kv[1][1], str(kv[0]))):
-            tomb = Tombstone(aid, article_id, original_annotator(ann), where, str(paths[newest]),
-                             ann.get("was_cancelled") is True)
+            annotator, stamped = credit(ann, task)
+            tomb = Tombstone(aid, article_id, annotator, where, str(paths[newest]), ann.get("was_cancelled") is True)
             tombstones.append(tomb)
             key, when = _version_key(article_id, task, ann), _time(ann)
-            if is_int(ann.get("import_id")) and ann["import_id"] > 0 and key and when and not tomb.cancelled:
+            if was_imported(ann, stamped) and key and when and not tomb.cancelled:
                 retracted[key] = max(retracted.get(key, (when, tomb)), (when, tomb), key=lambda x: x[0])
     older: dict[tuple[Any, Key], Tombstone] = {}
     if not any(gone.values()) and not retracted:
@@ -131,7 +131,7 @@ def _version_key(article_id: str, task: dict[str, Any], ann: Any) -> Key | None:
     """(article id, sha256 of the task's text, annotator): what one re-imported annotation stands for."""
     data = task.get("data")
     text = data.get("text") if isinstance(data, dict) else None
-    return (article_id, sha256_text(text), original_annotator(ann)) if isinstance(text, str) and isinstance(ann, dict) \
+    return (article_id, sha256_text(text), credit(ann, task)[0]) if isinstance(text, str) and isinstance(ann, dict) \
         else None
 
 

@@ -75,7 +75,7 @@ def latest_versions(task: dict[str, Any], cfg: Config) -> list[Version]:
         if not isinstance(ann, dict) or ann.get("was_cancelled"):
             continue
         found = parse_annotation(ann, text, {}, _no_actor, f"task {task.get('id')}", bad,
-                                 entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels)
+                                 entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels, task=task)
         if found and (found.annotator not in latest or latest[found.annotator].time <= found.time):
             latest[found.annotator] = found
     return list(latest.values())

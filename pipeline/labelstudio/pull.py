@@ -1,4 +1,8 @@
-"""Pull: a Label Studio JSON export snapshot, streamed to `annotations/<UTC timestamp>.jsonl`, never overwritten."""
+"""Pull: a Label Studio JSON export snapshot, streamed to `annotations/<UTC timestamp>.jsonl`, never overwritten.
+
+Each task line is the task as Label Studio exports it plus `pipeline_origin`, the fingerprint of the project
+it came from (pipeline/human/origin.py).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.common.jsonl import dumps
 from pipeline.common.provenance import sha256_text
 from pipeline.common.shards import read_objects
+from pipeline.human.identity import ORIGIN_KEY, project_fingerprint
 from pipeline.human.origin import meta_path, origin_record, project_origin
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.params import Config
@@ -174,6 +179,11 @@ def export_snapshot(api: LabelStudioAPI, project_id: int, out_json: Path, timeou
     api.call("removing the export snapshot on the server", exports.delete, project_id, export_id, missing_ok=True)
 
 
+def fingerprint_of(api: LabelStudioAPI, project_id: int) -> str:
+    """The fingerprint of a project of this server (pipeline/human/identity.py)."""
+    return project_fingerprint(api.get(f"/api/projects/{project_id}", what="reading the project"))
+
+
 def load_article_hashes(path: Path) -> dict[str, str]:
     """article id -> sha256 of its current text, from data/articles/."""
     return {
@@ -248,7 +258,8 @@ def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None 
         raw = Path(tmp) / "export.json"
         export_snapshot(api, project["id"], raw, cfg.ls.export_timeout_s)
         # Named when written: a second pull within the same second takes the next second's name.
-        target = write_new_file(out_dir / snapshot_name(now), snapshot_lines(raw, report, current),
+        lines = snapshot_lines(raw, report, current, fingerprint_of(api, project["id"]))
+        target = write_new_file(out_dir / snapshot_name(now), lines,
                                 None if now is not None else lambda: next_second_name(out_dir))
     # The origin lets merge take an annotation missing from a later snapshot for a deletion (human/tombstones.py);
     # written after the snapshot, so a pull cut short between the two leaves a snapshot that tombstones nothing.
@@ -257,13 +268,17 @@ def pull(api: LabelStudioAPI, cfg: Config, out_dir: Path, articles: Path | None 
     return report
 
 
-def snapshot_lines(raw: Path, report: PullReport, current: Mapping[str, str] | None) -> Iterator[str]:
-    """The snapshot's lines, one exported task each, counted into `report`; an unusable export is one error."""
+def snapshot_lines(raw: Path, report: PullReport, current: Mapping[str, str] | None,
+                   origin: str | None = None) -> Iterator[str]:
+    """The snapshot's lines, one exported task each (with the `origin` fingerprint), counted into `report`;
+    an unusable export is one error."""
     with open(raw, "rb") as handle:
         try:
             for task in iter_json_array(handle):
                 if not isinstance(task, dict):
                     raise ValueError(f"element {report.tasks + 1} is a {type(task).__name__}, not a task object")
+                if origin is not None:
+                    task[ORIGIN_KEY] = {"project": origin}
                 line = dumps(task) + "\n"
                 line.encode("utf-8")  # a lone surrogate escape could not be written
                 _count(task, report, current)
