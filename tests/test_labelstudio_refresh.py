@@ -19,6 +19,7 @@ import yaml
 from pipeline.bench.labelstudio import bench_label_studio, synthetic_records
 from pipeline.common.jsonl import read_jsonl, write_jsonl
 from pipeline.common.provenance import sha256_text
+from pipeline.labelstudio import index as task_index
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.commands import push_main
 from pipeline.labelstudio.index import TaskIndex
@@ -211,7 +212,9 @@ def _second_predictions(api: LabelStudioAPI, project_id: int, version: str) -> N
                       for t in _stored(api, project_id)])
 
 
-def test_a_push_killed_during_a_refresh_is_repaired_by_the_next_push(label_studio_server, tmp_path, capsys):
+def test_a_push_killed_during_a_refresh_is_repaired_by_the_next_push(label_studio_server, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(task_index, "CHUNK", 2)  # the broken tasks are read back in several requests
     params, env, v1, v2 = _setup(tmp_path, label_studio_server, "Killed refresh")
     cfg = load_config(params)
     api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60, retries=2)
@@ -234,7 +237,7 @@ def test_a_push_killed_during_a_refresh_is_repaired_by_the_next_push(label_studi
     report = push_main(v2, GUIDELINES, params, env_file=env)
     assert (report.created, report.refreshed, report.kept_annotated, report.unchanged) == (0, N - 1, 1, 0)
     assert report.miscounted == broken
-    assert "5 task(s) counted predictions they had lost" in capsys.readouterr().err
+    assert "5 task(s) counted predictions they had lost (an interrupted refresh), refreshed like" in capsys.readouterr().err
     for task in _stored(api, project["id"]):
         if task["id"] == human:  # human work: its (lost) predictions are left as they are
             assert task["predictions"] == [] and len(task["annotations"]) == 1

@@ -22,6 +22,7 @@ Key = tuple[str, str]  # (article_id, text_hash)
 INCLUDE = ("id,data,total_annotations,cancelled_annotations,total_predictions,predictions_model_versions,"
            "draft_exists")
 NO_VERSION = "~no model version is this~"
+CHUNK = 200  # task ids per listing request that names its tasks
 # The Data Manager's computed columns that the index does not need (hidden, so the server does not compute them).
 _HIDDEN = [f"tasks:{c}" for c in ("annotators", "annotations_results", "annotations_ids", "predictions_score",
                                   "predictions_results", "file_upload", "storage_filename", "avg_lead_time",
@@ -69,13 +70,14 @@ def without_predictions(api: LabelStudioAPI, project_id: int, ids: Iterable[int]
     lowers a task's counter by one per deleted prediction, each computed before any is gone, so a task that had
     two counts one after the delete, and its recount afterwards selects the tasks through the predictions it has
     just deleted. Only a predictions import recounts such a task."""
-    query = json.dumps({"selectedItems": {"all": False, "included": list(ids)}, "ordering": ["tasks:id"],
-                        "hiddenColumns": {"explore": _HIDDEN, "labeling": _HIDDEN}})
-    empty = set()
-    for task in api.pages("/api/tasks", what="reading the predictions of tasks", page_size=page_size,
-                          params={"project": project_id, "fields": "all", "resolve_uri": "false", "query": query}):
-        if task.get("predictions") == []:  # no list at all is not "none": the caller cannot tell
-            empty.add(int(task["id"]))
+    todo, empty = sorted(ids), set()
+    for start in range(0, len(todo), CHUNK):  # the ids travel in the URL
+        query = json.dumps({"selectedItems": {"all": False, "included": todo[start:start + CHUNK]},
+                            "ordering": ["tasks:id"], "hiddenColumns": {"explore": _HIDDEN, "labeling": _HIDDEN}})
+        for task in api.pages("/api/tasks", what="reading the predictions of tasks", page_size=page_size,
+                              params={"project": project_id, "fields": "all", "resolve_uri": "false", "query": query}):
+            if task.get("predictions") == []:  # no list at all is not "none": the caller cannot tell
+                empty.add(int(task["id"]))
     return empty
 
 

@@ -44,7 +44,7 @@ class PushReport:
         ) + (f"; {n} article(s) with a new text under the same id (new task, old one kept)"
              if (n := len(self.text_changed)) else "") + (f"; {dups}" if (dups := self.duplicates.line()) else "") + (
             f"; {len(self.miscounted)} task(s) counted predictions they had lost (an interrupted refresh), "
-            f"given the current ones unless humans annotated them" if self.miscounted else "")
+            f"refreshed like any out-of-date task" if self.miscounted else "")
 
 
 def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
@@ -179,8 +179,9 @@ def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guid
         report.miscounted = sorted(without_predictions(api, pid, silent, page_size))
         if unknown := sorted(set(silent) - set(report.miscounted)):
             raise LabelStudioError(f"Label Studio at {api.url} did not report the model version of task "
-                                   f"{unknown[0]}'s predictions (an API change?); push cannot tell which "
-                                   f"predictions are current")
+                                   f"{unknown[0]}'s predictions (none was set where they were imported, or an API "
+                                   f"change); push cannot tell which predictions are current: delete them (Data "
+                                   f"Manager, Actions, Delete predictions) and push again")
         index = index.recounted(report.miscounted)
     pending = _Batches(cfg.ls.import_batch_size)
     versions: Counter[str] = Counter()
