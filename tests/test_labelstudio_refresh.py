@@ -7,6 +7,7 @@ the work) whose answer the client then drops, as after a timeout.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,8 +17,10 @@ import requests
 import yaml
 
 from pipeline.bench.labelstudio import bench_label_studio, synthetic_records
-from pipeline.common.jsonl import write_jsonl
-from pipeline.labelstudio.api import LabelStudioAPI
+from pipeline.common.jsonl import read_jsonl, write_jsonl
+from pipeline.common.provenance import sha256_text
+from pipeline.labelstudio import index as task_index
+from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.commands import push_main
 from pipeline.labelstudio.index import TaskIndex
 from pipeline.labelstudio.params import load_config
@@ -186,6 +189,108 @@ def test_a_lost_predictions_answer_adds_no_second_prediction(label_studio_server
     stored = _stored(api, project["id"])
     assert len(stored) == N
     assert all([p["model_version"] for p in t["predictions"]] == ["bench@2+rules.r+code.c"] for t in stored)
+
+
+class KilledAt(requests.Session):
+    """Send every request for real until the first POST whose path ends with `suffix`: there the push dies (Ctrl-C)."""
+
+    def __init__(self, suffix: str) -> None:
+        super().__init__()
+        self.suffix, self.killed = suffix, False
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if method == "POST" and urlsplit(str(url)).path.endswith(self.suffix):
+            self.killed = True
+            raise KeyboardInterrupt
+        return super().request(method, url, *args, **kwargs)
+
+
+def _second_predictions(api: LabelStudioAPI, project_id: int, version: str) -> None:
+    """Give every task of the project one more prediction set (as an ML backend would), through the real API."""
+    api.call("adding predictions", api.sdk.projects.with_raw_response.import_predictions, project_id,
+             request=[{"task": t["id"], "model_version": version, "result": [], "score": 0.5}
+                      for t in _stored(api, project_id)])
+
+
+def test_a_push_killed_during_a_refresh_is_repaired_by_the_next_push(label_studio_server, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(task_index, "CHUNK", 2)  # the broken tasks are read back in several requests
+    params, env, v1, v2 = _setup(tmp_path, label_studio_server, "Killed refresh")
+    cfg = load_config(params)
+    api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60, retries=2)
+    project, _ = push(api, read_tasks(v1, cfg), cfg, "guidelines", progress=False)
+    _second_predictions(api, project["id"], "backend@0")
+    session = KilledAt("/import/predictions")
+    killed = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60, retries=2,
+                            session=session)
+    with pytest.raises(KeyboardInterrupt):  # killed between the first batch's delete and its import
+        push(killed, read_tasks(v2, cfg), cfg, "guidelines", progress=False)
+    assert session.killed
+    # what Label Studio 1.23 leaves: tasks without predictions whose counter still says they have one
+    broken = sorted(t["id"] for t in _stored(api, project["id"]) if not t["predictions"])
+    assert len(broken) == 5 and all(t["total_predictions"] == 1 for t in _stored(api, project["id"])
+                                    if t["id"] in broken)
+    human = broken[0]  # an annotator works on one of them before the next push
+    api.post(f"/api/tasks/{human}/annotations", {"result": []}, what="annotating")
+    capsys.readouterr()
+
+    report = push_main(v2, GUIDELINES, params, env_file=env)
+    assert (report.created, report.refreshed, report.kept_annotated, report.unchanged) == (0, N - 1, 1, 0)
+    assert report.miscounted == broken
+    assert "5 task(s) counted predictions they had lost (an interrupted refresh), refreshed like" in capsys.readouterr().err
+    for task in _stored(api, project["id"]):
+        if task["id"] == human:  # human work: its (lost) predictions are left as they are
+            assert task["predictions"] == [] and len(task["annotations"]) == 1
+        else:  # exactly one prediction set, the current one, and a counter that says so
+            assert [p["model_version"] for p in task["predictions"]] == ["bench@2+rules.r+code.c"]
+            assert task["total_predictions"] == 1
+    again = push_main(v2, GUIDELINES, params, env_file=env)
+    assert (again.refreshed, again.kept_annotated, again.unchanged, again.miscounted) == (0, 1, N - 1, [human])
+
+
+def test_predictions_without_a_model_version_still_stop_the_push(label_studio_server, tmp_path):
+    params, _, v1, _ = _setup(tmp_path, label_studio_server, "Unversioned predictions")
+    cfg = load_config(params)
+    api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60, retries=2)
+    project, _ = push(api, read_tasks(v1, cfg), cfg, "guidelines", progress=False)
+    first = min(t["id"] for t in _stored(api, project["id"]))
+    api.post("/api/dm/actions", {"selectedItems": {"all": False, "included": [first]}}, what="deleting",
+             params={"id": "delete_tasks_predictions", "project": project["id"]})
+    api.call("adding a prediction", api.sdk.projects.with_raw_response.import_predictions, project["id"],
+             request=[{"task": first, "model_version": "", "result": [], "score": 0.5}])
+    with pytest.raises(LabelStudioError, match=f"did not report the model version of task {first}'s predictions"):
+        push(api, read_tasks(v1, cfg), cfg, "guidelines", progress=False)
+
+
+def test_an_edited_article_is_a_new_task_and_its_old_task_is_reported_not_in_the_input(label_studio_server, tmp_path,
+                                                                                         capsys):
+    params, env, _, _ = _setup(tmp_path, label_studio_server, "Edited article")
+    records = [rec for _, rec in read_jsonl(tmp_path / "v1.jsonl")]
+    for rec in records:  # ids as ingest makes them, from the text
+        rec["id"] = sha256_text(rec["text"])[:16]
+    before, after = tmp_path / "before.jsonl", tmp_path / "after.jsonl"
+    write_jsonl(before, records)
+    first = push_main(before, GUIDELINES, params, env_file=env)
+    assert (first.created, first.not_in_input) == (N, [])
+    api = LabelStudioAPI(label_studio_server.url, label_studio_server.token, timeout_s=60, retries=2)
+    project = find_project(api, "Edited article")
+    assert project is not None
+    old = {t["data"]["article_id"]: t["id"] for t in _stored(api, project["id"])}
+    edited = records[2]
+    old_task = old[edited["id"]]
+    edited["text"] += " A correction was appended."
+    edited["id"] = sha256_text(edited["text"])[:16]
+    write_jsonl(after, records)
+    capsys.readouterr()
+
+    report = push_main(after, GUIDELINES, params, env_file=env, report_path=tmp_path / "push.json")
+    assert (report.created, report.unchanged, report.text_changed, report.not_in_input) == (1, N - 1, [], [old_task])
+    err = capsys.readouterr().err
+    assert "1 task(s) of articles not in this input, left as they are" in err
+    assert "whose text changed" not in err and "text changed" not in err
+    assert f"push: tasks not in this input (an edited article, or one no longer in the corpus): {old_task}\n" in err
+    assert json.loads((tmp_path / "push.json").read_text())["not_in_input"] == [old_task]
+    assert len(_stored(api, project["id"])) == N + 1  # the old task stays
 
 
 def test_bench_label_studio_prints_every_mode_beside_the_bare_api(label_studio_server):

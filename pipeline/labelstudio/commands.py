@@ -42,6 +42,10 @@ def push_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path
     print(report.line(), file=sys.stderr)
     for aid, old in report.text_changed:
         print(f"push: article {aid}: text changed; old task {old} left as it is", file=sys.stderr)
+    if report.not_in_input:
+        shown = ", ".join(map(str, report.not_in_input[:10])) + (", ..." if len(report.not_in_input) > 10 else "")
+        print(f"push: tasks not in this input (an edited article, or one no longer in the corpus): {shown}",
+              file=sys.stderr)
     for line in report.duplicates.details(remove_duplicates):
         print(line, file=sys.stderr)
     print(f"push: project {project['id']} at {api.url}/projects/{project['id']}/data", file=sys.stderr)
@@ -51,10 +55,11 @@ def push_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path
 
 
 def push_report_dict(report: PushReport, project_id: int) -> dict:
-    """The push report as JSON: counts, articles whose text changed, duplicate tasks."""
+    """The push report as JSON: counts, tasks not in the input, articles whose text changed, duplicate tasks."""
     return {
         "project": project_id, "created": report.created, "refreshed": report.refreshed,
-        "unchanged": report.unchanged,
+        "unchanged": report.unchanged, "kept_annotated": report.kept_annotated,
+        "not_in_input": report.not_in_input, "miscounted_predictions": report.miscounted,
         "text_changed": [{"article_id": aid, "old_task": old} for aid, old in report.text_changed],
         **report.duplicates.as_dict(),
     }

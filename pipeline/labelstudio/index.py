@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.labelstudio.api import LabelStudioAPI
@@ -22,6 +22,7 @@ Key = tuple[str, str]  # (article_id, text_hash)
 INCLUDE = ("id,data,total_annotations,cancelled_annotations,total_predictions,predictions_model_versions,"
            "draft_exists")
 NO_VERSION = "~no model version is this~"
+CHUNK = 200  # task ids per listing request that names its tasks
 # The Data Manager's computed columns that the index does not need (hidden, so the server does not compute them).
 _HIDDEN = [f"tasks:{c}" for c in ("annotators", "annotations_results", "annotations_ids", "predictions_score",
                                   "predictions_results", "file_upload", "storage_filename", "avg_lead_time",
@@ -62,6 +63,24 @@ def _entry(task: dict[str, Any]) -> IndexedTask:
     )
 
 
+def without_predictions(api: LabelStudioAPI, project_id: int, ids: Iterable[int], page_size: int) -> set[int]:
+    """The tasks among `ids` that hold no prediction, read from the tasks themselves rather than their counter.
+
+    Label Studio 1.23's `total_predictions` counter can claim predictions a task no longer has: its delete action
+    lowers a task's counter by one per deleted prediction, each computed before any is gone, so a task that had
+    two counts one after the delete, and its recount afterwards selects the tasks through the predictions it has
+    just deleted. Only a predictions import recounts such a task."""
+    todo, empty = sorted(ids), set()
+    for start in range(0, len(todo), CHUNK):  # the ids travel in the URL
+        query = json.dumps({"selectedItems": {"all": False, "included": todo[start:start + CHUNK]},
+                            "ordering": ["tasks:id"], "hiddenColumns": {"explore": _HIDDEN, "labeling": _HIDDEN}})
+        for task in api.pages("/api/tasks", what="reading the predictions of tasks", page_size=page_size,
+                              params={"project": project_id, "fields": "all", "resolve_uri": "false", "query": query}):
+            if task.get("predictions") == []:  # no list at all is not "none": the caller cannot tell
+                empty.add(int(task["id"]))
+    return empty
+
+
 class TaskIndex:
     """Every task of a project by key (the first, lowest id, when a key has several), one page in memory at a time."""
 
@@ -80,6 +99,11 @@ class TaskIndex:
             "/api/tasks", what="listing tasks", page_size=page_size,
             params={"project": project_id, "include": INCLUDE, "resolve_uri": "false", "query": list_query(after_id, ids)},
         ))
+
+    def recounted(self, empty: Iterable[int]) -> TaskIndex:
+        """This index with the tasks `empty` counted as holding no prediction."""
+        gone = set(empty)
+        return TaskIndex(replace(e, predictions=0) if e.task_id in gone else e for e in self.entries)
 
     def add(self, entry: IndexedTask) -> None:
         """Index one more task."""

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from pipeline.labelstudio.api import LabelStudioAPI, LabelStudioError
 from pipeline.labelstudio.config import instructions_html, label_config
 from pipeline.labelstudio.duplicates import NO_HUMAN_WORK, DuplicateReport, check_duplicates
-from pipeline.labelstudio.index import IndexedTask, TaskIndex
+from pipeline.labelstudio.index import IndexedTask, TaskIndex, without_predictions
 from pipeline.labelstudio.params import Config
 
 SAMPLING = {"least_confident_first": "Uncertainty sampling", "input_order": "Sequential sampling"}
@@ -27,17 +27,24 @@ class PushReport:
     refreshed: int = 0
     unchanged: int = 0
     kept_annotated: int = 0  # a newer model version, but humans annotated the task: its predictions left as they are
-    text_changed: list[tuple[str, int]] = field(default_factory=list)  # (article id, old task id)
+    miscounted: list[int] = field(default_factory=list)  # tasks whose counter claims predictions they do not hold
+    text_changed: list[tuple[str, int]] = field(default_factory=list)  # (article id, old task id): ids not from text
+    # Tasks whose (article id, text hash) this input lacks. Ingest derives an article's id from its text, so an
+    # edited article arrives as a new task, and its old task (with any human work) is one of these.
+    not_in_input: list[int] = field(default_factory=list)
     duplicates: DuplicateReport = field(default_factory=DuplicateReport)
 
     def line(self) -> str:
         """One summary line."""
-        changed = len(self.text_changed)
         return (
             f"push: {self.created} new task(s), {self.refreshed} with refreshed predictions, "
             f"{self.kept_annotated} left with older predictions because humans annotated them, "
-            f"{self.unchanged} unchanged, {changed} article(s) whose text changed (new task, old one kept)"
-        ) + (f"; {dups}" if (dups := self.duplicates.line()) else "")
+            f"{self.unchanged} unchanged, {len(self.not_in_input)} task(s) of articles not in this input, left as "
+            f"they are (an edited article has a new id, so a new task)"
+        ) + (f"; {n} article(s) with a new text under the same id (new task, old one kept)"
+             if (n := len(self.text_changed)) else "") + (f"; {dups}" if (dups := self.duplicates.line()) else "") + (
+            f"; {len(self.miscounted)} task(s) counted predictions they had lost (an interrupted refresh), "
+            f"refreshed like any out-of-date task" if self.miscounted else "")
 
 
 def find_project(api: LabelStudioAPI, title: str) -> dict[str, Any] | None:
@@ -165,11 +172,17 @@ def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guid
     duplicates = check_duplicates(api, pid, ((e.task_id, e.key, e.annotated) for e in index), remove=remove_duplicates)
     if duplicates.removed:  # index the task kept for each key
         index = TaskIndex.fetch(api, pid, page_size)
-    silent = [e.task_id for e in index if e.predictions and not e.model_versions]
-    if silent:
-        raise LabelStudioError(f"Label Studio at {api.url} did not report the model version of task {silent[0]}'s "
-                               f"predictions (an API change?); push cannot tell which predictions are current")
     report = PushReport(duplicates=duplicates)
+    if silent := [e.task_id for e in index if e.predictions and not e.model_versions]:
+        # a refresh that died between its delete and its import leaves such tasks (see without_predictions);
+        # refreshed like any task without the current predictions, the import recounts them
+        report.miscounted = sorted(without_predictions(api, pid, silent, page_size))
+        if unknown := sorted(set(silent) - set(report.miscounted)):
+            raise LabelStudioError(f"Label Studio at {api.url} did not report the model version of task "
+                                   f"{unknown[0]}'s predictions (none was set where they were imported, or an API "
+                                   f"change); push cannot tell which predictions are current: delete them (Data "
+                                   f"Manager, Actions, Delete predictions) and push again")
+        index = index.recounted(report.miscounted)
     pending = _Batches(cfg.ls.import_batch_size)
     versions: Counter[str] = Counter()
     seen: set[tuple[str, str]] = set()
@@ -207,6 +220,7 @@ def push(api: LabelStudioAPI, tasks: Iterable[dict[str, Any]], cfg: Config, guid
         flush()
     flush(final=True)
     bar.close()
+    report.not_in_input = [e.task_id for e in index if e.key not in seen]
     # The project's model version selects the predictions shown and the ones uncertainty sampling orders
     # by; Label Studio accepts only a version that some prediction already has, hence after the import.
     if versions and project.get("model_version") != (current := versions.most_common(1)[0][0]):
