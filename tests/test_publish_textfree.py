@@ -177,3 +177,20 @@ def test_a_text_free_release_refuses_an_entity_text_its_offsets_do_not_give(tmp_
                                          r"offsets 0-6: a text-free release could not be hydrated exactly"):
         build(tmp_path, "ds", labeled=labeled, include_text="false")
     assert build(tmp_path, "full", labeled=labeled)[0].is_dir()  # a full release ships the entity text as it is
+
+
+def test_a_damaged_text_free_release_is_one_line_and_exit_3(tmp_path: Path, releases: tuple[Path, Path]) -> None:
+    import shutil
+
+    _, text_free = releases
+    damaged = tmp_path / "damaged"
+    shutil.copytree(text_free, damaged)
+    shard = damaged / "articles" / "train-00000-of-00001.parquet"
+    shard.write_bytes(b"not parquet")
+    run = run_hydrate("--dataset", damaged, "--articles", copies(tmp_path / "articles"), "--output", tmp_path / "out")
+    assert run.returncode == 3 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines()[-1].startswith(f"error: {shard}: not a readable Parquet file (")
+    (damaged / textfree.HYDRATE_FILE).write_text('{"format": "geonews-text-free/1", "bio_tags": ["O"]}')
+    run = run_hydrate("--dataset", damaged, "--articles", tmp_path / "articles", "--output", tmp_path / "out")
+    assert run.returncode == 3 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines()[-1] == f"error: {damaged / textfree.HYDRATE_FILE}: bad or missing key 'stance_classes'"

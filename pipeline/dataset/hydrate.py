@@ -111,7 +111,13 @@ def published_articles(dataset: Path) -> list[tuple[str, dict[str, Any]]]:
     found = []
     for config in ("articles", "articles" + SILVER):
         for path in sorted((dataset / config).glob("*.parquet")):
-            found += [(path.name.split("-")[0], row) for row in pq.read_table(path).to_pylist()]
+            try:
+                table = pq.read_table(path)
+            except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+            if "text_sha256" not in table.column_names:
+                raise InputError(f"{path}: no column text_sha256: not the articles of a text-free release")
+            found += [(path.name.split("-")[0], row) for row in table.to_pylist()]
     if not found:
         raise InputError(f"{dataset}: no article rows (articles/*.parquet)")
     return sorted(found, key=lambda f: f[1]["id"])
