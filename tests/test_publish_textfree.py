@@ -194,3 +194,16 @@ def test_a_damaged_text_free_release_is_one_line_and_exit_3(tmp_path: Path, rele
     run = run_hydrate("--dataset", damaged, "--articles", tmp_path / "articles", "--output", tmp_path / "out")
     assert run.returncode == 3 and "Traceback" not in run.stderr
     assert run.stderr.splitlines()[-1] == f"error: {damaged / textfree.HYDRATE_FILE}: bad or missing key 'stance_classes'"
+
+
+def test_a_release_of_many_shards_hydrates_to_the_same_shards(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = build(tmp_path / "a", "ds", rows_per_shard=2)[0]
+    text_free = build(tmp_path / "b", "ds", rows_per_shard=2, include_text="false")[0]
+    assert len(list((text_free / "entities_silver").glob("train-*.parquet"))) > 1
+    hydrate.main(dataset=text_free, articles=copies(tmp_path / "articles"), output=tmp_path / "out",
+                 patterns=ROOT / "resources" / "boilerplate.yaml")
+    got, want = files(tmp_path / "out"), files(full)
+    assert {p for p in got if p.endswith(".parquet")} == {p for p in want if p.endswith(".parquet")}
+    assert got.pop("README.md") and want.pop("README.md") and got == want
