@@ -288,6 +288,20 @@ def publish(
 
 
 @app.command()
+def hydrate(
+    dataset: Annotated[Path, typer.Option(help="A text-free release (publish.include_text: false): its folder, e.g. a download of the Hub repo.")],
+    articles: Annotated[Path, typer.Option(help="Your copies of the articles: a folder as ingest reads (.txt, .jsonl, .csv), "
+                                                "or the pipeline's cleaned data/articles/ shard folder.")],
+    output: Annotated[Path, typer.Option(help="The full dataset folder to write (replaced).")],
+    patterns: Annotated[Path, typer.Option(help="Ingest's boilerplate patterns: raw copies are cleaned as ingest cleaned them.")] = Path("resources/boilerplate.yaml"),
+) -> None:
+    """Rebuild the full dataset from a text-free release and your own copies of its articles (each checked against its hash)."""
+    from pipeline.dataset import hydrate as command
+
+    command.main(dataset=dataset, articles=articles, output=output, patterns=patterns)
+
+
+@app.command()
 def evaluate(
     input: Annotated[Path, typer.Option("--input", help="Labeled articles (data/labeled.jsonl).")],
     metrics: Annotated[Path, typer.Option(help="Folder for the DVC metrics: preannotation, effort, agreement, dataset.")],

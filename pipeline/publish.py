@@ -28,7 +28,7 @@ from pipeline.common.contract import (
     stage_config,
 )
 from pipeline.common.errors import BadRecords, ConfigError, InputError
-from pipeline.common.jsonl import dumps, read_json, read_jsonl, umask_mode
+from pipeline.common.jsonl import dumps, read_json, read_jsonl, umask_mode, write_json
 from pipeline.common.lines import line_offsets, read_jsonl_at
 from pipeline.common.provenance import file_digest
 from pipeline.dataset import hub
@@ -45,6 +45,8 @@ from pipeline.dataset.release import (
     write_manifest,
 )
 from pipeline.dataset.rows import features, write_configs
+from pipeline.dataset.textfree import HYDRATE_FILE, Shape, recipe
+from pipeline.dataset.textfree import features as text_free_features
 
 STAGE = "publish"
 # The annotation guidelines travel with the data, so the card can link them on the Hub.
@@ -84,6 +86,7 @@ class PublishConfig(Section):
     # Hub access of the repo a push creates or updates. `private` left out: private, as the licence is research-only.
     private: bool | None = None
     gated: Annotated[Literal[False, "auto", "manual"], BeforeValidator(_gated)] = False  # "auto": approved at once; "manual": the owner approves each
+    include_text: bool = True  # false: a text-free release (pipeline/dataset/textfree.py), rebuilt with `hydrate`
 
     @model_validator(mode="after")
     def _licence(self) -> Self:
@@ -177,12 +180,15 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
     records, where = scan_labeled(labeled, cfg)  # summaries only: the corpus stays on disk
     if not records:
         raise InputError(f"{labeled}: no publishable articles")
-    feats = features(cfg)
+    feats = features(cfg) if cfg.include_text else text_free_features(features(cfg))
+    shape = None if cfg.include_text else Shape(feats)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     tmp.chmod(umask_mode(0o777))  # the published folder gets the user's umask, not mkdtemp's 0o700
     try:
-        written = write_configs(read_jsonl_at(labeled, where), feats, tmp, cfg)
+        written = write_configs(read_jsonl_at(labeled, where), feats, tmp, cfg, shape)
+        if not cfg.include_text:
+            write_json(tmp / HYDRATE_FILE, recipe(cfg), sort_keys=True)
         stance_by_actor(records, tmp / FIGURE, cfg.figure_max_actors)
         if guidelines_text is not None:
             (tmp / GUIDELINES).write_text(guidelines_text, encoding="utf-8")
@@ -197,6 +203,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
             labeled_md5=file_digest(labeled, "md5"), labeled_path=labeled.as_posix(),
             guidelines=guidelines_text, guidelines_path=GUIDELINES if guidelines_text is not None else None,
             figure=FIGURE, examples=written.examples(), split_bytes=written.split_bytes,
+            text_free=not cfg.include_text,
         )
         (tmp / "README.md").write_text(render(context), encoding="utf-8")
         write_manifest(tmp / MANIFEST, man)

@@ -61,6 +61,8 @@ class Repo:
     gated: bool | str = False
     commits: dict[str, dict[str, Entry]] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)  # commit id -> the commit's description
+    tag_messages: dict[str, str] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -76,10 +78,16 @@ class Repo:
         return oid
 
 
+# The Hub's messages for the refusals a test injects (FakeHub.refuse).
+REFUSALS = {403: "You don't have the rights to create a commit in this repository (injected)",
+            429: "You have been rate-limited; you can retry this action in a few seconds (injected)"}
+
+
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
 class FakeHub:
@@ -91,6 +99,8 @@ class FakeHub:
         self.lfs: dict[str, bytes] = {}
         self.calls: list[tuple[str, str]] = []
         self.fail: dict[str, int] = {}  # path fragment -> how many more requests to it fail with 503
+        # path fragment -> (status, headers) every request to it gets: 403 (no write access), 429 (rate limited)
+        self.refuse: dict[str, tuple[int, dict[str, str]]] = {}
         self.lock = threading.Lock()
         hub = self
 
@@ -138,9 +148,12 @@ class FakeHub:
                     if fragment in url.path and left > 0:
                         self.fail[fragment] = left - 1
                         raise HubError(503, "Service Unavailable (injected)")
+                for fragment, (status, headers) in self.refuse.items():
+                    if fragment in url.path:
+                        raise HubError(status, REFUSALS.get(status, "refused (injected)"), headers=headers)
                 status, payload = self._route(h, url.path, parse_qs(url.query), body)
             except HubError as err:
-                self._send(h, err.status, {"error": err.message}, err.code)
+                self._send(h, err.status, {"error": err.message}, err.code, err.headers)
                 return
         self._send(h, status, payload)
 
@@ -156,9 +169,12 @@ class FakeHub:
         return h.rfile.read(int(h.headers.get("Content-Length") or 0))
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, payload: Any, code: str | None = None) -> None:
+    def _send(h: BaseHTTPRequestHandler, status: int, payload: Any, code: str | None = None,
+              headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         h.send_response(status)
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
         if code:
@@ -314,6 +330,7 @@ class FakeHub:
             else:
                 raise HubError(400, f"unsupported commit operation {key}")
         oid = repo.commit(head, tree, header["summary"], branch)
+        repo.descriptions[oid] = header.get("description", "")
         return 200, {"success": True, "commitOid": oid, "commitUrl": f"{self.url}/datasets/{repo_id}/commit/{oid}"}
 
     def _tag(self, repo: Repo, revision: str, payload: dict[str, Any]) -> tuple[int, Any]:
@@ -323,4 +340,5 @@ class FakeHub:
         if payload["tag"] in repo.tags:
             raise HubError(409, "Tag already exists")
         repo.tags[payload["tag"]] = oid
+        repo.tag_messages[payload["tag"]] = payload.get("message", "")
         return 200, {}

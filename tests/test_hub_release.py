@@ -85,7 +85,9 @@ def test_first_release_creates_a_private_repo_commits_once_and_tags_that_commit(
     tree = {e["path"]: e for e in fake._tree(repo, "v0.1.0", "", {"recursive": ["true"]})[1] if e["type"] == "file"}
     assert all("lfs" in e for p, e in tree.items() if p.endswith((".parquet", ".png")))  # stored as LFS
     assert "lfs" not in tree["README.md"] and "lfs" not in tree[LICENSE_FILE]
-    assert json.loads(record.read_text()) == man and not plan.done
+    assert json.loads(record.read_text()) == man | {"hub": {"repo": REPO, "tag": "v0.1.0", "commit": repo.tags["v0.1.0"],
+                                                            "git_commit": hub.git_commit()}}
+    assert not plan.done
     create = next(i for i, c in enumerate(fake.calls) if c == ("POST", "/api/repos/create"))
     assert all(m == "GET" for m, _ in fake.calls[:create])  # the checks read before the first write
 
@@ -306,22 +308,65 @@ def test_the_readmes_dry_run_example_is_what_the_dry_run_prints(tmp_path: Path, 
     assert all(line in it for line in shown), (shown, printed)  # every line shown, in the printed order
 
 
+def cli_push(tmp_path: Path, endpoint: str, dry_run: bool) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline publish --push REPO` (with `--dry-run`) against `endpoint`, from tmp_path."""
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
+           "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "pipeline", "publish", "--input", str(LABELED), "--output", str(tmp_path / "cli"),
+           "--metrics", str(FIXTURES / "metrics"), "--releases", str(tmp_path / "releases"), "--params",
+           str(params(tmp_path)), "--guidelines", str(ROOT / "resources" / "guidelines.md"), "--push", REPO]
+    return subprocess.run([*cmd, *(["--dry-run"] if dry_run else [])], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300, check=False)
+
+
 def test_an_unreachable_hub_is_one_line_and_exit_5_in_the_dry_run_and_the_push(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as s:  # a port nothing listens on once this closes
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = params(tmp_path)
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
-           "HF_HUB_DISABLE_XET": "1", "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "pipeline", "publish", "--input", str(LABELED), "--output", str(tmp_path / "cli"),
-            "--metrics", str(FIXTURES / "metrics"), "--releases", str(tmp_path / "releases"), "--params", str(p),
-            "--guidelines", str(ROOT / "resources" / "guidelines.md"), "--push", REPO]
-    for extra in (["--dry-run"], []):
-        run = subprocess.run([*base, *extra], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
-                             check=False)
+    for dry_run in (True, False):
+        run = cli_push(tmp_path, f"http://127.0.0.1:{port}", dry_run)
         assert run.returncode == 5, run.stderr
         assert "Traceback" not in run.stderr and TOKEN not in run.stdout + run.stderr
-        assert run.stderr.splitlines()[-1].startswith("error: ") and "Connection refused" in run.stderr
+        last = run.stderr.splitlines()[-1]
+        assert last.startswith("error: ") and f"the Hub at http://127.0.0.1:{port} is unreachable" in last
+        assert "Connection refused" in last
     assert not (tmp_path / "releases").exists()
+
+
+@pytest.mark.parametrize(("status", "where", "dry_run", "message"), [
+    (403, "/api/repos/create", False, "403 Forbidden: the Hub refused HF_TOKEN this repo"),
+    (403, "/commit/", False, "403 Forbidden: the Hub refused HF_TOKEN this repo"),
+    (429, "/api/datasets/", True, "429 Too Many Requests: the Hub is rate-limiting this token; retry after 1 s"),
+    (429, "/api/repos/create", False, "429 Too Many Requests: the Hub is rate-limiting this token; retry after 1 s"),
+])
+def test_a_refusing_hub_is_one_line_and_exit_5(tmp_path: Path, fake: FakeHub, status: int, where: str,
+                                                dry_run: bool, message: str) -> None:
+    fake.refuse[where] = (status, {"Retry-After": "1"} if status == 429 else {})
+    run = cli_push(tmp_path, fake.url, dry_run)
+    assert run.returncode == 5, run.stderr
+    assert "Traceback" not in run.stderr and TOKEN not in run.stdout + run.stderr
+    last = run.stderr.splitlines()[-1]
+    assert last.startswith("error: ") and message in last, last
+    assert any(where in path for _, path in fake.calls)  # the refusal was met, not some other failure
+    assert fake.repos.get(REPO) is None or fake.repos[REPO].tags == {}
+    assert not (tmp_path / "releases").exists()
+
+
+def test_the_hub_commit_and_the_git_commit_name_each_other(tmp_path: Path, fake: FakeHub,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    out, man, cfg = build(tmp_path, "ds")
+    monkeypatch.chdir(ROOT)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    built_from = hub.git_commit()
+    assert built_from.removesuffix("+dirty") == head
+    record, _ = push(out, man, cfg, tmp_path / "releases")
+    repo = fake.repos[REPO]
+    commit = repo.tags["v0.1.0"]
+    assert repo.descriptions[commit] == f"Built from git commit {built_from}."
+    assert repo.tag_messages["v0.1.0"] == f"Dataset version 0.1.0, built from git commit {built_from}"
+    assert json.loads(record.read_text())["hub"] == {"repo": REPO, "tag": "v0.1.0", "commit": commit,
+                                                      "git_commit": built_from}
+    monkeypatch.chdir(tmp_path)  # outside any git repository
+    assert hub.git_commit() == "unknown"

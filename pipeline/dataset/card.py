@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import jinja2
 
 from pipeline.common.contract import NO_STANCE, SPLITS
-from pipeline.dataset import sections
+from pipeline.dataset import sections, textfree
 from pipeline.dataset.license import LICENSE_FILE
 from pipeline.dataset.rows import CONFIGS, SILVER, Schema, data_files
 from pipeline.quality.metrics import Preannotation
@@ -84,6 +84,7 @@ class CardContext:
     figure: str
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)  # a published row per config, for the card
     split_bytes: dict[str, dict[str, int]] = field(default_factory=dict)  # Arrow size per config and split (num_bytes)
+    text_free: bool = False  # publish.include_text false: no article text in the release (textfree.py)
 
 
 # ---------------------------------------------------------------- YAML header
@@ -102,20 +103,42 @@ def largest_config(ctx: CardContext) -> int:
     return max((sum(splits.values()) for splits in ctx.counts.values()), default=0)
 
 
-def header(ctx: CardContext) -> str:
-    """The card's YAML metadata: configs with data files, features, license, language, task and size tags."""
-    from datasets import DatasetInfo, SplitDict, SplitInfo
-    from datasets.info import DatasetInfosDict
-    from huggingface_hub import DatasetCardData
+def config_names(counts: dict[str, dict[str, int]]) -> list[str]:
+    """The configs with rows, gold first, in CONFIGS order."""
+    return sorted(counts, key=lambda n: (n.endswith(SILVER), CONFIGS.index(n.removesuffix(SILVER))))
 
-    names = sorted(ctx.counts, key=lambda n: (n.endswith(SILVER), CONFIGS.index(n.removesuffix(SILVER))))
+
+def configs_yaml(counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """The card's `configs`: each config's splits with their data files, `articles` the default."""
     configs = []
-    for name in names:
+    for name in config_names(counts):
         cfg: dict[str, Any] = {"config_name": name,
-                               "data_files": [{"split": s, "path": data_files(name, s)} for s in SPLITS if s in ctx.counts[name]]}
+                               "data_files": [{"split": s, "path": data_files(name, s)} for s in SPLITS if s in counts[name]]}
         if name == "articles":
             cfg["default"] = True
         configs.append(cfg)
+    return configs
+
+
+def dataset_infos(features: dict[str, Any], counts: dict[str, dict[str, int]],
+                  split_bytes: dict[str, dict[str, int]]) -> Any:
+    """The card's `dataset_info` (a datasets DatasetInfosDict): features, rows and Arrow bytes per config and split."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+
+    # `splits` (name, rows) is the machine-readable list of the splits this release has; absent ones are not declared
+    return DatasetInfosDict({
+        name: DatasetInfo(features=features[name.removesuffix(SILVER)], config_name=name,
+                          splits=SplitDict({s: SplitInfo(name=s, num_examples=n, num_bytes=split_bytes.get(name, {}).get(s, 0))
+                                           for s, n in counts[name].items()}))
+        for name in config_names(counts)
+    })
+
+
+def header(ctx: CardContext) -> str:
+    """The card's YAML metadata: configs with data files, features, license, language, task and size tags."""
+    from huggingface_hub import DatasetCardData
+
     data = DatasetCardData(
         pretty_name=ctx.cfg.pretty_name,
         license=ctx.cfg.license,
@@ -130,16 +153,9 @@ def header(ctx: CardContext) -> str:
         task_ids=["named-entity-recognition", "multi-class-classification"],  # entities; stance
         size_categories=[size_category(largest_config(ctx))],
         tags=["news", "geopolitics", "stance-detection", "named-entity-recognition", "relation-extraction"],
-        configs=configs,
+        configs=configs_yaml(ctx.counts),
     )
-    # `splits` (name, rows) is the machine-readable list of the splits this release has; absent ones are not declared
-    infos = DatasetInfosDict({
-        name: DatasetInfo(features=ctx.features[name.removesuffix(SILVER)], config_name=name,
-                          splits=SplitDict({s: SplitInfo(name=s, num_examples=n, num_bytes=ctx.split_bytes.get(name, {}).get(s, 0))
-                                           for s, n in ctx.counts[name].items()}))
-        for name in names
-    })
-    infos.to_dataset_card_data(data)
+    dataset_infos(ctx.features, ctx.counts, ctx.split_bytes).to_dataset_card_data(data)
     return data.to_yaml()
 
 
@@ -233,7 +249,7 @@ def render(ctx: CardContext) -> str:
                         + _distinct(records, "stance_trained_on") + "; " + _distinct(records, "stance_training_data") + ")"],
                        ["stance model licence", _distinct(records, "stance_model_licence")]]
     text = _template().render(
-        yaml_header=header(ctx), cfg=cfg, records=records, n_gold=len(gold),
+        yaml_header=header(ctx), cfg=cfg, records=records, n_gold=len(gold), release_kind=textfree.kind(ctx.text_free),
         n_silver=sum(1 for r in records if r["status"] == "silver"),
         annotators=sorted({a for r in gold for a in r.get("annotators") or []}), snapshots=snapshots,
         dates=sections.date_range(records),

@@ -217,8 +217,11 @@ def _operations(folder: Path, changes: Diff) -> Iterable[Any]:
         yield CommitOperationDelete(path_in_repo=path)
 
 
-def release(api: Any, p: Plan, folder: Path) -> str:
-    """Carry out an allowed plan: create the repo or set its access, commit, tag the commit; return the commit id."""
+def release(api: Any, p: Plan, folder: Path, built_from: str = "unknown") -> str:
+    """Carry out an allowed plan: create the repo or set its access, commit, tag the commit; return the commit id.
+
+    The release commit's description and the tag's message name `built_from`, the git commit that built the folder.
+    """
     from huggingface_hub.errors import (
         HTTPError as HubHTTPError,  # the transport's (connection refused, timeout) and the Hub's
     )
@@ -237,20 +240,54 @@ def release(api: Any, p: Plan, folder: Path) -> str:
     if p.changes or oid is None:
         # parent_commit: the Hub refuses the commit if main moved since the plan read it
         commit = api.create_commit(p.repo_id, repo_type="dataset", operations=list(_operations(folder, p.changes)),
-                                   commit_message=f"Release {p.version}", parent_commit=p.state.main)
+                                   commit_message=f"Release {p.version}", parent_commit=p.state.main,
+                                   commit_description=f"Built from git commit {built_from}.")
         oid = commit.oid
     try:
         api.create_tag(p.repo_id, repo_type="dataset", tag=p.tag, revision=oid,
-                       tag_message=f"Dataset version {p.version}")
+                       tag_message=f"Dataset version {p.version}, built from git commit {built_from}")
     except (HubHTTPError, OSError) as exc:
         raise PipelineError(f"{p.repo_id}: commit {oid} holds version {p.version} but creating tag {p.tag} failed "
-                            f"({_first_line(exc)}): run the same command again to finish the release") from None
+                            f"({_reason(exc)}): run the same command again to finish the release") from None
     return str(oid)
 
 
 def _first_line(exc: BaseException) -> str:
-    """The first line of an error message (huggingface_hub's run over several lines)."""
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
+    """The first non-blank line of an error message (huggingface_hub's run over several lines)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a Hub call failed, in a few words: a refusal (403), a rate limit (429, with its Retry-After) or the message."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status in (401, 403):
+        return (f"{status} {'Unauthorized' if status == 401 else 'Forbidden'}: the Hub refused HF_TOKEN this repo "
+                "(a read-only token, or not a member of the organisation with write access?)")
+    if status == 429:
+        after = response.headers.get("Retry-After") if response is not None else None
+        wait = f"retry after {after} s" if after else "retry later"
+        return f"429 Too Many Requests: the Hub is rate-limiting this token; {wait}"
+    if isinstance(exc, OSError) or type(exc).__module__.startswith(("httpx", "httpcore")):
+        return f"the Hub at {os.environ.get('HF_ENDPOINT') or 'https://huggingface.co'} is unreachable ({_first_line(exc)})"
+    return _first_line(exc)
+
+
+def git_commit(folder: Path = Path()) -> str:
+    """The git commit checked out in `folder` (`+dirty` when tracked files differ from it), or `unknown` outside git."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            run = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return run.stdout.strip() if run.returncode == 0 else None
+
+    head = git("rev-parse", "HEAD")
+    if not head:
+        return "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def check_record(record: Path, man: dict[str, Any]) -> None:
@@ -274,7 +311,7 @@ def dry_run(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, acc
     try:
         p = plan(_api(token), repo_id, man["version"], local, access)
     except (HubHTTPError, OSError) as exc:
-        raise PipelineError(f"reading {repo_id} on the Hub failed: {_first_line(exc)}") from None
+        raise PipelineError(f"reading {repo_id} on the Hub failed: {_reason(exc)}") from None
     return describe(p, local) + ([] if token else ["(no HF_TOKEN: a private repo reads as absent)"]), p
 
 
@@ -287,10 +324,15 @@ def push(folder: Path, repo_id: str, man: dict[str, Any], releases: Path, access
     record = releases / f"manifest-{man['version']}.json"
     check_record(record, man)
     api = _api(hf_token())
+    built_from = git_commit()
     try:
         p = plan(api, repo_id, man["version"], local_blobs(folder), access)
-        release(api, p, folder)
+        oid = release(api, p, folder, built_from)
     except (HubHTTPError, OSError, ValueError) as exc:
-        raise PipelineError(f"push to {repo_id} failed: {_first_line(exc)}") from None
-    write_manifest(record, man)
+        raise PipelineError(f"push to {repo_id} failed: {_reason(exc)}") from None
+    # the record names the Hub commit, and the git commit the Hub commit names (a release found done keeps its own)
+    hub_record = {"repo": repo_id, "tag": p.tag, "commit": oid}
+    if not p.done:
+        hub_record["git_commit"] = built_from
+    write_manifest(record, man | {"hub": hub_record})
     return record, p

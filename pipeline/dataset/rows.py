@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -331,8 +331,12 @@ def _example(name: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def write_configs(records: Iterable[dict[str, Any]], feats: dict[str, Any], folder: Path, cfg: Schema) -> Written:
-    """Every config's Parquet shards from records in id order, one article at a time (empty splits left out)."""
+def write_configs(records: Iterable[dict[str, Any]], feats: dict[str, Any], folder: Path, cfg: Schema,
+                  shape: Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None) -> Written:
+    """Every config's Parquet shards from records in id order, one article at a time (empty splits left out).
+
+    `shape(config, row, record)`, if given, turns each row into the one written (a text-free release's).
+    """
     import spacy
 
     tokenizer = spacy.blank("en").tokenizer
@@ -340,6 +344,8 @@ def write_configs(records: Iterable[dict[str, Any]], feats: dict[str, Any], fold
     out = Written()
     for rec in records:
         for name, rows in rows_of(rec, tokenizer, cfg, out.stats):
+            if shape is not None:
+                rows = [shape(name.removesuffix(SILVER), row, rec) for row in rows]
             key = (name, rec["split"])
             if key not in writers:
                 schema = feats[name.removesuffix(SILVER)].arrow_schema
