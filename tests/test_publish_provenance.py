@@ -56,7 +56,7 @@ def test_the_card_names_the_commit_that_last_changed_the_publish_code(tmp_path: 
     first = _git(repo, "rev-parse", "HEAD")
     card = _card(tmp_path / "a", repo)
     assert f"| code: git commit | `{first}`: the newest commit" in card and "uncommitted" not in card
-    assert f"commit `{first[:12]}`" in card  # Dataset Sources
+    assert f"at commit `{first[:12]}` (see *Provenance*)" in card  # Dataset Sources
 
     _commit(repo, {"README.md": "more docs\n", "dvc.lock": "lock\n"})  # not the publish code: same bytes
     assert _card(tmp_path / "b", repo) == card
@@ -72,7 +72,7 @@ def test_the_card_names_the_commit_that_last_changed_the_publish_code(tmp_path: 
 
 def test_the_repository_url_comes_from_params_else_origin_without_credentials(tmp_path: Path, repo: Path) -> None:
     card = _card(tmp_path / "a", repo)
-    assert "| code: repository | not recorded" in card and "url = {" not in card
+    assert "| code: repository | none: params `publish.repository_url` is null" in card and "url = {" not in card
 
     _git(repo, "remote", "add", "origin", "https://bot:s3cret@github.com/example/geonews.git")
     card = _card(tmp_path / "b", repo)
@@ -88,7 +88,7 @@ def test_the_repository_url_comes_from_params_else_origin_without_credentials(tm
 def test_outside_a_git_checkout_the_commit_is_not_recorded(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     card = _card(tmp_path / "a", tmp_path / "plain")
-    assert "| code: git commit | not recorded (not built in a git checkout) |" in card
+    assert "| code: git commit | none: not built in a git checkout |" in card
 
 
 def test_other_data_changes_the_md5_the_card_claims(tmp_path: Path, repo: Path) -> None:

@@ -294,7 +294,7 @@ def citation(pretty_name: str, version: str, year: str | None, url: str | None =
 def code_source(source: Source) -> list[list[str]]:
     """The provenance table's rows for the code: its git commit (and uncommitted changes) and the repository URL."""
     if source.commit is None:
-        commit = "not recorded (not built in a git checkout)"
+        commit = "none: not built in a git checkout"
     else:
         commit = (f"`{source.commit}`: the newest commit that changed the publish stage's code (`pipeline/publish.py`, "
                   "the modules it imports, the card template)")
@@ -302,7 +302,7 @@ def code_source(source: Source) -> list[list[str]]:
             commit += "; **built with uncommitted changes** to " + ", ".join(f"`{m}`" for m in source.modified)
     where = {"params": "params `publish.repository_url`", "origin": "`git remote get-url origin`"}
     url = (f"<{source.url}> (from {where[source.url_from or 'params']})" if source.url else
-           "not recorded (params `publish.repository_url` is null and the checkout has no web `origin` remote)")
+           "none: params `publish.repository_url` is null and the checkout has no web `origin` remote")
     return [["code: git commit", commit], ["code: repository", url]]
 
 
