@@ -108,13 +108,15 @@ def test_other_data_changes_the_md5_the_card_claims(tmp_path: Path, repo: Path) 
     ("http://git.example.org:8080/geonews/", "http://git.example.org:8080/geonews"),
     ("/srv/git/geonews.git", None),  # a local clone's origin is no address for readers
     ("file:///srv/git/geonews.git", None),
+    ("https://github.com:port/example/geonews", None),
+    ("https://[::1/geonews", None),
 ])
 def test_a_remote_becomes_a_web_url_without_credentials(remote: str, url: str | None) -> None:
     assert public_url(remote) == url
 
 
 @pytest.mark.parametrize("value", ["https://bot:token@github.com/example/geonews", "git@github.com:example/geonews",
-                                   "not a url"])
+                                   "not a url", "https://github.com:port/x", "https://[::1/x"])
 def test_a_bad_repository_url_is_a_config_error_naming_the_key(tmp_path: Path, value: str) -> None:
     params = write_params(tmp_path)
     params.write_text(params.read_text() + f"  repository_url: {json.dumps(value)}\n")

@@ -51,20 +51,27 @@ def public_url(remote: str) -> str | None:
     if m := SCP_LIKE.fullmatch(remote):
         scheme, host, path = "https", m.group(1), m.group(2)
     else:
-        parts = urlsplit(remote)
+        try:
+            parts = urlsplit(remote)
+            port = parts.port  # raises on a port that is no number
+        except ValueError:
+            return None
         if parts.scheme not in ("https", "http", "ssh", "git") or not parts.hostname:
             return None
         scheme = parts.scheme if parts.scheme.startswith("http") else "https"
-        port = f":{parts.port}" if parts.port and scheme == parts.scheme else ""  # an ssh port is not the web's
-        host, path = parts.hostname + port, parts.path
+        host, path = parts.hostname + (f":{port}" if port and scheme == parts.scheme else ""), parts.path  # not ssh's port
     path = path.strip("/").removesuffix(".git")
     return f"{scheme}://{host}/{path}" if path else None
 
 
 def web_url(value: str) -> str | None:
     """`value` if it is an http(s) URL with a host and no user or password (a params value is published as is)."""
-    parts = urlsplit(value)
-    ok = parts.scheme in ("https", "http") and parts.hostname and parts.username is None and parts.password is None
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("https", "http") and parts.hostname and parts.username is None and parts.password is None
+        ok = ok and (parts.port is None or parts.port > 0)  # .port raises on a port that is no number
+    except ValueError:
+        return None
     return value if ok else None
 
 
