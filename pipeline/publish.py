@@ -30,7 +30,7 @@ from pipeline.common.contract import (
 from pipeline.common.errors import BadRecords, ConfigError, InputError
 from pipeline.common.jsonl import dumps, read_json, read_jsonl, umask_mode, write_json
 from pipeline.common.lines import line_offsets, read_jsonl_at
-from pipeline.common.provenance import file_digest
+from pipeline.common.provenance import PACKAGE, file_digest
 from pipeline.dataset import hub
 from pipeline.dataset.card import CardContext, render
 from pipeline.dataset.figure import FIGURE, stance_by_actor
@@ -45,6 +45,7 @@ from pipeline.dataset.release import (
     write_manifest,
 )
 from pipeline.dataset.rows import features, write_configs
+from pipeline.dataset.source import repo_source, web_url
 from pipeline.dataset.textfree import HYDRATE_FILE, Shape, recipe
 from pipeline.dataset.textfree import features as text_free_features
 
@@ -60,6 +61,13 @@ def _semver(version: str) -> str:
     if not SEMVER.fullmatch(version):
         raise ValueError(f"version must be a semantic version MAJOR.MINOR.PATCH, got {version!r}")
     return version
+
+
+def _repository_url(value: str | None) -> str | None:
+    """`value`, if it is null or an http(s) URL with a host and no credentials."""
+    if value is not None and web_url(value) is None:
+        raise ValueError(f"expected null or an http(s) URL with no user or password, got {value!r}")
+    return value
 
 
 def _gated(value: object) -> object:
@@ -87,6 +95,8 @@ class PublishConfig(Section):
     private: bool | None = None
     gated: Annotated[Literal[False, "auto", "manual"], BeforeValidator(_gated)] = False  # "auto": approved at once; "manual": the owner approves each
     include_text: bool = True  # false: a text-free release (pipeline/dataset/textfree.py), rebuilt with `hydrate`
+    # The card's repository URL; null: `git remote get-url origin` (pipeline/dataset/source.py says why params win).
+    repository_url: Annotated[str | None, AfterValidator(_repository_url)] = None
 
     @model_validator(mode="after")
     def _licence(self) -> Self:
@@ -170,8 +180,8 @@ def read_metrics(folder: Path | None) -> dict[str, Any]:
 
 
 def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | None, releases: Path,
-          guidelines: Path | None) -> dict[str, Any]:
-    """Build the dataset folder at `output` (atomically replaced) and return its manifest."""
+          guidelines: Path | None, repo: Path = PACKAGE.parent) -> dict[str, Any]:
+    """Build the dataset folder at `output` (atomically replaced) and return its manifest; `repo`: the code's git checkout."""
     guidelines_text = None
     if guidelines is not None:
         if not guidelines.is_file():
@@ -204,6 +214,7 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
             guidelines=guidelines_text, guidelines_path=GUIDELINES if guidelines_text is not None else None,
             figure=FIGURE, examples=written.examples(), split_bytes=written.split_bytes,
             text_free=not cfg.include_text,
+            source=repo_source(repo, cfg.repository_url),
         )
         (tmp / "README.md").write_text(render(context), encoding="utf-8")
         write_manifest(tmp / MANIFEST, man)

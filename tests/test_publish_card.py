@@ -70,13 +70,23 @@ def test_the_release_shapes_are_the_ones_the_tests_mean(variants: dict[str, Path
 
 @pytest.mark.parametrize("release", RELEASES)
 def test_the_cards_quick_start_runs_on_the_release(variants: dict[str, Path], offline_hf, release: str) -> None:  # noqa: F811
+    """The Quick start, cut out of the generated card, runs as written with the installed `datasets`, which is at
+    least the version the card says loading needs."""
+    from packaging.version import Version
+
     folder = variants[release]
-    (block,) = _python_blocks((folder / "README.md").read_text(), "Quick start")
+    card = (folder / "README.md").read_text()
+    (stated,) = re.findall(r"Loading needs `datasets>=([0-9.]+)`", card)
+    assert Version(offline_hf.__version__) >= Version(stated)
+    (block,) = _python_blocks(card, "Quick start")
     scope = _run(block.replace(REPO_PLACEHOLDER, str(folder)))
     assert scope["labels"][0] == "O" and scope["entity_starts"] and len(scope["articles"]) >= 1
     article = next(a for split in scope["articles"].values() for a in split if a["id"] == scope["row"]["article_id"])
     assert set(scope["entity_starts"]) <= {(e["start"], e["label"]) for e in article["entities"]}
     assert ("silver" in scope) == (release in ("gold and silver", "no gold train"))
+    text, label = scope["pair"]
+    assert re.fullmatch(r".*\[E1\].+\[/E1\].*", text, re.DOTALL) and "[E2]" in text and "[/E2]" in text
+    assert scope["stance_names"] == ["none", "against", "favor"] and label in scope["stance_names"]
 
 
 @pytest.mark.parametrize("release", RELEASES)

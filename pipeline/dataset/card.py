@@ -17,6 +17,7 @@ from pipeline.common.contract import NO_STANCE, SPLITS
 from pipeline.dataset import sections, textfree
 from pipeline.dataset.license import LICENSE_FILE
 from pipeline.dataset.rows import CONFIGS, SILVER, Schema, data_files
+from pipeline.dataset.source import Source
 from pipeline.quality.metrics import Preannotation
 
 ENTITY_DEFINITIONS = {
@@ -36,6 +37,8 @@ STANCE_DEFINITIONS = {
 }
 # A label of params `preannotate:` with no built-in definition above.
 UNDEFINED = "Defined in the annotation guidelines."
+# A card built outside any git checkout and with no repository URL.
+NO_SOURCE = Source(None, (), None, None)
 # What one row of each config is, for the table of configurations.
 ROW_IS = {"articles": "article", "entities": "sentence", "stance": "entity pair"}
 # The card's text, in pipeline/dataset/templates/.
@@ -85,6 +88,7 @@ class CardContext:
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)  # a published row per config, for the card
     split_bytes: dict[str, dict[str, int]] = field(default_factory=dict)  # Arrow size per config and split (num_bytes)
     text_free: bool = False  # publish.include_text false: no article text in the release (textfree.py)
+    source: Source = NO_SOURCE  # the code's git commit and the repository URL
 
 
 # ---------------------------------------------------------------- YAML header
@@ -243,7 +247,8 @@ def render(ctx: CardContext) -> str:
                   ["Label Studio snapshot", ", ".join(f"`{s}`" for s in snapshots) or "none"],
                   ["snapshot sha256", ", ".join(f"`{h}`" for h in snapshot_hashes) or "none"],
                   ["pre-annotation model", _distinct(records, "model") + " " + _distinct(records, "model_version")],
-                  ["rules version", _distinct(records, "rules_version")]]
+                  ["rules version", _distinct(records, "rules_version")],
+                  *sections.code_source(ctx.source)]
     if any((r.get("provenance") or {}).get("stance_model") for r in records):  # the stances came from a learned model
         provenance += [["stance model (trained on; training data sha256)", _distinct(records, "stance_model") + " ("
                         + _distinct(records, "stance_trained_on") + "; " + _distinct(records, "stance_training_data") + ")"],
@@ -280,7 +285,8 @@ def render(ctx: CardContext) -> str:
         prov={k: _distinct(records, k) for k in ("model", "model_version", "rules_version", "code_revision")},
         personal_information=sections.personal_information(records), quality=quality(ctx),
         stats_table=_table(["count", "n"], [[k, v] for k, v in ctx.stats.items()]) if ctx.stats else "",
-        figure=ctx.figure, bias=sections.bias(records), citation="\n".join(sections.citation(cfg.pretty_name, cfg.version, sections.release_year(records))),
+        figure=ctx.figure, bias=sections.bias(records), citation="\n".join(sections.citation(cfg.pretty_name, cfg.version, sections.release_year(records), ctx.source.url)),
+        source=ctx.source,
         changelog=sections.changelog(cfg.version, ctx.changelog), provenance_table=_table(["input", "value"], provenance),
     )
     return text.rstrip() + "\n"

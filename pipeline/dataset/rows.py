@@ -19,6 +19,9 @@ from typing import Any, Protocol
 from pipeline.common.contract import NO_STANCE, SPLITS
 
 CONFIGS = ("articles", "entities", "stance")
+# The stance config's `text`: holder and target wrapped in the entity markers of Baldini Soares et al. (2019),
+# "Matching the Blanks", used by relation classifiers (R-BERT and others); E1 is the holder whatever the word order.
+MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 SILVER = "_silver"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True,
                    "write_statistics": True, "version": "2.6", "data_page_version": "1.0"}
@@ -78,6 +81,7 @@ def features(cfg: Schema) -> dict[str, Any]:
             **{f"{role}{suffix}": tp for role in ("holder", "target")
                for suffix, tp in (("", string), ("_index", i32), ("_label", string), ("_actor", string),
                                   ("_start", i32), ("_end", i32))},
+            "text": string,  # `sentence` with the pair's entity markers (MARKERS)
             "label": ClassLabel(names=list(cfg.stance_classes)),
         }),
     }
@@ -172,6 +176,20 @@ def entity_rows(rec: dict[str, Any], tokenizer: Any, cfg: Schema, stats: Counter
         }
 
 
+def marked(sentence: str, holder: tuple[int, int], target: tuple[int, int]) -> str:
+    """`sentence` with the holder wrapped in [E1]...[/E1] and the target in [E2]...[/E2] (MARKERS)."""
+    # at one position a marker closes before one opens, an inner span closes first and an outer one opens first:
+    # nested spans nest their markers, identical ones give [E1][E2]...[/E2][/E1]
+    cuts = []
+    for k, (start, end) in enumerate((holder, target), 1):
+        cuts += [(start, 1, -end, k, f"[E{k}]"), (end, 0, -start, -k, f"[/E{k}]")]
+    out, at = [], 0
+    for pos, *_, mark in sorted(cuts):
+        out += [sentence[at:pos], mark]
+        at = pos
+    return "".join(out) + sentence[at:]
+
+
 def stance_rows(rec: dict[str, Any], cfg: Schema, stats: Counter[str]) -> Iterator[dict]:
     """Rows of the `stance` config: every annotated stance plus unlabelled candidate pairs (`none`) per sentence."""
     ents, sents, text = rec["entities"], rec["sentences"], rec["text"]
@@ -203,6 +221,8 @@ def stance_rows(rec: dict[str, Any], cfg: Schema, stats: Counter[str]) -> Iterat
             e = ents[k]
             row |= {role: e["text"], f"{role}_index": k, f"{role}_label": e["label"], f"{role}_actor": e.get("actor"),
                     f"{role}_start": e["start"] - start, f"{role}_end": e["end"] - start}
+        row["text"] = marked(row["sentence"], (row["holder_start"], row["holder_end"]),
+                             (row["target_start"], row["target_end"]))
         row["label"] = cfg.stance_classes.index(labelled.get((h, t), NO_STANCE))
         rows.append(row)
     yield from sorted(rows, key=lambda r: r["id"])

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from pipeline.common.contract import SPLITS
+from pipeline.dataset.source import Source
 
 # Below this many gold articles a quality figure is an anecdote, not an estimate: the card says so.
 SMALL_SAMPLE = 30
@@ -166,7 +167,11 @@ def quick_start(counts: dict[str, dict[str, int]]) -> list[str]:
              'entity_starts = [(row["token_starts"][k], labels[t][2:])',
              '                 for k, t in enumerate(row["ner_tags"]) if labels[t].startswith("B-")]']
     if f"stance{suffix}" in have:
-        lines.append(f'stance = load_dataset(REPO, "stance{suffix}")  # sentence + (holder, target) -> label')
+        lines += [f'stance = load_dataset(REPO, "stance{suffix}")  # sentence + (holder, target) -> label',
+                  "pairs = next(iter(stance.values()))  # any split",
+                  'stance_names = pairs.features["label"].names  # ["none", "against", "favor"]',
+                  '# `text` marks the holder [E1]...[/E1] and the target [E2]...[/E2]: ready for a sequence classifier',
+                  'pair = (pairs[0]["text"], stance_names[pairs[0]["label"]])']
     lines.append(f'articles = load_dataset(REPO, "articles{suffix}")  # full texts, sentence offsets, entities, stances')
     if suffix == "":
         lines += ['if "entities_silver" in configs:  # machine-only rows: never evaluation data',
@@ -275,15 +280,30 @@ def recommendations() -> str:
             "outlets or events; quote the dataset version (the Hub tag `v<version>`) with every result.")
 
 
-def citation(pretty_name: str, version: str, year: str | None) -> list[str]:
-    """BibTeX and APA entries for this version; `year` from the data (release_year), left out when unknown."""
+def citation(pretty_name: str, version: str, year: str | None, url: str | None = None) -> list[str]:
+    """BibTeX and APA entries for this version; `year` from the data (release_year) and `url` (the repository's) left out when unknown."""
     key = "geonews_" + version.replace(".", "_")
     return ["**BibTeX:**", "", "```bibtex", f"@misc{{{key},", f"  title = {{{{{pretty_name}}}}},",
             "  author = {{GeoNews pipeline contributors}},", *([f"  year = {{{year}}},"] if year else []),
-            f"  note = {{Dataset version {version}}},",
+            f"  note = {{Dataset version {version}}},", *([f"  url = {{{url}}},"] if url else []),
             "  howpublished = {Hugging Face dataset, tag v" + version + "}", "}", "```", "",
             (f"**APA:** GeoNews pipeline contributors. ({year or 'n.d.'}). *{pretty_name}* (Version {version}) "
-             "[Data set]. Hugging Face.")]
+             "[Data set]. Hugging Face." + (f" {url}" if url else ""))]
+
+
+def code_source(source: Source) -> list[list[str]]:
+    """The provenance table's rows for the code: its git commit (and uncommitted changes) and the repository URL."""
+    if source.commit is None:
+        commit = "none: not built in a git checkout"
+    else:
+        commit = (f"`{source.commit}`: the newest commit that changed the publish stage's code (`pipeline/publish.py`, "
+                  "the modules it imports, the card template)")
+        if source.modified:
+            commit += "; **built with uncommitted changes** to " + ", ".join(f"`{m}`" for m in source.modified)
+    where = {"params": "params `publish.repository_url`", "origin": "`git remote get-url origin`"}
+    url = (f"<{source.url}> (from {where[source.url_from or 'params']})" if source.url else
+           "none: params `publish.repository_url` is null and the checkout has no web `origin` remote")
+    return [["code: git commit", commit], ["code: repository", url]]
 
 
 def contact() -> str:
