@@ -11,6 +11,7 @@ import copy
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -526,4 +527,151 @@ def test_every_stage_command_on_fuzzed_input_exits_0_or_4(tmp_path: Path) -> Non
     bad_params.write_text((ROOT / "params.yaml").read_text(encoding="utf-8").replace("  batch_size: 32", "  batch_size: .nan"))
     run = cli("preannotate", "--input", pre, "--output", out / "p2.jsonl", "--params", bad_params)
     assert run.returncode == 2 and run.stderr.startswith(f"error: {bad_params}:preannotate.batch_size")
+    assert {p: file_digest(p) for p in inputs} == inputs
+
+
+# -- issue 29's classes: YAML bombs, cache corruption, odd snapshot folders ---------------------------------------
+# Each class is generated (seeded) and fed to the stage that reads it; the promise: no traceback, one line naming
+# the file (and line), inputs byte-identical, earlier outputs kept.
+
+YAML_CASES = {"params": 40, "gold": 16, "actors": 20}  # per file the stages read
+DEPTH = 5000
+
+
+BOMB_KINDS = 8
+
+
+def yaml_bomb(kind: int) -> list[str]:
+    """The lines (unindented) of one YAML value that nests 5,000 deep or whose aliases stand for a great many nodes."""
+    if kind == 0:
+        return ["[" * DEPTH + "]" * DEPTH]
+    if kind == 1:
+        return ["{a: " * DEPTH + "1" + "}" * DEPTH]
+    if kind == 2:
+        return ["[{a: " * (DEPTH // 2) + "1" + "}]" * (DEPTH // 2)]
+    if kind == 3:
+        return ["- " * DEPTH + "x"]
+    if kind == 4:  # "billion laughs": ten levels of ten aliases of the level below
+        level = ", ".join(["x"] * 10)
+        return [f"- &a0 [{level}]", *(f"- &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10))]
+    if kind == 5:
+        return ["- &x 1", "- [" + ", ".join(["*x"] * 2000) + "]"]
+    if kind == 6:
+        return ["&r [a, *r]"]
+    return ["- &big [" + ", ".join(["0"] * 5000) + "]", "- [" + ", ".join(["*big"] * 10) + "]"]
+
+
+def plant_bomb(rng: random.Random, text: str, kind: int) -> tuple[str, int, int]:
+    """`text` with a random key's scalar value (or a new last key) replaced by a bomb of `kind`; its first and last line."""
+    lines = text.splitlines()
+    bomb = yaml_bomb(kind)
+    keys = [i for i, line in enumerate(lines) if re.match(r"^\s*[a-z_]+: \S", line) and not line.lstrip().startswith("#")]
+    if not keys or rng.random() < 0.2:
+        i, indent, key = len(lines), "", "zz_bomb"
+        lines.append("")
+    else:
+        i = rng.choice(keys)
+        m = re.match(r"^(\s*)([a-z_]+):", lines[i])
+        assert m
+        indent, key = m[1], m[2]
+    if len(bomb) == 1 and not bomb[0].startswith("- ") and rng.random() < 0.5:
+        planted, first = [f"{indent}{key}: {bomb[0]}"], i + 1
+    else:
+        planted, first = [f"{indent}{key}:", *(f"{indent}  {b}" for b in bomb)], i + 2
+    new = [*lines[:i], *planted, *lines[i + 1:]]
+    return "\n".join(new) + "\n", first, first + len(bomb) - 1
+
+
+def bomb_refused(exc: PipelineError, path: Path, first: int, last: int) -> None:
+    """`exc` is one line naming `path` and a line of the bomb."""
+    message = str(exc)
+    m = re.match(rf"^{re.escape(str(path))}:(\d+): invalid YAML: ", message)
+    assert m and "\n" not in message, message
+    assert first <= int(m[1]) <= last, (message, first, last)
+
+
+def yaml_cases(name: str, cases: int, tmp_path: Path, source: Path, consume: Callable[[Path], Any],
+               error: type[PipelineError]) -> None:
+    """Plant `cases` bombs in copies of `source` named `name` and feed each to `consume`."""
+    rng = random.Random(SEED + cases)
+    kinds = set()
+    for n in range(cases):
+        folder = tmp_path / f"case{n}"
+        folder.mkdir()
+        path = folder / name
+        text, first, last = plant_bomb(rng, source.read_text(encoding="utf-8"), n % BOMB_KINDS)
+        path.write_text(text, encoding="utf-8")
+        before = file_digest(path)
+        with pytest.raises(PipelineError) as caught:
+            consume(path)
+        assert isinstance(caught.value, error) and caught.value.exit_code in (2, 3), caught.value
+        bomb_refused(caught.value, path, first, last)
+        kinds.add(str(caught.value).split("invalid YAML: ")[1].split(" (")[0].rstrip("0123456789 ,"))
+        assert file_digest(path) == before
+    assert len(kinds) == 4, kinds  # depth, many aliases, aliased nodes, recursion
+
+
+def test_yaml_bombs_in_params_are_one_line_config_errors(tmp_path: Path) -> None:
+    rng = random.Random(SEED + 20)
+
+    def consume(path: Path) -> None:
+        _, load = rng.choice(LOADERS)
+        load(path)
+
+    yaml_cases("params.yaml", YAML_CASES["params"], tmp_path, ROOT / "params.yaml", consume, ConfigError)
+
+
+def test_yaml_bombs_in_gold_files_are_one_line_gold_errors(tmp_path: Path) -> None:
+    from pipeline.gold.files import GoldError
+    from pipeline.gold.files import main as gold_main
+
+    articles = tmp_path / "articles.jsonl"
+    articles.write_text("", encoding="utf-8")
+    first, source = sorted((ROOT / "gold").glob("*.yaml"))[:2]
+
+    def consume(path: Path) -> None:
+        shutil.copy(first, path.parent / first.name)  # the bomb read after a good gold file, as the stage reads gold/
+        gold_main(gold=path.parent, articles=articles, output=path.parent / "gold.jsonl", params=ROOT / "params.yaml")
+
+    yaml_cases(source.name, YAML_CASES["gold"], tmp_path, source, consume, GoldError)
+    assert not list(tmp_path.glob("*/gold.jsonl"))
+
+
+def test_yaml_bombs_in_actors_are_one_line_config_errors_of_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ann = tmp_path / "annotations"
+    shutil.copytree(FIXTURES / "annotations", ann)
+    params = lenient_params(tmp_path)
+
+    def consume(path: Path) -> None:
+        out = path.parent / "labeled.jsonl"
+        merge.main(FIXTURES / "preannotated.jsonl", ann, out, path.parent / "report.json", params,
+                   (RULES[0], path, RULES[2]))
+
+    yaml_cases("actors.yaml", YAML_CASES["actors"], tmp_path, RULES[1], consume, ConfigError)
+    assert not list(tmp_path.glob("*/labeled.jsonl")) and "Traceback" not in capsys.readouterr().err
+
+
+def test_yaml_bombs_from_the_command_line_exit_2_or_3_with_one_error_line(tmp_path: Path) -> None:
+    rng = random.Random(SEED + 25)
+    gold = tmp_path / "gold"
+    gold.mkdir()
+    text, first, last = plant_bomb(rng, next((ROOT / "gold").glob("*.yaml")).read_text(encoding="utf-8"), 4)
+    (gold / "g.yaml").write_text(text, encoding="utf-8")
+    actors = tmp_path / "actors.yaml"
+    a_text, a_first, a_last = plant_bomb(rng, RULES[1].read_text(encoding="utf-8"), 0)
+    actors.write_text(a_text, encoding="utf-8")
+    inputs = {p: file_digest(p) for p in (gold / "g.yaml", actors)}
+    runs = [
+        (cli("gold", "--gold", gold, "--articles", FIXTURES / "preannotated.jsonl", "--output", tmp_path / "g.jsonl"),
+         3, gold / "g.yaml", first, last),
+        (cli("merge", "--preannotated", FIXTURES / "preannotated.jsonl", "--annotations", FIXTURES / "annotations",
+             "--output", tmp_path / "l.jsonl", "--report", tmp_path / "m.json", "--patterns", RULES[0],
+             "--actors", actors, "--lexicon", RULES[2], "--params", lenient_params(tmp_path)),
+         2, actors, a_first, a_last),
+    ]
+    for run, code, path, lo, hi in runs:
+        assert run.returncode == code, run.stderr[-2000:]
+        [line] = [x for x in run.stderr.splitlines() if x.startswith("error: ")]
+        assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr[-2000:]
+        bomb_refused(ConfigError(line.removeprefix("error: ")), path, lo, hi)
     assert {p: file_digest(p) for p in inputs} == inputs
