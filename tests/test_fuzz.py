@@ -12,6 +12,7 @@ import json
 import random
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,12 +21,13 @@ from typing import Any
 
 import pytest
 
-from pipeline import evaluate, ingest, merge, publish
+from pipeline import evaluate, ingest, merge, preannotate, publish
 from pipeline.common.config import section
 from pipeline.common.contract import stage_config
 from pipeline.common.errors import BadRecords, BadShareError, ConfigError, PipelineError
 from pipeline.common.jsonl import loads, read_jsonl
 from pipeline.common.provenance import file_digest
+from pipeline.entities.cache import FILE
 from pipeline.labelstudio.api import LabelStudioError
 from pipeline.labelstudio.params import load_config as ls_config
 from pipeline.labelstudio.pull import PullReport, snapshot_lines
@@ -675,3 +677,122 @@ def test_yaml_bombs_from_the_command_line_exit_2_or_3_with_one_error_line(tmp_pa
         assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr[-2000:]
         bomb_refused(ConfigError(line.removeprefix("error: ")), path, lo, hi)
     assert {p: file_digest(p) for p in inputs} == inputs
+
+
+CACHE_CASES = 40
+CACHE_TEXTS = [
+    "Lavrov accused NATO of ignoring Russia's concerns about the alliance's expansion.",
+    "Biden spoke with Zelensky about Ukraine on Friday.\nPutin warned NATO.",
+    "Stoltenberg criticised Moscow for the attack on Kiev.",
+    "China urged the United States to stop arming Taiwan, the foreign ministry in Beijing said.",
+    "The European Union condemned Iran for supplying drones to Russia.",
+    "Erdogan praised Sweden and Finland for their talks with Turkey.",
+]
+SUMMARY = re.compile(r"^preannotate: wrote (\d+) records to .*: (\d+) annotated, (\d+) from cache, 0 skipped$")
+
+
+def _rows(db: sqlite3.Connection) -> list[tuple[str, Any]]:
+    return db.execute("SELECT key, value FROM annotation ORDER BY key").fetchall()
+
+
+def _spans(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    ann = entry["annotation"]
+    return [*ann["sentences"], *ann["entities"], *(s["cue"] for s in ann["stances"])]
+
+
+def corrupt_cache(rng: random.Random, database: Path, kind: int) -> None:
+    """Damage the cache as a bad disk, a foreign writer or a crash would: one of ten kinds of entry or file damage."""
+    if kind >= 5:
+        data = bytearray(database.read_bytes())
+        if kind == 5:  # bit rot past the header: page structure or stored values
+            for _ in range(rng.randrange(1, 6)):
+                data[rng.randrange(100, len(data))] = rng.randrange(256)
+        elif kind == 6:
+            del data[rng.randrange(len(data)):]
+        elif kind == 7:
+            data = bytearray(rng.choice([b"", data[:100], rng.randbytes(len(data)), b"SQLite format 3\x00" * 64]))
+        elif kind == 8:  # a crash's leftovers: garbage write-ahead log and shared memory beside the file
+            database.with_name(f"{database.name}-wal").write_bytes(rng.randbytes(rng.randrange(32, 9000)))
+            database.with_name(f"{database.name}-shm").write_bytes(rng.randbytes(rng.randrange(0, 40000)))
+        if kind != 9:
+            database.write_bytes(bytes(data))
+            return
+    db = sqlite3.connect(database)
+    with db:
+        rows = _rows(db)
+        if kind == 9:  # the table of another writer: NULLs and numbers where JSON text belongs
+            db.execute("DROP TABLE annotation")
+            db.execute("CREATE TABLE annotation (key TEXT PRIMARY KEY, value)")
+            db.executemany("INSERT INTO annotation VALUES (?, ?)",
+                           [(k, rng.choice([None, 7, 1.5, v.encode(), v])) for k, v in rows])
+        for key, value in rng.sample(rows, rng.randrange(1, len(rows) + 1)) if kind < 5 else []:
+            entry = json.loads(value)
+            if kind == 0:
+                new: Any = mutate(rng, entry)
+            elif kind == 1:  # an offset moved by one: still inside the text
+                span = rng.choice(_spans(entry))
+                span[rng.choice(["start", "end"])] += rng.choice([-1, 1])
+                new = _dump(entry)
+            elif kind == 2:  # another text's entry under this key
+                new = rng.choice([v for k, v in rows if k != key])
+            elif kind == 3:  # a label, score or actor of another value
+                entity = rng.choice(entry["annotation"]["entities"])
+                field_ = rng.choice(["label", "score", "actor"])
+                entity[field_] = rng.choice({"label": ["ORG", "LOC", "PERSON", "GPE"], "score": [0.0, 0.5, 1.0],
+                                             "actor": ["USA", "RUS", None, "XYZ"]}[field_])
+                new = _dump(entry)
+            else:  # cut, not UTF-8 (a text value of bad bytes: SQLite refused to read it as text), not an object
+                at = rng.randrange(len(value))
+                new = rng.choice([value[:at], value[:at].encode() + b"\xff" + value[at:].encode(), 12, "null", "[]"])
+            db.execute("UPDATE annotation SET value = CAST(? AS TEXT) WHERE key = ?", (new, key))
+    db.close()
+
+
+def test_a_corrupt_annotation_cache_is_reported_and_the_output_is_a_clean_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "articles.jsonl"
+    src.write_text("".join(json.dumps({"id": f"a{i}", "text": t}) + "\n" for i, t in enumerate(CACHE_TEXTS)),
+                   encoding="utf-8")
+    before = file_digest(src)
+    params, (patterns, actors, lexicon) = ROOT / "params.yaml", RULES
+
+    def run(out: Path, cache: Path | None) -> tuple[int, int, list[str]]:
+        """(annotated, from cache, warnings) of one in-process run; nothing else may reach stderr."""
+        preannotate.main(src, out, params, patterns, actors, lexicon, cache=cache)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        lines = err.strip().splitlines()
+        [summary] = [m for line in lines if (m := SUMMARY.match(line))]
+        warnings = [x for x in lines if x.strip() and not x.startswith(f"{preannotate.STAGE}: ")]  # else: progress
+        assert all(line.startswith(f"warning: {cache}/{FILE}: ") for line in warnings), warnings
+        return int(summary[2]), int(summary[3]), warnings
+
+    plain = tmp_path / "plain.jsonl"
+    run(plain, None)
+    filled = tmp_path / "filled"
+    assert run(tmp_path / "first.jsonl", filled)[:2] == (len(CACHE_TEXTS), 0)
+    for side in filled.glob(f"{FILE}-*"):
+        side.unlink()
+    rng = random.Random(SEED + 30)
+    reported = 0
+    for n in range(CACHE_CASES):
+        kind, cache, out = n % 10, tmp_path / f"cache{n}", tmp_path / f"out{n}.jsonl"
+        shutil.copytree(filled, cache)
+        corrupt_cache(rng, cache / FILE, kind)
+        damaged = {p.name: file_digest(p) for p in cache.iterdir()}
+        annotated, cached, warnings = run(out, cache)
+        assert out.read_bytes() == plain.read_bytes(), (n, kind, warnings)
+        assert annotated + cached == len(CACHE_TEXTS)
+        assert not cached or len(warnings) <= annotated, (n, kind, warnings)  # what was not taken was reported
+        assert not any("cannot be used" in w for w in warnings), warnings  # the folder is usable: a bad entry is one
+        if kind < 5:  # bad entries: reported by key (one without its hashes is an old entry, a silent miss), dropped
+            # and recomputed; the next run takes them all
+            assert annotated and 0 < len(warnings) <= annotated, (n, kind, warnings)
+            assert all(re.search(r"bad annotation cache entry [0-9a-f]{12}\.\.\. \(.+\); dropped and recomputed$", w)
+                       for w in warnings), warnings
+            assert run(out, cache)[:2] == (0, len(CACHE_TEXTS)) and out.read_bytes() == plain.read_bytes()
+        elif warnings and "damaged" in warnings[0]:
+            assert {p.name: file_digest(p) for p in cache.iterdir() if p.name == FILE} == {FILE: damaged[FILE]}
+        reported += bool(warnings)
+    assert reported > CACHE_CASES // 2
+    assert file_digest(src) == before
