@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def skipped(stderr: str, stage: str, *paths: Path) -> dict[Path, dict[int, str]]
             continue
         path = next((p for p in paths if m["where"].startswith(f"{p}:")), None)
         assert path is not None, line
-        lineno = re.match(r"(\d+)(?: |$)", m["where"][len(f"{path}:"):])  # merge adds " annotation ID"
+        lineno = re.match(r"(?:task )?(\d+)(?: |$)", m["where"][len(f"{path}:"):])  # merge adds " annotation ID"
         assert lineno, line
         found[path][int(lineno[1])] = m["message"]
     return found
@@ -415,6 +416,62 @@ def test_ingest_reads_odd_text_and_encodings(tmp_path: Path, capsys: pytest.Capt
     assert {a["source_file"] for a in articles} & {f for f, t in known.items() if t}  # some encodings decoded
     assert not {a["source_file"] for a in articles} & {f for f, t in known.items() if not t}  # random bytes never
     assert report["html_extracted"] and any(f.endswith(".csv:2") for f in {a["source_file"] for a in articles})
+    assert {p.name: file_digest(p) for p in corpus.iterdir()} == before
+
+
+CONTROL_FILES = 60
+# Controls that carry no text: C0 (not whitespace nor a line break), DEL, terminal escapes; each must vanish.
+CONTROLS = [*map(chr, [*range(1, 9), 0x0e, 0x0f, 0x10, 0x14, 0x1a, 0x1b, 0x1f, 0x7f]), "\x1b[31m", "\x1b[0m", "\x1b[2J"]
+
+
+def control_corpus(folder: Path, seed: int, n: int) -> dict[str, str]:
+    """Write `n` corpus files with controls inside words (.txt and .jsonl body and metadata), UTF-32 with its BOM and
+    CRLF line ends; return, per file, the text its article must hold (controls gone, the word whole)."""
+    rng = random.Random(seed)
+    expected: dict[str, str] = {}
+    for i in range(n):
+        kind, name = rng.randrange(4), f"{i:04d}"
+        body = f"Report {i}. " + SENTENCE.format(sep=" ") * 3  # one text per file: no duplicate is dropped
+        if kind < 2:
+            ctrl = "".join(rng.choice(CONTROLS) for _ in range(rng.randrange(1, 4)))
+            dirty = body.replace("Geneva", f"Gen{ctrl}eva").replace("ministers", f"{ctrl}ministers{ctrl}")
+            if kind == 0:
+                (folder / f"{name}.txt").write_text(dirty, encoding="utf-8")
+            else:
+                record = {"text": dirty, "title": f"Ta{ctrl}lks", "source": f"{ctrl}Wire", "date": f"2024-03-01{ctrl}"}
+                (folder / f"{name}.jsonl").write_text(json.dumps(record, ensure_ascii=rng.random() < 0.5) + "\n",
+                                                      encoding="utf-8")
+            expected[f"{name}.txt" if kind == 0 else f"{name}.jsonl:1"] = body.strip()
+        elif kind == 2:
+            codec, bom = rng.choice([("utf-32-le", b"\xff\xfe\x00\x00"), ("utf-32-be", b"\x00\x00\xfe\xff")])
+            (folder / f"{name}.txt").write_bytes(bom + body.encode(codec))
+            expected[f"{name}.txt"] = body.strip()
+        else:
+            lines = body.replace(". ", ".\r\n").strip()
+            (folder / f"{name}.txt").write_bytes(lines.encode("utf-8"))
+            expected[f"{name}.txt"] = lines.replace("\r\n", "\n\n")  # each line of a .txt file a paragraph
+    return expected
+
+
+def test_ingest_drops_control_characters_and_reads_utf32(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    expected = control_corpus(corpus, SEED + 50, CONTROL_FILES)
+    before = {p.name: file_digest(p) for p in corpus.iterdir()}
+    out = tmp_path / "out"
+    result, err = checked_run(lambda: ingest.main(corpus=corpus, output=out / "a.jsonl", report=out / "r.json",
+                                                  patterns=ROOT / "resources/boilerplate.yaml",
+                                                  params=lenient_params(tmp_path)), capsys)
+    assert result is None and "Traceback" not in err, result
+    report = json.loads((out / "r.json").read_text(encoding="utf-8"))
+    assert report["bad_records"] == []
+    articles = {a["source_file"]: a for a in map(loads, (out / "a.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert set(articles) == set(expected)
+    for name, article in articles.items():
+        assert article["text"] == expected[name], name  # every control gone, no word split or fused
+        for key in ("title", "source", "date"):
+            assert not any(unicodedata.category(c) == "Cc" for c in article[key] or ""), (name, key, article[key])
+    assert {a["title"] for a in articles.values()} >= {"Talks"} and {a["source"] for a in articles.values()} >= {"Wire"}
     assert {p.name: file_digest(p) for p in corpus.iterdir()} == before
 
 
@@ -796,3 +853,140 @@ def test_a_corrupt_annotation_cache_is_reported_and_the_output_is_a_clean_runs(
         reported += bool(warnings)
     assert reported > CACHE_CASES // 2
     assert file_digest(src) == before
+
+
+SNAPSHOT_CASES = 28  # each of the 14 kinds first twice, with up to two others
+BASE_SNAPSHOTS = sorted((FIXTURES / "annotations").glob("*.jsonl"))
+ODD_NAMES = ("notes.txt", "export.csv", "snap.jsonl.bak", "snap.json~", "noext", "snap.jsonl.gz")
+
+
+def json_export(rng: random.Random, snapshot: Path) -> str:
+    """Label Studio's JSON export (a JSON array of tasks) of a JSON Lines snapshot, laid out as the UI might."""
+    tasks = [json.loads(line) for line in snapshot.read_text(encoding="utf-8").splitlines()]
+    text = json.dumps(tasks, indent=rng.choice([None, 2]), ensure_ascii=rng.random() < 0.5)
+    return rng.choice(["", "\ufeff", "\n  "]) + text
+
+
+def odd_snapshot(rng: random.Random, folder: Path, kind: int) -> tuple[str, str]:
+    """Add one misnamed or odd entry to `folder`: (its name, what must happen: read, skip, list error or read error)."""
+    base = rng.choice(BASE_SNAPSHOTS)
+    lines = base.read_text(encoding="utf-8").splitlines(keepends=True)
+    if kind < 4:  # another name for a JSON Lines snapshot: downloaded twice, renamed, upper-case
+        name = ["export.jsonl", "X.JSONL", "X (1).jsonl", "20220111T120000Z.JSONL"][kind]
+        (folder / name).write_text("".join(lines), encoding="utf-8")
+        return name, "read"
+    if kind < 6:  # Label Studio's own JSON export, as downloaded or renamed to its time
+        name = ["export.json", "20220113T000000Z.json"][kind - 4]
+        (folder / name).write_text(json_export(rng, base), encoding="utf-8")
+        return name, "read"
+    if kind == 6:  # cut lines: a copy stopped mid-write
+        cut = [line[: rng.randrange(1, len(line) - 1)] + "\n" if rng.random() < 0.5 else line for line in lines]
+        cut[-1] = lines[-1][: rng.randrange(1, len(lines[-1]) - 1)]
+        (folder / "cut.jsonl").write_text("".join(cut), encoding="utf-8")
+        return "cut.jsonl", "read"
+    if kind == 7:
+        (folder / "empty.jsonl").write_bytes(b"")
+        return "empty.jsonl", "read"
+    if kind == 8:
+        name = rng.choice([".hidden.jsonl", "README.txt", "readme.md", ".DS_Store"])
+        (folder / name).write_bytes(rng.randbytes(50))
+        return name, "skip"
+    if kind == 9:
+        (folder / "sub").mkdir()
+        (folder / "sub" / base.name).write_text("".join(lines), encoding="utf-8")
+        return "sub", "list error"
+    if kind == 10:
+        name = rng.choice(["20220101T000000Z.meta.json", "20220113T000000Z.meta.json"])
+        (folder / name).write_text('{"server": "http://localhost:8080", "project": 1}\n', encoding="utf-8")
+        return name, "list error"
+    if kind == 11:
+        name = rng.choice(ODD_NAMES)
+        (folder / name).write_text("".join(lines), encoding="utf-8")
+        return name, "list error"
+    if kind == 12:  # an export cut short: not JSON, reported with its line
+        text = json_export(rng, base).rstrip()
+        (folder / "broken.json").write_text(text[: rng.randrange(1, len(text) - 1)], encoding="utf-8")
+        return "broken.json", "read error"
+    (folder / "latin.json").write_bytes(b"[" + json_export(rng, base).encode("latin-1", "replace")[1:] + b"\xe9\xff]")
+    return "latin.json", "read error"
+
+
+def snapshot_order(names: list[str]) -> list[str]:
+    """README's order of the snapshots of annotations/: timestamped names by their time, then the rest by name."""
+    timed = sorted((n for n in names if re.match(r"^\d{8}T\d{6}Z\.jsonl?$", n, re.IGNORECASE)),
+                   key=lambda n: (n[:16].upper(), n))
+    return timed + sorted(n for n in names if n not in timed)
+
+
+def test_odd_snapshot_files_are_each_read_or_reported_by_name(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    params = lenient_params(tmp_path)
+    pre = FIXTURES / "preannotated.jsonl"
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    merge.main(pre, FIXTURES / "annotations", earlier / "labeled.jsonl", earlier / "report.json", params, RULES)
+    gold_before = {r["id"] for r in map(loads, (earlier / "labeled.jsonl").read_text(encoding="utf-8").splitlines())
+                   if r["status"] == "gold"}
+    assert gold_before
+    capsys.readouterr()
+    rng = random.Random(SEED + 40)
+    outcomes: dict[str, int] = {}
+    for n in range(SNAPSHOT_CASES):
+        case = tmp_path / f"case{n}"
+        ann = case / "annotations"
+        shutil.copytree(FIXTURES / "annotations", ann)
+        shutil.copytree(earlier, case / "out")
+        kinds = [n % 14, *rng.sample(range(14), rng.randrange(0, 3))]
+        added = dict(odd_snapshot(rng, ann, kind) for kind in dict.fromkeys(kinds))
+        inputs = {p: file_digest(p) for p in ann.rglob("*") if p.is_file()}
+        out, rep = case / "out" / "labeled.jsonl", case / "out" / "report.json"
+        kept = {p: file_digest(p) for p in (out, rep)}
+        result, err = checked_run(lambda: merge.main(pre, ann, out, rep, params, RULES), capsys)  # noqa: B023
+        assert "Traceback" not in err
+        listing = sorted(name for name, what in added.items() if what == "list error")
+        reading = snapshot_order([name for name, what in added.items() if what == "read error"])
+        if listing or reading:
+            assert isinstance(result, PipelineError) and result.exit_code == 3, (n, added, result)
+            first = ann / (listing or reading)[0]
+            pattern = rf"{re.escape(str(first))}:\d+: " if not listing and first.name == "broken.json" else \
+                rf"{re.escape(str(first))}: "
+            assert re.match(pattern, str(result)) and "\n" not in str(result), (added, str(result))
+            assert {p: file_digest(p) for p in kept} == kept  # the earlier output and report are still there
+        else:
+            assert result is None, (n, added, result)
+            report = json.loads(rep.read_text(encoding="utf-8"))
+            names = [b.name for b in BASE_SNAPSHOTS] + [name for name, what in added.items() if what == "read"]
+            assert [Path(s["path"]).name for s in report["snapshots"]] == snapshot_order(names), added
+            if "cut.jsonl" in added:  # each cut line reported by its number
+                cut = ann / "cut.jsonl"
+                reported = skipped(err, "merge", *(p for p in inputs if p.parent == ann))[cut]
+                broken = {i for i, line in enumerate(cut.read_text(encoding="utf-8").splitlines(), 1)
+                          if not line.endswith("}")}
+                assert broken and broken <= set(reported), (broken, reported)
+            gold_now = {r["id"] for r in map(loads, out.read_text(encoding="utf-8").splitlines())
+                        if r["status"] == "gold"}
+            lost = {g["article_id"] for g in report["lost_gold"]}
+            assert gold_before <= gold_now | lost, (added, gold_before - gold_now)  # never lost silently
+        assert {p: file_digest(p) for p in inputs} == inputs
+        for what in added.values():
+            outcomes[what] = outcomes.get(what, 0) + 1
+    assert set(outcomes) == {"read", "skip", "list error", "read error"}, outcomes
+
+
+def test_a_misnamed_snapshot_from_the_command_line_exits_3_and_keeps_the_earlier_output(tmp_path: Path) -> None:
+    ann, out = tmp_path / "annotations", tmp_path / "out"
+    shutil.copytree(FIXTURES / "annotations", ann)
+    out.mkdir()
+    params = lenient_params(tmp_path)
+    args = ["--preannotated", FIXTURES / "preannotated.jsonl", "--annotations", ann, "--output", out / "l.jsonl",
+            "--report", out / "m.json", "--patterns", RULES[0], "--actors", RULES[1], "--lexicon", RULES[2],
+            "--params", params]
+    merge.main(FIXTURES / "preannotated.jsonl", ann, out / "l.jsonl", out / "m.json", params, RULES)  # the earlier run
+    earlier = {p: file_digest(p) for p in out.iterdir()}
+    (ann / "20220112T093000Z (1).jsonl.part").write_text("{}\n", encoding="utf-8")  # a download cut short
+    inputs = {p: file_digest(p) for p in ann.iterdir()}
+    run = cli("merge", *args)
+    assert run.returncode == 3 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr == (f"error: {ann}/20220112T093000Z (1).jsonl.part: not a Label Studio snapshot (a .jsonl "
+                          f"snapshot or Label Studio's .json export); move it out of {ann} or rename it\n")
+    assert {p: file_digest(p) for p in out.iterdir()} == earlier and {p: file_digest(p) for p in ann.iterdir()} == inputs
