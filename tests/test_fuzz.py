@@ -2,7 +2,9 @@
 
 Each case must end in a correct result or a one-line report naming its file (and line), never a traceback;
 too many bad records exit 4, bad params exit 2; inputs are never changed. Most cases run the stages' cores
-in-process, one batch file per stage; a few run the command line to check exit codes.
+in-process, one batch file per stage; a few run the command line to check exit codes. Issue 29's classes
+follow: YAML bombs in params, gold and actors; corrupt pre-annotation caches; control characters; odd
+snapshot folders (earlier outputs kept whenever a stage stops).
 """
 
 from __future__ import annotations
@@ -537,6 +539,8 @@ def test_params_mutations_are_config_errors_naming_the_file(tmp_path: Path) -> N
 def test_fuzz_tier_has_at_least_1000_cases() -> None:
     readers = {"preannotate": 2 * PER_STAGE, "push": 2 * PER_STAGE, "merge": 3 * PER_STAGE, "evaluate+publish": 2 * PER_STAGE}
     assert sum(readers.values()) + INGEST_FILES + ODD_FILES + PARAMS_CASES + PULL_EXPORTS >= 1000
+    issue_29 = sum(YAML_CASES.values()) + CACHE_CASES + SNAPSHOT_CASES + CONTROL_FILES  # bombs, caches, folders, controls
+    assert issue_29 >= 200
 
 
 # -- through the command line: exit codes ----------------------------------------------------------
@@ -690,10 +694,13 @@ def test_yaml_bombs_in_gold_files_are_one_line_gold_errors(tmp_path: Path) -> No
 
     def consume(path: Path) -> None:
         shutil.copy(first, path.parent / first.name)  # the bomb read after a good gold file, as the stage reads gold/
-        gold_main(gold=path.parent, articles=articles, output=path.parent / "gold.jsonl", params=ROOT / "params.yaml")
+        (path.parent / "out").mkdir()
+        (path.parent / "out" / "gold.jsonl").write_text("earlier\n", encoding="utf-8")
+        gold_main(gold=path.parent, articles=articles, output=path.parent / "out" / "gold.jsonl",
+                  params=ROOT / "params.yaml")
 
     yaml_cases(source.name, YAML_CASES["gold"], tmp_path, source, consume, GoldError)
-    assert not list(tmp_path.glob("*/gold.jsonl"))
+    assert {p.read_text(encoding="utf-8") for p in tmp_path.glob("*/out/gold.jsonl")} == {"earlier\n"}
 
 
 def test_yaml_bombs_in_actors_are_one_line_config_errors_of_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -702,12 +709,15 @@ def test_yaml_bombs_in_actors_are_one_line_config_errors_of_merge(tmp_path: Path
     params = lenient_params(tmp_path)
 
     def consume(path: Path) -> None:
-        out = path.parent / "labeled.jsonl"
-        merge.main(FIXTURES / "preannotated.jsonl", ann, out, path.parent / "report.json", params,
+        out = path.parent / "out"
+        shutil.copytree(FIXTURES, out, ignore=shutil.ignore_patterns("annotations", "*.py"))  # an earlier run's output
+        merge.main(FIXTURES / "preannotated.jsonl", ann, out / "labeled.jsonl", out / "report.json", params,
                    (RULES[0], path, RULES[2]))
 
     yaml_cases("actors.yaml", YAML_CASES["actors"], tmp_path, RULES[1], consume, ConfigError)
-    assert not list(tmp_path.glob("*/labeled.jsonl")) and "Traceback" not in capsys.readouterr().err
+    earlier = file_digest(FIXTURES / "labeled.jsonl")
+    assert {file_digest(p) for p in tmp_path.glob("*/out/labeled.jsonl")} == {earlier}
+    assert not list(tmp_path.glob("*/out/report.json")) and "Traceback" not in capsys.readouterr().err
 
 
 def test_yaml_bombs_from_the_command_line_exit_2_or_3_with_one_error_line(tmp_path: Path) -> None:
