@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -767,8 +768,10 @@ def _spans(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return [*ann["sentences"], *ann["entities"], *(s["cue"] for s in ann["stances"])]
 
 
-def corrupt_cache(rng: random.Random, database: Path, kind: int) -> None:
-    """Damage the cache as a bad disk, a foreign writer or a crash would: one of ten kinds of entry or file damage."""
+def corrupt_cache(rng: random.Random, database: Path, kind: int) -> list[str]:
+    """Damage the cache as a bad disk, a foreign writer or a crash would: one of ten kinds of entry or file damage;
+    of entries changed one by one (kinds 0-4), what each must be taken as (`entry_outcome`)."""
+    outcomes: list[str] = []
     if kind >= 5:
         data = bytearray(database.read_bytes())
         if kind == 5:  # bit rot past the header: page structure or stored values
@@ -783,7 +786,7 @@ def corrupt_cache(rng: random.Random, database: Path, kind: int) -> None:
             database.with_name(f"{database.name}-shm").write_bytes(rng.randbytes(rng.randrange(0, 40000)))
         if kind != 9:
             database.write_bytes(bytes(data))
-            return
+            return outcomes
     db = sqlite3.connect(database)
     with db:
         rows = _rows(db)
@@ -812,7 +815,27 @@ def corrupt_cache(rng: random.Random, database: Path, kind: int) -> None:
                 at = rng.randrange(len(value))
                 new = rng.choice([value[:at], value[:at].encode() + b"\xff" + value[at:].encode(), 12, "null", "[]"])
             db.execute("UPDATE annotation SET value = CAST(? AS TEXT) WHERE key = ?", (new, key))
+            outcomes.append(entry_outcome(value, new))
     db.close()
+    return outcomes
+
+
+def entry_outcome(old: str, new: Any) -> str:
+    """What a changed entry must be taken as: "hit" (same hashes and annotation), "miss" (no hashes: an entry of an
+    older format, silently recomputed) or "bad" (reported, recomputed)."""
+    if isinstance(new, bytes):  # as the cache reads a text value of bad UTF-8
+        new = new.decode("utf-8", "surrogateescape")
+    try:
+        entry = json.loads(str(new) if isinstance(new, int) else new)
+    except (ValueError, RecursionError):
+        return "bad"
+    if not isinstance(entry, dict):
+        return "bad"
+    if "text_sha256" not in entry or "annotation_sha256" not in entry:
+        return "miss"
+    before = json.loads(old)
+    same = all(entry.get(k) == before[k] for k in ("text_sha256", "annotation_sha256", "annotation"))
+    return "hit" if same else "bad"
 
 
 def test_a_corrupt_annotation_cache_is_reported_and_the_output_is_a_clean_runs(
@@ -845,16 +868,16 @@ def test_a_corrupt_annotation_cache_is_reported_and_the_output_is_a_clean_runs(
     for n in range(CACHE_CASES):
         kind, cache, out = n % 10, tmp_path / f"cache{n}", tmp_path / f"out{n}.jsonl"
         shutil.copytree(filled, cache)
-        corrupt_cache(rng, cache / FILE, kind)
+        expected = Counter(corrupt_cache(rng, cache / FILE, kind))
         damaged = {p.name: file_digest(p) for p in cache.iterdir()}
         annotated, cached, warnings = run(out, cache)
         assert out.read_bytes() == plain.read_bytes(), (n, kind, warnings)
         assert annotated + cached == len(CACHE_TEXTS)
         assert not cached or len(warnings) <= annotated, (n, kind, warnings)  # what was not taken was reported
         assert not any("cannot be used" in w for w in warnings), warnings  # the folder is usable: a bad entry is one
-        if kind < 5:  # bad entries: reported by key (one without its hashes is an old entry, a silent miss), dropped
-            # and recomputed; the next run takes them all
-            assert annotated and 0 < len(warnings) <= annotated, (n, kind, warnings)
+        if kind < 5:  # bad entries: reported by key, dropped and recomputed; the next run takes them all
+            assert (len(warnings), annotated) == (expected["bad"], expected["bad"] + expected["miss"]), (
+                n, kind, expected, warnings)
             assert all(re.search(r"bad annotation cache entry [0-9a-f]{12}\.\.\. \(.+\); dropped and recomputed$", w)
                        for w in warnings), warnings
             assert run(out, cache)[:2] == (0, len(CACHE_TEXTS)) and out.read_bytes() == plain.read_bytes()
