@@ -2,7 +2,9 @@
 
 Each case must end in a correct result or a one-line report naming its file (and line), never a traceback;
 too many bad records exit 4, bad params exit 2; inputs are never changed. Most cases run the stages' cores
-in-process, one batch file per stage; a few run the command line to check exit codes.
+in-process, one batch file per stage; a few run the command line to check exit codes. Issue 29's classes
+follow: YAML bombs in params, gold and actors; corrupt pre-annotation caches; control characters; odd
+snapshot folders (earlier outputs kept whenever a stage stops).
 """
 
 from __future__ import annotations
@@ -11,20 +13,25 @@ import copy
 import json
 import random
 import re
+import shutil
+import sqlite3
 import subprocess
 import sys
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline import evaluate, ingest, merge, publish
+from pipeline import evaluate, ingest, merge, preannotate, publish
 from pipeline.common.config import section
 from pipeline.common.contract import stage_config
 from pipeline.common.errors import BadRecords, BadShareError, ConfigError, PipelineError
 from pipeline.common.jsonl import loads, read_jsonl
 from pipeline.common.provenance import file_digest
+from pipeline.entities.cache import FILE
 from pipeline.labelstudio.api import LabelStudioError
 from pipeline.labelstudio.params import load_config as ls_config
 from pipeline.labelstudio.pull import PullReport, snapshot_lines
@@ -121,7 +128,7 @@ def skipped(stderr: str, stage: str, *paths: Path) -> dict[Path, dict[int, str]]
             continue
         path = next((p for p in paths if m["where"].startswith(f"{p}:")), None)
         assert path is not None, line
-        lineno = re.match(r"(\d+)(?: |$)", m["where"][len(f"{path}:"):])  # merge adds " annotation ID"
+        lineno = re.match(r"(?:task )?(\d+)(?: |$)", m["where"][len(f"{path}:"):])  # merge adds " annotation ID"
         assert lineno, line
         found[path][int(lineno[1])] = m["message"]
     return found
@@ -415,6 +422,62 @@ def test_ingest_reads_odd_text_and_encodings(tmp_path: Path, capsys: pytest.Capt
     assert {p.name: file_digest(p) for p in corpus.iterdir()} == before
 
 
+CONTROL_FILES = 60
+# Controls that carry no text: C0 (not whitespace nor a line break), DEL, terminal escapes; each must vanish.
+CONTROLS = [*map(chr, [*range(1, 9), 0x0e, 0x0f, 0x10, 0x14, 0x1a, 0x1b, 0x1f, 0x7f]), "\x1b[31m", "\x1b[0m", "\x1b[2J"]
+
+
+def control_corpus(folder: Path, seed: int, n: int) -> dict[str, str]:
+    """Write `n` corpus files with controls inside words (.txt and .jsonl body and metadata), UTF-32 with its BOM and
+    CRLF line ends; return, per file, the text its article must hold (controls gone, the word whole)."""
+    rng = random.Random(seed)
+    expected: dict[str, str] = {}
+    for i in range(n):
+        kind, name = rng.randrange(4), f"{i:04d}"
+        body = f"Report {i}. " + SENTENCE.format(sep=" ") * 3  # one text per file: no duplicate is dropped
+        if kind < 2:
+            ctrl = "".join(rng.choice(CONTROLS) for _ in range(rng.randrange(1, 4)))
+            dirty = body.replace("Geneva", f"Gen{ctrl}eva").replace("ministers", f"{ctrl}ministers{ctrl}")
+            if kind == 0:
+                (folder / f"{name}.txt").write_text(dirty, encoding="utf-8")
+            else:
+                record = {"text": dirty, "title": f"Ta{ctrl}lks", "source": f"{ctrl}Wire", "date": f"2024-03-01{ctrl}"}
+                (folder / f"{name}.jsonl").write_text(json.dumps(record, ensure_ascii=rng.random() < 0.5) + "\n",
+                                                      encoding="utf-8")
+            expected[f"{name}.txt" if kind == 0 else f"{name}.jsonl:1"] = body.strip()
+        elif kind == 2:
+            codec, bom = rng.choice([("utf-32-le", b"\xff\xfe\x00\x00"), ("utf-32-be", b"\x00\x00\xfe\xff")])
+            (folder / f"{name}.txt").write_bytes(bom + body.encode(codec))
+            expected[f"{name}.txt"] = body.strip()
+        else:
+            lines = body.replace(". ", ".\r\n").strip()
+            (folder / f"{name}.txt").write_bytes(lines.encode("utf-8"))
+            expected[f"{name}.txt"] = lines.replace("\r\n", "\n\n")  # each line of a .txt file a paragraph
+    return expected
+
+
+def test_ingest_drops_control_characters_and_reads_utf32(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    expected = control_corpus(corpus, SEED + 50, CONTROL_FILES)
+    before = {p.name: file_digest(p) for p in corpus.iterdir()}
+    out = tmp_path / "out"
+    result, err = checked_run(lambda: ingest.main(corpus=corpus, output=out / "a.jsonl", report=out / "r.json",
+                                                  patterns=ROOT / "resources/boilerplate.yaml",
+                                                  params=lenient_params(tmp_path)), capsys)
+    assert result is None and "Traceback" not in err, result
+    report = json.loads((out / "r.json").read_text(encoding="utf-8"))
+    assert report["bad_records"] == []
+    articles = {a["source_file"]: a for a in map(loads, (out / "a.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert set(articles) == set(expected)
+    for name, article in articles.items():
+        assert article["text"] == expected[name], name  # every control gone, no word split or fused
+        for key in ("title", "source", "date"):
+            assert not any(unicodedata.category(c) == "Cc" for c in article[key] or ""), (name, key, article[key])
+    assert {a["title"] for a in articles.values()} >= {"Talks"} and {a["source"] for a in articles.values()} >= {"Wire"}
+    assert {p.name: file_digest(p) for p in corpus.iterdir()} == before
+
+
 # -- params -------------------------------------------------------------------------------------------
 
 
@@ -477,6 +540,8 @@ def test_params_mutations_are_config_errors_naming_the_file(tmp_path: Path) -> N
 def test_fuzz_tier_has_at_least_1000_cases() -> None:
     readers = {"preannotate": 2 * PER_STAGE, "push": 2 * PER_STAGE, "merge": 3 * PER_STAGE, "evaluate+publish": 2 * PER_STAGE}
     assert sum(readers.values()) + INGEST_FILES + ODD_FILES + PARAMS_CASES + PULL_EXPORTS >= 1000
+    issue_29 = sum(YAML_CASES.values()) + CACHE_CASES + SNAPSHOT_CASES + CONTROL_FILES  # bombs, caches, folders, controls
+    assert issue_29 >= 200
 
 
 # -- through the command line: exit codes ----------------------------------------------------------
@@ -527,3 +592,434 @@ def test_every_stage_command_on_fuzzed_input_exits_0_or_4(tmp_path: Path) -> Non
     run = cli("preannotate", "--input", pre, "--output", out / "p2.jsonl", "--params", bad_params)
     assert run.returncode == 2 and run.stderr.startswith(f"error: {bad_params}:preannotate.batch_size")
     assert {p: file_digest(p) for p in inputs} == inputs
+
+
+# -- issue 29's classes: YAML bombs, cache corruption, odd snapshot folders ---------------------------------------
+# Each class is generated (seeded) and fed to the stage that reads it; the promise: no traceback, one line naming
+# the file (and line), inputs byte-identical, earlier outputs kept.
+
+YAML_CASES = {"params": 40, "gold": 16, "actors": 20}  # per file the stages read
+DEPTH = 5000
+
+
+BOMB_KINDS = 8
+
+
+def yaml_bomb(kind: int) -> list[str]:
+    """The lines (unindented) of one YAML value that nests 5,000 deep or whose aliases stand for a great many nodes."""
+    if kind == 0:
+        return ["[" * DEPTH + "]" * DEPTH]
+    if kind == 1:
+        return ["{a: " * DEPTH + "1" + "}" * DEPTH]
+    if kind == 2:
+        return ["[{a: " * (DEPTH // 2) + "1" + "}]" * (DEPTH // 2)]
+    if kind == 3:
+        return ["- " * DEPTH + "x"]
+    if kind == 4:  # "billion laughs": ten levels of ten aliases of the level below
+        level = ", ".join(["x"] * 10)
+        return [f"- &a0 [{level}]", *(f"- &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10))]
+    if kind == 5:
+        return ["- &x 1", "- [" + ", ".join(["*x"] * 2000) + "]"]
+    if kind == 6:
+        return ["&r [a, *r]"]
+    return ["- &big [" + ", ".join(["0"] * 5000) + "]", "- [" + ", ".join(["*big"] * 10) + "]"]
+
+
+def plant_bomb(rng: random.Random, text: str, kind: int) -> tuple[str, int, int]:
+    """`text` with a random key's scalar value (or a new last key) replaced by a bomb of `kind`; its first and last line."""
+    lines = text.splitlines()
+    bomb = yaml_bomb(kind)
+    keys = [i for i, line in enumerate(lines) if re.match(r"^\s*[a-z_]+: \S", line) and not line.lstrip().startswith("#")]
+    if not keys or rng.random() < 0.2:
+        i, indent, key = len(lines), "", "zz_bomb"
+        lines.append("")
+    else:
+        i = rng.choice(keys)
+        m = re.match(r"^(\s*)([a-z_]+):", lines[i])
+        assert m
+        indent, key = m[1], m[2]
+    if len(bomb) == 1 and not bomb[0].startswith("- ") and rng.random() < 0.5:
+        planted, first = [f"{indent}{key}: {bomb[0]}"], i + 1
+    else:
+        planted, first = [f"{indent}{key}:", *(f"{indent}  {b}" for b in bomb)], i + 2
+    new = [*lines[:i], *planted, *lines[i + 1:]]
+    return "\n".join(new) + "\n", first, first + len(bomb) - 1
+
+
+def bomb_refused(exc: PipelineError, path: Path, first: int, last: int) -> None:
+    """`exc` is one line naming `path` and a line of the bomb."""
+    message = str(exc)
+    m = re.match(rf"^{re.escape(str(path))}:(\d+): invalid YAML: ", message)
+    assert m and "\n" not in message, message
+    assert first <= int(m[1]) <= last, (message, first, last)
+
+
+def yaml_cases(name: str, cases: int, tmp_path: Path, source: Path, consume: Callable[[Path], Any],
+               error: type[PipelineError]) -> None:
+    """Plant `cases` bombs in copies of `source` named `name` and feed each to `consume`."""
+    rng = random.Random(SEED + cases)
+    kinds = set()
+    for n in range(cases):
+        folder = tmp_path / f"case{n}"
+        folder.mkdir()
+        path = folder / name
+        text, first, last = plant_bomb(rng, source.read_text(encoding="utf-8"), n % BOMB_KINDS)
+        path.write_text(text, encoding="utf-8")
+        before = file_digest(path)
+        with pytest.raises(PipelineError) as caught:
+            consume(path)
+        assert isinstance(caught.value, error) and caught.value.exit_code in (2, 3), caught.value
+        bomb_refused(caught.value, path, first, last)
+        kinds.add(str(caught.value).split("invalid YAML: ")[1].split(" (")[0].rstrip("0123456789 ,"))
+        assert file_digest(path) == before
+    assert len(kinds) == 4, kinds  # depth, many aliases, aliased nodes, recursion
+
+
+def test_yaml_bombs_in_params_are_one_line_config_errors(tmp_path: Path) -> None:
+    rng = random.Random(SEED + 20)
+
+    def consume(path: Path) -> None:
+        _, load = rng.choice(LOADERS)
+        load(path)
+
+    yaml_cases("params.yaml", YAML_CASES["params"], tmp_path, ROOT / "params.yaml", consume, ConfigError)
+
+
+def test_yaml_bombs_in_gold_files_are_one_line_gold_errors(tmp_path: Path) -> None:
+    from pipeline.gold.files import GoldError
+    from pipeline.gold.files import main as gold_main
+
+    articles = tmp_path / "articles.jsonl"
+    articles.write_text("", encoding="utf-8")
+    first, source = sorted((ROOT / "gold").glob("*.yaml"))[:2]
+
+    def consume(path: Path) -> None:
+        shutil.copy(first, path.parent / first.name)  # the bomb read after a good gold file, as the stage reads gold/
+        (path.parent / "out").mkdir()
+        (path.parent / "out" / "gold.jsonl").write_text("earlier\n", encoding="utf-8")
+        gold_main(gold=path.parent, articles=articles, output=path.parent / "out" / "gold.jsonl",
+                  params=ROOT / "params.yaml")
+
+    yaml_cases(source.name, YAML_CASES["gold"], tmp_path, source, consume, GoldError)
+    assert {p.read_text(encoding="utf-8") for p in tmp_path.glob("*/out/gold.jsonl")} == {"earlier\n"}
+
+
+def test_yaml_bombs_in_actors_are_one_line_config_errors_of_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ann = tmp_path / "annotations"
+    shutil.copytree(FIXTURES / "annotations", ann)
+    params = lenient_params(tmp_path)
+
+    def consume(path: Path) -> None:
+        out = path.parent / "out"
+        shutil.copytree(FIXTURES, out, ignore=shutil.ignore_patterns("annotations", "*.py"))  # an earlier run's output
+        merge.main(FIXTURES / "preannotated.jsonl", ann, out / "labeled.jsonl", out / "report.json", params,
+                   (RULES[0], path, RULES[2]))
+
+    yaml_cases("actors.yaml", YAML_CASES["actors"], tmp_path, RULES[1], consume, ConfigError)
+    earlier = file_digest(FIXTURES / "labeled.jsonl")
+    assert {file_digest(p) for p in tmp_path.glob("*/out/labeled.jsonl")} == {earlier}
+    assert not list(tmp_path.glob("*/out/report.json")) and "Traceback" not in capsys.readouterr().err
+
+
+def test_yaml_bombs_from_the_command_line_exit_2_or_3_with_one_error_line(tmp_path: Path) -> None:
+    rng = random.Random(SEED + 25)
+    gold = tmp_path / "gold"
+    gold.mkdir()
+    text, first, last = plant_bomb(rng, next((ROOT / "gold").glob("*.yaml")).read_text(encoding="utf-8"), 4)
+    (gold / "g.yaml").write_text(text, encoding="utf-8")
+    actors = tmp_path / "actors.yaml"
+    a_text, a_first, a_last = plant_bomb(rng, RULES[1].read_text(encoding="utf-8"), 0)
+    actors.write_text(a_text, encoding="utf-8")
+    inputs = {p: file_digest(p) for p in (gold / "g.yaml", actors)}
+    runs = [
+        (cli("gold", "--gold", gold, "--articles", FIXTURES / "preannotated.jsonl", "--output", tmp_path / "g.jsonl"),
+         3, gold / "g.yaml", first, last),
+        (cli("merge", "--preannotated", FIXTURES / "preannotated.jsonl", "--annotations", FIXTURES / "annotations",
+             "--output", tmp_path / "l.jsonl", "--report", tmp_path / "m.json", "--patterns", RULES[0],
+             "--actors", actors, "--lexicon", RULES[2], "--params", lenient_params(tmp_path)),
+         2, actors, a_first, a_last),
+    ]
+    for run, code, path, lo, hi in runs:
+        assert run.returncode == code, run.stderr[-2000:]
+        [line] = [x for x in run.stderr.splitlines() if x.startswith("error: ")]
+        assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr[-2000:]
+        bomb_refused(ConfigError(line.removeprefix("error: ")), path, lo, hi)
+    assert {p: file_digest(p) for p in inputs} == inputs
+
+
+CACHE_CASES = 40
+CACHE_TEXTS = [
+    "Lavrov accused NATO of ignoring Russia's concerns about the alliance's expansion.",
+    "Biden spoke with Zelensky about Ukraine on Friday.\nPutin warned NATO.",
+    "Stoltenberg criticised Moscow for the attack on Kiev.",
+    "China urged the United States to stop arming Taiwan, the foreign ministry in Beijing said.",
+    "The European Union condemned Iran for supplying drones to Russia.",
+    "Erdogan praised Sweden and Finland for their talks with Turkey.",
+]
+SUMMARY = re.compile(r"^preannotate: wrote (\d+) records to .*: (\d+) annotated, (\d+) from cache, 0 skipped$")
+
+
+def _rows(db: sqlite3.Connection) -> list[tuple[str, Any]]:
+    return db.execute("SELECT key, value FROM annotation ORDER BY key").fetchall()
+
+
+def _spans(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    ann = entry["annotation"]
+    return [*ann["sentences"], *ann["entities"], *(s["cue"] for s in ann["stances"])]
+
+
+def corrupt_cache(rng: random.Random, database: Path, kind: int) -> list[str]:
+    """Damage the cache as a bad disk, a foreign writer or a crash would: one of ten kinds of entry or file damage;
+    of entries changed one by one (kinds 0-4), what each must be taken as (`entry_outcome`)."""
+    outcomes: list[str] = []
+    if kind >= 5:
+        data = bytearray(database.read_bytes())
+        if kind == 5:  # bit rot past the header: page structure or stored values
+            for _ in range(rng.randrange(1, 6)):
+                data[rng.randrange(100, len(data))] = rng.randrange(256)
+        elif kind == 6:
+            del data[rng.randrange(len(data)):]
+        elif kind == 7:
+            data = bytearray(rng.choice([b"", data[:100], rng.randbytes(len(data)), b"SQLite format 3\x00" * 64]))
+        elif kind == 8:  # a crash's leftovers: garbage write-ahead log and shared memory beside the file
+            database.with_name(f"{database.name}-wal").write_bytes(rng.randbytes(rng.randrange(32, 9000)))
+            database.with_name(f"{database.name}-shm").write_bytes(rng.randbytes(rng.randrange(0, 40000)))
+        if kind != 9:
+            database.write_bytes(bytes(data))
+            return outcomes
+    db = sqlite3.connect(database)
+    with db:
+        rows = _rows(db)
+        if kind == 9:  # the table of another writer: NULLs and numbers where JSON text belongs
+            db.execute("DROP TABLE annotation")
+            db.execute("CREATE TABLE annotation (key TEXT PRIMARY KEY, value)")
+            db.executemany("INSERT INTO annotation VALUES (?, ?)",
+                           [(k, rng.choice([None, 7, 1.5, v.encode(), v])) for k, v in rows])
+        for key, value in rng.sample(rows, rng.randrange(1, len(rows) + 1)) if kind < 5 else []:
+            entry = json.loads(value)
+            if kind == 0:
+                new: Any = mutate(rng, entry)
+            elif kind == 1:  # an offset moved by one: still inside the text
+                span = rng.choice(_spans(entry))
+                span[rng.choice(["start", "end"])] += rng.choice([-1, 1])
+                new = _dump(entry)
+            elif kind == 2:  # another text's entry under this key
+                new = rng.choice([v for k, v in rows if k != key])
+            elif kind == 3:  # a label, score or actor of another value
+                entity = rng.choice(entry["annotation"]["entities"])
+                field_ = rng.choice(["label", "score", "actor"])
+                entity[field_] = rng.choice({"label": ["ORG", "LOC", "PERSON", "GPE"], "score": [0.0, 0.5, 1.0],
+                                             "actor": ["USA", "RUS", None, "XYZ"]}[field_])
+                new = _dump(entry)
+            else:  # cut, not UTF-8 (a text value of bad bytes: SQLite refused to read it as text), not an object
+                at = rng.randrange(len(value))
+                new = rng.choice([value[:at], value[:at].encode() + b"\xff" + value[at:].encode(), 12, "null", "[]"])
+            db.execute("UPDATE annotation SET value = CAST(? AS TEXT) WHERE key = ?", (new, key))
+            outcomes.append(entry_outcome(value, new))
+    db.close()
+    return outcomes
+
+
+def entry_outcome(old: str, new: Any) -> str:
+    """What a changed entry must be taken as: "hit" (same hashes and annotation), "miss" (no hashes: an entry of an
+    older format, silently recomputed) or "bad" (reported, recomputed)."""
+    if isinstance(new, bytes):  # as the cache reads a text value of bad UTF-8
+        new = new.decode("utf-8", "surrogateescape")
+    try:
+        entry = json.loads(str(new) if isinstance(new, int) else new)
+    except (ValueError, RecursionError):
+        return "bad"
+    if not isinstance(entry, dict):
+        return "bad"
+    if "text_sha256" not in entry or "annotation_sha256" not in entry:
+        return "miss"
+    before = json.loads(old)
+    same = all(entry.get(k) == before[k] for k in ("text_sha256", "annotation_sha256", "annotation"))
+    return "hit" if same else "bad"
+
+
+def test_a_corrupt_annotation_cache_is_reported_and_the_output_is_a_clean_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "articles.jsonl"
+    src.write_text("".join(json.dumps({"id": f"a{i}", "text": t}) + "\n" for i, t in enumerate(CACHE_TEXTS)),
+                   encoding="utf-8")
+    before = file_digest(src)
+    params, (patterns, actors, lexicon) = ROOT / "params.yaml", RULES
+
+    def run(out: Path, cache: Path | None) -> tuple[int, int, list[str]]:
+        """(annotated, from cache, warnings) of one in-process run; nothing else may reach stderr."""
+        preannotate.main(src, out, params, patterns, actors, lexicon, cache=cache)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        lines = err.strip().splitlines()
+        [summary] = [m for line in lines if (m := SUMMARY.match(line))]
+        warnings = [x for x in lines if x.strip() and not x.startswith(f"{preannotate.STAGE}: ")]  # else: progress
+        assert all(line.startswith(f"warning: {cache}/{FILE}: ") for line in warnings), warnings
+        return int(summary[2]), int(summary[3]), warnings
+
+    plain = tmp_path / "plain.jsonl"
+    run(plain, None)
+    filled = tmp_path / "filled"
+    assert run(tmp_path / "first.jsonl", filled)[:2] == (len(CACHE_TEXTS), 0)
+    for side in filled.glob(f"{FILE}-*"):
+        side.unlink()
+    rng = random.Random(SEED + 30)
+    reported = 0
+    for n in range(CACHE_CASES):
+        kind, cache, out = n % 10, tmp_path / f"cache{n}", tmp_path / f"out{n}.jsonl"
+        shutil.copytree(filled, cache)
+        expected = Counter(corrupt_cache(rng, cache / FILE, kind))
+        damaged = file_digest(cache / FILE)
+        annotated, cached, warnings = run(out, cache)
+        assert out.read_bytes() == plain.read_bytes(), (n, kind, warnings)
+        assert annotated + cached == len(CACHE_TEXTS)
+        assert not cached or len(warnings) <= annotated, (n, kind, warnings)  # what was not taken was reported
+        assert not any("cannot be used" in w for w in warnings), warnings  # the folder is usable: a bad entry is one
+        if kind < 5:  # bad entries: reported by key, dropped and recomputed; the next run takes them all
+            assert (len(warnings), annotated) == (expected["bad"], expected["bad"] + expected["miss"]), (
+                n, kind, expected, warnings)
+            assert all(re.search(r"bad annotation cache entry [0-9a-f]{12}\.\.\. \(.+\); dropped and recomputed$", w)
+                       for w in warnings), warnings
+            assert run(out, cache)[:2] == (0, len(CACHE_TEXTS)) and out.read_bytes() == plain.read_bytes()
+        elif warnings and "damaged" in warnings[0]:
+            assert file_digest(cache / FILE) == damaged  # the user's file: neither deleted nor rewritten
+        reported += bool(warnings)
+    assert reported > CACHE_CASES // 2
+    assert file_digest(src) == before
+
+
+SNAPSHOT_CASES = 28  # each of the 14 kinds leads two cases, joined by up to two others
+BASE_SNAPSHOTS = sorted((FIXTURES / "annotations").glob("*.jsonl"))
+ODD_NAMES = ("notes.txt", "export.csv", "snap.jsonl.bak", "snap.json~", "noext", "snap.jsonl.gz")
+
+
+def json_export(rng: random.Random, snapshot: Path) -> str:
+    """Label Studio's JSON export (a JSON array of tasks) of a JSON Lines snapshot, laid out as the UI might."""
+    tasks = [json.loads(line) for line in snapshot.read_text(encoding="utf-8").splitlines()]
+    text = json.dumps(tasks, indent=rng.choice([None, 2]), ensure_ascii=rng.random() < 0.5)
+    return rng.choice(["", "\ufeff", "\n  "]) + text
+
+
+def odd_snapshot(rng: random.Random, folder: Path, kind: int) -> tuple[str, str]:
+    """Add one misnamed or odd entry to `folder`: (its name, what must happen: read, skip, list error or read error)."""
+    base = rng.choice(BASE_SNAPSHOTS)
+    lines = base.read_text(encoding="utf-8").splitlines(keepends=True)
+    if kind < 4:  # another name for a JSON Lines snapshot: downloaded twice, renamed, upper-case
+        name = ["export.jsonl", "X.JSONL", "X (1).jsonl", "20220111T120000Z.JSONL"][kind]
+        (folder / name).write_text("".join(lines), encoding="utf-8")
+        return name, "read"
+    if kind < 6:  # Label Studio's own JSON export, as downloaded or renamed to its time
+        name = ["export.json", "20220113T000000Z.json"][kind - 4]
+        (folder / name).write_text(json_export(rng, base), encoding="utf-8")
+        return name, "read"
+    if kind == 6:  # cut lines: a copy stopped mid-write
+        cut = [line[: rng.randrange(1, len(line) - 1)] + "\n" if rng.random() < 0.5 else line for line in lines]
+        cut[-1] = lines[-1][: rng.randrange(1, len(lines[-1]) - 1)]
+        (folder / "cut.jsonl").write_text("".join(cut), encoding="utf-8")
+        return "cut.jsonl", "read"
+    if kind == 7:
+        (folder / "empty.jsonl").write_bytes(b"")
+        return "empty.jsonl", "read"
+    if kind == 8:
+        name = rng.choice([".hidden.jsonl", "README.txt", "readme.md", ".DS_Store"])
+        (folder / name).write_bytes(rng.randbytes(50))
+        return name, "skip"
+    if kind == 9:
+        (folder / "sub").mkdir()
+        (folder / "sub" / base.name).write_text("".join(lines), encoding="utf-8")
+        return "sub", "list error"
+    if kind == 10:
+        name = rng.choice(["20220101T000000Z.meta.json", "20220113T000000Z.meta.json"])
+        (folder / name).write_text('{"server": "http://localhost:8080", "project": 1}\n', encoding="utf-8")
+        return name, "list error"
+    if kind == 11:
+        name = rng.choice(ODD_NAMES)
+        (folder / name).write_text("".join(lines), encoding="utf-8")
+        return name, "list error"
+    if kind == 12:  # an export cut short: not JSON, reported with its line
+        text = json_export(rng, base).rstrip()
+        (folder / "broken.json").write_text(text[: rng.randrange(1, len(text) - 1)], encoding="utf-8")
+        return "broken.json", "read error"
+    (folder / "latin.json").write_bytes(b"[" + json_export(rng, base).encode("latin-1", "replace")[1:] + b"\xe9\xff]")
+    return "latin.json", "read error"
+
+
+def snapshot_order(names: list[str]) -> list[str]:
+    """README's order of the snapshots of annotations/: timestamped names by their time, then the rest by name."""
+    timed = sorted((n for n in names if re.match(r"^\d{8}T\d{6}Z\.jsonl?$", n, re.IGNORECASE)),
+                   key=lambda n: (n[:16].upper(), n))
+    return timed + sorted(n for n in names if n not in timed)
+
+
+def test_odd_snapshot_files_are_each_read_or_reported_by_name(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    params = lenient_params(tmp_path)
+    pre = FIXTURES / "preannotated.jsonl"
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    merge.main(pre, FIXTURES / "annotations", earlier / "labeled.jsonl", earlier / "report.json", params, RULES)
+    gold_before = {r["id"] for r in map(loads, (earlier / "labeled.jsonl").read_text(encoding="utf-8").splitlines())
+                   if r["status"] == "gold"}
+    assert gold_before
+    capsys.readouterr()
+    rng = random.Random(SEED + 40)
+    outcomes: dict[str, int] = {}
+    for n in range(SNAPSHOT_CASES):
+        case = tmp_path / f"case{n}"
+        ann = case / "annotations"
+        shutil.copytree(FIXTURES / "annotations", ann)
+        shutil.copytree(earlier, case / "out")
+        kinds = [n % 14, *rng.sample(range(14), rng.randrange(0, 3))]
+        added = dict(odd_snapshot(rng, ann, kind) for kind in dict.fromkeys(kinds))
+        inputs = {p: file_digest(p) for p in ann.rglob("*") if p.is_file()}
+        out, rep = case / "out" / "labeled.jsonl", case / "out" / "report.json"
+        kept = {p: file_digest(p) for p in (out, rep)}
+        result, err = checked_run(lambda: merge.main(pre, ann, out, rep, params, RULES), capsys)  # noqa: B023
+        assert "Traceback" not in err
+        listing = sorted(name for name, what in added.items() if what == "list error")
+        reading = snapshot_order([name for name, what in added.items() if what == "read error"])
+        if listing or reading:
+            assert isinstance(result, PipelineError) and result.exit_code == 3, (n, added, result)
+            first = ann / (listing or reading)[0]
+            pattern = rf"{re.escape(str(first))}:\d+: " if not listing and first.name == "broken.json" else \
+                rf"{re.escape(str(first))}: "
+            assert re.match(pattern, str(result)) and "\n" not in str(result), (added, str(result))
+            assert {p: file_digest(p) for p in kept} == kept  # the earlier output and report are still there
+        else:
+            assert result is None, (n, added, result)
+            report = json.loads(rep.read_text(encoding="utf-8"))
+            names = [b.name for b in BASE_SNAPSHOTS] + [name for name, what in added.items() if what == "read"]
+            assert [Path(s["path"]).name for s in report["snapshots"]] == snapshot_order(names), added
+            if "cut.jsonl" in added:  # each cut line reported by its number
+                cut = ann / "cut.jsonl"
+                reported = skipped(err, "merge", *(p for p in inputs if p.parent == ann))[cut]
+                broken = {i for i, line in enumerate(cut.read_text(encoding="utf-8").splitlines(), 1)
+                          if not line.endswith("}")}
+                assert broken and broken <= set(reported), (broken, reported)
+            gold_now = {r["id"] for r in map(loads, out.read_text(encoding="utf-8").splitlines())
+                        if r["status"] == "gold"}
+            lost = {g["article_id"] for g in report["lost_gold"]}
+            assert gold_before <= gold_now | lost, (added, gold_before - gold_now)  # never lost silently
+        assert {p: file_digest(p) for p in inputs} == inputs
+        for what in added.values():
+            outcomes[what] = outcomes.get(what, 0) + 1
+    assert set(outcomes) == {"read", "skip", "list error", "read error"}, outcomes
+
+
+def test_a_misnamed_snapshot_from_the_command_line_exits_3_and_keeps_the_earlier_output(tmp_path: Path) -> None:
+    ann, out = tmp_path / "annotations", tmp_path / "out"
+    shutil.copytree(FIXTURES / "annotations", ann)
+    out.mkdir()
+    params = lenient_params(tmp_path)
+    args = ["--preannotated", FIXTURES / "preannotated.jsonl", "--annotations", ann, "--output", out / "l.jsonl",
+            "--report", out / "m.json", "--patterns", RULES[0], "--actors", RULES[1], "--lexicon", RULES[2],
+            "--params", params]
+    merge.main(FIXTURES / "preannotated.jsonl", ann, out / "l.jsonl", out / "m.json", params, RULES)  # the earlier run
+    earlier = {p: file_digest(p) for p in out.iterdir()}
+    (ann / "20220112T093000Z (1).jsonl.part").write_text("{}\n", encoding="utf-8")  # a download cut short
+    inputs = {p: file_digest(p) for p in ann.iterdir()}
+    run = cli("merge", *args)
+    assert run.returncode == 3 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr == (f"error: {ann}/20220112T093000Z (1).jsonl.part: not a Label Studio snapshot (a .jsonl "
+                          f"snapshot or Label Studio's .json export); move it out of {ann} or rename it\n")
+    assert {p: file_digest(p) for p in out.iterdir()} == earlier and {p: file_digest(p) for p in ann.iterdir()} == inputs

@@ -141,6 +141,17 @@ def _entities_not_a_list(entry: dict, text: str) -> dict:
     return entry
 
 
+def _label_changed(entry: dict, text: str) -> dict:
+    entity = entry["annotation"]["entities"][0]
+    entity["label"] = "ORG" if entity["label"] != "ORG" else "GPE"  # still well formed: only its hash tells
+    return entry
+
+
+def _sentence_moved(entry: dict, text: str) -> dict:
+    entry["annotation"]["sentences"][0]["end"] -= 1  # still inside the text
+    return entry
+
+
 POISONS: dict[str, tuple[Callable[[dict, str], Any] | str | bytes | int, str]] = {
     "offsets out of range": (_entity_offsets_out_of_range, "outside the text"),
     "offsets shifted": (_offsets_shifted, "not the text at its offsets"),
@@ -148,6 +159,8 @@ POISONS: dict[str, tuple[Callable[[dict, str], Any] | str | bytes | int, str]] =
     "stance cue out of range": (_stance_cue_out_of_range, "outside the text"),
     "stance end not an entity": (_stance_end_not_an_entity, "not indexes of"),
     "wrong text hash": (_wrong_text_hash, "text hash"),
+    "label changed": (_label_changed, "annotation hash is not the annotation's"),
+    "sentence moved": (_sentence_moved, "annotation hash is not the annotation's"),
     "extra field": (_extra_field, "fields sentences, entities, stances"),
     "entities not a list": (_entities_not_a_list, "must be lists"),
     "invalid JSON": ('{"text_sha256": "', "not valid JSON"),
@@ -193,6 +206,19 @@ def test_an_entry_of_the_old_format_is_a_silent_miss(tmp_path, pre, uncached, ca
     assert out == uncached and (counts.annotated, counts.cached) == (1, len(RECORDS) - 1)
     assert capsys.readouterr().err == ""
     assert stored(database, key)["text_sha256"] == text_hash(RECORDS[0]["text"])  # replaced
+
+
+def test_an_entry_without_its_annotation_hash_is_a_silent_miss(tmp_path, pre, uncached, capsys) -> None:
+    database = filled(pre, tmp_path)
+    key = key_of(pre, RECORDS[0])
+    entry = stored(database, key)
+    del entry["annotation_sha256"]  # as entries were written before they held it
+    set_value(database, key, dumps(entry))
+    capsys.readouterr()
+    out, counts = run(pre, tmp_path)
+    assert out == uncached and (counts.annotated, counts.cached) == (1, len(RECORDS) - 1)
+    assert capsys.readouterr().err == ""
+    assert "annotation_sha256" in stored(database, key)  # replaced
 
 
 def test_reports_of_bad_entries_are_bounded(tmp_path, pre, capsys, monkeypatch) -> None:

@@ -3,12 +3,14 @@
 The cache only saves work, it never changes output: a run with any cache, whole, damaged or unusable, writes
 what a run without one writes, byte for byte. Nothing read from it is trusted:
 
-- An entry is verified on read: it holds the sha256 of the text it annotates, which must be the text's, and an
-  annotation of exactly the fields the annotator writes (sentences, entities, stances), every offset inside the
-  text (0 <= start < end <= len(text)), every entity and cue text the text's slice at its offsets, every stance
-  end an index of an entity. A bad entry (not JSON, the wrong shape, another text's hash, an offset outside the
-  text, ...) is reported as one line on stderr naming the cache file and the key's first characters, deleted and
-  recomputed. An entry written before entries held their text's hash is a miss, recomputed and replaced silently.
+- An entry is verified on read: it holds the sha256 of the text it annotates, which must be the text's, the
+  sha256 of its annotation as written, which must be the annotation's (SQLite keeps no checksum of its pages: a
+  flipped byte in a stored score, label or offset is caught here), and an annotation of exactly the fields the
+  annotator writes (sentences, entities, stances), every offset inside the text (0 <= start < end <= len(text)),
+  every entity and cue text the text's slice at its offsets, every stance end an index of an entity. A bad entry
+  (not JSON, the wrong shape, another text's hash, a changed annotation, an offset outside the text, ...) is
+  reported as one line on stderr naming the cache file and the key's first characters, deleted and recomputed.
+  An entry written before entries held both hashes is a miss, recomputed and replaced silently.
 - A database file that is not SQLite or is damaged (random bytes, truncated, malformed) is reported as one line
   and the run goes on without the cache. The file is left where it is, neither deleted nor moved (the workers of
   one run open it side by side, and one moving it would pull it from under the others): the line asks to move it
@@ -102,6 +104,11 @@ def annotation_problem(annotation: Any, text: str) -> str | None:
     return None
 
 
+def _text(data: bytes) -> str:
+    """A stored text value as str; bytes that are not UTF-8 kept as surrogates, for the entry check to refuse."""
+    return data.decode("utf-8", "surrogateescape")
+
+
 def read_entry(value: Any, text: str) -> tuple[dict[str, Any] | None, str | None]:
     """The annotation a stored value holds for `text`, or None and why not (no reason: an entry of the old format)."""
     try:
@@ -110,13 +117,15 @@ def read_entry(value: Any, text: str) -> tuple[dict[str, Any] | None, str | None
         return None, "not valid JSON"
     if not isinstance(entry, dict):
         return None, "not a JSON object"
-    if "text_sha256" not in entry:
-        return None, None  # written before entries held their text's hash: a miss, replaced
+    if "text_sha256" not in entry or "annotation_sha256" not in entry:
+        return None, None  # written before entries held both hashes: a miss, replaced
     if entry["text_sha256"] != text_hash(text):
         return None, "its text hash is not the text's"
     annotation = entry.get("annotation")
     if problem := annotation_problem(annotation, text):
         return None, problem
+    if entry["annotation_sha256"] != text_hash(dumps(annotation)):
+        return None, "its annotation hash is not the annotation's"
     return annotation, None
 
 
@@ -137,6 +146,7 @@ class Cache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.text_factory = _text  # a value damaged into bad UTF-8 is one bad entry, not an unusable cache
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("CREATE TABLE IF NOT EXISTS annotation (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self.db.commit()
@@ -160,10 +170,11 @@ class Cache:
         return annotation
 
     def put(self, key: str, text: str, annotation: dict[str, Any]) -> None:
-        """Store the annotation of `text` under `key`, with the text's hash."""
+        """Store the annotation of `text` under `key`, with the text's hash and its own."""
         if self.db is None or not self.writable:
             return
-        value = dumps({"text_sha256": text_hash(text), "annotation": annotation})
+        value = dumps({"text_sha256": text_hash(text), "annotation_sha256": text_hash(dumps(annotation)),
+                       "annotation": annotation})
         self._write("INSERT OR REPLACE INTO annotation (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
