@@ -202,8 +202,9 @@ def bench(
                                           "label-studio (push, no-op push, refresh, pull on a throwaway local server).")],
     docs: Annotated[int, typer.Option(help="Size of the generated corpus.")] = 500,
     tasks: Annotated[int, typer.Option(help="label-studio: tasks pushed, refreshed and pulled.")] = 1000,
+    port: Annotated[int, typer.Option(help="label-studio: port of the throwaway server (0 or taken: any free port).")] = 0,
     n_process: Annotated[int, typer.Option("--n-process", help="Processes for the parallel run.")] = 2,
-    repeat: Annotated[int, typer.Option(help="Timings per measurement; the best is kept.")] = 3,
+    repeat: Annotated[int, typer.Option(help="Turns of the stage and its baseline, run alternately; medians and min/median/max ratios.")] = 3,
     params: ParamsOpt = Path("params.yaml"),
     patterns: Annotated[Path, typer.Option(help="Domain entity patterns.")] = Path("resources/entity_patterns.yaml"),
     actors: Annotated[Path, typer.Option(help="Geopolitical actors for linking.")] = Path("resources/actors.yaml"),
@@ -228,14 +229,14 @@ def bench(
                                           guidelines=Path("resources/guidelines.md").resolve())
         bench_scale.main(articles=articles or [10_000], preannotate_articles=preannotate_articles, n_process=n_process,
                          max_publish=max_publish_articles, workdir=workdir, res=resources,
-                         stages=[s for s in stages.split(",") if s], dask=dask)
+                         stages=[s for s in stages.split(",") if s], dask=dask, repeat=repeat)
         return
     if stage == "label-studio":
         from pipeline.bench import labelstudio as ls_bench
 
         if tasks < 1:
             raise ConfigError("--tasks must be at least 1")
-        ls_bench.main(tasks, params)
+        ls_bench.main(tasks, params, port, repeat)
         return
     stage_bench.main(
         stage=stage,

@@ -22,7 +22,7 @@ def test_synthetic_corpus_is_deterministic_and_news_like() -> None:
 
 def test_bench_prints_throughputs_and_ratio() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "bench", "preannotate", "--docs", "6", "--n-process", "2", "--repeat", "1"],
+        [sys.executable, "-m", "pipeline", "bench", "preannotate", "--docs", "6", "--n-process", "2", "--repeat", "2"],
         cwd=ROOT, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -31,12 +31,18 @@ def test_bench_prints_throughputs_and_ratio() -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert re.search(r"bench preannotate: 6 docs, \d+ chars, model \S+ \S+, batch_size \d+, cache off, best of 1", out)
-    assert "bare docs/s" in out and "stage chars/s" in out and "ratio" in out
-    rows = re.findall(r"^\s+([12])\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", out, re.MULTILINE)
+    assert re.search(r"bench preannotate: 6 docs, \d+ chars, model \S+ \S+, batch_size \d+, cache off, 2 turn\(s\) each, "
+                     r"stage then bare", out)
+    assert "bare docs/s" in out and "stage chars/s" in out and "ratio min/med/max" in out and "stage tree MB" in out
+    rows = re.findall(r"^\s+([12])\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)/([\d.]+)/([\d.]+)\s+(\d+)\s+(\d+)$",
+                      out, re.MULTILINE)
     assert [r[0] for r in rows] == ["1", "2"]
     assert all(float(x) > 0 for r in rows for x in r[1:])
-    assert re.search(r"^ratio stage/bare, 1 process: wall [\d.]+, cpu [\d.]+$", out, re.MULTILINE)
+    for r in rows:
+        assert float(r[5]) <= float(r[6]) <= float(r[7])
+    # two spaCy processes each load the model: the tree is larger with n_process 2 than in one process
+    assert int(rows[1][9]) > int(rows[0][9]) + 100 and int(rows[1][8]) > int(rows[0][8]) + 100
+    assert re.search(r"^ratio stage/bare, 1 process, median: wall [\d.]+, cpu [\d.]+$", out, re.MULTILINE)
     assert re.search(r"^speed-up with 2 processes: bare [\d.]+x, stage [\d.]+x$", out, re.MULTILINE)
     own = re.search(r"^geonews_preannotate alone \(.*\): ([\d.]+) CPU s, ([\d.]+)% of the stage's CPU in 1 process$",
                     out, re.MULTILINE)

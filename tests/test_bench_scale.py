@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.bench.corpus import stories, write_corpus
+from pipeline.bench.memory import TreePeak
 from pipeline.bench.preannotate import synthetic_corpus
 from pipeline.cleaning.dedup import NearDuplicates, Stories
 
@@ -40,9 +41,10 @@ def test_scale_corpus_is_deterministic_with_reprint_clusters(tmp_path: Path) -> 
 
 
 NUMBER = r"(\d+(?:\.\d+)?)"
-ROW = re.compile(rf"^(\w+)\s+(\S+(?: n_(?:process|workers)=\d+)?)\s+(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)\s+"
-                 rf"(json read\+write|json read|nlp\.pipe|pyarrow write)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)"
-                 rf"\s+{NUMBER}\s+{NUMBER}$",
+# stage, model, articles, seconds, cpu s, articles/s, tree MB, max MB, bare (and its five), ratio min/med/max, cpu
+ROW = re.compile(rf"^(\w+)\s+(\S+(?: n_(?:process|workers)=\d+)?)\s+(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)\s+(\d+)\s+"
+                 rf"(json read\+write|json read|nlp\.pipe|pyarrow write)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+(\d+)\s+(\d+)"
+                 rf"\s+{NUMBER}/{NUMBER}/{NUMBER}\s+{NUMBER}$",
                  re.MULTILINE)
 
 
@@ -63,17 +65,24 @@ def _cleaned(folder: Path) -> str:
 
 
 def test_bench_scale_prints_a_row_per_stage(tmp_path: Path) -> None:
-    out = _bench(tmp_path, "--articles", "30", "--preannotate-articles", "0")
-    assert re.search(r"^bench scale: corpus sizes 30 raw articles .* preannotate rows at scale use blank:en, "
+    out = _bench(tmp_path, "--articles", "30", "--preannotate-articles", "0", "--repeat", "2")
+    assert re.search(r"^bench scale: corpus sizes 30 raw articles .* 2 turn\(s\) each, alternating; tree MB = .*"
+                     r"preannotate rows at scale use blank:en, "
                      r"the real model \S+ on 0 articles; publish up to 1000000 raw articles", out, re.MULTILINE)
     rows = ROW.findall(out)
-    assert [(r[0], r[1], r[7]) for r in rows] == [
+    assert [(r[0], r[1], r[8]) for r in rows] == [
         ("ingest", "-", "json read+write"), ("preannotate", "blank:en", "nlp.pipe"), ("merge", "-", "json read+write"),
         ("evaluate", "-", "json read"), ("publish", "-", "pyarrow write"),
     ]
     assert rows[0][2] == "30"  # ingest counts raw records, the others the cleaned articles
     assert {r[2] for r in rows[1:]} == {_cleaned(tmp_path / "n30" / "articles")}
-    assert all(float(r[k]) > 0 for r in rows for k in (3, 4, 5, 6, 8, 9, 10, 11, 12, 13))
+    assert all(float(r[k]) > 0 for r in rows for k in (3, 4, 5, 6, 7, *range(9, 18)))
+    for r in rows:
+        assert float(r[14]) <= float(r[15]) <= float(r[16])  # min <= median <= max of the two turns' ratios
+        assert int(r[6]) >= int(r[7]) and int(r[12]) >= int(r[13])  # a tree is at least its largest process
+    assert len({r[14] for r in rows} | {r[16] for r in rows}) > 1  # two turns: the ratios are not all one figure
+    logs = sorted(p.name for p in (tmp_path / "n30" / "logs").iterdir())
+    assert "ingest-30.log" in logs and "bare-ingest-30.log" in logs
     assert (tmp_path / "n30" / "dataset" / "README.md").is_file()
     assert "linearity" not in out  # one size: nothing to compare
     # --stages reruns one stage on the outputs the others left in the workdir
@@ -107,7 +116,6 @@ def test_bench_scale_two_sizes_real_model_and_publish_cap(tmp_path: Path) -> Non
     assert not (tmp_path / "n60" / "dataset").exists()
 
 
-
 @pytest.mark.slow
 def test_bench_scale_real_model_row_on_dask_workers(tmp_path: Path) -> None:
     out = _bench(tmp_path, "--articles", "30", "--stages", "ingest", "--preannotate-articles", "6", "--n-process", "2",
@@ -115,8 +123,25 @@ def test_bench_scale_real_model_row_on_dask_workers(tmp_path: Path) -> None:
     rows = ROW.findall(out)
     assert [r[0] for r in rows] == ["ingest", "preannotate"]
     assert rows[-1][1].endswith("n_workers=2") and rows[-1][2] == "6"
+    tree, largest = int(rows[-1][6]), int(rows[-1][7])
+    assert tree > 1.5 * largest  # the scheduler process and two workers, each with the model loaded
     log = (tmp_path / "n30" / "logs" / "preannotate-model.log").read_text(encoding="utf-8")
     assert "Dask cluster" in log and "with 2 workers" in log
+
+# A process holding ~120 MB that starts a child holding ~120 MB, both alive for a while.
+_TREE = ("import subprocess, sys, time; held = b'x' * (120 << 20); "
+         "subprocess.run([sys.executable, '-c', \"held = b'y' * (120 << 20); import time; time.sleep(1.5)\"]); time.sleep(0.3)")
+
+
+def test_tree_peak_sums_the_process_and_its_descendants() -> None:
+    child = subprocess.Popen([sys.executable, "-c", _TREE])
+    with TreePeak(child.pid) as peak:
+        child.wait(timeout=60)
+    assert child.returncode == 0
+    assert 120 < peak.largest_mb < 200  # one process: its 120 MB and an interpreter
+    assert peak.tree_mb > 240  # both processes at once, not the largest alone
+    assert peak.tree_mb < 2 * peak.largest_mb + 50
+
 
 def _cluster(members: int) -> list[str]:
     """One story reprinted `members` times, each copy with a different sentence swapped in."""

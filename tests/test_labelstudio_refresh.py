@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -296,7 +297,7 @@ def test_an_edited_article_is_a_new_task_and_its_old_task_is_reported_not_in_the
 def test_bench_label_studio_prints_every_mode_beside_the_bare_api(label_studio_server):
     out = io.StringIO()
     rows = bench_label_studio(20, ROOT / "params.yaml", label_studio_server.url, label_studio_server.token, out=out,
-                              title="Bench check")
+                              title="Bench check", repeat=2, pool_size=6)
     assert [r["mode"] for r in rows] == ["push", "no-op push", "refresh", "pull"]
     summaries = [r["summary"] for r in rows]
     assert "push: 20 new task(s)" in summaries[0]
@@ -304,8 +305,13 @@ def test_bench_label_studio_prints_every_mode_beside_the_bare_api(label_studio_s
     assert "20 with refreshed predictions" in summaries[2]
     assert ": 20 task(s)" in summaries[3]
     text = out.getvalue()
-    assert "ratio" in text and "client MB" in text and "ru_maxrss" in text
-    assert "refresh, bare API, per batch of 250: delete action " in text and " import/predictions " in text
+    assert "ratio min/med/max" in text and "tree MB" in text and "ru_maxrss" in text and "2 turn(s)" in text
+    assert text.count("refresh, bare API, per batch of 250: delete action ") == 2  # once a turn
+    # real-size tasks: pre-annotated seed-like articles, not 1.6 KiB synthetic ones
+    kib = re.search(r"\(([\d.]+) KiB of pre-annotated JSON, ([\d.]+) KiB of task JSON each\)", text)
+    assert kib is not None and float(kib[1]) >= 8 and float(kib[2]) >= 8 and rows[0]["task_kib"] >= 8
     for row in rows:
-        assert row["pipeline_s"] > 0 and row["bare_s"] > 0 and row["client_mb"] > 0
+        assert row["pipeline_s"] > 0 and row["bare_s"] > 0
+        assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+        assert row["client_mb"] >= row["client_largest_mb"] > 30  # a Python process with the client loaded
         assert any(line.startswith(row["mode"] + " ") for line in text.splitlines())

@@ -14,13 +14,13 @@ from pipeline.stance.features import (
     MAX_PAIR_NEIGHBOURS,
     PRONOUN_WINDOW,
     Candidate,
-    _Parse,
     candidates,
     model_candidates,
 )
 from pipeline.stance.finder import find_stances, model_stances
 from pipeline.stance.lexicon import load_lexicon
 from pipeline.stance.model import StanceModel, Training, fit
+from pipeline.stance.tokens import Parse
 
 ROOT = Path(__file__).resolve().parents[1]
 LEXICON = load_lexicon(ROOT / "resources" / "stance_cues.yaml")
@@ -45,7 +45,7 @@ SVO = (["Russia", "attacked", "Ukraine", "."], [1, 1, 1, 1], ["nsubj", "ROOT", "
 
 def test_the_path_stops_at_the_root_and_joins_at_the_lowest_common_head() -> None:
     doc, _ = parsed(*SVO)
-    parse = _Parse(doc, LEXICON)
+    parse = Parse(doc, LEXICON)
     assert parse.chain(0) == [0, 1]
     assert parse.chain(1) == [1]
     assert parse.path(0, 2) == ([0], 1, [2])

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from pipeline.bench.memory import TreePeak
 from pipeline.common.config import section
 from pipeline.common.errors import ConfigError
 from pipeline.common.jsonl import dumps
@@ -89,10 +91,10 @@ def bench_preannotate(
     out: TextIO = sys.stdout,
     stance_model: Path | None = None,
 ) -> list[dict[str, float]]:
-    """Time bare `nlp.pipe` and the full preannotate stage (no cache) on the same texts; print and return rows.
+    """Time the full preannotate stage (no cache) and bare `nlp.pipe` on the same texts; print and return rows.
 
-    Each is timed `repeat` times, alternating which goes first, and the best time is kept: on a shared
-    machine the minimum is the least disturbed measurement.
+    Each runs `repeat` times in turns (stage, bare, stage, bare, ...): a row shows median throughputs, the min /
+    median / max of the per-turn ratios and the peak memory of this process and its spaCy processes, summed.
     """
     from pipeline import preannotate as stage
 
@@ -106,43 +108,51 @@ def bench_preannotate(
     _drain(stage.preannotate(records[:8], pre))
     print(
         f"bench preannotate: {docs} docs, {chars} chars, model {cfg.model} {pre.provenance['model_version']}, "
-        f"batch_size {cfg.batch_size}, cache off, best of {repeat}, stance model "
-        f"{pre.provenance.get('stance_model', 'off (rules)')}",
+        f"batch_size {cfg.batch_size}, cache off, {repeat} turn(s) each, stage then bare, stance model "
+        f"{pre.provenance.get('stance_model', 'off (rules)')}; medians; tree MB = peak RSS of this process (both "
+        f"pipelines loaded) and its spaCy processes, summed",
         file=out,
     )
-    print(f"{'n_process':>9} {'bare docs/s':>12} {'bare chars/s':>13} {'stage docs/s':>13} "
-          f"{'stage chars/s':>14} {'ratio':>6}", file=out)
+    print(f"{'n_process':>9} {'bare docs/s':>12} {'bare chars/s':>13} {'stage docs/s':>13} {'stage chars/s':>14} "
+          f"{'ratio min/med/max':>17} {'bare tree MB':>12} {'stage tree MB':>13}", file=out)
     rows = []
     with open(os.devnull, "w", encoding="utf-8") as sink:
         for k in sorted({1, n_process}):
             run = dataclasses.replace(pre, params=cfg.model_copy(update={"n_process": k}))
-            t_bare = t_stage = c_bare = c_stage = float("inf")
-            for i in range(repeat):
-                runs = [
-                    ("bare", lambda k=k: _drain(bare.pipe(texts, batch_size=cfg.batch_size, n_process=k))),
+            runs: dict[str, list[tuple[float, float]]] = {"stage": [], "bare": []}
+            tree = {"stage": 0.0, "bare": 0.0}
+            for _ in range(repeat):
+                turn = [
                     ("stage", lambda run=run: sink.writelines(dumps(r) + "\n" for r in stage.preannotate(records, run))),
+                    ("bare", lambda k=k: _drain(bare.pipe(texts, batch_size=cfg.batch_size, n_process=k))),
                 ]
-                for name, fn in runs[:: 1 if i % 2 == 0 else -1]:
-                    wall, cpu = _timed(fn)
-                    if name == "bare":
-                        t_bare, c_bare = min(t_bare, wall), min(c_bare, cpu)
-                    else:
-                        t_stage, c_stage = min(t_stage, wall), min(c_stage, cpu)
+                for name, fn in turn:
+                    with TreePeak(os.getpid()) as peak:
+                        runs[name].append(_timed(fn))
+                    tree[name] = max(tree[name], peak.tree_mb)
+            t_stage, c_stage = (statistics.median(x) for x in zip(*runs["stage"], strict=True))
+            t_bare = statistics.median(wall for wall, _ in runs["bare"])
+            ratios = [b[0] / s[0] for s, b in zip(runs["stage"], runs["bare"], strict=True)]
             row = {
                 "n_process": k,
                 "bare_docs_s": docs / t_bare,
                 "bare_chars_s": chars / t_bare,
                 "stage_docs_s": docs / t_stage,
                 "stage_chars_s": chars / t_stage,
-                "ratio": t_bare / t_stage,
-                "cpu_ratio": c_bare / c_stage,
+                "ratio_min": min(ratios),
+                "ratio": statistics.median(ratios),
+                "ratio_max": max(ratios),
+                "cpu_ratio": statistics.median(b[1] / s[1] for s, b in zip(runs["stage"], runs["bare"], strict=True)),
                 "stage_cpu_s": c_stage,
+                "bare_tree_mb": tree["bare"],
+                "stage_tree_mb": tree["stage"],
             }
             rows.append(row)
+            spread = f"{row['ratio_min']:.2f}/{row['ratio']:.2f}/{row['ratio_max']:.2f}"
             print(f"{k:>9} {row['bare_docs_s']:>12.1f} {row['bare_chars_s']:>13.0f} {row['stage_docs_s']:>13.1f} "
-                  f"{row['stage_chars_s']:>14.0f} {row['ratio']:>6.2f}", file=out)
+                  f"{row['stage_chars_s']:>14.0f} {spread:>17} {tree['bare']:>12.0f} {tree['stage']:>13.0f}", file=out)
     # With one process all work is in this process, so CPU time is a steadier measure on a busy machine.
-    print(f"ratio stage/bare, 1 process: wall {rows[0]['ratio']:.2f}, cpu {rows[0]['cpu_ratio']:.2f}", file=out)
+    print(f"ratio stage/bare, 1 process, median: wall {rows[0]['ratio']:.2f}, cpu {rows[0]['cpu_ratio']:.2f}", file=out)
     if len(rows) > 1:
         print(
             f"speed-up with {n_process} processes: bare {rows[-1]['bare_docs_s'] / rows[0]['bare_docs_s']:.2f}x, "

@@ -299,10 +299,13 @@ def stop_main(data_dir: Path) -> bool:
 
 
 @contextmanager
-def throwaway(who: str, start_timeout_s: float) -> Iterator[tuple[str, str]]:
-    """A local server with its data in a temporary folder, healthy, for the block: yields (url, token); then stopped."""
+def throwaway(who: str, start_timeout_s: float, port: int = 0) -> Iterator[tuple[str, str]]:
+    """A local server with its data in a temporary folder, healthy, for the block: yields (url, token); then stopped.
+
+    It listens on `port` when that is free, else on a free port the OS picks.
+    """
     with tempfile.TemporaryDirectory(prefix=f"{who}-server-") as tmp:
-        creds, port = Credentials.new(), free_port()
+        creds, port = Credentials.new(), free_port(port)
         url, log = f"http://127.0.0.1:{port}", Path(tmp) / "server.log"
         print(f"{who}: starting a throwaway Label Studio on {url}…", file=sys.stderr)
         proc = start(Path(tmp) / "data", port, creds, log)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span, Token
 
-from pipeline.stance.lexicon import Cue, Lexicon
+from pipeline.stance.lexicon import Lexicon
+from pipeline.stance.tokens import Parse
 
 FEATURES_VERSION = "3"
 MAX_PATH = 4  # dependency arcs kept on each side of the path; longer sides are cut (and say so)
@@ -82,89 +83,8 @@ def _bucket(n: int) -> str:
     return "17+"
 
 
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    """What the pair features read of one token, read once per document."""
-
-    dep: str
-    pos: str
-    lower: str
-    word: str  # its lemma for content words, else its part of speech
-    head: int
-    cue: Cue | None
-    on_path: tuple[str, ...]  # the features it adds when it lies on a pair's path
-
-
-class _Parse:
-    """Per-doc memo of what every pair asks of a token: its attributes, cue and negation, and its chain of heads.
-
-    spaCy builds a new Token (and decodes its strings) on every access; a document's pairs ask of the same
-    few tokens again and again, so each is read once and the pairs work on token indexes.
-    """
-
-    def __init__(self, doc: Doc, lexicon: Lexicon) -> None:
-        self.doc, self.lexicon = doc, lexicon
-        self._toks: dict[int, _Tok] = {}
-        self._cues: dict[int, Cue | None] = {}
-        self._chains: dict[int, list[int]] = {}
-        self._roots: dict[tuple[int, int], int] = {}
-
-    def tok(self, i: int) -> _Tok:
-        """Token `i`, read once."""
-        if (found := self._toks.get(i)) is None:
-            tok, lexicon, cue = self.doc[i], self.lexicon, self.cue(i)
-            lemma = tok.lemma_.lower()
-            feats = [f"cue={cue.label}", f"cue_lemma={cue.lemma}:{cue.label}", f"cue_at={tok.dep_}:{cue.label}"] \
-                if cue is not None else []
-            if lemma in lexicon.negative or lemma in lexicon.positive:
-                feats.append(f"tone={'neg' if lemma in lexicon.negative else 'pos'}")
-            if lemma in lexicon.speech_verbs:
-                feats.append("speech_on_path")
-            if any(c.dep_ == "neg" for c in tok.children):
-                feats.append("neg_on_path")
-            found = self._toks[i] = _Tok(tok.dep_, tok.pos_, tok.lower_, _word(tok), tok.head.i, cue, tuple(feats))
-        return found
-
-    def cue(self, i: int) -> Cue | None:
-        """The lexicon's cue at token `i`."""
-        if i not in self._cues:
-            self._cues[i] = self.lexicon.match(self.doc[i])
-        return self._cues[i]
-
-    def root(self, span: Span) -> int:
-        """The index of the syntactic root of `span` (spaCy recomputes it on every access)."""
-        if (found := self._roots.get((span.start, span.end))) is None:
-            found = self._roots[span.start, span.end] = span.root.i
-        return found
-
-    def chain(self, i: int) -> list[int]:
-        """Token `i` and its heads up to the root of its sentence."""
-        if (found := self._chains.get(i)) is None:
-            found = [i]
-            while (head := self.tok(found[-1]).head) != found[-1] and len(found) < 64:
-                found.append(head)
-            self._chains[i] = found
-        return found
-
-    def path(self, a: int, b: int) -> tuple[list[int], int | None, list[int]]:
-        """Tokens from `a` up to (not including) the lowest common head, that head, and from it down to `b`."""
-        up = self.chain(a)
-        position = {t: k for k, t in enumerate(up)}
-        down: list[int] = []
-        for t in self.chain(b):
-            if t in position:
-                return up[: position[t]], t, list(reversed(down))
-            down.append(t)
-        return up, None, list(reversed(down))
-
-
-def _word(tok: Token) -> str:
-    """What a path token contributes: its lemma for content words, else its part of speech."""
-    return tok.lemma_.lower() if tok.pos_ in ("VERB", "NOUN", "ADJ", "ADP") else tok.pos_
-
-
 def pair_features(
-    parse: _Parse,
+    parse: Parse,
     mentions: tuple[Span, Span],
     holder: int,
     target: int,
@@ -354,7 +274,7 @@ def candidates(
     """
     ends = frozenset(ends)
     fired = {(s["holder"], s["target"]): s for s in rule_stances}
-    parse = _Parse(doc, lexicon)
+    parse = Parse(doc, lexicon)
     sentences = list(doc.sents)
     starts = [sent.start for sent in sentences]
     by_sentence: dict[int, list[tuple[int, Span]]] = {}

@@ -36,7 +36,8 @@ def find_stances(
     """
     ctx = Context(doc, entities, lexicon, ends)
     best: dict[tuple[int, int], dict] = {}
-    for tok in doc:
+    for i in lexicon.cue_positions(doc):
+        tok = doc[i]
         cue = lexicon.match(tok)
         if cue is None or conditional(tok) or ctx.unasserted(tok):
             continue

@@ -5,10 +5,13 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from spacy.tokens import Token
+import numpy
+from spacy.attrs import LEMMA
+from spacy.tokens import Doc, Token
 
 from pipeline.common.config import from_mapping, key_problem, read_yaml
 from pipeline.common.errors import ConfigError
@@ -84,6 +87,15 @@ class Lexicon:
     negative_label: str | None = None  # the label of opposition: demand rule, negative tone of reported speech
     positive_label: str | None = None  # the label of support: positive tone of reported speech
 
+    @cached_property
+    def cue_lemmas(self) -> frozenset[str]:
+        """Every lemma some cue has, whatever its part of speech."""
+        return frozenset(lemma for _, lemma in self.cues)
+
+    def cue_positions(self, doc: Doc) -> list[int]:
+        """Indexes of the tokens of `doc` that may be a cue (`match` is None at every other token)."""
+        return lemma_positions(doc, self.cue_lemmas)
+
     def match(self, tok: Token) -> Cue | None:
         """The most specific cue that `tok` instantiates, or None."""
         pos = "NOUN" if tok.pos_ == "PROPN" and not tok.ent_type_ else tok.pos_
@@ -101,6 +113,17 @@ class Lexicon:
     def flip(self, label: str) -> str:
         """The opposite label (the lexicon has exactly two when a cue flips)."""
         return next(other for other in self.labels if other != label)
+
+
+def lemma_positions(doc: Doc, words: frozenset[str]) -> list[int]:
+    """Indexes of the tokens of `doc` whose lower-cased lemma is in `words`, read off one token array."""
+    if not len(doc):
+        return []
+    # A Token is built (and its strings decoded) on every access; each distinct lemma is decoded once here instead.
+    unique, inverse = numpy.unique(doc.to_array(LEMMA), return_inverse=True)
+    strings = doc.vocab.strings
+    hit = numpy.fromiter((strings[int(h)].lower() in words for h in unique), dtype=bool, count=len(unique))
+    return numpy.flatnonzero(hit[inverse.reshape(-1)]).tolist()
 
 
 def load_lexicon(path: Path | str, labels: Sequence[str] | None = None) -> Lexicon:

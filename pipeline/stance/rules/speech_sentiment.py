@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from spacy.tokens import Token
 
 from pipeline.stance.holders import verb_holders
+from pipeline.stance.lexicon import lemma_positions
 from pipeline.stance.parse import Context, Mention, conditional, negated
 from pipeline.stance.registry import doc_rule
 from pipeline.stance.scores import rule_score, stance
@@ -32,8 +33,9 @@ def speech_sentiment(ctx: Context, found: Mapping[tuple[int, int], dict]) -> Ite
     against, favor = ctx.lex.negative_label, ctx.lex.positive_label
     if against is None or favor is None:
         return
-    for verb in ctx.doc:
-        if verb.pos_ not in ("VERB", "AUX") or verb.lemma_.lower() not in ctx.lex.speech_verbs:
+    for i in lemma_positions(ctx.doc, ctx.lex.speech_verbs):
+        verb = ctx.doc[i]
+        if verb.pos_ not in ("VERB", "AUX"):
             continue
         speakers = verb_holders(ctx, verb).mentions
         if not speakers or conditional(verb) or negated(verb):
