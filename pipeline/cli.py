@@ -309,11 +309,13 @@ def evaluate(
     metrics: Annotated[Path, typer.Option(help="Folder for the DVC metrics: preannotation, effort, agreement, dataset.")],
     plots: Annotated[Path, typer.Option(help="Folder for the DVC plot data: per-label F1, effort, labels, confusion, time.")],
     params: ParamsOpt = Path("params.yaml"),
+    annotations: Annotated[Path | None, typer.Option(
+        help="Snapshots folder: the review queue's answers (annotations/review/) give its seconds per pair.")] = None,
 ) -> None:
     """Score pre-annotation against human corrections, correction effort, agreement and dataset statistics."""
     from pipeline import evaluate as stage
 
-    stage.main(input=input, metrics=metrics, plots=plots, params=params)
+    stage.main(input=input, metrics=metrics, plots=plots, params=params, annotations=annotations)
 
 
 @app.command()
