@@ -4,7 +4,9 @@ A task shows the sentence(s) from the holder's to the target's and the cue's (so
 pronoun there stands for the holder), the holder and target marked and named, why the pair was proposed, and
 the model's label preselected as a prediction; the reviewer answers `against`, `favor` or `none` by hotkey.
 Pairs below `labelstudio.review.min_score` are left out; the `max_pairs` least certain ones are queued, least
-certain first. `pull --review` exports the decisions to annotations/review/ (pipeline/human/pairs.py reads them).
+certain first. A push after a model change gives the pairs nobody answered the new prediction and proposal;
+answered ones keep what their reviewer saw. `pull --review` exports the decisions to annotations/review/
+(pipeline/human/pairs.py reads them).
 """
 
 from __future__ import annotations
