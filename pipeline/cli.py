@@ -60,16 +60,18 @@ def label_studio(
     = None,
     practice: Annotated[bool, typer.Option(
         "--practice", help="A separate practice project: the model's proposals, none of the human work.")] = False,
+    review: Annotated[bool, typer.Option(
+        "--review", help="Also create and fill the stance review queue's project (labelstudio.review).")] = False,
 ) -> None:
     """Start a local Label Studio (first run: admin + token into .env), set up the project, push the tasks,
-    import the human annotations of annotations/ that the server lacks."""
+    import the human annotations of annotations/ that the server lacks (--review: the review queue too)."""
     from pipeline.labelstudio import commands as stage
 
     if stop:
         stage.down_main(data_dir)
     else:
         stage.up_main(input=input, guidelines=guidelines, params=params, data_dir=data_dir, annotations=annotations,
-                      port=port, practice=practice)
+                      port=port, practice=practice, review=review)
 
 
 @app.command()
@@ -308,11 +310,13 @@ def evaluate(
     metrics: Annotated[Path, typer.Option(help="Folder for the DVC metrics: preannotation, effort, agreement, dataset.")],
     plots: Annotated[Path, typer.Option(help="Folder for the DVC plot data: per-label F1, effort, labels, confusion, time.")],
     params: ParamsOpt = Path("params.yaml"),
+    annotations: Annotated[Path | None, typer.Option(
+        help="Snapshots folder: the review queue's answers (annotations/review/) give its seconds per pair.")] = None,
 ) -> None:
     """Score pre-annotation against human corrections, correction effort, agreement and dataset statistics."""
     from pipeline import evaluate as stage
 
-    stage.main(input=input, metrics=metrics, plots=plots, params=params)
+    stage.main(input=input, metrics=metrics, plots=plots, params=params, annotations=annotations)
 
 
 @app.command()

@@ -16,9 +16,11 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from pipeline.common.config import Section, Share, section
-from pipeline.common.contract import labeled_problem
+from pipeline.common.contract import label_sets, labeled_problem
 from pipeline.common.errors import BadRecords, InputError
 from pipeline.common.jsonl import read_jsonl, write_json
+from pipeline.human.pairs import NO_REVIEW, review_effort
+from pipeline.human.snapshots import REVIEW_DIR
 from pipeline.quality.metrics import Agreement, DatasetStats, Effort, LeadTimes, Preannotation
 
 STAGE = "evaluate"
@@ -50,8 +52,10 @@ def rounded(obj: Any, digits: int) -> Any:
 # ---------------------------------------------------------------- stage
 
 
-def evaluate(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """Every metrics document (by file stem) and every plot's rows (by file stem), in one pass over the records."""
+def evaluate(records: Iterable[dict[str, Any]],
+             review: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Every metrics document (by file stem) and every plot's rows (by file stem), in one pass over the records;
+    `review` is the review queue's time (pipeline.human.pairs.review_effort)."""
     stats, times = DatasetStats(), LeadTimes()
     quality, effort, agree = Preannotation(), Effort(), Agreement()
     learned_from = 0  # gold articles kept out of the quality figures: the stance model was trained on them
@@ -70,7 +74,7 @@ def evaluate(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], dict[st
         preannotation |= {"excluded_train_gold_articles": learned_from, "scored_splits": ["validation", "test"]}
     metrics = {
         "preannotation": preannotation,
-        "effort": {**effort.result(), "time": times.result()},
+        "effort": {**effort.result(), "time": times.result(), "review_queue": review or NO_REVIEW},
         "agreement": agree.result(),
         "dataset": stats.result(),
     }
@@ -119,14 +123,18 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "entities_unchanged_share": get(effort, "entities", "unchanged_share"),
         "stances_unchanged_share": get(effort, "stances", "unchanged_share"),
         "seconds_per_article": get(effort, "time", "mean_seconds_per_article"),
+        "seconds_per_review_pair": get(effort, "review_queue", "seconds_per_decided_pair"),
         "agreement_entity_f1": agree["entity_f1"],
         "agreement_stance_kappa": agree["stance_kappa"],
     }
 
 
-def main(input: Path, metrics: Path, plots: Path, params: Path) -> None:
-    """Read labeled.jsonl, write metrics/<name>.json and plots/<name>.json."""
+def main(input: Path, metrics: Path, plots: Path, params: Path, annotations: Path | None = None) -> None:
+    """Read labeled.jsonl (and the review queue's answers under `annotations`/review/), write metrics/<name>.json
+    and plots/<name>.json."""
     cfg = section(EvaluateConfig, STAGE, params)
+    review = (review_effort(annotations / REVIEW_DIR, label_sets(params).stance_labels, cfg.max_bad_share, STAGE)
+              if annotations else None)
     bad = BadRecords(STAGE, cfg.max_bad_share)
 
     def checked() -> Iterator[dict[str, Any]]:
@@ -136,7 +144,7 @@ def main(input: Path, metrics: Path, plots: Path, params: Path) -> None:
                 continue
             yield record
 
-    metric_docs, plot_rows = evaluate(checked())
+    metric_docs, plot_rows = evaluate(checked(), review)
     bad.check()
     if bad.seen == 0:
         raise InputError(f"{input}: no articles to evaluate")

@@ -267,3 +267,41 @@ def test_effort_and_model_versions_use_the_predictions_the_annotator_was_shown()
     versions = metrics["preannotation"]["by_model_version"]
     assert "en_core_web_sm@3.8.0+rules.old+code.x" in versions and "m2" not in versions
     assert versions["en_core_web_sm@3.8.0+rules.old+code.x"]["entities"]["precision"] < 1.0
+
+
+def _review_task(article: str, holder: int, answers: list[dict[str, Any]]) -> dict[str, Any]:
+    span = {"start": holder, "end": holder + 6, "label": "GPE", "text": "Russia", "actor": "RUS"}
+    target = {"start": 40, "end": 44, "label": "ORG", "text": "NATO", "actor": "NATO"}
+    return {"id": holder, "data": {"article_id": article, "holder": span, "target": target, "text_hash": "h",
+                                   "proposed": "against", "pair_id": f"{article}:{holder}-{holder + 6}>40-44"},
+            "annotations": [{"id": 100 * holder + i, "completed_by": a.get("by", 1), "was_cancelled": a.get("skip", False),
+                             "result": [{"type": "choices", "from_name": "stance", "to_name": "context",
+                                         "value": {"choices": ["none"]}}],
+                             "created_at": "2026-01-01T00:00:00Z", "updated_at": a.get("at", "2026-01-01T00:00:00Z"),
+                             **({"lead_time": a["lead"]} if "lead" in a else {})} for i, a in enumerate(answers)]}
+
+
+def test_review_queue_seconds_per_decided_pair_reach_the_effort_metrics(tmp_path: Path) -> None:
+    review = tmp_path / "annotations" / "review"
+    review.mkdir(parents=True)
+    first = [_review_task("a", 0, [{"lead": 2.0}]), _review_task("a", 10, [{"lead": 3.0}, {"by": 2, "lead": 5.0}])]
+    # a later snapshot holds every answer again: reviewer 1 has since changed pair 0 (Label Studio adds up its time)
+    later = [_review_task("a", 0, [{"lead": 6.0, "at": "2026-01-02T00:00:00Z"}]), first[1],
+             _review_task("b", 0, [{"lead": 9.0, "skip": True}]),  # skipped: decides nothing
+             _review_task("c", 0, [{}])]  # decided, but Label Studio recorded no time
+    for name, tasks in (("20260101T000000Z", first), ("20260102T000000Z", later)):
+        (review / f"{name}.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
+    params = _params(tmp_path)
+    params.write_text(params.read_text() + "preannotate:\n  entity_labels: [GPE, ORG]\n  stance_labels: [against, favor]\n")
+    evaluate.main(input=LABELED, metrics=tmp_path / "m", plots=tmp_path / "p", params=params,
+                  annotations=tmp_path / "annotations")
+    effort = json.loads((tmp_path / "m" / "effort.json").read_text())
+    assert effort["review_queue"] == {"decided_pairs": 3, "pairs_timed": 2, "total_seconds": 14.0,
+                                      "seconds_per_decided_pair": 7.0}
+    assert json.loads((tmp_path / "m" / "summary.json").read_text())["seconds_per_review_pair"] == 7.0
+    assert effort["time"] == evaluate.evaluate(_records())[0]["effort"]["time"]  # the articles' own figure apart
+
+
+def test_no_review_queue_answers_give_no_review_seconds(result) -> None:
+    assert result[0]["effort"]["review_queue"]["decided_pairs"] == 0
+    assert result[0]["summary"]["seconds_per_review_pair"] is None

@@ -66,6 +66,17 @@ def test_predictions_are_rendered(label_studio_server, pushed):
             overlay = page.locator(".relations-overlay text")
             drawn = [overlay.nth(i).text_content() or "" for i in range(overlay.count())]  # SVG: no innerText
             assert sorted(drawn) == sorted(r["labels"][0] for r in relations)
+            # Label Studio 1.23 draws every stance chip alike, whatever its <Relation background>, and nothing in the
+            # overlay but the chip's text names the label: no CSS (<Style>) can colour by polarity (docs/annotating.md)
+            chips = page.locator(".relations-overlay g:has(> text) > rect")
+            fills = {chips.nth(i).evaluate("e => getComputedStyle(e).fill") for i in range(chips.count())}
+            assert chips.count() == len(relations) and fills == {"rgb(170, 0, 170)"}  # #a0a, built in
+            arrows = page.locator(".relations-overlay path[stroke-linecap='round']")
+            assert arrows.count() == len(relations)
+            assert len({arrows.nth(i).evaluate("e => getComputedStyle(e).stroke") for i in range(arrows.count())}) == 1
+            values = page.locator(".relations-overlay").first.evaluate(
+                "svg => [...svg.querySelectorAll('*')].flatMap(e => [...e.attributes].map(a => a.value))")
+            assert not [v for v in values for r in relations if r["labels"][0] in v]
             if task["data"]["title"]:
                 assert page.get_by_text(task["data"]["title"], exact=True).is_visible()
             assert page.get_by_text(task["data"]["byline"], exact=True).is_visible()

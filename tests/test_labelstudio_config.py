@@ -717,4 +717,5 @@ def test_the_practice_project_has_its_own_title_within_label_studios_limit(tmp_p
     long = practice_config(load_config(path))
     assert len(long.ls.project_title) == 50 and long.ls.project_title.endswith(" (practice)")
     assert practice_config(cfg).ls.project_title == f"{cfg.ls.project_title} (practice)"
+    assert practice_config(cfg).ls.review.project_title == f"{cfg.ls.review.project_title} (practice)"
     assert practice_config(cfg).entity_labels == cfg.entity_labels

@@ -13,14 +13,15 @@ holder or target is not among the article's entities is not applied either. Ever
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.common.contract import is_int
+from pipeline.common.contract import is_int, is_number
 from pipeline.common.errors import BadRecords
 from pipeline.human.identity import credit
 from pipeline.human.snapshots import EARLIEST, collect_tasks, parse_time, snapshots
@@ -48,6 +49,7 @@ class Decision:
     annotator: str
     updated_at: str
     where: str
+    lead_time: float | None = None  # Label Studio's seconds on the answer
 
     @property
     def pair(self) -> Pair:
@@ -79,14 +81,9 @@ def _choice(ann: Mapping[str, Any], labels: tuple[str, ...]) -> str | None:
     return picked[0] if len(picked) == 1 and picked[0] in labels else None
 
 
-def read_decisions(folder: Path, stance_labels: tuple[str, ...], max_bad_share: float, stage: str) -> Decisions:
-    """The latest decision per article and pair of every review snapshot in `folder` (none if there is no folder)."""
-    if not folder.is_dir():
-        return {}
-    bad = BadRecords(stage, max_bad_share)
+def _answers(folder: Path, labels: tuple[str, ...], bad: BadRecords) -> Iterator[tuple[str, Decision]]:
+    """(article id, answer) of every submitted review answer of every snapshot in `folder`, oldest snapshot first."""
     tasks, _ = collect_tasks(snapshots(folder), bad)
-    labels = (*stance_labels, NONE)
-    out: Decisions = defaultdict(dict)
     for article_id, items in tasks.items():
         for where, task in items:
             data = task["data"]
@@ -103,13 +100,51 @@ def read_decisions(folder: Path, stance_labels: tuple[str, ...], max_bad_share: 
                     bad.add(f"{where} annotation {ann.get('id')}",
                             f"expected one choice of {', '.join(labels)} and an ISO-8601 updated_at")
                     continue
-                decision = Decision(holder, target, label, str(data.get("proposed")), data["text_hash"],
-                                    credit(ann, task)[0], str(stamp), where)
-                prev = out[article_id].get(decision.pair)
-                if prev is None or prev.time <= decision.time:
-                    out[article_id][decision.pair] = decision
+                seconds = float(ann["lead_time"]) if is_number(ann.get("lead_time")) else None
+                yield article_id, Decision(holder, target, label, str(data.get("proposed")), data["text_hash"],
+                                           credit(ann, task)[0], str(stamp), where, seconds)
+
+
+def read_decisions(folder: Path, stance_labels: tuple[str, ...], max_bad_share: float, stage: str) -> Decisions:
+    """The latest decision per article and pair of every review snapshot in `folder` (none if there is no folder)."""
+    if not folder.is_dir():
+        return {}
+    bad = BadRecords(stage, max_bad_share)
+    out: Decisions = defaultdict(dict)
+    for article_id, decision in _answers(folder, (*stance_labels, NONE), bad):
+        prev = out[article_id].get(decision.pair)
+        if prev is None or prev.time <= decision.time:
+            out[article_id][decision.pair] = decision
     bad.check()
     return dict(out)
+
+
+NO_REVIEW: dict[str, Any] = {"decided_pairs": 0, "pairs_timed": 0, "total_seconds": 0.0, "seconds_per_decided_pair": None}
+
+
+def review_effort(folder: Path, stance_labels: tuple[str, ...], max_bad_share: float, stage: str) -> dict[str, Any]:
+    """The review queue's time: Label Studio's lead_time of each reviewer's latest answer, summed per decided pair.
+
+    As for articles (the evaluate stage's `time`), a pair's seconds add up its reviewers; skipped tasks decide
+    nothing and are left out. Every snapshot holds every answer again, hence one (the latest) per reviewer."""
+    latest: dict[tuple[str, Pair, str], Decision] = {}
+    if folder.is_dir():
+        bad = BadRecords(stage, max_bad_share)
+        for article_id, answer in _answers(folder, (*stance_labels, NONE), bad):
+            key = (article_id, answer.pair, answer.annotator)
+            if key not in latest or latest[key].time <= answer.time:
+                latest[key] = answer
+        bad.check()
+    per_pair: dict[tuple[str, Pair], list[float]] = defaultdict(list)
+    for (article_id, pair, _), answer in latest.items():
+        per_pair[(article_id, pair)].extend([answer.lead_time] if answer.lead_time is not None else [])
+    timed = [sum(s) for s in per_pair.values() if s]
+    return {
+        "decided_pairs": len(per_pair),
+        "pairs_timed": len(timed),
+        "total_seconds": float(sum(timed)),
+        "seconds_per_decided_pair": statistics.fmean(timed) if timed else None,
+    }
 
 
 def _span(entity: Mapping[str, Any]) -> Span:

@@ -5,26 +5,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline.common.errors import InputError
 from pipeline.common.jsonl import atomic_writer, write_json
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.adjudicate import AdjudicationReport, adjudicate
 from pipeline.labelstudio.api import LabelStudioAPI, mask
-from pipeline.labelstudio.config import label_config
+from pipeline.labelstudio.config import label_config, read_guidelines
 from pipeline.labelstudio.lock import PushLock
 from pipeline.labelstudio.params import connect, load_config, practice_config
 from pipeline.labelstudio.pull import PullReport, pull
 from pipeline.labelstudio.push import PushReport, push
 from pipeline.labelstudio.reimport import reimport
+from pipeline.labelstudio.review import push_review, read_review_tasks
 from pipeline.labelstudio.tasks import read_tasks
-
-
-def read_guidelines(path: Path) -> str:
-    """The annotation guidelines (Markdown)."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: guidelines file not found") from None
 
 
 def push_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path(".env"),
@@ -103,15 +95,18 @@ def config_main(params: Path, output: Path | None = None) -> str:
 
 def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path(".labelstudio"),
             env_file: Path = Path(".env"), annotations: Path = Path("annotations"), port: int | None = None,
-            practice: bool = False) -> None:
+            practice: bool = False, review: bool = False) -> None:
     """Bring up the local server, create/update the project, push the tasks, import earlier human work, say how to log in.
 
-    With `practice`, the project is a separate one (title + " (practice)") that gets no earlier human work."""
+    With `practice`, the project is a separate one (title + " (practice)") that gets no earlier human work; with
+    `review`, the stance review queue's project is created and filled too."""
+
     cfg = load_config(params)
     if practice:
         cfg = practice_config(cfg)
     text = read_guidelines(guidelines)
     tasks = read_tasks(input, cfg)
+    pairs = read_review_tasks(input, cfg) if review else []
     port = cfg.ls.server.port if port is None else port
     url, creds, started = ls_server.server_main(data_dir, env_file, port, cfg.ls.server.start_timeout_s)
     api = LabelStudioAPI(url, creds.token, timeout_s=cfg.ls.timeout_s, retries=cfg.ls.retries)
@@ -120,8 +115,16 @@ def up_main(input: Path, guidelines: Path, params: Path, data_dir: Path = Path("
     print(report.line(), file=sys.stderr)
     if annotations.is_dir() and not practice:  # annotators build on the human work of every earlier snapshot, whatever server
         print(reimport(api, project["id"], annotations, cfg.ls.page_size).line(), file=sys.stderr)
+    queue = ""
+    if review:
+        with PushLock(api, cfg.ls.review.project_title, cfg.ls.lock_stale_s) as lock:
+            assert lock.project is not None
+            review_project, review_report = push_review(api, pairs, cfg, text, lock.project)
+        print(review_report.line(), file=sys.stderr)
+        queue = f"  the stance review queue: {url}/projects/{review_project['id']}/data\n"
     print(
         f"\nLabel Studio is {'up' if started else 'already running'}: {url}/projects/{project['id']}/data\n"
+        f"{queue}"
         f"  log in as {creds.email}; the password is LABEL_STUDIO_PASSWORD in {env_file} "
         f"(`grep LABEL_STUDIO_PASSWORD {env_file}`)\n"
         f"  API token {mask(creds.token)} is LABEL_STUDIO_API_KEY in {env_file}\n"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from markdown_it import MarkdownIt
 
+from pipeline.common.errors import InputError
 from pipeline.labelstudio.params import Config
 
 FROM_NAME = "label"
@@ -49,3 +51,10 @@ def instructions_html(markdown_text: str) -> str:
     """The annotation guidelines (Markdown) as the HTML Label Studio shows as the project's instructions."""
     return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
 
+
+def read_guidelines(path: Path) -> str:
+    """The annotation guidelines (Markdown)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: guidelines file not found") from None

@@ -15,7 +15,7 @@ from pipeline.common.shards import read_objects
 from pipeline.gold import files as gold_module
 from pipeline.labelstudio import server as ls_server
 from pipeline.labelstudio.api import LabelStudioAPI
-from pipeline.labelstudio.commands import read_guidelines
+from pipeline.labelstudio.config import read_guidelines
 from pipeline.labelstudio.index import TaskIndex
 from pipeline.labelstudio.params import load_config
 from pipeline.labelstudio.pull import PullReport, pull

@@ -87,9 +87,11 @@ class Config:
 
 
 def practice_config(cfg: Config) -> Config:
-    """The config of the practice project: the same labels and settings under its own title."""
+    """The config of the practice projects: the same labels and settings under their own titles."""
     title = f"{cfg.ls.project_title[: MAX_TITLE - len(PRACTICE)]}{PRACTICE}"
-    return dataclasses.replace(cfg, ls=cfg.ls.model_copy(update={"project_title": title}))
+    review_title = f"{cfg.ls.review.project_title[: MAX_TITLE - len(PRACTICE)]}{PRACTICE}"
+    review = cfg.ls.review.model_copy(update={"project_title": review_title})
+    return dataclasses.replace(cfg, ls=cfg.ls.model_copy(update={"project_title": title, "review": review}))
 
 
 def load_config(params_path: Path) -> Config:

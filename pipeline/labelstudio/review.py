@@ -4,7 +4,9 @@ A task shows the sentence(s) from the holder's to the target's and the cue's (so
 pronoun there stands for the holder), the holder and target marked and named, why the pair was proposed, and
 the model's label preselected as a prediction; the reviewer answers `against`, `favor` or `none` by hotkey.
 Pairs below `labelstudio.review.min_score` are left out; the `max_pairs` least certain ones are queued, least
-certain first. `pull --review` exports the decisions to annotations/review/ (pipeline/human/pairs.py reads them).
+certain first. A push after a model change gives the pairs nobody answered the new prediction and proposal;
+answered ones keep what their reviewer saw. `pull --review` exports the decisions to annotations/review/
+(pipeline/human/pairs.py reads them).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from pipeline.common.shards import read_records
 from pipeline.human.pairs import NONE, pair_id
 from pipeline.human.snapshots import REVIEW_DIR
 from pipeline.labelstudio.api import LabelStudioAPI
-from pipeline.labelstudio.config import instructions_html
+from pipeline.labelstudio.config import instructions_html, read_guidelines
+from pipeline.labelstudio.index import IndexedTask, TaskIndex
 from pipeline.labelstudio.lock import PushLock
 from pipeline.labelstudio.params import Config, connect, load_config
 from pipeline.labelstudio.pull import PullReport, pull
-from pipeline.labelstudio.push import SAMPLING, _slow
+from pipeline.labelstudio.push import SAMPLING, _refresh_batch, _slow
 from pipeline.labelstudio.tasks import _why, checked_located, model_version
 
 FROM_NAME = "stance"
@@ -149,10 +152,13 @@ class ReviewPushReport:
 
     created: int = 0
     unchanged: int = 0
+    refreshed: int = 0  # unanswered pairs given the new model's prediction (and its proposal in the task)
+    kept_answered: int = 0  # a newer model version, but a reviewer answered, skipped or drafted: left as it was
 
     def line(self) -> str:
         """One summary line."""
-        return f"push --review: {self.created} new pair task(s), {self.unchanged} already queued"
+        return (f"push --review: {self.created} new pair task(s), {self.refreshed} unanswered with refreshed "
+                f"predictions, {self.kept_answered} answered left as they were, {self.unchanged} already queued")
 
 
 def _settings(cfg: Config, guidelines: str) -> dict[str, Any]:
@@ -176,11 +182,23 @@ def push_review(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, g
     if changed:
         project = api.call("updating the review project", projects.update, project["id"], **changed)
     pid = project["id"]
-    have = {(t["data"].get("pair_id"), t["data"].get("text_hash"))
-            for t in api.pages("/api/tasks", what="review tasks", page_size=cfg.ls.page_size,
-                               params={"project": pid, "fields": "all"})}
-    new = [t for t in tasks if (t["data"]["pair_id"], t["data"]["text_hash"]) not in have]
-    report = ReviewPushReport(unchanged=len(tasks) - len(new))
+    have = _queued(api, pid, cfg.ls.page_size)
+    report = ReviewPushReport()
+    new, stale = [], []
+    for task in tasks:
+        old = have.get((task["data"]["pair_id"], task["data"]["text_hash"]))
+        if old is None:
+            new.append(task)
+        elif old.model_versions == {task["predictions"][0]["model_version"]}:
+            report.unchanged += 1
+        elif old.annotated:
+            report.kept_answered += 1
+        else:
+            stale.append((old, task))
+    if stale:
+        refreshed, kept = _refresh(api, pid, stale, cfg.ls.page_size)
+        report.refreshed += refreshed
+        report.kept_answered += kept
     for i in range(0, len(new), cfg.ls.import_batch_size):
         batch = new[i:i + cfg.ls.import_batch_size]
         answer = api.call("importing review tasks", projects.import_tasks, pid, request=batch,
@@ -192,11 +210,34 @@ def push_review(api: LabelStudioAPI, tasks: list[dict[str, Any]], cfg: Config, g
     return project, report
 
 
+def _queued(api: LabelStudioAPI, project_id: int, page_size: int) -> dict[tuple[str, str], IndexedTask]:
+    """The queued tasks by (pair id, text hash), the first (lowest id) of a key."""
+    pairs = {int(t["id"]): (str(t["data"].get("pair_id")), str(t["data"].get("text_hash")))
+             for t in api.pages("/api/tasks", what="review tasks", page_size=page_size,
+                                params={"project": project_id, "include": "id,data", "resolve_uri": "false"})}
+    have: dict[tuple[str, str], IndexedTask] = {}
+    for entry in TaskIndex.fetch(api, project_id, page_size):
+        have.setdefault(pairs[entry.task_id], entry)
+    return have
+
+
+def _refresh(api: LabelStudioAPI, project_id: int, stale: list[tuple[IndexedTask, dict[str, Any]]],
+             page_size: int) -> tuple[int, int]:
+    """New predictions for unanswered pairs, then their task data (the proposal and its reason) where the new
+    prediction landed; return (refreshed, answered meanwhile and kept)."""
+    refreshed, kept = _refresh_batch(api, project_id, [(old, task["predictions"][0]) for old, task in stale],
+                                     page_size)
+    now = {e.task_id: e for e in TaskIndex.fetch(api, project_id, page_size, ids=[old.task_id for old, _ in stale])}
+    for old, task in stale:
+        entry = now.get(old.task_id)
+        if entry and not entry.annotated and entry.model_versions == {task["predictions"][0]["model_version"]}:
+            api.patch(f"/api/tasks/{old.task_id}", {"data": task["data"]}, what="updating a review task's proposal")
+    return refreshed, kept
+
+
 def push_review_main(input: Path, guidelines: Path, params: Path, env_file: Path = Path(".env"),
                      break_lock: bool = False) -> ReviewPushReport:
     """Push the stance review queue to its own Label Studio project, holding that project's push lock."""
-    from pipeline.labelstudio.commands import read_guidelines
-
     cfg = load_config(params)
     text = read_guidelines(guidelines)
     tasks = read_review_tasks(input, cfg)
