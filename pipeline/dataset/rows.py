@@ -19,8 +19,7 @@ from typing import Any, Protocol
 from pipeline.common.contract import NO_STANCE, SPLITS
 
 CONFIGS = ("articles", "entities", "stance")
-# The stance config's `text`: holder and target wrapped in the entity markers of Baldini Soares et al. (2019),
-# "Matching the Blanks", used by relation classifiers (R-BERT and others); E1 is the holder whatever the word order.
+# The stance `text`'s entity markers (Baldini Soares et al. 2019, "Matching the Blanks"); E1 is always the holder.
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 SILVER = "_silver"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True,
@@ -178,8 +177,7 @@ def entity_rows(rec: dict[str, Any], tokenizer: Any, cfg: Schema, stats: Counter
 
 def marked(sentence: str, holder: tuple[int, int], target: tuple[int, int]) -> str:
     """`sentence` with the holder wrapped in [E1]...[/E1] and the target in [E2]...[/E2] (MARKERS)."""
-    # at one position a marker closes before one opens, an inner span closes first and an outer one opens first:
-    # nested spans nest their markers, identical ones give [E1][E2]...[/E2][/E1]
+    # at one position closing markers come first, inner spans close first and outer ones open first (nested spans nest)
     cuts = []
     for k, (start, end) in enumerate((holder, target), 1):
         cuts += [(start, 1, -end, k, f"[E{k}]"), (end, 0, -start, -k, f"[/E{k}]")]
