@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from pipeline.common.config import Section, Share, section
+from pipeline.common.config import Count, Section, Share, Workers, section
 from pipeline.common.contract import label_sets, labeled_problem
 from pipeline.common.errors import BadRecords, InputError
+from pipeline.common.executor import Engine, run_shards
 from pipeline.common.jsonl import read_jsonl, write_json
 from pipeline.human.pairs import NO_REVIEW, review_effort
 from pipeline.human.snapshots import REVIEW_DIR
-from pipeline.quality.metrics import Agreement, DatasetStats, Effort, LeadTimes, Preannotation
+from pipeline.quality.metrics import Evaluation
 
 STAGE = "evaluate"
 METRICS = ("summary", "preannotation", "effort", "agreement", "dataset")
 PLOTS = ("label_f1", "correction_effort", "label_distribution", "stance_confusion", "lead_time")
+SHARD_SIZE = 20000  # articles per task: a shard of records is what a process holds
+ONE_PROCESS = Engine(n_workers=1, shard_size=SHARD_SIZE)
 
 
 class EvaluateConfig(Section):
@@ -33,6 +37,14 @@ class EvaluateConfig(Section):
 
     digits: Annotated[int, Field(ge=1, le=10)]
     max_bad_share: Share
+    n_workers: Workers = 1
+    shard_size: Count = SHARD_SIZE
+
+    @model_validator(mode="after")
+    def _runnable(self) -> Self:
+        if problem := Engine(self.n_workers, self.shard_size).problem():
+            raise ValueError(problem)
+        return self
 
 
 # ---------------------------------------------------------------- output
@@ -52,47 +64,42 @@ def rounded(obj: Any, digits: int) -> Any:
 # ---------------------------------------------------------------- stage
 
 
-def evaluate(records: Iterable[dict[str, Any]],
-             review: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """Every metrics document (by file stem) and every plot's rows (by file stem), in one pass over the records;
+def evaluate(records: Iterable[dict[str, Any]], review: dict[str, Any] | None = None,
+             engine: Engine = ONE_PROCESS) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Every metrics document (by file stem) and every plot's rows (by file stem), from partial counts per shard;
     `review` is the review queue's time (pipeline.human.pairs.review_effort)."""
-    stats, times = DatasetStats(), LeadTimes()
-    quality, effort, agree = Preannotation(), Effort(), Agreement()
-    learned_from = 0  # gold articles kept out of the quality figures: the stance model was trained on them
-    for record in records:
-        stats.add(record)
-        times.add(record)
-        if record["status"] == "gold":
-            if trained_on(record):
-                learned_from += 1
-            else:
-                quality.add(record)
-            effort.add(record)
-            agree.add(record)
-    preannotation = quality.result()
-    if learned_from:
-        preannotation |= {"excluded_train_gold_articles": learned_from, "scored_splits": ["validation", "test"]}
+    total = Evaluation()
+    todo = iter(records)
+    # the first record read before the progress bar starts: an unreadable input is its one-line error alone
+    if (first := next(todo, None)) is not None:
+        for partial in run_shards(chain([first], todo), evaluate_shard, engine, desc=STAGE):
+            total.merge(partial)  # in input order: the figures are those of one pass
+    preannotation = total.quality.result()
+    if total.learned_from:
+        preannotation |= {"excluded_train_gold_articles": total.learned_from, "scored_splits": ["validation", "test"]}
     metrics = {
         "preannotation": preannotation,
-        "effort": {**effort.result(), "time": times.result(), "review_queue": review or NO_REVIEW},
-        "agreement": agree.result(),
-        "dataset": stats.result(),
+        "effort": {**total.effort.result(), "time": total.times.result(), "review_queue": review or NO_REVIEW},
+        "agreement": total.agree.result(),
+        "dataset": total.stats.result(),
     }
     metrics["summary"] = summary(metrics)
     plots = {
-        "label_f1": quality.plot(),
-        "stance_confusion": quality.confusion_plot(),
-        "correction_effort": effort.plot(),
-        "label_distribution": stats.plot(),
-        "lead_time": times.plot(),
+        "label_f1": total.quality.plot(),
+        "stance_confusion": total.quality.confusion_plot(),
+        "correction_effort": total.effort.plot(),
+        "label_distribution": total.stats.plot(),
+        "lead_time": total.times.plot(),
     }
     return metrics, plots
 
 
-def trained_on(record: dict[str, Any]) -> bool:
-    """Whether the record's stance model learned from this article: it was trained on gold and the article is train."""
-    sources = str((record.get("provenance") or {}).get("stance_trained_on") or "")
-    return record.get("split") == "train" and "gold:train" in sources.split(",")
+def evaluate_shard(records: list[dict[str, Any]]) -> list[Evaluation]:
+    """The accumulators of one shard (a Dask task: module-level, so it pickles by name)."""
+    part = Evaluation()
+    for record in records:
+        part.add(record)
+    return [part]
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +151,7 @@ def main(input: Path, metrics: Path, plots: Path, params: Path, annotations: Pat
                 continue
             yield record
 
-    metric_docs, plot_rows = evaluate(checked(), review)
+    metric_docs, plot_rows = evaluate(checked(), review, Engine(cfg.n_workers, cfg.shard_size))
     bad.check()
     if bad.seen == 0:
         raise InputError(f"{input}: no articles to evaluate")

@@ -28,8 +28,8 @@ from pipeline.common.contract import (
     stage_config,
 )
 from pipeline.common.errors import BadRecords, ConfigError, InputError
-from pipeline.common.jsonl import dumps, read_json, read_jsonl, umask_mode, write_json
-from pipeline.common.lines import line_offsets, read_jsonl_at
+from pipeline.common.jsonl import read_json, read_jsonl, umask_mode, write_json
+from pipeline.common.lines import line_starts, read_jsonl_at
 from pipeline.common.provenance import PACKAGE, file_digest
 from pipeline.dataset import hub
 from pipeline.dataset.card import CardContext, render
@@ -46,6 +46,7 @@ from pipeline.dataset.release import (
 )
 from pipeline.dataset.rows import features, write_configs
 from pipeline.dataset.source import repo_source, web_url
+from pipeline.dataset.summaries import Summaries
 from pipeline.dataset.textfree import HYDRATE_FILE, Shape, recipe
 from pipeline.dataset.textfree import features as text_free_features
 
@@ -121,10 +122,10 @@ class PublishConfig(Section):
         return (NO_STANCE, *self.stance_labels)
 
 
-# What the card, figure, licence and manifest read of an article (pipeline/dataset/): the first pass keeps only
-# this; texts, sentences and Parquet rows exist one article at a time in the second. A silver article keeps its
-# entity and stance labels only (dicts shared by every article; a PERSON keeps its name), a gold one its labels
-# and annotations in full.
+# What the card, figure, licence and manifest read of an article (pipeline/dataset/): the first pass stores only
+# this, on disk (pipeline/dataset/summaries.py); texts, sentences and Parquet rows exist one article at a time in
+# the second. A silver article keeps its entity and stance labels only (a PERSON keeps its name), a gold one its
+# labels and annotations in full.
 SUMMARY_KEYS = ("id", "status", "split", "date", "source", "story_id", "annotators", "agreement", "provenance",
                 "translated_from")
 GOLD_KEYS = ("entities", "stances", "annotations", "predictions")
@@ -132,37 +133,36 @@ GOLD_KEYS = ("entities", "stances", "annotations", "predictions")
 WIRE_DATELINE = re.compile(r"^[A-Z][A-Z .,'’-]{1,40}\((AP|Reuters|AFP|UPI|dpa|Xinhua|TASS|Interfax|ANI|PTI)\)")
 
 
-def summarize(rec: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
-    """An article's summary (SUMMARY_KEYS, release_fields, its sentence count); equal small dicts are one object kept in `shared`."""
+def summarize(rec: dict[str, Any]) -> dict[str, Any]:
+    """An article's summary: SUMMARY_KEYS, release_fields and its sentence count; a silver one keeps label names only."""
     out = {k: rec[k] for k in SUMMARY_KEYS if k in rec} | release_fields(rec) | {"n_sentences": len(rec["sentences"])}
     if wire := WIRE_DATELINE.match(rec["text"].lstrip()):
         out["wire"] = wire.group(1)
     if rec["status"] == "gold":
         return out | {k: rec[k] for k in GOLD_KEYS if k in rec}
-    if "provenance" in rec:
-        out["provenance"] = shared.setdefault(dumps(rec["provenance"]), rec["provenance"])
-    out["entities"] = [shared.setdefault(f"entity {e['label']} {e['text']}", {"label": e["label"], "text": e["text"]})
-                       if e["label"] == "PERSON" else shared.setdefault("entity " + e["label"], {"label": e["label"]})
+    out["entities"] = [{"label": e["label"], "text": e["text"]} if e["label"] == "PERSON" else {"label": e["label"]}
                        for e in rec["entities"]]  # the card counts distinct PERSON names (sections.personal_information)
-    out["stances"] = [shared.setdefault("stance " + s["label"], {"label": s["label"]}) for s in rec["stances"]]
+    out["stances"] = [{"label": s["label"]} for s in rec["stances"]]
     return out
 
 
-def scan_labeled(path: Path, cfg: PublishConfig) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
-    """First pass: the summary of every publishable record, sorted by id, and where each record is in the file
-    (line number, byte offset) for the second; bad records are reported, skipped and counted."""
+def scan_labeled(path: Path, cfg: PublishConfig, work: Path) -> Summaries:
+    """First pass: the summary of every publishable record, stored in a database in the folder `work` (sorted by
+    id on reading) with where each record is in the file for the second; bad records are reported, skipped and counted."""
     bad = BadRecords(STAGE, cfg.max_bad_share)
-    found = []
-    shared: dict[str, Any] = {}
-    for lineno, rec in read_jsonl(path, bad):
-        if problem := labeled_problem(rec, entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels):
-            bad.add(f"{path}:{lineno}", problem)
-            continue
-        found.append((rec["id"], lineno, summarize(rec, shared)))
-    bad.check()
-    found.sort(key=lambda f: f[0])  # stable: records of one id keep their order in the file
-    offsets = line_offsets(path)
-    return [f[2] for f in found], [(f[1], offsets[f[1] - 1]) for f in found]
+    found = Summaries(work / "summaries.sqlite")
+    try:
+        for lineno, rec in read_jsonl(path, bad):
+            if problem := labeled_problem(rec, entity_labels=cfg.entity_labels, stance_labels=cfg.stance_labels):
+                bad.add(f"{path}:{lineno}", problem)
+                continue
+            found.add(rec["id"], lineno, summarize(rec))
+        bad.check()
+        found.locate(line_starts(path))
+    except BaseException:
+        found.close()
+        raise
+    return found
 
 
 def read_metrics(folder: Path | None) -> dict[str, Any]:
@@ -187,16 +187,27 @@ def build(labeled: Path, output: Path, cfg: PublishConfig, *, metrics: Path | No
         if not guidelines.is_file():
             raise InputError(f"{guidelines}: guidelines file not found")
         guidelines_text = guidelines.read_text(encoding="utf-8")
-    records, where = scan_labeled(labeled, cfg)  # summaries only: the corpus stays on disk
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.scan.", dir=output.parent) as work:
+        records = scan_labeled(labeled, cfg, Path(work))  # summaries only, on disk: memory stays flat in the corpus
+        try:
+            return _write(labeled, output, cfg, records, metrics=metrics, releases=releases,
+                          guidelines_text=guidelines_text, repo=repo)
+        finally:
+            records.close()
+
+
+def _write(labeled: Path, output: Path, cfg: PublishConfig, records: Summaries, *, metrics: Path | None,
+           releases: Path, guidelines_text: str | None, repo: Path) -> dict[str, Any]:
+    """The second pass: the dataset folder from the records at `records.where()`, the card from the summaries."""
     if not records:
         raise InputError(f"{labeled}: no publishable articles")
     feats = features(cfg) if cfg.include_text else text_free_features(features(cfg))
     shape = None if cfg.include_text else Shape(feats)
-    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     tmp.chmod(umask_mode(0o777))  # the published folder gets the user's umask, not mkdtemp's 0o700
     try:
-        written = write_configs(read_jsonl_at(labeled, where), feats, tmp, cfg, shape)
+        written = write_configs(read_jsonl_at(labeled, records.where()), feats, tmp, cfg, shape)
         if not cfg.include_text:
             write_json(tmp / HYDRATE_FILE, recipe(cfg), sort_keys=True)
         stance_by_actor(records, tmp / FIGURE, cfg.figure_max_actors)

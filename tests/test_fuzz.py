@@ -239,7 +239,7 @@ def test_evaluate_and_publish_readers(tmp_path: Path, capsys: pytest.CaptureFixt
     for doc in (tmp_path / "m").glob("*.json"):
         loads(doc.read_text(encoding="utf-8").replace("\n", " "))  # strict: no NaN or Infinity
     cfg = publish.load_config(params)
-    result, err = checked_run(lambda: publish.scan_labeled(labeled, cfg)[0], capsys)
+    result, err = checked_run(lambda: list(publish.scan_labeled(labeled, cfg, tmp_path)), capsys)
     assert isinstance(result, list) and 5 <= len(result) < PER_STAGE
     assert len(skipped(err, "publish", labeled)[labeled]) > PER_STAGE
     assert file_digest(labeled) == before

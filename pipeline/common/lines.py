@@ -13,13 +13,16 @@ from pipeline.common.jsonl import JSONLineError, loads, open_input
 
 def line_offsets(path: Path) -> array[int]:
     """The byte offset where each line starts (line number n at index n - 1), 8 bytes a line."""
-    out = array("q")
+    return array("q", line_starts(path))
+
+
+def line_starts(path: Path) -> Iterator[int]:
+    """The byte offset where each line starts, line after line, nothing held."""
     end = 0
     with open_input(path) as handle:
         for raw in handle:
-            out.append(end)
+            yield end
             end += len(raw)
-    return out
 
 
 def read_jsonl_at(path: Path, where: Iterable[tuple[int, int]]) -> Iterator[dict[str, Any]]:

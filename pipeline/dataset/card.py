@@ -7,6 +7,7 @@ stage's metrics, the annotation guidelines), never from the clock, so rebuilds a
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
@@ -74,7 +75,7 @@ class CardContext:
     """What the card is rendered from."""
 
     cfg: CardConfig
-    records: list[dict[str, Any]]
+    records: Collection[dict[str, Any]]
     counts: dict[str, dict[str, int]]
     features: dict[str, Any]
     stats: dict[str, int]
@@ -178,7 +179,7 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else ("–" if x is None else str(x))
 
 
-def _distinct(records: list[dict[str, Any]], key: str) -> str:
+def _distinct(records: Collection[dict[str, Any]], key: str) -> str:
     """The distinct values of a provenance field over the records, as inline code."""
     values = sorted({str((r.get("provenance") or {}).get(key)) for r in records})
     return ", ".join(f"`{v}`" for v in values)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 FIGURE = "stance_by_actor.png"
 
 
-def actor_stances(records: list[dict[str, Any]]) -> Counter[tuple[str, str, str]]:
+def actor_stances(records: Collection[dict[str, Any]]) -> Counter[tuple[str, str, str]]:
     """Counts of gold stances by (holder actor, target actor, label); an unlinked entity is named by its text."""
     counts: Counter[tuple[str, str, str]] = Counter()
     for rec in records:
@@ -22,7 +23,7 @@ def actor_stances(records: list[dict[str, Any]]) -> Counter[tuple[str, str, str]
     return counts
 
 
-def stance_by_actor(records: list[dict[str, Any]], path: Path, max_actors: int) -> None:
+def stance_by_actor(records: Collection[dict[str, Any]], path: Path, max_actors: int) -> None:
     """Draw the holder x target matrix of gold stances, coloured by net count (blue favour, red against, grey none), as a deterministic PNG."""
     import matplotlib
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from pipeline.dataset.sections import stance_sources
@@ -24,7 +25,7 @@ def license_problem(license: str, license_name: str) -> str | None:
     return None
 
 
-def license_text(pretty_name: str, license_name: str, records: list[dict[str, Any]]) -> str:
+def license_text(pretty_name: str, license_name: str, records: Collection[dict[str, Any]]) -> str:
     """The LICENSE file of the dataset folder: terms for the article texts and for the annotations."""
     sources = sorted({str(r["source"]) for r in records if r.get("source")})
     named = "".join(f"\n  - {s}" for s in sources) or "\n  - (no source recorded)"
@@ -50,7 +51,7 @@ The annotation guidelines shipped with the data are covered by the same licence 
 """ + model_terms(records)
 
 
-def model_terms(records: list[dict[str, Any]]) -> str:
+def model_terms(records: Collection[dict[str, Any]]) -> str:
     """A third part when a learned stance model trained on CC BY-NC-SA data (SEESAW) proposed silver stances."""
     nc = [licence for licence in stance_sources(records) if "NC-SA" in licence]
     if not nc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def release_fields(rec: dict[str, Any]) -> dict[str, str]:
     return {"labels_digest": labels_digest(rec), "text_sha256": sha256_text(rec["text"])[:16]}
 
 
-def manifest(records: list[dict[str, Any]], version: str, files: dict[str, str]) -> dict[str, Any]:
+def manifest(records: Collection[dict[str, Any]], version: str, files: dict[str, str]) -> dict[str, Any]:
     """What this version contains: per article status, split and label digest; label counts; file hashes.
 
     `records` are article summaries carrying release_fields (publish.summarize), not whole records.

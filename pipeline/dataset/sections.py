@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from pipeline.common.contract import SPLITS
@@ -26,7 +27,7 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def sources(records: list[dict[str, Any]]) -> str:
+def sources(records: Collection[dict[str, Any]]) -> str:
     """Named sources with their article counts; articles with no recorded source are counted apart, not as a source."""
     named = Counter(r["source"] for r in records if r.get("source"))
     missing = sum(1 for r in records if not r.get("source"))
@@ -40,23 +41,28 @@ def sources(records: list[dict[str, Any]]) -> str:
     return text
 
 
-def date_range(records: list[dict[str, Any]]) -> str:
+def date_range(records: Collection[dict[str, Any]]) -> str:
     """`dated A to B`, with how many articles record no date."""
-    dates = sorted(r["date"] for r in records if r.get("date"))
-    text = f"dated {dates[0]} to {dates[-1]}" if dates else "with no recorded date"
-    missing = len(records) - len(dates)
-    return text + (f" ({missing} of {_n(len(records), 'article')} record no date)" if dates and missing else "")
+    first = last = None
+    n_dated = 0
+    for r in records:  # one pass, nothing held: the records may be a million summaries on disk
+        if date := r.get("date"):
+            first = date if first is None else min(first, date)
+            last = date if last is None else max(last, date)
+            n_dated += 1
+    text = f"dated {first} to {last}" if n_dated else "with no recorded date"
+    missing = len(records) - n_dated
+    return text + (f" ({missing} of {_n(len(records), 'article')} record no date)" if n_dated and missing else "")
 
 
-def release_year(records: list[dict[str, Any]]) -> str | None:
+def release_year(records: Collection[dict[str, Any]]) -> str | None:
     """The year of the newest Label Studio snapshot (named by its UTC pull time), else of the newest article; never the clock."""
-    snapshots = [str((r.get("provenance") or {}).get("annotation_snapshot") or "") for r in records]
-    years = [m.group(1) for s in snapshots if (m := re.search(r"(\d{4})\d{4}T\d{6}Z", s))]
-    years += [str(r["date"])[:4] for r in records if not years and r.get("date")]
-    return max(years, default=None)
+    snapshots = (str((r.get("provenance") or {}).get("annotation_snapshot") or "") for r in records)
+    year = max((m.group(1) for s in snapshots if (m := re.search(r"(\d{4})\d{4}T\d{6}Z", s))), default=None)
+    return year if year is not None else max((str(r["date"])[:4] for r in records if r.get("date")), default=None)
 
 
-def translation(records: list[dict[str, Any]]) -> str:
+def translation(records: Collection[dict[str, Any]]) -> str:
     """What the records say about translation: counts of `translated_from`, or that they say nothing."""
     langs = Counter(str(r["translated_from"]) for r in records if r.get("translated_from"))  # ISO codes
     if not langs:
@@ -70,7 +76,7 @@ def translation(records: list[dict[str, Any]]) -> str:
             "quotes are the translation's and may carry its errors.")
 
 
-def stance_sources(records: list[dict[str, Any]]) -> dict[str, int]:
+def stance_sources(records: Collection[dict[str, Any]]) -> dict[str, int]:
     """Licence of the learned stance model -> silver articles whose stances it proposed; empty when the rules alone did."""
     found: Counter[str] = Counter()
     for r in records:
@@ -80,7 +86,7 @@ def stance_sources(records: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
-def stance_licence(records: list[dict[str, Any]]) -> str:
+def stance_licence(records: Collection[dict[str, Any]]) -> str:
     """Who proposed the machine stances of this release and which licence those predictions carry."""
     by_licence = stance_sources(records)
     if not by_licence:
@@ -96,12 +102,12 @@ def stance_licence(records: list[dict[str, Any]]) -> str:
     return "In this release " + "; ".join(parts) + ". Human (gold) labels are not affected."
 
 
-def translated(records: list[dict[str, Any]]) -> int:
+def translated(records: Collection[dict[str, Any]]) -> int:
     """How many articles record that they were translated (`translated_from`)."""
     return sum(1 for r in records if r.get("translated_from"))
 
 
-def sizes(records: list[dict[str, Any]]) -> dict[str, int]:
+def sizes(records: Collection[dict[str, Any]]) -> dict[str, int]:
     """Articles, sentences, entities and annotated stances, gold and silver, from article summaries (publish.summarize)."""
     out: Counter[str] = Counter()
     for r in records:
@@ -114,7 +120,7 @@ def sizes(records: list[dict[str, Any]]) -> dict[str, int]:
                                 for kind in ("articles", "sentences", "entities", "stances"))}
 
 
-def gold_origin(records: list[dict[str, Any]]) -> str:
+def gold_origin(records: Collection[dict[str, Any]]) -> str:
     """How the gold articles were labelled: from the machine's proposals or from scratch (each version's `from_prediction`)."""
     kinds: Counter[str] = Counter()
     for r in records:
@@ -137,7 +143,7 @@ def gold_origin(records: list[dict[str, Any]]) -> str:
             "`articles` config): " + ", ".join(parts) + ".")
 
 
-def adjudicated(records: list[dict[str, Any]]) -> int:
+def adjudicated(records: Collection[dict[str, Any]]) -> int:
     """Gold articles whose annotators were compared (an `agreement`) and whose labels a reviewer's ground truth settled."""
     return sum(1 for r in records if r["status"] == "gold" and r.get("agreement")
                and (r.get("provenance") or {}).get("resolution") == "ground_truth")
@@ -241,7 +247,7 @@ def curation_rationale() -> str:
             "cost and the quality of that trade-off can be measured.")
 
 
-def personal_information(records: list[dict[str, Any]]) -> str:
+def personal_information(records: Collection[dict[str, Any]]) -> str:
     """Personal and sensitive information in the texts and the annotations."""
     people = {e["text"] for r in records for e in r["entities"] if e["label"] == "PERSON"}
     n_people = sum(1 for r in records for e in r["entities"] if e["label"] == "PERSON")
@@ -253,7 +259,7 @@ def personal_information(records: list[dict[str, Any]]) -> str:
             "per article (`lead_time`), nothing else about them.")
 
 
-def bias(records: list[dict[str, Any]]) -> str:
+def bias(records: Collection[dict[str, Any]]) -> str:
     """Bias, risks and limitations, with the figures they rest on."""
     gold = [r for r in records if r["status"] == "gold"]
     single = sum(1 for r in gold if len(r.get("annotators") or []) <= 1)

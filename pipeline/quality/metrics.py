@@ -42,6 +42,13 @@ class DatasetStats:
         for stance in record["stances"]:
             self.stance_labels[str(stance.get("label"))][split] += 1
 
+    def merge(self, other: DatasetStats) -> None:
+        """Add the counts of another shard's statistics."""
+        for mine, theirs in ((self.by_split, other.by_split), (self.by_status, other.by_status),
+                             (self.entity_labels, other.entity_labels), (self.stance_labels, other.stance_labels)):
+            for key, counts in theirs.items():
+                mine[key].update(counts)
+
     def result(self) -> dict[str, Any]:
         """The metrics document (metrics/dataset.json)."""
         total = sum((self.by_status[s] for s in STATUSES), Counter())
@@ -91,6 +98,12 @@ class LeadTimes:
         if seconds:
             self.rows.append({"article": record["id"], "annotations": len(seconds), "seconds": sum(seconds)})
 
+    def merge(self, other: LeadTimes) -> None:
+        """Append a later shard's times (in order: float sums stay those of one pass)."""
+        self.rows += other.rows
+        for annotator, seconds in other.per_annotator.items():
+            self.per_annotator[annotator] += seconds
+
     def result(self) -> dict[str, Any]:
         """Totals, mean and median per article, and totals per annotator."""
         per_article = [row["seconds"] for row in self.rows]
@@ -132,6 +145,13 @@ class Preannotation:
                 self.pairs[seen["model_version"]].append((seen, final))
         else:
             self.pairs[str(pred.get("model_version"))].append((pred, final))  # a snapshot without them: today's
+
+    def merge(self, other: Preannotation) -> None:
+        """Append a later shard's pairs."""
+        self.current += other.current
+        for version, pairs in other.pairs.items():
+            self.pairs[version] += pairs
+        self._quality = None
 
     def _all(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Every (today's proposals, final labels) pair."""
@@ -196,7 +216,7 @@ class Effort:
         self.stances: Counter[str] = Counter()
         self.by_label: dict[str, Counter[str]] = defaultdict(Counter)
         self.tasks: Counter[str] = Counter()
-        self.by_annotator: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+        self.by_annotator: dict[str, dict[str, Counter[str]]] = defaultdict(_counters)
 
     def add(self, record: dict[str, Any]) -> None:
         """Count the corrections of every annotator of one gold article."""
@@ -214,6 +234,17 @@ class Effort:
                 mine[kind].update(effort[kind])
             for label, counts in effort["entities_by_label"].items():
                 self.by_label[label].update(counts)
+
+    def merge(self, other: Effort) -> None:
+        """Add the counts of another shard's corrections."""
+        self.entities.update(other.entities)
+        self.stances.update(other.stances)
+        self.tasks.update(other.tasks)
+        for label, counts in other.by_label.items():
+            self.by_label[label].update(counts)
+        for annotator, kinds in other.by_annotator.items():
+            for kind, counts in kinds.items():
+                self.by_annotator[annotator][kind].update(counts)
 
     def result(self) -> dict[str, Any]:
         """The metrics document (metrics/effort.json), without the time (added by the caller)."""
@@ -244,6 +275,11 @@ class Effort:
         ]
 
 
+def _counters() -> defaultdict[str, Counter[str]]:
+    """An empty Counter per key (a module-level function: a shard's Effort travels pickled between Dask workers)."""
+    return defaultdict(Counter)
+
+
 def _outcomes(counts: Counter[str], outcomes: tuple[str, ...]) -> dict[str, Any]:
     """Counts of every outcome (zeros kept, so metrics diffs line up) and the share of proposals kept unchanged."""
     out: dict[str, Any] = {k: counts[k] for k in outcomes}
@@ -271,6 +307,12 @@ class Agreement:
             for b in versions[i + 1 :]:
                 self.stance_items += scoring.stance_pairs(a, b)
 
+    def merge(self, other: Agreement) -> None:
+        """Append a later shard's articles."""
+        self.per_article += other.per_article
+        self.stance_items += other.stance_items
+        self.adjudicated += other.adjudicated
+
     def result(self) -> dict[str, Any]:
         """The metrics document (metrics/agreement.json): null figures with a reason when nothing to compare."""
         if not self.per_article:
@@ -287,3 +329,43 @@ class Agreement:
             "stance_kappa_pooled": scoring.cohen_kappa(self.stance_items),
             "adjudicated": self.adjudicated,  # of those articles, how many a reviewer settled (ground truth)
         }
+
+
+class Evaluation:
+    """Every accumulator of the evaluate stage over some records: one pass, or shards merged in input order.
+
+    Merging appends lists and adds counts, so the figures of merged shards are those of one pass, float sums
+    included, whatever the shard size or the number of workers.
+    """
+
+    def __init__(self) -> None:
+        self.stats, self.times = DatasetStats(), LeadTimes()
+        self.quality, self.effort, self.agree = Preannotation(), Effort(), Agreement()
+        self.learned_from = 0  # gold articles kept out of the quality figures: the stance model was trained on them
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Count one labelled article."""
+        self.stats.add(record)
+        self.times.add(record)
+        if record["status"] == "gold":
+            if trained_on(record):
+                self.learned_from += 1
+            else:
+                self.quality.add(record)
+            self.effort.add(record)
+            self.agree.add(record)
+
+    def merge(self, other: Evaluation) -> None:
+        """Take in the accumulators of the records that follow ours."""
+        self.stats.merge(other.stats)
+        self.times.merge(other.times)
+        self.quality.merge(other.quality)
+        self.effort.merge(other.effort)
+        self.agree.merge(other.agree)
+        self.learned_from += other.learned_from
+
+
+def trained_on(record: dict[str, Any]) -> bool:
+    """Whether the record's stance model learned from this article: it was trained on gold and the article is train."""
+    sources = str((record.get("provenance") or {}).get("stance_trained_on") or "")
+    return record.get("split") == "train" and "gold:train" in sources.split(",")
