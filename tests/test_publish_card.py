@@ -89,6 +89,36 @@ def test_the_cards_quick_start_runs_on_the_release(variants: dict[str, Path], of
     assert scope["stance_names"] == ["none", "against", "favor"] and label in scope["stance_names"]
 
 
+MIN_DATASETS = ROOT / ".datasets-min"  # `make test-deps` installs the card's minimum there (requirements-datasets-min.lock)
+QUICK_START_CHECK = """
+import datasets
+print(json.dumps({"version": datasets.__version__, "labels": labels[:1], "pair": pair, "names": stance_names,
+                  "entity_starts": len(entity_starts), "articles": sum(len(s) for s in articles.values())}))
+"""
+
+
+def test_the_cards_quick_start_runs_under_the_stated_minimum_datasets(variants: dict[str, Path], tmp_path: Path) -> None:
+    """The Quick start, cut out of the card, runs in a fresh process on exactly the `datasets` version the card
+    names as the minimum (installed apart, --no-deps, beside the venv's other packages)."""
+    import subprocess
+    import sys
+
+    folder = variants["gold and silver"]
+    card = (folder / "README.md").read_text()
+    (stated,) = re.findall(r"Loading needs `datasets>=([0-9.]+)`", card)
+    assert (MIN_DATASETS / "datasets").is_dir(), "run `make test-deps` (installs the minimum datasets into .datasets-min/)"
+    (block,) = _python_blocks(card, "Quick start")
+    code = "import json\n" + block.replace(REPO_PLACEHOLDER, str(folder)) + QUICK_START_CHECK
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(MIN_DATASETS), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["version"] == stated  # the minimum itself, not the venv's newer datasets
+    assert out["labels"] == ["O"] and out["entity_starts"] > 0 and out["articles"] > 0
+    assert "[E1]" in out["pair"][0] and out["pair"][1] in out["names"]
+
+
 @pytest.mark.parametrize("release", RELEASES)
 def test_the_readmes_loading_code_runs_on_the_release(variants: dict[str, Path], offline_hf, release: str) -> None:  # noqa: F811
     blocks = _python_blocks((ROOT / "README.md").read_text(), "Loading the dataset")
