@@ -105,7 +105,7 @@ def test_bench_scale_stages_must_be_known_and_need_the_workdir_of_the_others(tmp
 @pytest.mark.slow
 def test_bench_scale_two_sizes_real_model_and_publish_cap(tmp_path: Path) -> None:
     out = _bench(tmp_path, "--articles", "30", "--articles", "60", "--preannotate-articles", "4", "--n-process", "1",
-                 "--max-publish-articles", "30")
+                 "--max-publish-articles", "30", "--repeat", "1")  # turns are test_bench_scale_prints_a_row_per_stage's
     rows = ROW.findall(out)
     assert [r[0] for r in rows] == ["ingest", "preannotate", "merge", "evaluate", "publish",
                                     "ingest", "preannotate", "merge", "evaluate",  # publish skipped above 30
@@ -119,7 +119,7 @@ def test_bench_scale_two_sizes_real_model_and_publish_cap(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_bench_scale_real_model_row_on_dask_workers(tmp_path: Path) -> None:
     out = _bench(tmp_path, "--articles", "30", "--stages", "ingest", "--preannotate-articles", "6", "--n-process", "2",
-                 "--dask")
+                 "--dask", "--repeat", "1")
     rows = ROW.findall(out)
     assert [r[0] for r in rows] == ["ingest", "preannotate"]
     assert rows[-1][1].endswith("n_workers=2") and rows[-1][2] == "6"
