@@ -63,9 +63,8 @@ def _titled(api: LabelStudioAPI, title: str) -> list[dict[str, Any]]:
 def lock_project(api: LabelStudioAPI, title: str) -> dict[str, Any]:
     """The project the lock is linked to and the push then fills, created (bare) if there is none yet.
 
-    Two first pushes may both create it; each then keeps the oldest project of that title and deletes the one it
-    created itself if that is not the oldest (still empty: the holder pushes into this oldest one, never into a
-    project found later, so a twin that a racing push has not deleted yet is never filled)."""
+    Two first pushes may both create it; each then keeps the oldest project of that title and deletes the empty
+    others (the holder pushes into this oldest one, never into a project found later, so a twin is never filled)."""
     found = _titled(api, title)
     deadline = time.monotonic() + TWIN_WAIT_S
     while len(found) > 1 and time.monotonic() < deadline:  # a racing first push deletes its twin in a moment
@@ -78,9 +77,13 @@ def lock_project(api: LabelStudioAPI, title: str) -> dict[str, Any]:
     # Direct requests, not the SDK: with the SDK a CI run under load once left a twin project (not reproduced
     # alone); this race-critical path stays on the plain requests its race test was written against.
     mine = api.post("/api/projects", {"title": title}, what=f"creating project {title!r}")
-    oldest = _titled(api, title)[0]
-    if oldest["id"] != mine["id"]:
-        api.delete(f"/api/projects/{mine['id']}", what=f"deleting the twin project {mine['id']} of {title!r}")
+    oldest, *twins = _titled(api, title)
+    for twin in twins:
+        # There was no project of this title before: every other one is a twin of this race, ours or another's, or
+        # one a create left behind while answering 500 ("database is locked" under load, the project saved). None is
+        # ever filled (pushes fill the oldest), so an empty one goes, whoever made it; deleting it twice is fine.
+        if twin["id"] == mine["id"] or not twin.get("task_number"):
+            api.delete(f"/api/projects/{twin['id']}", what=f"deleting the twin project {twin['id']} of {title!r}")
     return oldest
 
 
