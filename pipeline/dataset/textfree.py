@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pipeline.common.errors import InputError
 from pipeline.common.provenance import sha256_text
+from pipeline.dataset.rows import Schema
 
 # String columns that carry no text of an article, at any depth (`label` of an entity, `annotator` of a version ...).
 KEEP = frozenset({
@@ -32,21 +33,11 @@ TEXT_FREE = ("**Text-free release.** No text of any article is included: ids, UR
 HYDRATED = "**Hydrated release.**"
 
 
-class Recipe(Protocol):
-    """What hydration needs of the publish config (publish.PublishConfig) beyond the rows: rows.Schema and the version."""
+class Recipe(Schema, Protocol):
+    """What hydration needs of the publish config (publish.PublishConfig): rows.Schema and the version."""
 
     @property
     def version(self) -> str: ...
-    @property
-    def bio_tags(self) -> list[str]: ...
-    @property
-    def stance_classes(self) -> tuple[str, ...]: ...
-    @property
-    def stance_ends(self) -> tuple[str, ...]: ...
-    @property
-    def max_candidates_per_sentence(self) -> int: ...
-    @property
-    def rows_per_shard(self) -> int: ...
 
 
 def kind(text_free: bool) -> str:
